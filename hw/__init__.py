@@ -1,0 +1,1 @@
+"""Gateware (Amaranth HDL): MAC array, engines, memory model, top level."""

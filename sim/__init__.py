@@ -1,0 +1,1 @@
+"""Backends that execute a Program: golden, amaranth, verilator, icarus."""

@@ -1,0 +1,1 @@
+"""Driver, golden NumPy models, quantization helpers and workloads."""

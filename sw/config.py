@@ -1,0 +1,134 @@
+"""The single source of truth for every size in tridsa.
+
+Gateware, driver, golden model, simulators and tests all derive their constants from one
+:class:`Config`. Nothing else in the code base writes a size down.
+"""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+
+__all__ = ["Config"]
+
+
+def _is_pow2(value: int) -> bool:
+    return isinstance(value, int) and value > 0 and value & (value - 1) == 0
+
+
+@dataclasses.dataclass(frozen=True)
+class Config:
+    """Accelerator configuration, validated on construction.
+
+    Parameters
+    ----------
+    rows, cols:
+        Shape of the systolic MAC array (powers of two, 1..64). Each processing element does one
+        int8 MAC or two int4 MACs per cycle.
+    int4:
+        Build INT4 support (two packed int4 MACs per PE per cycle).
+    mem_width:
+        Width of the shared memory port in bytes (power of two, a multiple of ``4 * cols`` so that an
+        int32 output row fits a word, and of ``rows``).
+    mem_depth:
+        Number of memory words of the simulated / on-chip memory (power of two).
+    mem_latency:
+        Read latency of the memory in cycles (>= 1). The port accepts one request per cycle.
+    queue_depth:
+        Depth of the command queue in instructions.
+    cache_sets, cache_ways:
+        Geometry of the gather engine's set-associative row cache (LRU replacement).
+    cache_row_bytes:
+        Largest embedding row the cache holds, in bytes (a multiple of ``mem_width`` or a divisor).
+    prefetch_depth:
+        Outstanding row requests of the gather engine's index prefetch queue.
+    rng_lanes:
+        Number of Philox4x32-10 lanes of the sketch engine (each makes 128 bits per cycle).
+    """
+
+    rows: int = 8
+    cols: int = 8
+    int4: bool = True
+    mem_width: int = 32
+    mem_depth: int = 1 << 14
+    mem_latency: int = 2
+    queue_depth: int = 16
+    cache_sets: int = 16
+    cache_ways: int = 4
+    cache_row_bytes: int = 128
+    prefetch_depth: int = 8
+    rng_lanes: int = 2
+
+    def __post_init__(self):
+        def need(ok, name, allowed):
+            if not ok:
+                raise ValueError(f"Config.{name}={getattr(self, name)!r} is invalid: must be {allowed}")
+
+        for name in ("rows", "cols"):
+            need(_is_pow2(getattr(self, name)) and getattr(self, name) <= 64, name, "a power of two in 1..64")
+        need(isinstance(self.int4, bool), "int4", "True or False")
+        need(_is_pow2(self.mem_width) and self.mem_width % (4 * self.cols) == 0
+             and self.mem_width % self.rows == 0 and self.mem_width <= 512,
+             "mem_width", f"a power of two <= 512 bytes and a multiple of 4*cols={4 * self.cols} and rows={self.rows}")
+        need(_is_pow2(self.mem_depth) and 16 <= self.mem_depth <= 1 << 24, "mem_depth", "a power of two in 16..2**24")
+        need(isinstance(self.mem_latency, int) and 1 <= self.mem_latency <= 64, "mem_latency", "an integer in 1..64")
+        need(_is_pow2(self.queue_depth) and self.queue_depth >= 2, "queue_depth", "a power of two >= 2")
+        need(_is_pow2(self.cache_sets), "cache_sets", "a power of two")
+        need(isinstance(self.cache_ways, int) and 1 <= self.cache_ways <= 16, "cache_ways", "an integer in 1..16")
+        need(_is_pow2(self.cache_row_bytes) and self.cache_row_bytes >= 4, "cache_row_bytes", "a power of two >= 4")
+        need(isinstance(self.prefetch_depth, int) and 1 <= self.prefetch_depth <= 64, "prefetch_depth", "an integer in 1..64")
+        need(isinstance(self.rng_lanes, int) and 1 <= self.rng_lanes <= 16, "rng_lanes", "an integer in 1..16")
+
+    # -- derived sizes -------------------------------------------------------------------------
+    @property
+    def addr_bits(self) -> int:
+        """Bits of a memory word address."""
+        return (self.mem_depth - 1).bit_length()
+
+    @property
+    def mem_bits(self) -> int:
+        """Bits of one memory word."""
+        return self.mem_width * 8
+
+    @property
+    def mem_bytes(self) -> int:
+        return self.mem_width * self.mem_depth
+
+    @property
+    def peak_macs_int8(self) -> int:
+        """MACs per cycle of the array in INT8 mode (INT4 does twice as many)."""
+        return self.rows * self.cols
+
+    @property
+    def stream_fifo_depth(self) -> int:
+        """Depth of every memory read FIFO: enough credits to keep one read in flight per cycle."""
+        depth = 4
+        while depth < self.mem_latency + 4:
+            depth *= 2
+        return depth
+
+    # -- serialization -------------------------------------------------------------------------
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "Config":
+        unknown = set(data) - {f.name for f in dataclasses.fields(cls)}
+        if unknown:
+            raise ValueError(f"unknown Config field(s) {sorted(unknown)}")
+        return cls(**data)
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text: str) -> "Config":
+        return cls.from_dict(json.loads(text))
+
+    def replace(self, **changes) -> "Config":
+        return dataclasses.replace(self, **changes)
+
+    @property
+    def digest(self) -> str:
+        """Short stable hash, used to name cached simulator builds."""
+        return hashlib.sha256(self.to_json().encode()).hexdigest()[:12]
