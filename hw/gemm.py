@@ -1,0 +1,281 @@
+"""GEMM engine: a hardware sequencer that runs a whole M x K x N matmul from one instruction.
+
+Dataflow (every arrow is a valid/ready stream, so every unit can stall without losing data)::
+
+    A reader --> A splitter --\\
+                               feeder --> MacArray --> row FIFO --> RequantUnit --> packer --> writer
+    B reader --> B splitter --/                                       ^
+    P reader (bias, multiplier, shift per column block) ------------/
+
+Tiles are visited column block outer, row block inner (``t = jb * mt + ib``). The three readers run
+ahead of the array as far as their credit-limited FIFOs allow, so the loads of the next tile overlap the
+compute of the current one (the FIFOs are the double buffers). The feeder starts a tile only when the
+row FIFO has room for all of its output rows, so the array itself never stalls.
+"""
+from amaranth import *
+from amaranth.lib import data, fifo, stream, wiring
+from amaranth.lib.wiring import In, Out
+
+from ..sw import isa
+from ..sw.gemm_layout import OUT_BITS
+from .instr import instr_layout
+from .mac_array import MacArray
+from .memory import BlockReader, MemArbiter, MemPort
+from .requant import RequantUnit
+
+__all__ = ["GemmEngine", "WordSplitter"]
+
+
+def _log2(x):
+    return x.bit_length() - 1
+
+
+class WordSplitter(wiring.Component):
+    """Splits memory words into ``item_bits``-wide items, ``per_block`` items per block.
+
+    A block starts on a word boundary; the unused items of a block's last word are dropped.
+    ``per_block`` must be stable while a command runs.
+    """
+
+    def __init__(self, word_bits, item_bits, count_bits=16):
+        self.lanes = word_bits // item_bits
+        self.item_bits = item_bits
+        super().__init__({"words": In(stream.Signature(word_bits)), "items": Out(stream.Signature(item_bits)),
+                          "per_block": In(count_bits)})
+
+    def elaborate(self, platform):
+        m = Module()
+        lane = Signal(range(max(2, self.lanes)))
+        index = Signal.like(self.per_block)
+        m.d.comb += [self.items.valid.eq(self.words.valid),
+                     self.items.payload.eq(self.words.payload.word_select(lane, self.item_bits))]
+        block_end = index == self.per_block - 1
+        with m.If(self.items.valid & self.items.ready):
+            m.d.sync += [lane.eq(lane + 1), index.eq(index + 1)]
+            end_of_word = (lane == self.lanes - 1) | block_end
+            with m.If(block_end):
+                m.d.sync += index.eq(0)
+            with m.If(end_of_word):
+                m.d.sync += lane.eq(0)
+            m.d.comb += self.words.ready.eq(end_of_word)
+        return m
+
+
+class GemmEngine(wiring.Component):
+    """Runs GEMM instructions. ``start`` (one cycle, with ``instr``) -> ``done`` (one cycle, with ``error``).
+
+    Illegal fields (mode, zero size, region beyond memory) end the command at once with an error code
+    and no memory access, as :func:`tridsa.sw.gemm_golden.check_gemm` specifies.
+    """
+
+    def __init__(self, config):
+        self.config = config
+        super().__init__({
+            "start": In(1), "instr": In(instr_layout("GEMM")),
+            "done": Out(1), "error": Out(8), "busy": Out(1), "feeding": Out(1),
+            "mem": Out(MemPort(config)),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        cfg = self.config
+        R, C, W = cfg.rows, cfg.cols, cfg.mem_width
+        f = Signal(instr_layout("GEMM"))
+
+        m.submodules.arbiter = arbiter = MemArbiter(cfg, 4)
+        wiring.connect(m, arbiter.mem, wiring.flipped(self.mem))
+        readers = {}
+        for idx, name in enumerate(("a", "b", "p")):
+            readers[name] = m.submodules[f"{name}_reader"] = BlockReader(cfg)
+            wiring.connect(m, readers[name].mem, arbiter.port(idx))
+        writer = arbiter.port(3)
+        m.submodules.a_split = a_split = WordSplitter(cfg.mem_bits, 8 * R)
+        m.submodules.b_split = b_split = WordSplitter(cfg.mem_bits, 8 * C)
+        wiring.connect(m, readers["a"].words, a_split.words)
+        wiring.connect(m, readers["b"].words, b_split.words)
+        m.submodules.array = array = MacArray(R, C)
+        m.submodules.requant = requant = RequantUnit(C)
+        row_depth = 2 * R
+        m.submodules.rows = rows = fifo.SyncFIFOBuffered(width=32 * C, depth=row_depth)
+
+        # ---- geometry (registered in SETUP) ----------------------------------------------------
+        k_rows, mt, nt = Signal(16), Signal(16), Signal(16)
+        a_bw, b_bw, tile_words = Signal(16), Signal(16), Signal(8)
+        a_words, b_words, p_words = Signal(33), Signal(33), Signal(20)
+        tiles = Signal(32)
+        c_words = Signal(40)
+        error = Signal(8)
+        m.d.comb += [a_split.per_block.eq(k_rows), b_split.per_block.eq(k_rows)]
+
+        tw = {code: -(-R * C * bits // cfg.mem_bits) for code, bits in OUT_BITS.items()}
+        bad_mode = ((f.int4 & (not cfg.int4)) | (f.rounding == 3) | (~f.requant & (f.out_format != 0)))
+        bad_shape = (f.m == 0) | (f.k == 0) | (f.n == 0)
+
+        def over(addr, words):
+            return (addr + words) > cfg.mem_depth
+
+        # ---- sequencer state -------------------------------------------------------------------
+        a_ib, a_jb, a_ptr = Signal(16), Signal(16), Signal(32)
+        b_ib, b_jb, b_ptr = Signal(16), Signal(16), Signal(32)
+        p_jb, p_ptr = Signal(16), Signal(32)
+        running = Signal()
+
+        out_done = Signal()
+        with m.FSM() as fsm:
+            with m.State("IDLE"):
+                with m.If(self.start):
+                    m.d.sync += f.eq(self.instr)
+                    m.next = "SETUP1"
+            with m.State("SETUP1"):
+                kr = Mux(f.int4, (f.k + 1) >> 1, f.k)
+                m.d.sync += [k_rows.eq(kr), mt.eq((f.m + R - 1) >> _log2(R)), nt.eq((f.n + C - 1) >> _log2(C))]
+                with m.Switch(f.out_format):
+                    for code, words in tw.items():
+                        with m.Case(code):
+                            m.d.sync += tile_words.eq(words)
+                m.next = "SETUP2"
+            with m.State("SETUP2"):
+                m.d.sync += [a_bw.eq((k_rows + W // R - 1) >> _log2(W // R)),
+                             b_bw.eq((k_rows + W // C - 1) >> _log2(W // C)),
+                             tiles.eq(mt * nt), p_words.eq(nt * 3)]
+                m.next = "SETUP3"
+            with m.State("SETUP3"):
+                m.d.sync += [a_words.eq(mt * a_bw), b_words.eq(nt * b_bw), c_words.eq(tiles * tile_words)]
+                m.next = "CHECK"
+            with m.State("CHECK"):
+                with m.If(bad_mode):
+                    m.d.sync += error.eq(isa.ERRORS["BAD_MODE"])
+                    m.next = "FINISH"
+                with m.Elif(bad_shape):
+                    m.d.sync += error.eq(isa.ERRORS["BAD_SHAPE"])
+                    m.next = "FINISH"
+                with m.Elif(over(f.a_addr, a_words) | over(f.b_addr, b_words) | over(f.c_addr, c_words)
+                            | over(f.p_addr, p_words)):
+                    m.d.sync += error.eq(isa.ERRORS["ADDR_RANGE"])
+                    m.next = "FINISH"
+                with m.Else():
+                    m.d.sync += [error.eq(0), a_ib.eq(0), a_jb.eq(0), a_ptr.eq(f.a_addr), b_ib.eq(0), b_jb.eq(0),
+                                 b_ptr.eq(f.b_addr), p_jb.eq(0), p_ptr.eq(f.p_addr)]
+                    m.next = "RUN"
+            with m.State("RUN"):
+                m.d.comb += running.eq(1)
+                with m.If(out_done):
+                    m.next = "FINISH"
+            with m.State("FINISH"):
+                m.d.comb += [self.done.eq(1), self.error.eq(error)]
+                m.next = "IDLE"
+        m.d.comb += self.busy.eq(~fsm.ongoing("IDLE"))
+
+        # ---- address generators: one block read command per tile (A, B) or column block (P) ----
+        ra, rb, rp = readers["a"].cmd, readers["b"].cmd, readers["p"].cmd
+        m.d.comb += [ra.payload.addr.eq(a_ptr), ra.payload.count.eq(a_bw), ra.valid.eq(running & (a_jb < nt)),
+                     rb.payload.addr.eq(b_ptr), rb.payload.count.eq(b_bw), rb.valid.eq(running & (b_jb < nt)),
+                     rp.payload.addr.eq(p_ptr), rp.payload.count.eq(3), rp.valid.eq(running & (p_jb < nt))]
+        with m.If(ra.valid & ra.ready):
+            with m.If(a_ib == mt - 1):
+                m.d.sync += [a_ib.eq(0), a_jb.eq(a_jb + 1), a_ptr.eq(f.a_addr)]
+            with m.Else():
+                m.d.sync += [a_ib.eq(a_ib + 1), a_ptr.eq(a_ptr + a_bw)]
+        with m.If(rb.valid & rb.ready):
+            with m.If(b_ib == mt - 1):
+                m.d.sync += [b_ib.eq(0), b_jb.eq(b_jb + 1), b_ptr.eq(b_ptr + b_bw)]
+            with m.Else():
+                m.d.sync += b_ib.eq(b_ib + 1)
+        with m.If(rp.valid & rp.ready):
+            m.d.sync += [p_jb.eq(p_jb + 1), p_ptr.eq(p_ptr + 3)]
+
+        # ---- feeder ---------------------------------------------------------------------------
+        k_idx = Signal(16)
+        tiles_fed = Signal(32)
+        reserved = Signal(range(row_depth + 1))       # output rows promised to started tiles
+        since_last = Signal(range(array.min_tile_cycles + 1), init=array.min_tile_cycles)
+        first, last = k_idx == 0, k_idx == k_rows - 1
+        row_pop = rows.r_en & rows.r_rdy
+        can_start = reserved + R <= row_depth
+        can_end = since_last >= array.min_tile_cycles
+        fire = (running & (tiles_fed < tiles) & a_split.items.valid & b_split.items.valid
+                & (~first | can_start) & (~last | can_end))
+        m.d.comb += [a_split.items.ready.eq(fire), b_split.items.ready.eq(fire),
+                     array.a.eq(a_split.items.payload), array.b.eq(b_split.items.payload),
+                     array.ctrl.valid.eq(fire), array.ctrl.first.eq(first), array.ctrl.last.eq(last),
+                     array.mode.int4.eq(f.int4), array.mode.a_signed.eq(f.a_signed),
+                     array.mode.b_signed.eq(f.b_signed), self.feeding.eq(fire)]
+        m.d.sync += reserved.eq(reserved + Mux(fire & first, R, 0) - row_pop)
+        with m.If(fire & last):
+            m.d.sync += [since_last.eq(1), tiles_fed.eq(tiles_fed + 1)]
+        with m.Elif(~can_end):
+            m.d.sync += since_last.eq(since_last + 1)
+        with m.If(fire):
+            m.d.sync += k_idx.eq(Mux(last, 0, k_idx + 1))
+        with m.If(self.start):
+            m.d.sync += [tiles_fed.eq(0), k_idx.eq(0)]
+        m.d.comb += [rows.w_data.eq(array.out.payload), rows.w_en.eq(array.out.valid)]
+
+        # ---- output stage: attach per-column parameters, requantize --------------------------
+        p_words_in = readers["p"].words
+        bias, mult, shift = (Signal(data.ArrayLayout(32, C), name=n) for n in ("bias", "mult", "shift"))
+        p_slot = Signal(2)
+        rows_left = Signal(32)          # rows of the current column block still to requantize
+        with m.If(self.start):
+            m.d.sync += [p_slot.eq(0), rows_left.eq(0)]
+        load_params = running & (rows_left == 0)
+        m.d.comb += p_words_in.ready.eq(load_params)
+        with m.If(p_words_in.valid & p_words_in.ready):
+            for slot, reg in enumerate((bias, mult, shift)):
+                with m.If(p_slot == slot):
+                    m.d.sync += reg.eq(p_words_in.payload[:32 * C])
+            with m.If(p_slot == 2):
+                m.d.sync += [p_slot.eq(0), rows_left.eq(mt * R)]
+            with m.Else():
+                m.d.sync += p_slot.eq(p_slot + 1)
+        rq_in = requant.i
+        m.d.comb += [rq_in.valid.eq(running & (rows_left != 0) & rows.r_rdy), rows.r_en.eq(rq_in.ready & rq_in.valid),
+                     rq_in.payload.x.eq(rows.r_data)]
+        for j in range(C):
+            m.d.comb += [rq_in.payload.bias[j].eq(bias[j]), rq_in.payload.multiplier[j].eq(mult[j][:31]),
+                         rq_in.payload.shift[j].eq(Mux(shift[j][:6] > 62, 62, shift[j][:6]))]
+        with m.If(rq_in.valid & rq_in.ready):
+            m.d.sync += rows_left.eq(rows_left - 1)
+        m.d.comb += [requant.enable.eq(f.requant), requant.rounding.eq(f.rounding),
+                     requant.zero_point.eq(f.zero_point), requant.out_format.eq(f.out_format),
+                     requant.relu.eq(f.relu)]
+
+        # ---- packer: rows of out_bits elements -> words -> writes ----------------------------
+        word = Signal(cfg.mem_bits)               # rows of the word being assembled
+        lane = Signal(range(cfg.mem_bits // (4 * C) + 1))
+        row_in_tile = Signal(range(R))
+        c_ptr = Signal(32)
+        written = Signal(40)
+        pend_valid, pend_addr, pend_data = Signal(), Signal(cfg.addr_bits), Signal(cfg.mem_bits)
+        merged = Signal(cfg.mem_bits)
+        rows_per_word = Signal(range(cfg.mem_bits // (4 * C) + 1))
+        y = requant.o.payload
+        with m.Switch(f.out_format):
+            for code, bits in OUT_BITS.items():
+                with m.Case(code):
+                    per_word = cfg.mem_bits // (C * bits)
+                    packed = Cat(y[j][:bits] for j in range(C))
+                    m.d.comb += rows_per_word.eq(per_word)
+                    with m.Switch(lane):
+                        for l in range(per_word):
+                            with m.Case(l):
+                                m.d.comb += merged.eq(word | (packed << (l * C * bits)))
+        accept_row = ~pend_valid | (writer.req.ready)
+        m.d.comb += [requant.o.ready.eq(accept_row),
+                     writer.req.valid.eq(pend_valid), writer.req.payload.we.eq(1),
+                     writer.req.payload.addr.eq(pend_addr), writer.req.payload.wdata.eq(pend_data)]
+        with m.If(writer.req.valid & writer.req.ready):
+            m.d.sync += [pend_valid.eq(0), written.eq(written + 1)]
+        with m.If(requant.o.valid & requant.o.ready):
+            emit = (lane == rows_per_word - 1) | (row_in_tile == R - 1)
+            m.d.sync += row_in_tile.eq(Mux(row_in_tile == R - 1, 0, row_in_tile + 1))
+            with m.If(emit):
+                m.d.sync += [pend_valid.eq(1), pend_addr.eq(c_ptr), pend_data.eq(merged), c_ptr.eq(c_ptr + 1),
+                             word.eq(0), lane.eq(0)]
+            with m.Else():
+                m.d.sync += [word.eq(merged), lane.eq(lane + 1)]
+        with m.If(self.start):
+            m.d.sync += [c_ptr.eq(self.instr.c_addr), written.eq(0), word.eq(0), lane.eq(0), row_in_tile.eq(0),
+                         pend_valid.eq(0)]
+        m.d.comb += out_done.eq(written == c_words)
+        return m

@@ -1,0 +1,169 @@
+"""The shared memory port, the simulated memory, an arbiter and a credit-based block reader.
+
+Memory port protocol (:class:`MemPort`, seen from the requester):
+
+* ``req`` is a stream of ``{addr, we, wdata}``; the memory accepts at most one request per cycle.
+* A read's data comes back on ``resp`` (valid only, no ready) exactly ``Config.mem_latency`` cycles
+  after its request was accepted, in request order. Requesters never issue a read they have no
+  buffer space for (credits), so responses cannot be refused.
+* A write takes effect when it is accepted; a later read of the same word sees it.
+"""
+from __future__ import annotations
+
+from amaranth import *
+from amaranth.lib import data, fifo, stream, wiring
+from amaranth.lib.memory import Memory
+from amaranth.lib.wiring import In, Out
+
+__all__ = ["MemPort", "MemoryModel", "MemArbiter", "BlockReader"]
+
+
+class MemPort(wiring.Signature):
+    """Requester side of a memory port for ``config``."""
+
+    def __init__(self, config):
+        self.config = config
+        req = data.StructLayout({"addr": config.addr_bits, "we": 1, "wdata": config.mem_bits})
+        super().__init__({
+            "req": Out(stream.Signature(req)),
+            "resp": In(stream.Signature(config.mem_bits, always_ready=True)),
+        })
+
+
+class MemoryModel(wiring.Component):
+    """Single-port memory with fixed read latency; the simulation and FPGA memory of tridsa.
+
+    Parameters
+    ----------
+    storage:
+        ``"amaranth"``: an :class:`amaranth.lib.memory.Memory` initialised from ``init`` (Python
+        simulation, FPGA block RAM). ``"verilog"``: an instance of ``tridsa_sim_mem`` (``sim/sim_mem.v``),
+        which ``$readmemh``-s ``+mem_in=FILE`` at time 0 and ``$writememh``-s ``+mem_out=FILE`` while
+        ``dump`` is high, so HDL simulators load and dump whole memory images without Python.
+    """
+
+    def __init__(self, config, storage="amaranth", init=()):
+        if storage not in ("amaranth", "verilog"):
+            raise ValueError(f"storage must be 'amaranth' or 'verilog', not {storage!r}")
+        self.config, self.storage = config, storage
+        # Created here (not in elaborate) so a Python simulation can read the final contents.
+        self.storage_memory = (Memory(shape=config.mem_bits, depth=config.mem_depth, init=init)
+                               if storage == "amaranth" else None)
+        super().__init__({"port": In(MemPort(config)), "dump": In(1)})
+
+    def elaborate(self, platform):
+        m = Module()
+        cfg, req = self.config, self.port.req
+        rdata = Signal(cfg.mem_bits)
+        m.d.comb += req.ready.eq(1)
+        write = req.valid & req.payload.we
+        if self.storage == "amaranth":
+            m.submodules.storage = storage = self.storage_memory
+            wr = storage.write_port()
+            rd = storage.read_port()
+            m.d.comb += [wr.addr.eq(req.payload.addr), wr.data.eq(req.payload.wdata), wr.en.eq(write),
+                         rd.addr.eq(req.payload.addr), rdata.eq(rd.data)]
+        else:
+            m.submodules.storage = Instance(
+                "tridsa_sim_mem", p_WIDTH=cfg.mem_bits, p_DEPTH=cfg.mem_depth, p_ABITS=cfg.addr_bits,
+                i_clk=ClockSignal(), i_addr=req.payload.addr, i_we=write, i_wdata=req.payload.wdata,
+                i_dump=self.dump, o_rdata=rdata)
+        # One cycle in the RAM, mem_latency - 1 more in a delay line.
+        valid = Signal()
+        m.d.sync += valid.eq(req.valid & ~req.payload.we)
+        payload = rdata
+        for stage in range(cfg.mem_latency - 1):
+            v, d = Signal(name=f"lat{stage}_valid"), Signal(cfg.mem_bits, name=f"lat{stage}_data")
+            m.d.sync += [v.eq(valid), d.eq(payload)]
+            valid, payload = v, d
+        m.d.comb += [self.port.resp.valid.eq(valid), self.port.resp.payload.eq(payload)]
+        return m
+
+
+class MemArbiter(wiring.Component):
+    """Round-robin arbiter of ``n`` requesters onto one memory port.
+
+    Read responses are returned to the requester that issued them; a FIFO of requester indices (one per
+    read in flight) does the routing because the memory answers in order.
+    """
+
+    def __init__(self, config, n):
+        self.config, self.n = config, n
+        super().__init__({"mem": Out(MemPort(config)),
+                          **{f"p{i}": In(MemPort(config)) for i in range(n)}})
+
+    def port(self, i):
+        return getattr(self, f"p{i}")
+
+    def elaborate(self, platform):
+        m = Module()
+        n = self.n
+        ports = [self.port(i) for i in range(n)]
+        depth = 1
+        while depth < self.config.mem_latency + 2:
+            depth *= 2
+        m.submodules.tags = tags = fifo.SyncFIFOBuffered(width=max(1, (n - 1).bit_length()), depth=depth)
+        last = Signal(range(n), init=n - 1)
+        grant = Signal(range(n))
+        any_valid = Signal()
+        # Priority starts after the last granted requester.
+        with m.Switch(last):
+            for start in range(n):
+                with m.Case(start):
+                    order = [(start + 1 + k) % n for k in range(n)]
+                    for idx in reversed(order):
+                        with m.If(ports[idx].req.valid):
+                            m.d.comb += grant.eq(idx)
+        m.d.comb += any_valid.eq(Cat(p.req.valid for p in ports).any())
+        with m.Switch(grant):
+            for i, p in enumerate(ports):
+                with m.Case(i):
+                    m.d.comb += [self.mem.req.payload.eq(p.req.payload), self.mem.req.valid.eq(p.req.valid),
+                                 p.req.ready.eq(self.mem.req.ready)]
+        accepted = self.mem.req.valid & self.mem.req.ready
+        with m.If(accepted):
+            m.d.sync += last.eq(grant)
+        m.d.comb += [tags.w_data.eq(grant), tags.w_en.eq(accepted & ~self.mem.req.payload.we)]
+        m.d.comb += tags.r_en.eq(self.mem.resp.valid)
+        for i, p in enumerate(ports):
+            m.d.comb += [p.resp.payload.eq(self.mem.resp.payload),
+                         p.resp.valid.eq(self.mem.resp.valid & (tags.r_data == i))]
+        return m
+
+
+class BlockReader(wiring.Component):
+    """Reads runs of consecutive words and streams them out, keeping reads in flight.
+
+    ``cmd`` takes ``{addr, count}``: read words ``addr .. addr+count-1`` (``count >= 1``). Words leave on
+    ``words`` in address order. A read is issued only while ``in flight + buffered < depth`` (credits),
+    so the response FIFO can never overflow and the memory port is never blocked by this reader.
+    """
+
+    def __init__(self, config, count_bits=24):
+        self.config = config
+        self.depth = config.stream_fifo_depth
+        cmd = data.StructLayout({"addr": config.addr_bits, "count": count_bits})
+        super().__init__({"cmd": In(stream.Signature(cmd)), "words": Out(stream.Signature(config.mem_bits)),
+                          "mem": Out(MemPort(config)), "idle": Out(1)})
+
+    def elaborate(self, platform):
+        m = Module()
+        m.submodules.buffer = buffer = fifo.SyncFIFOBuffered(width=self.config.mem_bits, depth=self.depth)
+        addr = Signal(self.config.addr_bits)
+        remaining = Signal.like(self.cmd.payload.count)
+        credits = Signal(range(self.depth + 1))       # reads issued and not yet popped from the buffer
+        issue = self.mem.req.valid & self.mem.req.ready
+        pop = self.words.valid & self.words.ready
+        m.d.sync += credits.eq(credits + issue - pop)
+        m.d.comb += [self.mem.req.payload.addr.eq(addr), self.mem.req.payload.we.eq(0),
+                     self.mem.req.valid.eq((remaining != 0) & (credits < self.depth)),
+                     self.cmd.ready.eq((remaining == 0) | ((remaining == 1) & issue))]
+        with m.If(self.cmd.valid & self.cmd.ready):
+            m.d.sync += [addr.eq(self.cmd.payload.addr), remaining.eq(self.cmd.payload.count)]
+        with m.Elif(issue):
+            m.d.sync += [addr.eq(addr + 1), remaining.eq(remaining - 1)]
+        m.d.comb += [buffer.w_data.eq(self.mem.resp.payload), buffer.w_en.eq(self.mem.resp.valid),
+                     self.words.payload.eq(buffer.r_data), self.words.valid.eq(buffer.r_rdy),
+                     buffer.r_en.eq(self.words.ready)]
+        m.d.comb += self.idle.eq((remaining == 0) & (credits == 0))
+        return m

@@ -1,0 +1,65 @@
+"""The amaranth backend: the gateware in Amaranth's Python simulator (slow; for small configs)."""
+from __future__ import annotations
+
+import os
+import time
+
+import numpy as np
+
+from ..sw.program import RunResult
+from .backend import Backend
+from .memimage import from_ints, to_ints
+
+__all__ = ["AmaranthBackend", "CycleLimit"]
+
+
+class CycleLimit(RuntimeError):
+    """The design did not halt within the cycle limit (a hang)."""
+
+
+class AmaranthBackend(Backend):
+    name = "amaranth"
+
+    def __init__(self, config, max_cycles=2_000_000):
+        super().__init__(config)
+        self.max_cycles = max_cycles
+
+    def run(self, program):
+        from amaranth.sim import Simulator
+        from ..hw.top import COUNTERS, Top
+        self._check(program)
+        cfg = self.config
+        top = Top(cfg, storage="amaranth", init=to_ints(program.memory))
+        sim = Simulator(top)
+        sim.add_clock(1e-8)
+        out = {}
+
+        async def testbench(ctx):
+            for word in program.instructions:
+                ctx.set(top.cmd.payload, int(word))
+                ctx.set(top.cmd.valid, 1)
+                await ctx.tick().until(top.cmd.ready)
+            ctx.set(top.cmd.valid, 0)
+            waited = 0
+            while not ctx.get(top.halted):
+                await ctx.tick().repeat(16)
+                waited += 16
+                if waited > self.max_cycles:
+                    raise CycleLimit(f"no halt within {self.max_cycles} cycles")
+            out["error"] = ctx.get(top.error)
+            out["error_pc"] = ctx.get(top.error_pc)
+            out["counters"] = {name: ctx.get(getattr(top.counters, name)) for name in COUNTERS}
+            mem = top.memory.storage_memory
+            out["words"] = [ctx.get(mem.data[i]) for i in range(cfg.mem_depth)]
+
+        sim.add_testbench(testbench)
+        start = time.perf_counter()
+        if os.environ.get("TRIDSA_VCD"):
+            with sim.write_vcd(os.environ["TRIDSA_VCD"]):
+                sim.run()
+        else:
+            sim.run()
+        wall = time.perf_counter() - start
+        counters = dict(out["counters"], wall_seconds=wall)
+        return RunResult(memory=from_ints(out["words"], cfg.mem_width), error=out["error"],
+                         error_pc=out["error_pc"], counters=counters)

@@ -1,0 +1,170 @@
+"""Memory layout of GEMM operands, parameters and results (shared by driver and golden model).
+
+The systolic array consumes one *k-row* per cycle from each operand: ``rows`` bytes of A (one column
+of an A row block) and ``cols`` bytes of B (one row of a B column block). The driver therefore stores
+
+* **A** (M x K) as ``ceil(M/rows)`` row blocks; block ``ib`` holds k-rows ``A[ib*rows:(ib+1)*rows, k]``
+  for every k, ``mem_width // rows`` k-rows per memory word, little-endian;
+* **B** (K x N) as ``ceil(N/cols)`` column blocks of k-rows ``B[k, jb*cols:(jb+1)*cols]``;
+* in INT4 mode one byte holds elements k (low nibble) and k+1 (high nibble), so a k-row covers two k;
+* **parameters** per column block: three words ``bias[cols]``, ``multiplier[cols]``, ``shift[cols]``
+  (int32 little-endian; the hardware uses the low 31 bits of the multiplier and the low 6 bits of the
+  shift, a shift above 62 acting as 62);
+* **C** as output tiles of ``rows x cols`` elements, column-block major (tile ``jb * mt + ib``); tile rows
+  are packed back to back, ``out_bits`` per element, element ``j`` of row ``i`` at bit
+  ``(i * cols + j) * out_bits`` of the tile. Every tile starts on a word; unused bits are zero.
+
+Ragged M, N and K are zero-padded here, so the hardware tiles any shape without masks.
+"""
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+
+from .config import Config
+
+__all__ = ["OUT_BITS", "GemmGeometry", "pack_a", "pack_b", "pack_params", "unpack_c", "pack_c",
+           "blocks_from_words", "words_from_bytes"]
+
+OUT_BITS = {0: 32, 1: 8, 2: 8, 3: 4}   # out_format code -> bits per element
+
+
+def _ceil(a: int, b: int) -> int:
+    return -(-a // b)
+
+
+@dataclasses.dataclass(frozen=True)
+class GemmGeometry:
+    """Sizes (in memory words) of one GEMM instruction's operands, derived from Config and the shape."""
+    config: Config
+    m: int
+    k: int
+    n: int
+    int4: bool
+    out_format: int
+
+    @property
+    def k_per_byte(self): return 2 if self.int4 else 1
+    @property
+    def k_rows(self): return _ceil(self.k, self.k_per_byte)
+    @property
+    def mt(self): return _ceil(self.m, self.config.rows)
+    @property
+    def nt(self): return _ceil(self.n, self.config.cols)
+    @property
+    def a_block_words(self): return _ceil(self.k_rows * self.config.rows, self.config.mem_width)
+    @property
+    def b_block_words(self): return _ceil(self.k_rows * self.config.cols, self.config.mem_width)
+    @property
+    def out_bits(self): return OUT_BITS[self.out_format]
+    @property
+    def tile_words(self): return _ceil(self.config.rows * self.config.cols * self.out_bits, self.config.mem_bits)
+    @property
+    def p_block_words(self): return 3
+    @property
+    def a_words(self): return self.mt * self.a_block_words
+    @property
+    def b_words(self): return self.nt * self.b_block_words
+    @property
+    def c_words(self): return self.mt * self.nt * self.tile_words
+    @property
+    def p_words(self): return self.nt * self.p_block_words
+
+
+def _to_bytes(x: np.ndarray, int4: bool) -> np.ndarray:
+    """(R, K) integers -> (R, ceil(K/kpb)) bytes, INT4 pairs packed low nibble first."""
+    x = np.asarray(x, dtype=np.int64)
+    if not int4:
+        return (x & 0xFF).astype(np.uint8)
+    if x.shape[1] % 2:
+        x = np.pad(x, ((0, 0), (0, 1)))
+    return ((x[:, 0::2] & 0xF) | ((x[:, 1::2] & 0xF) << 4)).astype(np.uint8)
+
+
+def words_from_bytes(data: np.ndarray, width: int) -> np.ndarray:
+    """Flat bytes -> (words, width) bytes, zero padded to whole words."""
+    data = np.asarray(data, dtype=np.uint8).ravel()
+    pad = (-len(data)) % width
+    return np.concatenate([data, np.zeros(pad, np.uint8)]).reshape(-1, width)
+
+
+def _blocks(mat_bytes: np.ndarray, lanes: int, block_words: int, width: int) -> np.ndarray:
+    """(lanes*blocks, k_rows) bytes -> (blocks*block_words, width): each block is its k-rows, k major."""
+    n_blocks = mat_bytes.shape[0] // lanes
+    out = []
+    for b in range(n_blocks):
+        krows = mat_bytes[b * lanes:(b + 1) * lanes].T          # (k_rows, lanes)
+        words = words_from_bytes(krows, width)
+        pad = block_words - len(words)
+        out.append(np.concatenate([words, np.zeros((pad, width), np.uint8)]))
+    return np.concatenate(out)
+
+
+def pack_a(a: np.ndarray, geo: GemmGeometry) -> np.ndarray:
+    """A (M, K) -> memory words (geo.a_words, mem_width) uint8."""
+    cfg = geo.config
+    padded = np.zeros((geo.mt * cfg.rows, geo.k_rows * geo.k_per_byte), np.int64)
+    padded[:geo.m, :geo.k] = a
+    return _blocks(_to_bytes(padded, geo.int4), cfg.rows, geo.a_block_words, cfg.mem_width)
+
+
+def pack_b(b: np.ndarray, geo: GemmGeometry) -> np.ndarray:
+    """B (K, N) -> memory words (geo.b_words, mem_width) uint8."""
+    cfg = geo.config
+    padded = np.zeros((geo.nt * cfg.cols, geo.k_rows * geo.k_per_byte), np.int64)
+    padded[:geo.n, :geo.k] = np.asarray(b).T
+    return _blocks(_to_bytes(padded, geo.int4), cfg.cols, geo.b_block_words, cfg.mem_width)
+
+
+def pack_params(bias: np.ndarray, multiplier: np.ndarray, shift: np.ndarray, geo: GemmGeometry) -> np.ndarray:
+    """Per-channel int32 bias, multiplier, shift (N,) -> (geo.p_words, mem_width) uint8."""
+    cfg = geo.config
+    cols = geo.nt * cfg.cols
+    out = np.zeros((geo.nt, 3, cfg.mem_width), np.uint8)
+    for slot, values in enumerate((bias, multiplier, shift)):
+        padded = np.zeros(cols, np.int64)
+        padded[:geo.n] = values
+        raw = (padded & 0xFFFFFFFF).astype("<u4").view(np.uint8).reshape(geo.nt, cfg.cols * 4)
+        out[:, slot, :cfg.cols * 4] = raw
+    return out.reshape(-1, cfg.mem_width)
+
+
+def _tile_bits(values: np.ndarray, bits: int) -> np.ndarray:
+    """Flat ints -> little-endian bit array of ``bits`` per value."""
+    v = (np.asarray(values, np.int64) & ((1 << bits) - 1)).astype(np.uint64)
+    return ((v[:, None] >> np.arange(bits, dtype=np.uint64)) & 1).astype(np.uint8).ravel()
+
+
+def pack_c(tiles: np.ndarray, geo: GemmGeometry) -> np.ndarray:
+    """Output tiles (mt*nt in column-block-major order, rows, cols) ints -> memory words."""
+    cfg = geo.config
+    words = []
+    for tile in tiles:
+        bits = _tile_bits(tile.ravel(), geo.out_bits)
+        bits = np.concatenate([bits, np.zeros(geo.tile_words * cfg.mem_bits - len(bits), np.uint8)])
+        words.append(np.packbits(bits, bitorder="little").reshape(geo.tile_words, cfg.mem_width))
+    return np.concatenate(words)
+
+
+def unpack_c(words: np.ndarray, geo: GemmGeometry) -> np.ndarray:
+    """Memory words of C -> (M, N) int64 values (signed for int32/int8/int4, unsigned for uint8)."""
+    cfg = geo.config
+    bits = geo.out_bits
+    words = np.asarray(words, np.uint8).reshape(geo.mt * geo.nt, geo.tile_words * cfg.mem_width)
+    raw = np.unpackbits(words, axis=1, bitorder="little")[:, :cfg.rows * cfg.cols * bits]
+    raw = raw.reshape(geo.mt * geo.nt, cfg.rows * cfg.cols, bits).astype(np.int64)
+    values = (raw << np.arange(bits, dtype=np.int64)).sum(axis=2)
+    if geo.out_format != 2:
+        values = np.where(values >= 1 << (bits - 1), values - (1 << bits), values)
+    tiles = values.reshape(geo.nt, geo.mt, cfg.rows, cfg.cols)
+    full = tiles.transpose(1, 2, 0, 3).reshape(geo.mt * cfg.rows, geo.nt * cfg.cols)
+    return full[:geo.m, :geo.n]
+
+
+def blocks_from_words(words: np.ndarray, lanes: int, k_rows: int, block_words: int) -> np.ndarray:
+    """Inverse of the block layout: (blocks*block_words, width) -> (blocks, k_rows, lanes) bytes."""
+    width = words.shape[1]
+    n_blocks = len(words) // block_words
+    flat = words.reshape(n_blocks, block_words * width)[:, :k_rows * lanes]
+    return flat.reshape(n_blocks, k_rows, lanes)

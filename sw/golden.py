@@ -1,0 +1,45 @@
+"""Golden model: a NumPy interpreter of the instruction stream.
+
+It defines what every instruction does to the memory image; every gateware backend must produce the
+same final image, error code and failing instruction index bit for bit. It is not cycle accurate.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from . import isa
+from .program import Program, RunResult
+
+__all__ = ["execute", "EXECUTORS"]
+
+
+def _gemm(memory, fields, config):
+    from .gemm_golden import execute_gemm
+    return execute_gemm(memory, fields, config)
+
+
+# op name -> function(memory words (depth, width) uint8, fields dict, config) -> error code (0 = ok).
+# The function writes its outputs into ``memory`` in place.
+EXECUTORS = {"GEMM": _gemm}
+
+
+def execute(program: Program) -> RunResult:
+    """Run ``program`` and return the final memory image, error status and instruction count."""
+    memory = program.memory.copy()
+    config = program.config
+    retired, error, error_pc = 0, 0, 0
+    for pc, word in enumerate(program.instructions):
+        op, fields = isa.decode(int(word))
+        if op is None:
+            error, error_pc = isa.ERRORS["ILLEGAL_OPCODE"], pc
+            break
+        if op.name == "HALT":
+            break
+        if op.name != "NOP":
+            error = EXECUTORS[op.name](memory, fields, config)
+            if error:
+                error_pc = pc
+                break
+        retired += 1
+    return RunResult(memory=memory, error=error, error_pc=error_pc,
+                     counters={"cycles": None, "retired": retired})
