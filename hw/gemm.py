@@ -18,6 +18,7 @@ from amaranth.lib.wiring import In, Out
 
 from ..sw import isa
 from ..sw.gemm_layout import OUT_BITS
+from .counters import counter_layout
 from .instr import instr_layout
 from .mac_array import MacArray
 from .memory import BlockReader, MemArbiter, MemPort
@@ -68,11 +69,15 @@ class GemmEngine(wiring.Component):
     and no memory access, as :func:`tridsa.sw.gemm_golden.check_gemm` specifies.
     """
 
+    OPS = ("GEMM",)
+    COUNTERS = ("busy", "feed")
+
     def __init__(self, config):
         self.config = config
         super().__init__({
             "start": In(1), "instr": In(instr_layout("GEMM")),
-            "done": Out(1), "error": Out(8), "busy": Out(1), "feeding": Out(1),
+            "done": Out(1), "error": Out(8),
+            "counters": Out(counter_layout(self.COUNTERS)),
             "mem": Out(MemPort(config)),
         })
 
@@ -164,7 +169,8 @@ class GemmEngine(wiring.Component):
             with m.State("FINISH"):
                 m.d.comb += [self.done.eq(1), self.error.eq(error)]
                 m.next = "IDLE"
-        m.d.comb += self.busy.eq(~fsm.ongoing("IDLE"))
+        with m.If(~fsm.ongoing("IDLE")):
+            m.d.sync += self.counters.busy.eq(self.counters.busy + 1)
 
         # ---- address generators: one block read command per tile (A, B) or column block (P) ----
         ra, rb, rp = readers["a"].cmd, readers["b"].cmd, readers["p"].cmd
@@ -199,7 +205,9 @@ class GemmEngine(wiring.Component):
                      array.a.eq(a_split.items.payload), array.b.eq(b_split.items.payload),
                      array.ctrl.valid.eq(fire), array.ctrl.first.eq(first), array.ctrl.last.eq(last),
                      array.mode.int4.eq(f.int4), array.mode.a_signed.eq(f.a_signed),
-                     array.mode.b_signed.eq(f.b_signed), self.feeding.eq(fire)]
+                     array.mode.b_signed.eq(f.b_signed)]
+        with m.If(fire):
+            m.d.sync += self.counters.feed.eq(self.counters.feed + 1)
         m.d.sync += reserved.eq(reserved + Mux(fire & first, R, 0) - row_pop)
         with m.If(fire & last):
             m.d.sync += [since_last.eq(1), tiles_fed.eq(tiles_fed + 1)]

@@ -11,13 +11,14 @@ from amaranth.lib import data, fifo, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from ..sw import isa
-from .gemm import GemmEngine
+from .counters import COUNTER_BITS, counter_layout
+from .engines import ENGINES
 from .memory import MemoryModel
 
-__all__ = ["Top", "COUNTERS"]
+__all__ = ["Top", "COUNTERS", "COUNTER_BITS"]
 
-COUNTER_BITS = 48
-COUNTERS = ("cycles", "busy_gemm", "feed_gemm", "retired")
+# cycles and retired instructions, then every engine's own counters as "<engine>_<counter>".
+COUNTERS = ("cycles", "retired") + tuple(f"{name}_{c}" for name, cls in ENGINES.items() for c in cls.COUNTERS)
 
 
 class Top(wiring.Component):
@@ -41,7 +42,7 @@ class Top(wiring.Component):
             "halted": Out(1),
             "error": Out(8),
             "error_pc": Out(32),
-            "counters": Out(data.StructLayout({name: COUNTER_BITS for name in COUNTERS})),
+            "counters": Out(counter_layout(COUNTERS)),
             "dump": In(1),
         })
 
@@ -50,9 +51,10 @@ class Top(wiring.Component):
         cfg = self.config
         m.submodules.memory = self.memory
         m.submodules.queue = queue = fifo.SyncFIFOBuffered(width=isa.INSTR_BITS, depth=cfg.queue_depth)
-        m.submodules.gemm = gemm = GemmEngine(cfg)
+        engines = {name: cls(cfg) for name, cls in ENGINES.items()}
+        for name, engine in engines.items():
+            m.submodules[name] = engine
         m.d.comb += self.memory.dump.eq(self.dump)
-        wiring.connect(m, gemm.mem, self.memory.port)
 
         m.d.comb += [queue.w_data.eq(self.cmd.payload), queue.w_en.eq(self.cmd.valid),
                      self.cmd.ready.eq(queue.w_rdy)]
@@ -61,7 +63,18 @@ class Top(wiring.Component):
         pc = Signal(32)
         started = Signal()
         counters = self.counters
-        m.d.comb += gemm.instr.eq(word)
+        active = Signal(range(len(engines) + 1))      # index + 1 of the engine owning memory, 0 = none
+        for engine in engines.values():
+            m.d.comb += engine.instr.eq(word)
+
+        # Memory port: the active engine's port (only one engine runs at a time).
+        port = self.memory.port
+        for index, engine in enumerate(engines.values()):
+            with m.If(active == index + 1):
+                m.d.comb += [port.req.valid.eq(engine.mem.req.valid), port.req.payload.eq(engine.mem.req.payload),
+                             engine.mem.req.ready.eq(port.req.ready)]
+            m.d.comb += [engine.mem.resp.valid.eq(port.resp.valid & (active == index + 1)),
+                         engine.mem.resp.payload.eq(port.resp.payload)]
 
         with m.FSM():
             with m.State("FETCH"):
@@ -73,27 +86,30 @@ class Top(wiring.Component):
                             m.d.sync += [pc.eq(pc + 1), counters.retired.eq(counters.retired + 1)]
                         with m.Case(isa.OPCODES["HALT"].code):
                             m.next = "HALTED"
-                        with m.Case(isa.OPCODES["GEMM"].code):
-                            m.d.comb += gemm.start.eq(1)
-                            m.next = "GEMM"
+                        for index, engine in enumerate(engines.values()):
+                            with m.Case(*(isa.OPCODES[op].code for op in engine.OPS)):
+                                m.d.comb += engine.start.eq(1)
+                                m.d.sync += active.eq(index + 1)
+                                m.next = "RUN"
                         with m.Default():
                             m.d.sync += [self.error.eq(isa.ERRORS["ILLEGAL_OPCODE"]), self.error_pc.eq(pc)]
                             m.next = "HALTED"
-            with m.State("GEMM"):
-                with m.If(gemm.done):
-                    with m.If(gemm.error != 0):
-                        m.d.sync += [self.error.eq(gemm.error), self.error_pc.eq(pc)]
-                        m.next = "HALTED"
-                    with m.Else():
-                        m.d.sync += [pc.eq(pc + 1), counters.retired.eq(counters.retired + 1)]
-                        m.next = "FETCH"
+            with m.State("RUN"):
+                for index, engine in enumerate(engines.values()):
+                    with m.If((active == index + 1) & engine.done):
+                        with m.If(engine.error != 0):
+                            m.d.sync += [self.error.eq(engine.error), self.error_pc.eq(pc)]
+                            m.next = "HALTED"
+                        with m.Else():
+                            m.d.sync += [pc.eq(pc + 1), counters.retired.eq(counters.retired + 1)]
+                            m.next = "FETCH"
+                        m.d.sync += active.eq(0)
             with m.State("HALTED"):
                 m.d.comb += [self.halted.eq(1), queue.r_en.eq(1)]
 
         with m.If(started & ~self.halted):
             m.d.sync += counters.cycles.eq(counters.cycles + 1)
-        with m.If(gemm.busy):
-            m.d.sync += counters.busy_gemm.eq(counters.busy_gemm + 1)
-        with m.If(gemm.feeding):
-            m.d.sync += counters.feed_gemm.eq(counters.feed_gemm + 1)
+        for name, engine in engines.items():
+            for counter in engine.COUNTERS:
+                m.d.comb += getattr(counters, f"{name}_{counter}").eq(getattr(engine.counters, counter))
         return m

