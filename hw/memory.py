@@ -19,14 +19,18 @@ __all__ = ["MemPort", "MemoryModel", "MemArbiter", "BlockReader"]
 
 
 class MemPort(wiring.Signature):
-    """Requester side of a memory port for ``config``."""
+    """Requester side of a memory port for ``config``.
 
-    def __init__(self, config):
+    ``top_level=True`` gives ``resp`` a real (ignored) ``ready`` signal instead of a constant, so the
+    port can be a port of a Verilog top module; the requester must still accept every response.
+    """
+
+    def __init__(self, config, top_level=False):
         self.config = config
         req = data.StructLayout({"addr": config.addr_bits, "we": 1, "wdata": config.mem_bits})
         super().__init__({
             "req": Out(stream.Signature(req)),
-            "resp": In(stream.Signature(config.mem_bits, always_ready=True)),
+            "resp": In(stream.Signature(config.mem_bits, always_ready=not top_level)),
         })
 
 

@@ -5,6 +5,9 @@ The dispatcher runs them in order, one at a time. ``HALT`` or the first error ra
 ``error`` then holds the error code (:data:`tridsa.sw.isa.ERRORS`) and ``error_pc`` the index of the
 failing instruction. After halting, the dispatcher keeps draining ``cmd`` so a host never blocks.
 Counters count from the first instruction popped until ``halted``.
+
+``host`` is a memory port for the host (a UART bridge on an FPGA): it owns the memory whenever no
+engine runs. Simulation backends load memory in bulk instead and keep ``host.req.valid`` low.
 """
 from amaranth import *
 from amaranth.lib import data, fifo, stream, wiring
@@ -13,7 +16,7 @@ from amaranth.lib.wiring import In, Out
 from ..sw import isa
 from .counters import COUNTER_BITS, counter_layout
 from .engines import ENGINES
-from .memory import MemoryModel
+from .memory import MemoryModel, MemPort
 
 __all__ = ["Top", "COUNTERS", "COUNTER_BITS"]
 
@@ -44,6 +47,7 @@ class Top(wiring.Component):
             "error_pc": Out(32),
             "counters": Out(counter_layout(COUNTERS)),
             "dump": In(1),
+            "host": In(MemPort(config, top_level=True)),
         })
 
     def elaborate(self, platform):
@@ -67,8 +71,13 @@ class Top(wiring.Component):
         for engine in engines.values():
             m.d.comb += engine.instr.eq(word)
 
-        # Memory port: the active engine's port (only one engine runs at a time).
+        # Memory port: the active engine's port (only one engine runs at a time), else the host's.
         port = self.memory.port
+        with m.If(active == 0):
+            m.d.comb += [port.req.valid.eq(self.host.req.valid), port.req.payload.eq(self.host.req.payload),
+                         self.host.req.ready.eq(port.req.ready)]
+        m.d.comb += [self.host.resp.valid.eq(port.resp.valid & (active == 0)),
+                     self.host.resp.payload.eq(port.resp.payload)]
         for index, engine in enumerate(engines.values()):
             with m.If(active == index + 1):
                 m.d.comb += [port.req.valid.eq(engine.mem.req.valid), port.req.payload.eq(engine.mem.req.payload),

@@ -25,6 +25,8 @@ async def run_program(dut):
     dut.rst.value = 1
     dut.cmd__valid.value = 0
     dut.dump.value = 0
+    dut.host__req__valid.value = 0
+    dut.host__req__payload.value = 0
     await ClockCycles(dut.clk, 2)
     dut.rst.value = 0
     for word in spec["instructions"]:
