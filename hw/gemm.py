@@ -217,7 +217,7 @@ class GemmEngine(wiring.Component):
             m.d.sync += k_idx.eq(Mux(last, 0, k_idx + 1))
         with m.If(self.start):
             m.d.sync += [tiles_fed.eq(0), k_idx.eq(0)]
-        m.d.comb += [rows.w_data.eq(array.out.payload), rows.w_en.eq(array.out.valid)]
+        m.d.comb += [rows.w_data.eq(array.out_row), rows.w_en.eq(array.out_valid)]
 
         # ---- output stage: attach per-column parameters, requantize --------------------------
         p_words_in = readers["p"].words

@@ -10,12 +10,12 @@ the accumulator in the same cycle the previous tile's ``last`` product lands in 
 Protocol: each cycle the feeder may present one k-step: ``a`` (one byte per row), ``b`` (one byte per
 column) and ``ctrl = {valid, first, last}``. Row ``i`` is skewed by ``i`` cycles and column ``j`` by
 ``j``, so PE (i, j) sees the k-step at cycle ``t + i + j``. On ``last`` a PE latches its sum into
-``result``; ``out`` pulses once per array row when that row's results are complete (rows leave in
-order, one per cycle). Invariant the feeder must keep: two ``last`` k-steps are at least
+``result``; ``out_valid`` pulses once per array row when that row's results (``out_row``) are
+complete (rows leave in order, at most one per cycle; the array cannot be stalled). Invariant the feeder must keep: two ``last`` k-steps are at least
 ``MacArray.min_tile_cycles`` cycles apart, so a result is read before it is overwritten.
 """
 from amaranth import *
-from amaranth.lib import data, stream, wiring
+from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
 __all__ = ["CTRL", "MODE", "ProcessingElement", "MacArray"]
@@ -77,7 +77,8 @@ class MacArray(wiring.Component):
             "b": In(data.ArrayLayout(8, cols)),
             "ctrl": In(CTRL),
             "mode": In(MODE),
-            "out": Out(stream.Signature(data.ArrayLayout(signed(32), cols), always_ready=True)),
+            "out_valid": Out(1),
+            "out_row": Out(data.ArrayLayout(signed(32), cols)),
         })
 
     def elaborate(self, platform):
@@ -111,7 +112,7 @@ class MacArray(wiring.Component):
         row = Signal(data.ArrayLayout(signed(32), C))
         for j in range(C):
             m.d.comb += row[j].eq(_or_reduce([Mux(done[i], pes[i][j].result, 0) for i in range(R)]))
-        m.d.sync += [self.out.valid.eq(Cat(done).any()), self.out.payload.eq(row)]
+        m.d.sync += [self.out_valid.eq(Cat(done).any()), self.out_row.eq(row)]
         return m
 
 

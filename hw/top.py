@@ -20,8 +20,9 @@ from .memory import MemoryModel, MemPort
 
 __all__ = ["Top", "COUNTERS", "COUNTER_BITS"]
 
-# cycles and retired instructions, then every engine's own counters as "<engine>_<counter>".
-COUNTERS = ("cycles", "retired") + tuple(f"{name}_{c}" for name, cls in ENGINES.items() for c in cls.COUNTERS)
+# cycles, retired instructions, memory words read/written by engines, then every engine's own
+# counters as "<engine>_<counter>".
+COUNTERS = ("cycles", "retired", "mem_reads", "mem_writes") + tuple(f"{name}_{c}" for name, cls in ENGINES.items() for c in cls.COUNTERS)
 
 
 class Top(wiring.Component):
@@ -118,6 +119,11 @@ class Top(wiring.Component):
 
         with m.If(started & ~self.halted):
             m.d.sync += counters.cycles.eq(counters.cycles + 1)
+        with m.If((active != 0) & port.req.valid & port.req.ready):     # engine traffic, in words
+            with m.If(port.req.payload.we):
+                m.d.sync += counters.mem_writes.eq(counters.mem_writes + 1)
+            with m.Else():
+                m.d.sync += counters.mem_reads.eq(counters.mem_reads + 1)
         for name, engine in engines.items():
             for counter in engine.COUNTERS:
                 m.d.comb += getattr(counters, f"{name}_{counter}").eq(getattr(engine.counters, counter))

@@ -4,6 +4,7 @@
 Usage::
 
     python scripts/train_models.py            # train, quantize, evaluate, write the files
+    python scripts/train_models.py --requantize   # keep the float models, redo quantization
     python scripts/train_models.py --check    # only evaluate the files that are there
 
 Data: scikit-learn's bundled digits set (1797 8x8 images, pixels 0..16) with a fixed stratified
@@ -263,13 +264,13 @@ def train_dlrm(dense, sparse, clicks) -> dlrm.FloatDLRM:
     return fm
 
 
-def run_dlrm(check: bool, acc):
+def run_dlrm(check: bool, acc, requantize: bool = False):
     train, test = dlrm.synthetic_ctr(*DLRM_TRAIN), dlrm.synthetic_ctr(*DLRM_TEST)
-    if check:
+    if check or requantize:
         fm = dlrm.FloatDLRM.load(wl.WEIGHTS_DIR / "dlrm_float.npz")
     else:
-        fm = train_dlrm(*train)
-        fm.save(wl.WEIGHTS_DIR / "dlrm_float.npz")
+        train_dlrm(*train).save(wl.WEIGHTS_DIR / "dlrm_float.npz")
+        fm = dlrm.FloatDLRM.load(wl.WEIGHTS_DIR / "dlrm_float.npz")
     dense, sparse, clicks = test
     f = fm.forward(dense, sparse)
     row = ["dlrm", float(np.mean((f > 0) == clicks))]
@@ -290,13 +291,20 @@ def run_dlrm(check: bool, acc):
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--check", action="store_true", help="only evaluate the stored files")
+    ap.add_argument("--requantize", action="store_true", help="quantize the stored float models again")
     ap.add_argument("--only", nargs="*", default=["cnn", "transformer", "lstm", "dlrm"])
+    ap.add_argument("--backend", default=None,
+                    help="evaluate on tridsa.Accelerator(backend=...) instead of the fast NumPy stand-in")
     args = ap.parse_args(argv)
     xtr, xte, ytr, yte = digits_split()
     wl.WEIGHTS_DIR.mkdir(parents=True, exist_ok=True)
     if not args.check:
         np.savez_compressed(wl.WEIGHTS_DIR / "digits_test.npz", x=xte.astype(np.uint8), y=yte.astype(np.uint8))
-    acc = NumpyAcc()
+    if args.backend:
+        from tridsa import Accelerator
+        acc = Accelerator(backend=args.backend)
+    else:
+        acc = NumpyAcc()
     trainers = {"cnn": (train_cnn, cnn.quantize_cnn, cnn.FloatCNN, cnn.CNN)}
     if hasattr(transformer, "quantize_transformer"):
         trainers["transformer"] = (train_transformer, transformer.quantize_transformer,
@@ -307,21 +315,21 @@ def main(argv=None):
     for name in args.only:
         if name == "dlrm":
             if hasattr(dlrm, "quantize_dlrm"):
-                rows.append(run_dlrm(args.check, acc))
+                rows.append(run_dlrm(args.check, acc, args.requantize))
             continue
         train, quant, fcls, qcls = trainers[name]
-        if args.check:
+        if args.check or args.requantize:
             fm = fcls.load(wl.WEIGHTS_DIR / f"{name}_float.npz")
         else:
-            fm = train(xtr, ytr)
-            fm.save(wl.WEIGHTS_DIR / f"{name}_float.npz")
+            train(xtr, ytr).save(wl.WEIGHTS_DIR / f"{name}_float.npz")
+            fm = fcls.load(wl.WEIGHTS_DIR / f"{name}_float.npz")   # quantize what is stored (float32)
         row = [name, wl.accuracy(fm.forward, xte, yte)]
         for prec in ("int8", "mixed"):
             path = wl.WEIGHTS_DIR / f"{name}_{prec}.npz"
             if not args.check:
                 quant(fm, xtr, prec).save(path)
             qm = qcls.load(path)
-            row.append(wl.accuracy(lambda x: qm.forward(acc, x), xte, yte))
+            row.append(wl.accuracy(lambda x: qm.forward(acc, x), xte, yte, batch=16 if args.backend else 256))
         rows.append(row)
         print(f"{row[0]:12s} float {row[1]:.4f}  int8 {row[2]:.4f}  int4/int8 {row[3]:.4f}", flush=True)
     return rows

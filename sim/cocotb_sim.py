@@ -25,7 +25,9 @@ SIM_MEM = Path(__file__).with_name("sim_mem.v")
 
 class CocotbBackend(Backend):
     def __init__(self, config, simulator, max_cycles=50_000_000):
+        from .toolchain import prepare_simulator
         super().__init__(config)
+        prepare_simulator(simulator)          # a missing simulator is an error now, not at the first run
         self.name = simulator
         self.max_cycles = max_cycles
         self._built = None

@@ -27,7 +27,8 @@ from ..quantize import dyadic, pack_int4, quantize_bias, quantize_weights, unpac
 from ..requant import Requant
 
 __all__ = [
-    "WEIGHTS_DIR", "QConv2d", "QLinear", "ROUNDING", "accuracy", "digits_test_set",
+    "WEIGHTS_DIR", "FloatModel", "QConv2d", "QLinear", "QuantModel", "ROUNDING", "accuracy", "build_layer",
+    "digits_test_set",
     "load_cnn", "load_cnn_float", "load_dlrm", "load_dlrm_float", "load_lstm", "load_lstm_float",
     "load_transformer", "load_transformer_float",
 ]
@@ -258,9 +259,17 @@ def check_pixels(x) -> np.ndarray:
     return a.reshape(-1, 8, 8).astype(np.int8)
 
 
-def calib_ranges(record: dict) -> dict:
-    """``{name: (min, max)}`` of recorded float activations."""
-    return {k: (float(np.min(v)), float(np.max(v))) for k, v in record.items()}
+def calib_ranges(record: dict, percentile: float = 100.0) -> dict:
+    """``{name: (lo, hi)}`` of recorded float activations: min/max, or the ``100 - percentile`` and
+    ``percentile`` percentiles (clipping outliers helps 4-bit activations)."""
+    if percentile >= 100.0:
+        return {k: (float(np.min(v)), float(np.max(v))) for k, v in record.items()}
+    return {k: (float(np.percentile(v, 100.0 - percentile)), float(np.percentile(v, percentile)))
+            for k, v in record.items()}
+
+
+#: Calibration percentile of 4-bit activations (8-bit ones use min/max).
+INT4_PERCENTILE = 99.9
 
 
 def digits_test_set() -> tuple[np.ndarray, np.ndarray]:

@@ -20,7 +20,7 @@ import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
 from ..quantize import act_qparams, dyadic, rescale
-from . import (WEIGHTS_DIR, FloatModel, QuantModel, build_layer, calib_ranges, check_pixels,
+from . import (INT4_PERCENTILE, WEIGHTS_DIR, FloatModel, QuantModel, build_layer, calib_ranges, check_pixels,
                check_precision)
 
 __all__ = ["CNN", "FloatCNN", "load_cnn", "load_cnn_float", "quantize_cnn"]
@@ -86,9 +86,10 @@ def quantize_cnn(fmodel: FloatCNN, calib_x, precision: str = "int8") -> CNN:
     r = calib_ranges(rec)
     p = fmodel.params
     mid = "int4" if precision == "mixed" else "int8"
-    s1, z1 = act_qparams(*r["c1"], mid)
-    s2, z2 = act_qparams(*r["c2"], mid)
-    s3, z3 = act_qparams(*r["dw"], mid)
+    r4 = calib_ranges({k: rec[k] for k in ("c1", "c2", "dw")}, INT4_PERCENTILE) if mid == "int4" else r
+    s1, z1 = act_qparams(*r4["c1"], mid)
+    s2, z2 = act_qparams(*r4["c2"], mid)
+    s3, z3 = act_qparams(*r4["dw"], mid)
     s4, z4 = act_qparams(*r["pw"], "int8")
     sy, zy = act_qparams(*r["add"], "int8")
     sg, zg = act_qparams(*r["gap"], "int8")

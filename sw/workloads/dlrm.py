@@ -22,7 +22,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..quantize import act_qparams, dyadic, quantize_weights, rescale
-from . import WEIGHTS_DIR, FloatModel, QuantModel, build_layer, calib_ranges, check_precision
+from . import INT4_PERCENTILE, WEIGHTS_DIR, FloatModel, QuantModel, build_layer, calib_ranges, check_precision
 
 __all__ = ["DLRM", "FloatDLRM", "auc", "load_dlrm", "load_dlrm_float", "quantize_dlrm", "synthetic_ctr"]
 
@@ -40,7 +40,7 @@ def _zipf_ids(rng, n, rows, perm):
     return perm[rng.choice(rows, size=n, p=p / p.sum())]
 
 
-def synthetic_ctr(n: int, seed: int = 0):
+def synthetic_ctr(n: int, seed: int = 0, with_logits: bool = False):
     """Deterministic synthetic click-through samples.
 
     Returns
@@ -49,6 +49,8 @@ def synthetic_ctr(n: int, seed: int = 0):
         ``round(16 * log1p(count))`` of geometric counts, clipped to 0..127 (scale 1/16).
     sparse : list of (indices, offsets) int64 pairs, one per table (``embedding_bag`` layout).
     clicks : (n,) int64 in {0, 1}.
+    logits : (n,) float64, only if ``with_logits``
+        The hidden model's click logits (the Bayes-optimal scores).
     """
     if not isinstance(n, int) or n < 1:
         raise ValueError(f"n={n!r} is invalid: must be a positive integer")
@@ -74,7 +76,7 @@ def synthetic_ctr(n: int, seed: int = 0):
         for j in range(i + 1, len(vecs)):
             logit += np.sum(vecs[i] * vecs[j], axis=1)
     clicks = (rng.random(n) < 1 / (1 + np.exp(-logit))).astype(np.int64)
-    return dense, sparse, clicks
+    return (dense, sparse, clicks, logit) if with_logits else (dense, sparse, clicks)
 
 
 def auc(scores, labels) -> float:
@@ -165,9 +167,10 @@ def quantize_dlrm(fmodel: FloatDLRM, dense, sparse, precision: str = "int8") -> 
     r = calib_ranges(rec)
     p = fmodel.params
     mid = "int4" if precision == "mixed" else "int8"
-    s1, z1 = act_qparams(*r["bot1"], mid)
+    r4 = calib_ranges({k: rec[k] for k in ("bot1", "top_in")}, INT4_PERCENTILE) if mid == "int4" else r
+    s1, z1 = act_qparams(*r4["bot1"], mid)
     s2, z2 = act_qparams(*r["bot2"], "int8")
-    st, zt = act_qparams(*r["top_in"], mid)
+    st, zt = act_qparams(*r4["top_in"], mid)
     s3, z3 = act_qparams(*r["top1"], "int8")
     so = max(abs(v) for v in r["top2"]) / 2 ** 15
     layers = [

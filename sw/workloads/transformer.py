@@ -23,7 +23,7 @@ import numpy as np
 from ..int_ops import i_gelu, i_layernorm, i_softmax
 from ..quantize import DTYPE_RANGES, act_qparams, dyadic, rescale
 from ..requant import Requant
-from . import (ROUNDING, WEIGHTS_DIR, FloatModel, QuantModel, build_layer, calib_ranges, check_pixels,
+from . import (INT4_PERCENTILE, ROUNDING, WEIGHTS_DIR, FloatModel, QuantModel, build_layer, calib_ranges, check_pixels,
                check_precision)
 
 __all__ = ["FloatTransformer", "Transformer", "load_transformer", "load_transformer_float",
@@ -142,8 +142,9 @@ def quantize_transformer(fmodel: FloatTransformer, calib_x, precision: str = "in
     mid = "int4" if precision == "mixed" else "int8"
     sym = {k: act_qparams(*r[k], "int8", symmetric=True)[0] for k in ("emb", "q", "k", "v", "ctx", "attn", "ffn2")}
     s_ln1, z_ln1 = act_qparams(*r["ln1"], "int8")
-    s_ln1f, z_ln1f = act_qparams(*r["ln1"], mid)
-    s_g, z_g = act_qparams(*r["gelu"], mid)
+    r4 = calib_ranges({k: rec[k] for k in ("ln1", "gelu")}, INT4_PERCENTILE) if mid == "int4" else r
+    s_ln1f, z_ln1f = act_qparams(*r4["ln1"], mid)
+    s_g, z_g = act_qparams(*r4["gelu"], mid)
     s_ln2, z_ln2 = act_qparams(*r["ln2"], "int8")
     s_pool, z_pool = act_qparams(*r["pool"], "int8")
     s_f1 = max(abs(v) for v in r["ffn1"]) / 2 ** GELU_BITS

@@ -1,0 +1,77 @@
+"""Checked, profiled offloading: run every layer on a gateware backend AND the golden model.
+
+:class:`CheckedAccelerator` has the driver's layer methods (``matmul``, ``conv2d``, ``embedding_bag``),
+so any workload's ``forward(acc, ...)`` can run on it unchanged. Each call runs on both backends,
+the outputs must be equal bit for bit (else :class:`Mismatch`), and a :class:`LayerRecord` keeps the
+gateware's counters for reports.
+"""
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+
+from .config import Config
+from .driver import Accelerator
+
+__all__ = ["CheckedAccelerator", "LayerRecord", "Mismatch"]
+
+
+class Mismatch(AssertionError):
+    """A gateware result differs from the golden model's."""
+
+
+@dataclasses.dataclass
+class LayerRecord:
+    workload: str
+    op: str
+    shape: str
+    macs: int
+    cycles: int
+    utilization: float | None
+    bytes_moved: int
+    wall_seconds: float
+
+    @property
+    def intensity(self) -> float:
+        """Arithmetic intensity: MACs per byte moved between memory and the engines."""
+        return self.macs / self.bytes_moved if self.bytes_moved else float("nan")
+
+
+class CheckedAccelerator:
+    """Runs each offloaded layer on ``backend`` and on the golden model; records counters."""
+
+    def __init__(self, backend: str = "verilator", config: Config | None = None, on_layer=None):
+        self.gateware = Accelerator(backend, config)
+        self.golden = Accelerator("golden", self.gateware.config)
+        self.config = self.gateware.config
+        self.records: list[LayerRecord] = []
+        self.workload = ""
+        self.on_layer = on_layer
+
+    def _call(self, op, shape, *args, **kwargs):
+        expected = getattr(self.golden, op)(*args, **kwargs)
+        got = getattr(self.gateware, op)(*args, **kwargs)
+        if got.dtype != expected.dtype or not np.array_equal(got, expected):
+            bad = int(np.sum(got != expected)) if got.shape == expected.shape else "shape"
+            raise Mismatch(f"{self.workload} {op} {shape}: {self.gateware.backend.name} differs from golden "
+                           f"({bad} elements)")
+        run = self.gateware.last_run
+        words = run.counters.get("mem_reads", 0) + run.counters.get("mem_writes", 0)
+        record = LayerRecord(self.workload, op, shape, run.macs, run.cycles, run.utilization,
+                             words * self.config.mem_width, run.wall_seconds or 0.0)
+        self.records.append(record)
+        if self.on_layer:
+            self.on_layer(record)
+        return got
+
+    def matmul(self, a, b, *args, **kwargs):
+        precision = kwargs.get("precision", args[4] if len(args) > 4 else "int8")
+        return self._call("matmul", f"{a.shape[0]}x{a.shape[1]}x{b.shape[1]} {precision}", a, b, *args, **kwargs)
+
+    def conv2d(self, x, w, *args, **kwargs):
+        return self._call("conv2d", f"x{tuple(x.shape)} w{tuple(w.shape)}", x, w, *args, **kwargs)
+
+    def embedding_bag(self, table, indices, *args, **kwargs):
+        return self._call("embedding_bag", f"table{tuple(table.shape)} idx{len(indices)}", table, indices,
+                          *args, **kwargs)
