@@ -5,9 +5,11 @@ the same key reuses the compiled model (Verilator) or vvp file (Icarus) and only
 """
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import os
 import re
+import shutil
 import sys
 import xml.etree.ElementTree as ET
 from pathlib import Path
@@ -51,15 +53,28 @@ def _source_digest() -> str:
 
 def build_design(component_factory, toplevel: str, key: str, simulator: str,
                  extra_sources: tuple = ()) -> tuple:
-    """Generate Verilog (once per ``key``) and compile it for ``simulator``.
+    """Generate Verilog (once per ``key`` and gateware sources) and compile it for ``simulator``.
 
-    ``component_factory`` is called only when the build is not cached. Returns ``(runner, build_dir)``.
+    ``component_factory`` is called only when the build is not cached. A lock file serializes
+    concurrent builds of the same design; a failed build is wiped and retried once from scratch.
+    Returns ``(runner, build_dir)``.
     """
     prepare_simulator(simulator)
-    from cocotb_tools.runner import get_runner
     digest = hashlib.sha256(f"{toplevel}:{key}:{_source_digest()}".encode()).hexdigest()[:16]
     build_dir = build_root() / f"{toplevel}-{digest}-{simulator}"
     build_dir.mkdir(parents=True, exist_ok=True)
+    with open(build_dir.parent / f"{build_dir.name}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            return _build_locked(component_factory, toplevel, simulator, extra_sources, build_dir)
+        except RuntimeError:
+            shutil.rmtree(build_dir, ignore_errors=True)
+            build_dir.mkdir(parents=True)
+            return _build_locked(component_factory, toplevel, simulator, extra_sources, build_dir)
+
+
+def _build_locked(component_factory, toplevel, simulator, extra_sources, build_dir):
+    from cocotb_tools.runner import get_runner
     source = build_dir / f"{toplevel}.v"
     stamp = build_dir / "built.ok"
     if not source.exists():
@@ -69,8 +84,7 @@ def build_design(component_factory, toplevel: str, key: str, simulator: str,
         tmp.replace(source)
     runner = get_runner(simulator)
     kwargs = dict(sources=[source, *map(Path, extra_sources)], hdl_toplevel=toplevel, build_dir=build_dir,
-                  log_file=build_dir / "build.log",
-                  always=False)
+                  log_file=build_dir / "build.log", always=False)
     if simulator == "verilator":
         kwargs["build_args"] = ["-Wno-fatal"]
     else:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .builder import ProgramBuilder
+from .builder import ProblemTooLarge, ProgramBuilder
 from .gemm_ops import emit_gemm
 from .operands import integer_matrix
 from .requant import Requant
@@ -52,7 +52,10 @@ def _group_requant(requant, lo, hi):
 
 
 def conv2d_program(config, x, w, bias, stride, padding, dilation, groups, requant, relu, precision, out_dtype):
-    """Build the Program of a conv2d; return ``(program, finish(memory) -> output, macs)``."""
+    """Build the Programs of a conv2d; return ``(programs, finish(memories) -> output, macs)``.
+
+    One Program holds as many groups as fit the memory; the rest go to further Programs.
+    """
     x = integer_matrix(x, "x", ndim=4)
     w = integer_matrix(w, "w", ndim=4)
     stride, padding, dilation = _pair(stride, "stride"), _pair(padding, "padding"), _pair(dilation, "dilation")
@@ -75,20 +78,28 @@ def conv2d_program(config, x, w, bias, stride, padding, dilation, groups, requan
     ow = conv_output_size(wd, kw, stride[1], padding[1], dilation[1])
     if oh < 1 or ow < 1:
         raise ValueError(f"the kernel {kh}x{kw} does not fit the padded {h}x{wd} input")
-    builder = ProgramBuilder(config)
     cout_g = cout // groups
-    calls = []
+    pieces, builder, calls = [], ProgramBuilder(config), []
     for g in range(groups):
         patches, _ = im2col(x[:, g * cin_g:(g + 1) * cin_g], kh, kw, stride, padding, dilation)
         weights = w[g * cout_g:(g + 1) * cout_g].reshape(cout_g, -1).T
         gbias = None if bias is None else bias[g * cout_g:(g + 1) * cout_g]
-        calls.append(emit_gemm(builder, patches, weights, gbias, _group_requant(requant, g * cout_g, (g + 1) * cout_g),
-                               relu, precision, out_dtype, name=f"group{g}"))
-    program = builder.build()
+        args = (patches, weights, gbias, _group_requant(requant, g * cout_g, (g + 1) * cout_g),
+                relu, precision, out_dtype, f"group{g}")
+        try:
+            calls.append(emit_gemm(builder, *args))
+        except ProblemTooLarge:
+            if not calls:
+                raise
+            # memory full: this group starts the next Program
+            pieces.append((builder.build(), calls))
+            builder = ProgramBuilder(config)
+            calls = [emit_gemm(builder, *args)]
+    pieces.append((builder.build(), calls))
 
-    def finish(memory):
-        outs = [call.result(program, memory) for call in calls]          # each (N*OH*OW, cout_g)
+    def finish(memories):
+        outs = [call.result(program, memory) for (program, calls), memory in zip(pieces, memories) for call in calls]
         y = np.concatenate(outs, axis=1).reshape(n, oh, ow, cout)
         return np.ascontiguousarray(y.transpose(0, 3, 1, 2))
 
-    return program, finish, sum(call.macs for call in calls)
+    return [program for program, _ in pieces], finish, sum(c.macs for _, cs in pieces for c in cs)

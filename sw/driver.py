@@ -72,19 +72,22 @@ class Accelerator:
     ----------
     backend:
         ``"golden"`` (NumPy), ``"amaranth"`` (Python simulation of the gateware), ``"verilator"`` or
-        ``"icarus"`` (cocotb on the generated Verilog).
+        ``"icarus"`` (cocotb on the generated Verilog), ``"fpga"`` (a board over a serial port, needs
+        ``port=``) or ``"uart-sim"`` (the FPGA gateware and its UART link in a simulator).
     config:
         The :class:`Config` (default ``Config()``).
+    **options:
+        Backend options, e.g. ``port="/dev/ttyUSB1"``, ``baud=115200`` (see :mod:`tridsa.sw.fpga`).
     """
 
-    def __init__(self, backend: str = "golden", config: Config | None = None):
+    def __init__(self, backend: str = "golden", config: Config | None = None, **options):
         from ..sim.backend import get_backend
         if config is None:
             config = Config()
         if not isinstance(config, Config):
             raise TypeError(f"config must be a tridsa.Config, got {type(config).__name__}")
         self.config = config
-        self.backend = get_backend(backend, config)
+        self.backend = get_backend(backend, config, **options)
         self.last_run: RunStats | None = None
 
     def run(self, program):
@@ -94,11 +97,18 @@ class Accelerator:
             raise AcceleratorError(result.error, result.error_pc)
         return result
 
-    def _stats(self, result, program, macs, peak):
-        c = dict(result.counters)
-        self.last_run = RunStats(backend=self.backend.name, instructions=len(program.instructions) - 1,
-                                 cycles=c.pop("cycles", None), macs=macs, peak_macs_per_cycle=peak,
-                                 wall_seconds=c.pop("wall_seconds", None), counters=c)
+    def _stats(self, results, programs, macs, peak):
+        """Set ``last_run`` from one result (or lists of results and programs, summed)."""
+        if not isinstance(results, list):
+            results, programs = [results], [programs]
+        totals = {}
+        for result in results:
+            for name, value in result.counters.items():
+                totals[name] = None if value is None or totals.get(name, 0) is None else totals.get(name, 0) + value
+        self.last_run = RunStats(backend=self.backend.name,
+                                 instructions=sum(len(p.instructions) - 1 for p in programs),
+                                 cycles=totals.pop("cycles", None), macs=macs, peak_macs_per_cycle=peak,
+                                 wall_seconds=totals.pop("wall_seconds", None), counters=totals)
 
     def _peak(self, precision):
         return self.config.peak_macs_int8 * (2 if precision == "int4" else 1)
@@ -115,8 +125,56 @@ class Accelerator:
     def conv2d(self, x, w, bias=None, stride=1, padding=0, dilation=1, groups=1, requant=None, relu=False,
                precision="int8", out_dtype=None):
         """2-D convolution (NCHW input, OIHW weights) lowered to GEMMs by im2col, one per group."""
-        program, finish, macs = conv2d_program(self.config, x, w, bias, stride, padding, dilation, groups,
-                                               requant, relu, precision, out_dtype)
+        programs, finish, macs = conv2d_program(self.config, x, w, bias, stride, padding, dilation, groups,
+                                                requant, relu, precision, out_dtype)
+        results = [self.run(program) for program in programs]
+        self._stats(results, programs, macs, self._peak(precision))
+        return finish([result.memory for result in results])
+
+    def embedding_bag(self, table, indices, offsets=None, mode="sum", per_sample_weights=None,
+                      include_last_offset=False, padding_idx=None):
+        """``torch.nn.functional.embedding_bag`` on an int8/int32 table in the gather engine -> int32.
+
+        Semantics (integer sums wrap, ``mean`` rounding, errors) are
+        :func:`tridsa.sw.embedding.embedding_bag`'s; lowering in :func:`tridsa.sw.gather_ops.emit_gather`.
+        ``last_run`` holds the row cache counters (``gather_hits``, ...; the cache model's on golden).
+        """
+        from .gather_ops import gather_program
+        program, call = gather_program(self.config, table, indices, offsets, mode, per_sample_weights,
+                                       include_last_offset, padding_idx)
         result = self.run(program)
-        self._stats(result, program, macs, self._peak(precision))
+        self._stats(result, program, 0, self._peak("int8"))
+        if self.backend.name == "golden":
+            self.last_run.counters.update(call.golden_counters)
+        return call.result(program, result.memory)
+
+    def embedding_bag_rowwise(self, qtable, bits, indices, offsets=None, mode="sum", per_sample_weights=None,
+                              include_last_offset=False):
+        """embedding_bag on an FBGEMM rowwise-quantized table (float32 result), computed on the host.
+
+        The gather engine pools integer tables only; FBGEMM's float32 FMA chain is evaluated by the golden
+        model :func:`tridsa.sw.embedding.embedding_bag_rowwise` (see docs/gather.md). ``last_run`` is None.
+        """
+        from .embedding import embedding_bag_rowwise
+        self.last_run = None
+        return embedding_bag_rowwise(qtable, bits, indices, offsets, mode, per_sample_weights, include_last_offset)
+
+    def random_uint32(self, key, counter, n):
+        """The first ``n`` uint32 words of the Philox4x32-10 stream of ``(key, counter)`` (docs/rng.md)."""
+        from .sketch_ops import rng_program
+        program, finish = rng_program(self.config, key, counter, n)
+        result = self.run(program)
+        self._stats(result, program, 0, self.config.rows * 4 * self.config.rng_lanes)
+        return finish(result.memory)
+
+    def sketch(self, a, k, key, counter=(0, 0, 0, 0), dist="rademacher", transpose=False, **dist_params):
+        """``a @ Omega`` (``Omega.T @ a`` if ``transpose``), Omega (K, k) generated in the accelerator.
+
+        ``a`` is int8/uint8-valued, the result int32; Omega is ``tridsa.sw.sketch_dist.omega(key, counter,
+        K, k, dist, **dist_params)``. See :func:`tridsa.sw.sketch_ops.sketch_program` and docs/sketch.md.
+        """
+        from .sketch_ops import sketch_program
+        program, finish, call = sketch_program(self.config, a, k, key, counter, dist, transpose, **dist_params)
+        result = self.run(program)
+        self._stats(result, program, call.adds, self.config.rows * 4 * self.config.rng_lanes)
         return finish(result.memory)
