@@ -13,9 +13,11 @@ An engine owns the memory port from ``start`` to ``done``; it must finish every 
 started (all writes accepted, all reads returned) before ``done``, and must reach ``done`` for every
 instruction, legal or not.
 """
+from .gather import GatherEngine
 from .gemm import GemmEngine
+from .sketch import SketchEngine
 
 __all__ = ["ENGINES"]
 
 # name -> engine class; the name prefixes its counters ("gemm_busy", ...).
-ENGINES = {"gemm": GemmEngine}
+ENGINES = {"gemm": GemmEngine, "gather": GatherEngine, "sketch": SketchEngine}

@@ -119,6 +119,9 @@ class GemmEngine(wiring.Component):
         def over(addr, words):
             return (addr + words) > cfg.mem_depth
 
+        def overlaps(addr, words):       # [addr, addr+words) meets [c_addr, c_addr+c_words)
+            return (addr < f.c_addr + c_words) & (f.c_addr < addr + words)
+
         # ---- sequencer state -------------------------------------------------------------------
         a_ib, a_jb, a_ptr = Signal(16), Signal(16), Signal(32)
         b_ib, b_jb, b_ptr = Signal(16), Signal(16), Signal(32)
@@ -157,6 +160,9 @@ class GemmEngine(wiring.Component):
                 with m.Elif(over(f.a_addr, a_words) | over(f.b_addr, b_words) | over(f.c_addr, c_words)
                             | over(f.p_addr, p_words)):
                     m.d.sync += error.eq(isa.ERRORS["ADDR_RANGE"])
+                    m.next = "FINISH"
+                with m.Elif(overlaps(f.a_addr, a_words) | overlaps(f.b_addr, b_words) | overlaps(f.p_addr, p_words)):
+                    m.d.sync += error.eq(isa.ERRORS["OVERLAP"])
                     m.next = "FINISH"
                 with m.Else():
                     m.d.sync += [error.eq(0), a_ib.eq(0), a_jb.eq(0), a_ptr.eq(f.a_addr), b_ib.eq(0), b_jb.eq(0),

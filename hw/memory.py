@@ -106,7 +106,7 @@ class MemArbiter(wiring.Component):
         depth = 1
         while depth < self.config.mem_latency + 2:
             depth *= 2
-        m.submodules.tags = tags = fifo.SyncFIFOBuffered(width=max(1, (n - 1).bit_length()), depth=depth)
+        m.submodules.tags = tags = fifo.SyncFIFO(width=max(1, (n - 1).bit_length()), depth=depth)
         last = Signal(range(n), init=n - 1)
         grant = Signal(range(n))
         any_valid = Signal()

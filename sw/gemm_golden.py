@@ -12,7 +12,7 @@ __all__ = ["check_gemm", "execute_gemm"]
 def check_gemm(fields: dict, config) -> int:
     """The error code the hardware reports for these GEMM fields (0 if the instruction is legal).
 
-    Priority: BAD_MODE, then BAD_SHAPE, then ADDR_RANGE.
+    Priority: BAD_MODE, then BAD_SHAPE, then ADDR_RANGE, then OVERLAP (C overlaps A, B or P).
     """
     if (fields["int4"] and not config.int4) or fields["rounding"] == 3 or \
             (not fields["requant"] and fields["out_format"] != 0):
@@ -24,6 +24,11 @@ def check_gemm(fields: dict, config) -> int:
                         (fields["c_addr"], geo.c_words), (fields["p_addr"], geo.p_words)):
         if addr + words > config.mem_depth:
             return isa.ERRORS["ADDR_RANGE"]
+    c_lo, c_hi = fields["c_addr"], fields["c_addr"] + geo.c_words
+    for addr, words in ((fields["a_addr"], geo.a_words), (fields["b_addr"], geo.b_words),
+                        (fields["p_addr"], geo.p_words)):
+        if addr < c_hi and c_lo < addr + words:
+            return isa.ERRORS["OVERLAP"]
     return 0
 
 

@@ -18,9 +18,24 @@ def _gemm(memory, fields, config):
     return execute_gemm(memory, fields, config)
 
 
+def _gather(memory, fields, config):
+    from .gather_golden import execute_gather
+    return execute_gather(memory, fields, config)
+
+
+def _rng(memory, fields, config):
+    from .sketch_golden import execute_rng
+    return execute_rng(memory, fields, config)
+
+
+def _sketch(memory, fields, config):
+    from .sketch_golden import execute_sketch
+    return execute_sketch(memory, fields, config)
+
+
 # op name -> function(memory words (depth, width) uint8, fields dict, config) -> error code (0 = ok).
 # The function writes its outputs into ``memory`` in place.
-EXECUTORS = {"GEMM": _gemm}
+EXECUTORS = {"GEMM": _gemm, "GATHER": _gather, "RNG": _rng, "SKETCH": _sketch}
 
 
 def execute(program: Program) -> RunResult:

@@ -63,6 +63,40 @@ OPS = (
         Field("relu", 1, "1: clamp below at the zero point"),
         Field("zero_point", 16, "output zero point", signed=True),
     )),
+    Op("GATHER", 0x20, "embedding_bag: pool table rows per bag through the row cache (see docs/gather.md).", (
+        Field("table_addr", _ADDR, "table: `rows` rows of `dim` int8/int32 elements, each row on whole words"),
+        Field("rows", 24, "rows of the table; an index >= rows is INDEX_RANGE"),
+        Field("dim", 12, "elements per row (>= 1; the row must fit one cache line)"),
+        Field("dtype", 1, "0 int8 table, 1 int32 table"),
+        Field("idx_addr", _ADDR, "n_indices int32 row indices, packed"),
+        Field("n_indices", 24, "number of indices (all are range checked)"),
+        Field("off_addr", _ADDR, "n_bags + 1 int32 offsets, packed: 0, non-decreasing, last <= n_indices"),
+        Field("n_bags", 24, "number of bags (output rows)"),
+        Field("w_addr", _ADDR, "n_indices int32 per-sample weights, packed (read only if weighted)"),
+        Field("out_addr", _ADDR, "n_bags output rows of dim int32, each row on whole words"),
+        Field("mode", 2, "0 sum, 1 mean, 2 max"),
+        Field("weighted", 1, "1: sum of weight * row (mode sum only)"),
+    )),
+    Op("RNG", 0x30, "Write the Philox4x32-10 word stream of (key, counter) to memory (see docs/sketch.md).", (
+        Field("n", 32, "uint32 words wanted (>= 1); whole memory words are written: n rounds up to mem_width/4"),
+        Field("out_addr", 24, "first output word (addresses are < 2**24 = the largest Config.mem_depth)"),
+        Field("key0", 32, "Philox key word 0"),
+        Field("key1", 32, "Philox key word 1"),
+        Field("ctr0", 32, "start counter word 0 (least significant)"),
+        Field("ctr1", 32, "start counter word 1"),
+        Field("ctr2", 32, "start counter word 2"),
+        Field("ctr3", 32, "start counter word 3 (most significant)"),
+    )),
+    Op("SKETCH", 0x31, "Y = A @ Omega, Omega (K x k) generated on the fly from the parameter block (docs/sketch.md).", (
+        Field("m", 16, "rows of A and Y (>= 1)"),
+        Field("K", 16, "columns of A = rows of Omega (>= 1)"),
+        Field("k", 16, "columns of Omega and Y: the sketch size (>= 1)"),
+        Field("a_addr", _ADDR, "A int8 in the GEMM row-block layout (blocks of Config.rows rows)"),
+        Field("y_addr", _ADDR, "Y int32 tiles of rows x 4*rng_lanes, row-major tiles, row-major inside"),
+        Field("p_addr", _ADDR, "parameter block: key0 key1 ctr0..ctr3 threshold lo span-1 (uint32 each)"),
+        Field("dist", 2, "0 rademacher, 1 sparse_sign, 2 uniform, 3 gaussian"),
+        Field("a_signed", 1, "1: A elements are signed"),
+    )),
 )
 
 OPCODES = {op.name: op for op in OPS}
@@ -77,6 +111,7 @@ ERRORS = {
     "BAD_MODE": 4,
     "INDEX_RANGE": 5,
     "BAD_OFFSETS": 6,
+    "OVERLAP": 7,      # an output region overlaps an input region of the same instruction
 }
 ERROR_NAMES = {code: name for name, code in ERRORS.items()}
 

@@ -160,6 +160,8 @@ ILLEGAL = [
     ([isa.encode("GEMM", **_gemm_fields(k=0))], "BAD_SHAPE"),
     ([isa.encode("GEMM", **_gemm_fields(c_addr=SMALL.mem_depth - 1))], "ADDR_RANGE"),
     ([isa.encode("NOP"), isa.encode("GEMM", **_gemm_fields(a_addr=(1 << 32) - 1))], "ADDR_RANGE"),
+    ([isa.encode("GEMM", **_gemm_fields(c_addr=4))], "OVERLAP"),
+    ([isa.encode("GEMM", **_gemm_fields(p_addr=10))], "OVERLAP"),
 ]
 
 
@@ -202,3 +204,13 @@ def test_config_validation_and_serialization():
         Config(cols=8, mem_width=16)
     with pytest.raises(ValueError, match="unknown Config field"):
         Config.from_dict({"rowz": 4})
+
+
+@pytest.mark.parametrize("latency", [1, 4, 9])
+def test_memory_latency_does_not_change_results(latency, seed):
+    """Same Program semantics at any memory latency (Amaranth simulation; a new Config per latency)."""
+    config = Config(rows=2, cols=2, mem_width=8, mem_depth=512, mem_latency=latency)
+    program = _random_program(np.random.default_rng(seed), config, CALLS[:3])
+    result = Accelerator("amaranth", config).backend.run(program)
+    np.testing.assert_array_equal(result.memory, execute(program).memory)
+    assert result.error == 0

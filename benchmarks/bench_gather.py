@@ -1,0 +1,176 @@
+"""``tridsa bench gather``: the gather engine on synthetic DLRM traffic.
+
+:func:`run` measures
+
+* **hit rate vs Belady**: the row cache (LRU, the golden model, which the RTL matches counter for
+  counter) against the optimal MIN policy of the same capacity, at a cache of 5 % of the table's rows,
+  for Zipf alpha 0.9 / 1.0 / 1.3 and uniform indices;
+* **bandwidth on misses**: row bytes delivered per cycle vs the port's peak (``mem_width`` bytes per
+  cycle) for rows of 16..128 bytes, uniform indices over a table much larger than the cache;
+* **latency tolerance**: cycles of the same workload at memory latencies 2..64, with prefetch
+  (``Config.prefetch_depth`` rows in flight) and without (one row in flight); pooling factors 1..100.
+
+Each latency / prefetch point is its own Config, hence its own simulator build on HDL backends; the
+``amaranth`` backend needs no build. Prints Markdown tables, writes PNG plots to ``out_dir`` and
+returns every number in a dict.
+"""
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import numpy as np
+
+from tridsa import Accelerator, Config
+from tridsa.sw.dlrm_traffic import make_bags
+from tridsa.sw.row_cache import belady_hits, simulate
+
+__all__ = ["run", "hit_rates", "bandwidth", "latency_sweep"]
+
+DISTS = (("zipf", 0.9), ("zipf", 1.0), ("zipf", 1.3), ("uniform", None))
+
+
+def _bags(rows, batch, pooling, dist, alpha, seed):
+    return make_bags(batch, pooling, rows, dist=dist, alpha=alpha or 1.0, rng=seed)
+
+
+def hit_rates(config: Config, lookups: int = 20_000, seed: int = 0) -> list:
+    """LRU hit rate of the configured cache vs Belady's at cache = 5 % of the table's rows."""
+    capacity = config.cache_sets * config.cache_ways
+    rows = 20 * capacity
+    out = []
+    for dist, alpha in DISTS:
+        idx, _ = _bags(rows, lookups // 20, 20, dist, alpha, seed)
+        lru = simulate(idx, config.cache_sets, config.cache_ways)["hits"] / idx.size
+        opt = belady_hits(idx, capacity) / idx.size
+        out.append(dict(dist=dist if alpha is None else f"zipf {alpha}", rows=rows, capacity=capacity,
+                        lru=lru, belady=opt, ratio=lru / opt if opt else 1.0))
+    return out
+
+
+def _measure(acc, rows, row_bytes, batch, pooling, dist="uniform", alpha=None, seed=0):
+    """One embedding_bag on ``acc``; returns cycles and counters."""
+    dim = row_bytes                                              # int8 rows: one byte per element
+    table = np.random.default_rng(seed).integers(-128, 128, (rows, dim)).astype(np.int8)
+    idx, off = _bags(rows, batch, pooling, dist, alpha, seed)
+    start = time.perf_counter()
+    acc.embedding_bag(table, idx, off)
+    stats = acc.last_run
+    return dict(cycles=stats.cycles, wall=time.perf_counter() - start, lookups=stats.gather_lookups,
+                misses=stats.gather_misses, bytes_read=stats.gather_bytes_read,
+                busy=stats.counters.get("gather_busy"), port_words=stats.gather_mem_reads + stats.gather_mem_writes)
+
+
+def _table_rows(config, row_bytes, rows_wanted):
+    """Rows that fit the memory beside indices and output (the table dominates)."""
+    row_words = -(-row_bytes // config.mem_width)
+    return max(8, min(rows_wanted, config.mem_depth // (2 * row_words)))
+
+
+def bandwidth(config: Config, backend: str, row_sizes=(16, 32, 64, 128), batch=8, pooling=32) -> list:
+    """Row bytes per busy cycle on (mostly) misses vs the port's peak of ``mem_width`` bytes per cycle."""
+    acc = Accelerator(backend, config)
+    out = []
+    for row_bytes in row_sizes:
+        if row_bytes > max(config.cache_row_bytes, config.mem_width):
+            continue
+        rows = _table_rows(config, row_bytes, 64 * config.cache_sets * config.cache_ways)
+        r = _measure(acc, rows, row_bytes, batch, pooling)
+        r.update(row_bytes=row_bytes, bytes_per_cycle=r["bytes_read"] / r["busy"],
+                 of_peak=r["bytes_read"] / r["busy"] / config.mem_width,
+                 port_utilization=r["port_words"] / r["busy"])
+        out.append(r)
+    return out
+
+
+def latency_sweep(config: Config, backend: str, latencies=(2, 8, 32, 64), poolings=(1, 10, 100),
+                  row_bytes=64, lookups=400) -> list:
+    """Busy cycles of the same workload vs memory latency, with and without prefetch."""
+    out = []
+    for latency in latencies:
+        for prefetch in (config.prefetch_depth, 1):
+            cfg = config.replace(mem_latency=latency, prefetch_depth=prefetch)
+            acc = Accelerator(backend, cfg)
+            rows = _table_rows(cfg, row_bytes, 64 * cfg.cache_sets * cfg.cache_ways)
+            for pooling in poolings:
+                batch = max(1, lookups // pooling)
+                r = _measure(acc, rows, row_bytes, batch, pooling, "zipf", 1.0)
+                r.update(latency=latency, prefetch=prefetch, pooling=pooling,
+                         lookups_per_kcycle=1000 * r["lookups"] / r["busy"])
+                out.append(r)
+    return out
+
+
+def _markdown(rows: list, cols: list) -> str:
+    head = "| " + " | ".join(cols) + " |\n|" + "---|" * len(cols) + "\n"
+    fmt = lambda v: f"{v:.3f}" if isinstance(v, float) else str(v)
+    return head + "".join("| " + " | ".join(fmt(r[c]) for c in cols) + " |\n" for r in rows)
+
+
+def _plots(out_dir: Path, hits, bw, sweep, config) -> list:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    files = []
+    fig, ax = plt.subplots(figsize=(5, 3.2))
+    x = np.arange(len(hits))
+    ax.bar(x - 0.2, [h["lru"] for h in hits], 0.4, label="LRU (tridsa)")
+    ax.bar(x + 0.2, [h["belady"] for h in hits], 0.4, label="Belady (MIN)")
+    ax.set_xticks(x, [h["dist"] for h in hits])
+    ax.set_ylabel("hit rate")
+    ax.set_title("row cache = 5% of rows")
+    ax.legend()
+    fig.tight_layout()
+    files.append(out_dir / "gather_hit_rate.png")
+    fig.savefig(files[-1], dpi=120)
+    plt.close(fig)
+    if bw:
+        fig, ax = plt.subplots(figsize=(5, 3.2))
+        ax.plot([b["row_bytes"] for b in bw], [b["bytes_per_cycle"] for b in bw], "o-", label="row bytes / cycle")
+        ax.axhline(config.mem_width, color="k", ls="--", label="port peak")
+        ax.set_xlabel("row bytes")
+        ax.set_ylabel("bytes / cycle")
+        ax.legend()
+        fig.tight_layout()
+        files.append(out_dir / "gather_bandwidth.png")
+        fig.savefig(files[-1], dpi=120)
+        plt.close(fig)
+    if sweep:
+        fig, ax = plt.subplots(figsize=(5, 3.2))
+        for prefetch in sorted({s["prefetch"] for s in sweep}, reverse=True):
+            for pooling in sorted({s["pooling"] for s in sweep}):
+                pts = [s for s in sweep if s["prefetch"] == prefetch and s["pooling"] == pooling]
+                ax.plot([p["latency"] for p in pts], [p["lookups_per_kcycle"] for p in pts], "o-" if prefetch > 1 else "x--",
+                        label=f"prefetch {prefetch}, pooling {pooling}")
+        ax.set_xscale("log", base=2)
+        ax.set_xlabel("memory latency (cycles)")
+        ax.set_ylabel("lookups / 1000 cycles")
+        ax.legend(fontsize=7)
+        fig.tight_layout()
+        files.append(out_dir / "gather_latency.png")
+        fig.savefig(files[-1], dpi=120)
+        plt.close(fig)
+    return files
+
+
+def run(config: Config, backend: str = "amaranth", out_dir=".", sweep=True) -> dict:
+    """Run the gather benchmark; print Markdown tables, write PNGs to ``out_dir``, return the numbers."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    hits = hit_rates(config)
+    print("## Row cache hit rate vs Belady (cache = 5% of rows)\n")
+    print(_markdown(hits, ["dist", "rows", "capacity", "lru", "belady", "ratio"]))
+    bw = bandwidth(config, backend)
+    print(f"## Bandwidth on misses ({backend}, port peak {config.mem_width} B/cycle)\n")
+    print(_markdown(bw, ["row_bytes", "lookups", "misses", "busy", "bytes_per_cycle", "of_peak", "port_utilization"]))
+    lat = latency_sweep(config, backend) if sweep else []
+    if lat:
+        print("## Latency tolerance (Zipf 1.0, 64-byte rows)\n")
+        print(_markdown(lat, ["latency", "prefetch", "pooling", "busy", "lookups_per_kcycle"]))
+    files = _plots(out_dir, hits, bw, lat, config)
+    return {"hit_rate": hits, "bandwidth": bw, "latency": lat, "plots": [str(f) for f in files]}
+
+
+if __name__ == "__main__":
+    import sys
+    run(Config(), sys.argv[1] if len(sys.argv) > 1 else "amaranth", "bench_out")

@@ -1,0 +1,369 @@
+"""Gather engine: runs GATHER (embedding_bag over a table in memory) from one instruction.
+
+Dataflow (every arrow a valid/ready stream)::
+
+    offsets reader -> splitter -\\
+    indices reader -> splitter --> IndexQueue --(entries, prefetch_depth deep)--> PoolingUnit --> writer
+    weights reader -> splitter -/      |  (cache tags + LRU, in index order)        ^  (line memory,
+                                       \\--(row reads of misses)--> rows reader ----/    accumulators)
+
+A GATHER runs in two passes. The **check pass** streams the offsets, then the indices, checking a
+whole memory word of them per cycle (:func:`tridsa.sw.gather_golden.check_gather`); an illegal
+instruction ends there, having written nothing. The **main pass** walks the bags: the index queue
+looks rows up ahead and issues the reads of misses early, the pooling unit consumes rows in order
+(one word per cycle, from the line memory on a hit or from the rows reader on a miss, which it also
+writes into the line) and hands every finished bag to an output buffer that is written back while
+the next bag is pooled.
+"""
+from amaranth import *
+from amaranth.lib import data, stream, wiring
+from amaranth.lib.memory import Memory
+from amaranth.lib.wiring import In, Out
+
+from ..sw import isa
+from ..sw.gather_golden import line_words
+from .counters import counter_layout
+from .gemm import WordSplitter
+from .index_queue import COUNTERS as QUEUE_COUNTERS, IndexQueue, entry_layout
+from .instr import instr_layout
+from .memory import BlockReader, MemArbiter, MemPort
+
+__all__ = ["GatherEngine", "PoolingUnit"]
+
+_DIV_STEPS = 34          # bits of the mean's numerator 2|s| + n < 2**34
+
+
+def _log2(x):
+    return x.bit_length() - 1
+
+
+class PoolingUnit(wiring.Component):
+    """Pools rows into bags and emits every bag as ``out_words`` int32 output words.
+
+    ``entries`` come from :class:`~tridsa.hw.index_queue.IndexQueue`; a miss entry takes its
+    ``row_words`` words from ``fills`` (and stores them in its cache line), a hit reads its line.
+    Element ``e`` of a row is byte lane ``e`` (int8 table) or 32-bit lane ``e`` (int32 table) of the
+    row's words. Per element: ``sum`` adds ``weight * x`` modulo 2**32, ``max`` keeps the first of
+    equal values, ``mean`` divides the wrapped sum by the row count rounding half away from zero
+    (a radix-2 divider, ``_DIV_STEPS`` cycles per output word, all lanes of a word in parallel).
+    Output lanes at or past ``dim`` are zero; an empty bag gives zeros.
+
+    ``mode``, ``dtype``, ``dim``, ``row_words`` and ``out_words`` must be stable while entries flow.
+    """
+
+    def __init__(self, config):
+        self.config = config
+        self.line_words = line_words(config)
+        super().__init__({
+            "entries": In(stream.Signature(entry_layout(config))), "fills": In(stream.Signature(config.mem_bits)),
+            "out": Out(stream.Signature(config.mem_bits)),
+            "mode": In(2), "dtype": In(1), "dim": In(12), "row_words": In(16), "out_words": In(16),
+            "busy": Out(1),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        cfg = self.config
+        W, L = cfg.mem_width, self.line_words
+        lanes32 = W // 4
+        slots = cfg.cache_sets * cfg.cache_ways
+        m.submodules.lines = lines = Memory(shape=cfg.mem_bits, depth=slots * L, init=[])
+        wr, rd = lines.write_port(), lines.read_port()
+        acc_layout = data.ArrayLayout(data.ArrayLayout(signed(32), W), L)     # L words x W lanes
+        acc, acc_next, out_buf = Signal(acc_layout), Signal(acc_layout), Signal(acc_layout)
+
+        # ---- stage 1: one word of the head entry per cycle ------------------------------------
+        e = self.entries.payload
+        wi = Signal(range(max(2, L)))
+        s2 = Signal(data.StructLayout({"valid": 1, "wi": range(max(2, L)), "first": 1, "final": 1, "empty": 1,
+                                       "hit": 1, "weight": 32}))
+        fill_word = Signal(cfg.mem_bits)
+        out_busy = Signal()
+        last_word = wi == self.row_words - 1
+        final = e.empty | (e.last & last_word)
+        have_word = e.empty | e.hit | self.fills.valid
+        issue = self.entries.valid & have_word & ~(final & (out_busy | (s2.valid & s2.final)))
+        line_addr = e.slot * L + wi
+        m.d.comb += [rd.addr.eq(line_addr), wr.addr.eq(line_addr), wr.data.eq(self.fills.payload)]
+        m.d.sync += s2.valid.eq(issue)
+        with m.If(issue):
+            m.d.sync += [s2.wi.eq(wi), s2.first.eq(e.first), s2.final.eq(final), s2.empty.eq(e.empty),
+                         s2.hit.eq(e.hit), s2.weight.eq(e.weight), fill_word.eq(self.fills.payload)]
+            with m.If(~e.empty & ~e.hit):
+                m.d.comb += [self.fills.ready.eq(1), wr.en.eq(1)]
+            with m.If(e.empty | last_word):
+                m.d.comb += self.entries.ready.eq(1)
+                m.d.sync += wi.eq(0)
+            with m.Else():
+                m.d.sync += wi.eq(wi + 1)
+
+        # ---- stage 2: accumulate one word ----------------------------------------------------
+        word = Mux(s2.hit, rd.data, fill_word)
+        weight = s2.weight.as_signed()
+        old = acc[s2.wi]
+        new = Signal(data.ArrayLayout(signed(32), W))
+        for i in range(W):
+            x8 = word[8 * i:8 * i + 8].as_signed()
+            x = Signal(signed(32), name=f"x{i}")
+            if i < lanes32:
+                m.d.comb += x.eq(Mux(self.dtype, word[32 * i:32 * i + 32].as_signed(), x8))
+                prod = (x * weight)[:32].as_signed()
+            else:
+                m.d.comb += x.eq(x8)
+                prod = (x8 * weight)[:32].as_signed()
+            with m.If(self.mode == 2):
+                m.d.comb += new[i].eq(Mux(s2.first | (x > old[i]), x, old[i]))
+            with m.Else():
+                m.d.comb += new[i].eq(Mux(s2.first, 0, old[i]) + prod)
+        m.d.comb += acc_next.eq(acc)
+        m.d.comb += acc_next[s2.wi].eq(new)
+        count, count_next, out_count = Signal(24), Signal(24), Signal(24)
+        m.d.comb += count_next.eq(Mux(s2.wi == 0, Mux(s2.first, 1, count + 1), count))
+        with m.If(s2.valid & ~s2.empty):
+            m.d.sync += [acc.eq(acc_next), count.eq(count_next)]
+        with m.If(s2.valid & s2.final):
+            m.d.sync += [out_buf.eq(Mux(s2.empty, 0, acc_next)), out_count.eq(Mux(s2.empty, 0, count_next)),
+                         out_busy.eq(1)]
+
+        # ---- output: out_words words per bag from out_buf (mean: divide first) ------------------
+        j = Signal(16)
+        flat = out_buf.as_value()
+        sel8 = flat.word_select(j, 32 * lanes32)
+        sel32 = flat.word_select(j[:max(1, (L - 1).bit_length())] if L > 1 else 0, 32 * W)[:32 * lanes32]
+        lanes = Signal(data.ArrayLayout(signed(32), lanes32))
+        m.d.comb += lanes.eq(Mux(self.dtype, sel32, sel8))
+        # restoring division of 2|s| + n by 2n, every lane at once
+        n = Signal(25)
+        m.d.comb += n.eq(Mux(out_count == 0, 1, out_count))
+        step = Signal(range(_DIV_STEPS + 1))
+        dividing = Signal()
+        nums = [Signal(_DIV_STEPS, name=f"num{i}") for i in range(lanes32)]
+        rems = [Signal(27, name=f"rem{i}") for i in range(lanes32)]
+        quos = [Signal(_DIV_STEPS, name=f"quo{i}") for i in range(lanes32)]
+        result = Signal(data.ArrayLayout(signed(32), lanes32))
+        for i in range(lanes32):
+            s = lanes[i]
+            mag = Mux(s < 0, -s, s)[:33]
+            with m.If(out_busy & ~dividing & (step == 0) & (self.mode == 1)):
+                m.d.sync += [nums[i].eq((mag << 1) + n), rems[i].eq(0), quos[i].eq(0)]
+            trial = Cat(nums[i][-1], rems[i])
+            with m.If(dividing):
+                with m.If(trial >= (n << 1)):
+                    m.d.sync += [rems[i].eq(trial - (n << 1)), quos[i].eq(Cat(1, quos[i]))]
+                with m.Else():
+                    m.d.sync += [rems[i].eq(trial), quos[i].eq(Cat(0, quos[i]))]
+                m.d.sync += nums[i].eq(nums[i] << 1)
+            value = Mux(self.mode == 1, Mux(s < 0, -quos[i][:32], quos[i][:32]), s)
+            m.d.comb += result[i].eq(Mux(j * lanes32 + i < self.dim, value, 0))
+        with m.If(out_busy & ~dividing & (step == 0) & (self.mode == 1)):
+            m.d.sync += dividing.eq(1)
+        with m.If(dividing):
+            m.d.sync += step.eq(step + 1)
+            with m.If(step == _DIV_STEPS - 1):
+                m.d.sync += dividing.eq(0)
+        ready_word = out_busy & ((self.mode != 1) | (step == _DIV_STEPS))
+        m.d.comb += [self.out.valid.eq(ready_word), self.out.payload.eq(result)]
+        with m.If(self.out.valid & self.out.ready):
+            m.d.sync += step.eq(0)
+            with m.If(j == self.out_words - 1):
+                m.d.sync += [j.eq(0), out_busy.eq(0)]
+            with m.Else():
+                m.d.sync += j.eq(j + 1)
+        m.d.comb += self.busy.eq(out_busy | s2.valid)
+        return m
+
+
+class GatherEngine(wiring.Component):
+    """Runs GATHER instructions. ``start`` (one cycle, with ``instr``) -> ``done`` (one cycle, with ``error``).
+
+    Counters: ``busy`` cycles, the row cache's ``lookups``/``hits``/``misses``/``evictions``,
+    ``bytes_read`` (bytes of rows read from memory on misses), ``mem_reads``/``mem_writes`` (every
+    memory word the engine read or wrote, check pass included).
+    """
+
+    OPS = ("GATHER",)
+    COUNTERS = ("busy",) + QUEUE_COUNTERS + ("bytes_read", "mem_reads", "mem_writes")
+
+    def __init__(self, config):
+        self.config = config
+        super().__init__({
+            "start": In(1), "instr": In(instr_layout("GATHER")),
+            "done": Out(1), "error": Out(8),
+            "counters": Out(counter_layout(self.COUNTERS)),
+            "mem": Out(MemPort(config)),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        cfg = self.config
+        W = cfg.mem_width
+        pw = W // 4                                   # int32 items per word
+        f = Signal(instr_layout("GATHER"))
+
+        m.submodules.arbiter = arbiter = MemArbiter(cfg, 5)
+        wiring.connect(m, arbiter.mem, wiring.flipped(self.mem))
+        readers = {}
+        for i, name in enumerate(("off", "idx", "w", "rows")):
+            readers[name] = m.submodules[f"{name}_reader"] = BlockReader(cfg)
+            wiring.connect(m, readers[name].mem, arbiter.port(i))
+        writer = arbiter.port(4)
+        splitters = {}
+        for name in ("off", "idx", "w"):
+            splitters[name] = m.submodules[f"{name}_split"] = WordSplitter(cfg.mem_bits, 32, count_bits=25)
+        m.submodules.queue = queue = IndexQueue(cfg)
+        m.submodules.pool = pool = PoolingUnit(cfg)
+        wiring.connect(m, queue.entries, pool.entries)
+        wiring.connect(m, queue.reads, readers["rows"].cmd)
+        wiring.connect(m, readers["rows"].words, pool.fills)
+        for name, port in (("off", queue.offsets), ("idx", queue.indices), ("w", queue.weights)):
+            wiring.connect(m, splitters[name].items, port)
+
+        # ---- geometry (registered in SETUP) ----------------------------------------------------
+        row_words, out_words = Signal(16), Signal(16)
+        table_words, out_total = Signal(48), Signal(48)
+        idx_words, off_words = Signal(24), Signal(24)
+        off_last = Signal(25)
+        error = Signal(8)
+        row_bytes = Mux(f.dtype, f.dim << 2, f.dim)
+        m.d.comb += [queue.n_bags.eq(f.n_bags), queue.weighted.eq(f.weighted), queue.table_addr.eq(f.table_addr),
+                     queue.row_words.eq(row_words),
+                     pool.mode.eq(f.mode), pool.dtype.eq(f.dtype), pool.dim.eq(f.dim), pool.row_words.eq(row_words),
+                     pool.out_words.eq(out_words)]
+
+        def words32(n):
+            return (n + pw - 1) >> _log2(pw)
+
+        def over(addr, words):
+            return (addr + words) > cfg.mem_depth
+
+        # ---- check pass: a word of offsets / indices per cycle -------------------------------------
+        checking = Signal(2)                          # 1 offsets, 2 indices
+        k = Signal(24)                                # word of the array being checked
+        carry = Signal(32)                            # last offset of the previous word
+        bad = Signal()
+        for name in ("off", "idx"):
+            src, split = readers[name].words, splitters[name].words
+            mine = checking == (1 if name == "off" else 2)
+            m.d.comb += [split.payload.eq(src.payload), split.valid.eq(src.valid & (checking == 0)),
+                         src.ready.eq(Mux(mine, 1, split.ready & (checking == 0)))]
+        wiring.connect(m, readers["w"].words, splitters["w"].words)
+        off_word = readers["off"].words.payload
+        idx_word = readers["idx"].words.payload
+        off_bad, idx_bad = Signal(), Signal()
+        off_terms, idx_terms = [], []
+        for lane in range(pw):
+            item = k * pw + lane
+            v = off_word[32 * lane:32 * lane + 32].as_signed()
+            before = carry.as_signed() if lane == 0 else off_word[32 * (lane - 1):32 * lane].as_signed()
+            off_terms.append((item <= f.n_bags) & (((item == 0) & (v != 0)) | ((item != 0) & (v < before))
+                                                   | ((item == f.n_bags) & (v > f.n_indices))))
+            with m.If((checking == 1) & readers["off"].words.valid & (item == f.n_bags)):
+                m.d.sync += off_last.eq(v)
+            idx_terms.append((item < f.n_indices) & (idx_word[32 * lane:32 * lane + 32] >= f.rows))
+        m.d.comb += [off_bad.eq(Cat(off_terms).any()), idx_bad.eq(Cat(idx_terms).any())]
+        word_in = Mux(checking == 1, readers["off"].words.valid, readers["idx"].words.valid)
+        with m.If((checking != 0) & word_in):
+            m.d.sync += [k.eq(k + 1), carry.eq(off_word[-32:])]
+            with m.If(Mux(checking == 1, off_bad, idx_bad)):
+                m.d.sync += bad.eq(1)
+
+        # ---- sequencer ------------------------------------------------------------------------
+        rc = {name: readers[name].cmd for name in ("off", "idx", "w")}
+        written = Signal(48)
+        all_idle = Cat(r.idle for r in readers.values()).all()
+        with m.FSM() as fsm:
+            with m.State("IDLE"):
+                with m.If(self.start):
+                    m.d.sync += f.eq(self.instr)
+                    m.next = "SETUP1"
+            with m.State("SETUP1"):
+                m.d.sync += [row_words.eq((row_bytes + W - 1) >> _log2(W)),
+                             out_words.eq(((f.dim << 2) + W - 1) >> _log2(W)),
+                             idx_words.eq(words32(f.n_indices)), off_words.eq(words32(f.n_bags + 1))]
+                m.next = "SETUP2"
+            with m.State("SETUP2"):
+                m.d.sync += [table_words.eq(f.rows * row_words), out_total.eq(f.n_bags * out_words)]
+                m.next = "CHECK"
+            with m.State("CHECK"):
+                with m.If((f.mode == 3) | (f.weighted & (f.mode != 0))):
+                    m.d.sync += error.eq(isa.ERRORS["BAD_MODE"])
+                    m.next = "FINISH"
+                with m.Elif((f.dim == 0) | (row_words > line_words(cfg))):
+                    m.d.sync += error.eq(isa.ERRORS["BAD_SHAPE"])
+                    m.next = "FINISH"
+                with m.Elif(over(f.table_addr, table_words) | over(f.idx_addr, idx_words)
+                            | over(f.off_addr, off_words) | over(f.out_addr, out_total)
+                            | (f.weighted & over(f.w_addr, idx_words))):
+                    m.d.sync += error.eq(isa.ERRORS["ADDR_RANGE"])
+                    m.next = "FINISH"
+                with m.Else():
+                    m.d.sync += [error.eq(0), k.eq(0), bad.eq(0)]
+                    m.next = "OFF_CHECK"
+            with m.State("OFF_CHECK"):
+                m.d.comb += [rc["off"].valid.eq(checking == 0), rc["off"].payload.addr.eq(f.off_addr),
+                             rc["off"].payload.count.eq(off_words)]
+                with m.If(rc["off"].valid & rc["off"].ready):
+                    m.d.sync += checking.eq(1)
+                with m.If((checking == 1) & readers["off"].words.valid & (k == off_words - 1)):
+                    m.d.sync += [checking.eq(0), k.eq(0)]
+                    with m.If(bad | off_bad):
+                        m.d.sync += error.eq(isa.ERRORS["BAD_OFFSETS"])
+                        m.next = "FINISH"
+                    with m.Elif(f.n_indices == 0):
+                        m.next = "MAIN_START"
+                    with m.Else():
+                        m.next = "IDX_CHECK"
+            with m.State("IDX_CHECK"):
+                m.d.comb += [rc["idx"].valid.eq(checking == 0), rc["idx"].payload.addr.eq(f.idx_addr),
+                             rc["idx"].payload.count.eq(idx_words)]
+                with m.If(rc["idx"].valid & rc["idx"].ready):
+                    m.d.sync += checking.eq(2)
+                with m.If((checking == 2) & readers["idx"].words.valid & (k == idx_words - 1)):
+                    m.d.sync += [checking.eq(0), k.eq(0)]
+                    with m.If(bad | idx_bad):
+                        m.d.sync += error.eq(isa.ERRORS["INDEX_RANGE"])
+                        m.next = "FINISH"
+                    with m.Else():
+                        m.next = "MAIN_START"
+            with m.State("MAIN_START"):
+                # The readers are idle here, so their commands are accepted at once.
+                m.d.comb += [queue.start.eq(1),
+                             rc["off"].valid.eq(1), rc["off"].payload.addr.eq(f.off_addr),
+                             rc["off"].payload.count.eq(off_words),
+                             rc["idx"].valid.eq(off_last != 0), rc["idx"].payload.addr.eq(f.idx_addr),
+                             rc["idx"].payload.count.eq(words32(off_last)),
+                             rc["w"].valid.eq((off_last != 0) & f.weighted), rc["w"].payload.addr.eq(f.w_addr),
+                             rc["w"].payload.count.eq(words32(off_last))]
+                m.d.sync += written.eq(0)
+                m.next = "MAIN"
+            with m.State("MAIN"):
+                with m.If((written == out_total) & queue.done & ~pool.busy & all_idle):
+                    m.next = "FINISH"
+            with m.State("FINISH"):
+                m.d.comb += [self.done.eq(1), self.error.eq(error)]
+                m.next = "IDLE"
+        m.d.comb += [splitters["off"].per_block.eq(f.n_bags + 1), splitters["idx"].per_block.eq(off_last),
+                     splitters["w"].per_block.eq(off_last)]
+
+        # ---- writer: pooled words to out_addr onwards --------------------------------------------
+        m.d.comb += [writer.req.valid.eq(pool.out.valid), writer.req.payload.we.eq(1),
+                     writer.req.payload.addr.eq(f.out_addr + written), writer.req.payload.wdata.eq(pool.out.payload),
+                     pool.out.ready.eq(writer.req.ready)]
+        with m.If(writer.req.valid & writer.req.ready):
+            m.d.sync += written.eq(written + 1)
+
+        # ---- counters -----------------------------------------------------------------------------
+        c = self.counters
+        for name in QUEUE_COUNTERS:
+            m.d.comb += getattr(c, name).eq(getattr(queue.counters, name))
+        with m.If(~fsm.ongoing("IDLE")):
+            m.d.sync += c.busy.eq(c.busy + 1)
+        with m.If(queue.reads.valid & queue.reads.ready):
+            m.d.sync += c.bytes_read.eq(c.bytes_read + (row_words << _log2(W)))
+        req = self.mem.req
+        with m.If(req.valid & req.ready):
+            with m.If(req.payload.we):
+                m.d.sync += c.mem_writes.eq(c.mem_writes + 1)
+            with m.Else():
+                m.d.sync += c.mem_reads.eq(c.mem_reads + 1)
+        return m

@@ -1,0 +1,116 @@
+"""The gather engine's index prefetch queue: bags -> cache lookups -> row reads issued early.
+
+It walks the bags in order (``n_bags + 1`` offsets, the indices and, if ``weighted``, one weight per
+index), looks every index up in the row cache tags *in index order* and pushes one :data:`ENTRY` per
+row (or per empty bag) into a FIFO of ``Config.prefetch_depth`` entries. A miss also issues the row's
+read (``reads``: ``{addr, count}`` for a :class:`~tridsa.hw.memory.BlockReader`) at lookup time, so up
+to ``prefetch_depth`` rows are fetched while the pooling unit still works on older entries: the memory
+latency of misses overlaps, while the cache state changes exactly in index order as in the golden
+model (the pooling unit fills and reads line data in the same order, so an entry always sees the line
+contents its lookup saw).
+"""
+from amaranth import *
+from amaranth.lib import data, fifo, stream, wiring
+from amaranth.lib.wiring import In, Out
+
+from .counters import counter_layout
+from .row_cache import RowCacheTags
+
+__all__ = ["IndexQueue", "entry_layout", "COUNTERS"]
+
+COUNTERS = ("lookups", "hits", "misses", "evictions")
+
+
+def entry_layout(config) -> data.StructLayout:
+    """One row (or empty bag) for the pooling unit, in index order."""
+    return data.StructLayout({
+        "slot": range(config.cache_sets * config.cache_ways),  # cache line of the row
+        "hit": 1,            # 1: the line holds the row; 0: the row's words arrive from memory (fill)
+        "first": 1,          # first row of its bag
+        "last": 1,           # last row of its bag: the bag is complete after it
+        "empty": 1,          # an empty bag (no row; slot/hit/first unused)
+        "weight": 32,        # per-sample weight (1 when unweighted)
+    })
+
+
+class IndexQueue(wiring.Component):
+    """Bag walker, row cache lookup and miss issue, with a ``prefetch_depth``-entry output FIFO.
+
+    ``start`` (one cycle, while idle) flushes the cache and resets the walk; ``n_bags``, ``weighted``,
+    ``table_addr`` and ``row_words`` must be stable from then until every bag was pushed. Every
+    offset after the first must not be below its predecessor (the engine's check pass guarantees it).
+    ``done`` is high once every bag's entries were pushed.
+    """
+
+    def __init__(self, config, row_bits=24):
+        self.config = config
+        self.row_bits = row_bits
+        read = data.StructLayout({"addr": config.addr_bits, "count": 24})
+        super().__init__({
+            "start": In(1), "n_bags": In(24), "weighted": In(1), "table_addr": In(config.addr_bits),
+            "row_words": In(16),
+            "offsets": In(stream.Signature(32)), "indices": In(stream.Signature(32)),
+            "weights": In(stream.Signature(32)),
+            "reads": Out(stream.Signature(read)), "entries": Out(stream.Signature(entry_layout(config))),
+            "counters": Out(counter_layout(COUNTERS)), "done": Out(1),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        cfg = self.config
+        m.submodules.tags = tags = RowCacheTags(cfg.cache_sets, cfg.cache_ways, self.row_bits)
+        m.submodules.queue = queue = fifo.SyncFIFOBuffered(width=entry_layout(cfg).size, depth=cfg.prefetch_depth)
+        entry = Signal(entry_layout(cfg))
+        m.d.comb += [queue.w_data.eq(entry), self.entries.valid.eq(queue.r_rdy),
+                     self.entries.payload.eq(queue.r_data), queue.r_en.eq(self.entries.ready)]
+
+        primed = Signal()                  # offsets[0] consumed
+        prev = Signal(32)                  # the last offset consumed
+        bags = Signal(24)                  # bags started
+        remaining = Signal(32)             # rows of the current bag not yet looked up
+        first = Signal()
+        m.d.comb += self.done.eq(primed & (bags == self.n_bags) & (remaining == 0))
+
+        # ---- next bag: one offset per bag --------------------------------------------------
+        length = Signal(32)
+        m.d.comb += length.eq(self.offsets.payload - prev)
+        want_bag = primed & (remaining == 0) & (bags != self.n_bags)
+        with m.If(~primed):
+            m.d.comb += self.offsets.ready.eq(1)
+            with m.If(self.offsets.valid):
+                m.d.sync += [primed.eq(1), prev.eq(self.offsets.payload)]
+        with m.Elif(want_bag & self.offsets.valid & ((length != 0) | queue.w_rdy)):
+            m.d.comb += self.offsets.ready.eq(1)
+            m.d.sync += [prev.eq(self.offsets.payload), bags.eq(bags + 1), remaining.eq(length), first.eq(1)]
+            with m.If(length == 0):
+                m.d.comb += [entry.empty.eq(1), entry.last.eq(1), queue.w_en.eq(1)]
+
+        # ---- one row per cycle: lookup, push the entry, issue the read of a miss -------------
+        weight_ok = ~self.weighted | self.weights.valid
+        row = self.indices.payload[:self.row_bits]
+        m.d.comb += [tags.row.eq(row),
+                     self.reads.payload.addr.eq(self.table_addr + row * self.row_words),
+                     self.reads.payload.count.eq(self.row_words)]
+        ready_in = (remaining != 0) & self.indices.valid & weight_ok & queue.w_rdy
+        m.d.comb += self.reads.valid.eq(ready_in & ~tags.hit)
+        fire = ready_in & (tags.hit | self.reads.ready)
+        with m.If(fire):
+            m.d.comb += [tags.access.eq(1), self.indices.ready.eq(1), self.weights.ready.eq(self.weighted),
+                         queue.w_en.eq(1),
+                         entry.slot.eq(tags.slot), entry.hit.eq(tags.hit), entry.first.eq(first),
+                         entry.last.eq(remaining == 1),
+                         entry.weight.eq(Mux(self.weighted, self.weights.payload, 1))]
+            m.d.sync += [remaining.eq(remaining - 1), first.eq(0)]
+            c = self.counters
+            m.d.sync += c.lookups.eq(c.lookups + 1)
+            with m.If(tags.hit):
+                m.d.sync += c.hits.eq(c.hits + 1)
+            with m.Else():
+                m.d.sync += c.misses.eq(c.misses + 1)
+            with m.If(tags.evict):
+                m.d.sync += c.evictions.eq(c.evictions + 1)
+
+        with m.If(self.start):
+            m.d.comb += tags.flush.eq(1)
+            m.d.sync += [primed.eq(0), bags.eq(0), remaining.eq(0), first.eq(0)]
+        return m

@@ -1,0 +1,131 @@
+"""Golden semantics of the GATHER instruction: memory layout, error checks, results and cache counters.
+
+Layout (addresses in memory words of ``W = Config.mem_width`` bytes, everything little-endian):
+
+* **table**: ``rows`` rows of ``dim`` elements (int8 or int32); row ``r`` starts at word
+  ``table_addr + r * row_words`` (:func:`row_words`), unused bytes of its last word are ignored;
+* **indices**, **weights**, **offsets**: int32 arrays packed ``W // 4`` per word from their address;
+  ``n_bags + 1`` offsets delimit the bags (bag ``b`` is ``indices[off[b]:off[b+1]]``);
+* **output**: ``n_bags`` rows of ``dim`` int32, each on :func:`out_words` whole words, unused lanes 0.
+
+The pooling is :func:`tridsa.sw.embedding.embedding_bag` on an integer table (int32 wrap-around sums,
+TFLite rounding for ``mean``, first-of-equals for ``max``, empty bag -> zeros). The cache is flushed at
+the start of every GATHER and sees the indices ``indices[0:off[n_bags]]`` in order, so its counters are
+:func:`tridsa.sw.row_cache.simulate` of that trace.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from . import isa
+from .embedding import MODES, embedding_bag
+from .row_cache import simulate
+
+__all__ = ["DTYPES", "row_words", "out_words", "line_words", "int32_words", "check_gather", "execute_gather",
+           "gather_counters", "COUNTER_NAMES"]
+
+#: dtype field code -> element type of the table.
+DTYPES = {0: np.dtype(np.int8), 1: np.dtype(np.int32)}
+#: Cache counters of the golden model (the hardware's ``gather_*`` counters of the same names).
+COUNTER_NAMES = ("lookups", "hits", "misses", "evictions", "bytes_read")
+
+
+def _ceil(a: int, b: int) -> int:
+    return -(-a // b)
+
+
+def row_words(config, dim: int, dtype: int) -> int:
+    """Words of one table row."""
+    return _ceil(dim * DTYPES[dtype].itemsize, config.mem_width)
+
+
+def out_words(config, dim: int) -> int:
+    """Words of one pooled (int32) output row."""
+    return _ceil(dim * 4, config.mem_width)
+
+
+def line_words(config) -> int:
+    """Words of one cache line: the largest row a GATHER accepts."""
+    return max(1, config.cache_row_bytes // config.mem_width)
+
+
+def int32_words(config, n: int) -> int:
+    """Words of ``n`` packed int32 values."""
+    return _ceil(n, config.mem_width // 4)
+
+
+def _int32s(memory, addr: int, n: int) -> np.ndarray:
+    words = memory[addr:addr + _ceil(n, memory.shape[1] // 4)]
+    return np.ascontiguousarray(words).reshape(-1).view("<i4")[:n].astype(np.int64)
+
+
+def check_gather(memory: np.ndarray, fields: dict, config) -> int:
+    """The error code the hardware reports for a GATHER (0 if legal).
+
+    Priority: BAD_MODE (mode 3, or weights with a mode other than sum), BAD_SHAPE (``dim == 0`` or a
+    row longer than a cache line), ADDR_RANGE (a region past the end of memory), BAD_OFFSETS
+    (``off[0] != 0``, a decrease, or ``off[n_bags] > n_indices``; int32 compares), INDEX_RANGE (any of
+    the ``n_indices`` indices, read as uint32, ``>= rows``). The two data checks read memory, which the
+    hardware does in a check pass before it writes anything.
+    """
+    if fields["mode"] == 3 or (fields["weighted"] and fields["mode"] != 0):
+        return isa.ERRORS["BAD_MODE"]
+    dim, dtype = fields["dim"], fields["dtype"]
+    if dim == 0 or row_words(config, dim, dtype) > line_words(config):
+        return isa.ERRORS["BAD_SHAPE"]
+    n, bags = fields["n_indices"], fields["n_bags"]
+    regions = [(fields["table_addr"], fields["rows"] * row_words(config, dim, dtype)),
+               (fields["idx_addr"], int32_words(config, n)), (fields["off_addr"], int32_words(config, bags + 1)),
+               (fields["out_addr"], bags * out_words(config, dim))]
+    if fields["weighted"]:
+        regions.append((fields["w_addr"], int32_words(config, n)))
+    if any(addr + words > config.mem_depth for addr, words in regions):
+        return isa.ERRORS["ADDR_RANGE"]
+    off = _int32s(memory, fields["off_addr"], bags + 1)
+    if off[0] != 0 or np.any(np.diff(off) < 0) or off[-1] > n:
+        return isa.ERRORS["BAD_OFFSETS"]
+    idx = _int32s(memory, fields["idx_addr"], n) & 0xFFFFFFFF
+    if np.any(idx >= fields["rows"]):
+        return isa.ERRORS["INDEX_RANGE"]
+    return 0
+
+
+def _table(memory, fields, config) -> np.ndarray:
+    dim, dtype = fields["dim"], fields["dtype"]
+    rw = row_words(config, dim, dtype)
+    words = memory[fields["table_addr"]:fields["table_addr"] + fields["rows"] * rw]
+    raw = np.ascontiguousarray(words).reshape(fields["rows"], rw * config.mem_width)
+    size = DTYPES[dtype].itemsize
+    return raw[:, :dim * size].copy().view(DTYPES[dtype].newbyteorder("<")).astype(DTYPES[dtype])
+
+
+def _trace(memory, fields) -> tuple:
+    off = _int32s(memory, fields["off_addr"], fields["n_bags"] + 1)
+    return _int32s(memory, fields["idx_addr"], int(off[-1])), off
+
+
+def execute_gather(memory: np.ndarray, fields: dict, config) -> int:
+    """Execute one GATHER in place on ``memory`` ((depth, width) uint8); return the error code."""
+    error = check_gather(memory, fields, config)
+    if error:
+        return error
+    bags = fields["n_bags"]
+    if bags == 0:
+        return 0
+    idx, off = _trace(memory, fields)
+    weights = _int32s(memory, fields["w_addr"], idx.size) if fields["weighted"] else None
+    pooled = embedding_bag(_table(memory, fields, config), idx, off, MODES[fields["mode"]],
+                           per_sample_weights=weights, include_last_offset=True)
+    ow = out_words(config, fields["dim"])
+    out = np.zeros((bags, ow * config.mem_width // 4), "<i4")
+    out[:, :fields["dim"]] = pooled
+    memory[fields["out_addr"]:fields["out_addr"] + bags * ow] = out.view(np.uint8).reshape(bags * ow, -1)
+    return 0
+
+
+def gather_counters(memory: np.ndarray, fields: dict, config) -> dict:
+    """Counters of one legal GATHER: the row cache's (cold, LRU) plus ``bytes_read`` of row fills."""
+    idx, _ = _trace(memory, fields)
+    counters = simulate(idx, config.cache_sets, config.cache_ways)
+    counters["bytes_read"] = counters["misses"] * row_words(config, fields["dim"], fields["dtype"]) * config.mem_width
+    return counters

@@ -1,0 +1,127 @@
+"""Lowering of ``embedding_bag`` to GATHER instructions: validation, memory layout, emission.
+
+Validation is :mod:`tridsa.sw.embedding`'s (torch's rules), so a bad argument raises there, before
+anything runs. The driver lowers what the instruction does not have:
+
+* ``padding_idx``: padding entries (and their weights) are removed from the bags, which is exact in
+  every mode (they add nothing, are not counted by ``mean``, never win ``max``) and saves lookups;
+* ``include_last_offset`` / 2-D indices: the instruction always takes ``n_bags + 1`` offsets;
+* rows longer than a cache line: the table is split into column chunks of at most one line, one
+  GATHER per chunk sharing the indices, offsets and weights; the chunks' outputs are concatenated.
+"""
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+
+from .builder import ProgramBuilder
+from .embedding import _bags, _check_mode, _check_weights
+from .gather_golden import DTYPES, COUNTER_NAMES, gather_counters, line_words, out_words, row_words
+
+__all__ = ["GatherCall", "emit_gather", "gather_program", "pack_table", "pack_int32"]
+
+_MODE_CODES = {"sum": 0, "mean": 1, "max": 2}
+_DTYPE_CODES = {dtype: code for code, dtype in DTYPES.items()}
+_LIMIT = 1 << 24          # rows, indices and bags fit the instruction's 24-bit fields
+
+
+def pack_int32(values, width: int) -> np.ndarray:
+    """int32 values -> (words, width) uint8, packed ``width // 4`` per word, zero padded."""
+    v = np.asarray(values, np.int64).astype("<i4")
+    per = width // 4
+    padded = np.zeros(max(1, -(-v.size // per)) * per, "<i4")
+    padded[:v.size] = v
+    return padded.view(np.uint8).reshape(-1, width)
+
+
+def pack_table(table: np.ndarray, config) -> np.ndarray:
+    """(rows, dim) int8/int32 table -> (rows * row_words, mem_width) uint8, one row per whole words."""
+    dtype = table.dtype
+    rw = row_words(config, table.shape[1], _DTYPE_CODES[dtype])
+    raw = np.ascontiguousarray(table.astype(dtype.newbyteorder("<"))).view(np.uint8).reshape(table.shape[0], -1)
+    out = np.zeros((table.shape[0], rw * config.mem_width), np.uint8)
+    out[:, :raw.shape[1]] = raw
+    return out.reshape(-1, config.mem_width)
+
+
+@dataclasses.dataclass
+class GatherCall:
+    """The GATHER instructions of one ``embedding_bag`` and how to read their result back."""
+    regions: list            # (output region name, first column, dim) per column chunk
+    n_bags: int
+    dim: int
+    golden_counters: dict    # the cache model's counters summed over the instructions (gather_*)
+
+    def result(self, program, memory) -> np.ndarray:
+        out = np.zeros((self.n_bags, self.dim), np.int32)
+        for name, col, dim in self.regions:
+            if self.n_bags:
+                words = program.read(memory, name)
+                values = np.ascontiguousarray(words).view("<i4").reshape(self.n_bags, -1)
+                out[:, col:col + dim] = values[:, :dim]
+        return out
+
+
+def _table(table) -> np.ndarray:
+    tab = np.asarray(table)
+    if tab.dtype not in _DTYPE_CODES:
+        raise TypeError(f"table dtype must be int8 or int32 for the gather engine, got {tab.dtype} "
+                        "(rowwise-quantized tables: use embedding_bag_rowwise)")
+    if tab.ndim != 2 or min(tab.shape) == 0:
+        raise ValueError(f"table must be 2-D (num_rows, dim) with num_rows, dim >= 1, got shape {tab.shape}")
+    if tab.shape[0] >= _LIMIT or tab.shape[1] >= 1 << 12:
+        raise ValueError(f"table shape {tab.shape} is too large: num_rows < 2**24 and dim < 4096")
+    return tab
+
+
+def emit_gather(builder: ProgramBuilder, table, indices, offsets=None, mode="sum", per_sample_weights=None,
+                include_last_offset=False, padding_idx=None, name="emb") -> GatherCall:
+    """Validate an embedding_bag, lay out its operands and emit one GATHER per column chunk."""
+    cfg = builder.config
+    tab = _table(table)
+    mode = _check_mode(mode)
+    num_rows, dim = tab.shape
+    idx, starts, ends = _bags(indices, offsets, include_last_offset, num_rows)
+    weights = _check_weights(per_sample_weights, mode, idx.size, integer=True)
+    if padding_idx is not None:
+        if isinstance(padding_idx, (bool, np.bool_)) or not isinstance(padding_idx, (int, np.integer)):
+            raise TypeError(f"padding_idx must be an int or None, got {padding_idx!r}")
+        if not -num_rows <= padding_idx < num_rows:
+            raise ValueError(f"padding_idx={padding_idx} must be in {-num_rows}..{num_rows - 1} "
+                             f"(table has {num_rows} rows)")
+        keep = idx != padding_idx % num_rows
+        kept_before = np.concatenate([[0], np.cumsum(keep)])
+        starts, ends = kept_before[starts], kept_before[ends]
+        idx = idx[keep]
+        weights = None if weights is None else weights[keep]
+    n_bags = int(starts.size)
+    if idx.size >= _LIMIT or n_bags >= _LIMIT:
+        raise ValueError(f"{idx.size} indices and {n_bags} bags: both must be < 2**24")
+    off = np.append(starts, ends[-1] if n_bags else 0)
+    dtype = _DTYPE_CODES[tab.dtype]
+    shared = dict(rows=num_rows, dtype=dtype, mode=_MODE_CODES[mode], weighted=int(weights is not None),
+                  n_indices=int(idx.size), n_bags=n_bags,
+                  idx_addr=builder.put(pack_int32(idx, cfg.mem_width)),
+                  off_addr=builder.put(pack_int32(off, cfg.mem_width)),
+                  w_addr=builder.put(pack_int32(weights, cfg.mem_width)) if weights is not None else 0)
+    chunk = line_words(cfg) * cfg.mem_width // tab.dtype.itemsize
+    regions, totals = [], dict.fromkeys(COUNTER_NAMES, 0)
+    for col in range(0, dim, chunk):
+        part = tab[:, col:col + chunk]
+        region = f"{name}{col}"
+        fields = dict(shared, dim=part.shape[1], table_addr=builder.put(pack_table(part, cfg)),
+                      out_addr=builder.alloc(n_bags * out_words(cfg, part.shape[1]), region))
+        builder.emit("GATHER", **fields)
+        for key, value in gather_counters(builder.memory, fields, cfg).items():
+            totals[key] += value
+        regions.append((region, col, part.shape[1]))
+    assert all(row_words(cfg, d, dtype) <= line_words(cfg) for _, _, d in regions)
+    return GatherCall(regions, n_bags, dim, {f"gather_{k}": v for k, v in totals.items()})
+
+
+def gather_program(config, *args, **kwargs):
+    """A Program of one embedding_bag (arguments as :func:`emit_gather`) and its :class:`GatherCall`."""
+    builder = ProgramBuilder(config)
+    call = emit_gather(builder, *args, **kwargs)
+    return builder.build(), call

@@ -1,0 +1,365 @@
+"""Gather engine: golden GATHER semantics, driver lowering and errors, the engine on every backend,
+the engine alone under random memory stalls and latencies, and the index prefetch queue unit."""
+import functools
+import random
+
+import numpy as np
+import pytest
+from amaranth import Elaboratable, Module
+from amaranth.sim import Simulator
+
+from tridsa.hw.gather import GatherEngine
+from tridsa.hw.index_queue import IndexQueue
+from tridsa.hw.memory import MemoryModel
+from tridsa.sim.memimage import from_ints, to_ints
+from tridsa.sw import isa
+from tridsa.sw.builder import ProgramBuilder
+from tridsa.sw.driver import AcceleratorError
+from tridsa.sw.embedding import embedding_bag, embedding_bag_rowwise, quantize_rowwise
+from tridsa.sw.gather_golden import check_gather
+from tridsa.sw.gather_ops import emit_gather, pack_int32
+from tridsa.sw.golden import execute
+from tridsa.sw.row_cache import RowCache
+
+from conftest import SMALL, accelerator, backend_params
+
+E = isa.ERRORS
+
+
+def _cases(rng, rows=40):
+    """(table, indices, offsets, mode, weights) covering dtypes, modes, empty bags, repeats, weights."""
+    t8 = rng.integers(-128, 128, (rows, 20)).astype(np.int8)              # 2 words per row on SMALL
+    t32 = rng.integers(-2 ** 31, 2 ** 31, (rows, 3)).astype(np.int32)     # int32 sums wrap
+    idx = rng.integers(0, rows, 30)
+    idx[5:9] = 7                                                          # repeated indices
+    off = np.array([0, 0, 5, 5, 12, 29, 29])                              # empty bags, one of 17 rows
+    w = rng.integers(-1000, 1000, 30)
+    return [(t8, idx, off, "sum", None), (t8, idx, off, "mean", None), (t8, idx, off, "max", None),
+            (t32, idx, off, "sum", w), (t32, idx, off, "mean", None), (t32, idx, off, "max", None),
+            (t8[:, :3], idx[:4], np.array([0, 1, 1, 4]), "sum", w[:4])]
+
+
+def _multi_program(cases, config=SMALL):
+    builder = ProgramBuilder(config)
+    calls = [emit_gather(builder, t, i, o, m, w, name=f"e{n}_") for n, (t, i, o, m, w) in enumerate(cases)]
+    return builder.build(), calls
+
+
+# -- golden model and driver ---------------------------------------------------------------------
+
+def test_golden_matches_embedding_bag(seed):
+    rng = np.random.default_rng(seed)
+    cases = _cases(rng)
+    program, calls = _multi_program(cases)
+    result = execute(program)
+    assert result.error == 0
+    for (t, i, o, m, w), call in zip(cases, calls):
+        assert np.array_equal(call.result(program, result.memory), embedding_bag(t, i, o, m, per_sample_weights=w))
+
+
+def test_driver_lowering_padding_chunks_include_last(seed):
+    rng = np.random.default_rng(seed)
+    acc = accelerator("golden")
+    table = rng.integers(-128, 128, (25, 70)).astype(np.int8)     # 70 > 32-byte line: three chunks
+    idx = rng.integers(0, 25, 40)
+    idx[::3] = 4
+    off = np.array([0, 10, 10, 33, 40])
+    for mode in ("sum", "mean", "max"):
+        got = acc.embedding_bag(table, idx, off, mode, padding_idx=4, include_last_offset=True)
+        assert np.array_equal(got, embedding_bag(table, idx, off, mode, padding_idx=4, include_last_offset=True))
+    assert acc.last_run.instructions == 3
+    two_d = rng.integers(0, 25, (3, 4))
+    assert np.array_equal(acc.embedding_bag(table, two_d, None), embedding_bag(table, two_d, None))
+    q = quantize_rowwise(rng.standard_normal((25, 8)).astype(np.float32), 4)
+    assert np.array_equal(acc.embedding_bag_rowwise(q, 4, idx, off[:-1], "mean"),
+                          embedding_bag_rowwise(q, 4, idx, off[:-1], "mean"))
+
+
+def test_golden_counters_are_the_cache_model(seed):
+    rng = np.random.default_rng(seed)
+    acc = accelerator("golden")
+    idx = rng.integers(0, 60, 200)
+    acc.embedding_bag(rng.integers(-5, 5, (60, 4)).astype(np.int8), idx, np.arange(0, 200, 10))
+    cache = RowCache(SMALL.cache_sets, SMALL.cache_ways)
+    for row in idx:
+        cache.access(int(row))
+    assert {k: acc.last_run.counters[f"gather_{k}"] for k in cache.counters()} == cache.counters()
+    assert acc.last_run.gather_bytes_read == cache.misses * SMALL.mem_width
+
+
+@pytest.mark.parametrize("args, exc, match", [
+    (dict(offsets=[0, 3, 2]), ValueError, "non-decreasing"),
+    (dict(offsets=[1, 3]), ValueError, "offsets\\[0\\]"),
+    (dict(offsets=[0, 9]), ValueError, "offsets\\[-1\\]"),
+    (dict(indices=[0, 1, 10, 2]), IndexError, "indices\\[2\\]=10"),
+    (dict(indices=[0, -1, 1, 2]), IndexError, "indices\\[1\\]=-1"),
+    (dict(indices=[0.0, 1.0, 2.0, 3.0]), TypeError, "indices"),
+    (dict(table=np.zeros((10, 4), np.float32)), TypeError, "table dtype"),
+    (dict(table=np.zeros((10, 4), np.int16)), TypeError, "table dtype"),
+    (dict(table=np.zeros((0, 4), np.int8)), ValueError, "table"),
+    (dict(mode="median"), ValueError, "mode"),
+    (dict(mode="max", per_sample_weights=[1, 2, 3, 4]), ValueError, "per_sample_weights"),
+    (dict(per_sample_weights=[1, 2, 3]), ValueError, "per_sample_weights"),
+    (dict(padding_idx=10), ValueError, "padding_idx"),
+])
+def test_driver_rejects_bad_input(args, exc, match):
+    call = dict(table=np.ones((10, 4), np.int8), indices=[0, 1, 2, 3], offsets=[0, 2])
+    call.update(args)
+    with pytest.raises(exc, match=match):
+        accelerator("golden").embedding_bag(**call)
+
+
+def _bad_programs():
+    """Programs whose second instruction is an illegal GATHER, one per error (and its priority)."""
+    good = (np.arange(24, dtype=np.int8).reshape(6, 4), [1, 2, 3], [0, 1, 3], "sum", None)
+    out = {}
+    for name, change in [("BAD_MODE", dict(mode=3)), ("BAD_MODE", dict(mode=2, weighted=1)),
+                         ("BAD_SHAPE", dict(dim=0)), ("BAD_SHAPE", dict(dim=33)),
+                         ("ADDR_RANGE", dict(out_addr=SMALL.mem_depth - 1)),
+                         ("BAD_OFFSETS", dict(off=[0, 2, 1, 3])), ("BAD_OFFSETS", dict(off=[1, 1, 2, 3])),
+                         ("BAD_OFFSETS", dict(off=[0, 1, 2, 4])),
+                         ("INDEX_RANGE", dict(idx=[0, 6, 1])), ("INDEX_RANGE", dict(idx=[0, 1, -1])),
+                         ("BAD_OFFSETS", dict(off=[0, 3, 2, 3], idx=[0, 9, 1]))]:    # offsets checked first
+        builder = ProgramBuilder(SMALL)
+        emit_gather(builder, *good[:4], name="ok")
+        fields = isa.decode(builder.instructions[0])[1]
+        fields.update(n_bags=3, n_indices=3, off_addr=builder.put(pack_int32(change.pop("off", [0, 1, 2, 3]), 16)),
+                      idx_addr=builder.put(pack_int32(change.pop("idx", [5, 4, 3]), 16)), out_addr=builder.alloc(3))
+        fields.update(change)
+        builder.emit("GATHER", **fields)
+        program = builder.build()
+        assert check_gather(program.memory, fields, SMALL) == E[name]
+        out.setdefault(name, []).append(program)
+    return out
+
+
+def test_golden_error_codes_and_priority():
+    for name, programs in _bad_programs().items():
+        for program in programs:
+            result = execute(program)
+            assert (result.error, result.error_pc) == (E[name], 1)
+
+
+# -- the engine alone: random memory stalls, several latencies --------------------------------------
+
+class _EngineHarness(Elaboratable):
+    """GatherEngine on a MemoryModel; ``stall`` refuses memory requests (backpressure)."""
+
+    def __init__(self, config, init):
+        from amaranth import Signal
+        self.engine, self.memory, self.stall = GatherEngine(config), MemoryModel(config, init=init), Signal()
+
+    def elaborate(self, platform):
+        m = Module()
+        m.submodules.engine, m.submodules.memory = self.engine, self.memory
+        req, mreq = self.engine.mem.req, self.memory.port.req
+        m.d.comb += [mreq.payload.eq(req.payload), mreq.valid.eq(req.valid & ~self.stall),
+                     req.ready.eq(mreq.ready & ~self.stall),
+                     self.engine.mem.resp.valid.eq(self.memory.port.resp.valid),
+                     self.engine.mem.resp.payload.eq(self.memory.port.resp.payload)]
+        return m
+
+
+def run_engine(program, seed=None, stall_rate=0.0, max_cycles=100_000):
+    """Run the GATHERs of ``program`` on the engine alone; return (memory, error, error_pc, counters, cycles)."""
+    cfg = program.config
+    h = _EngineHarness(cfg, to_ints(program.memory))
+    sim = Simulator(h)
+    sim.add_clock(1e-8)
+    rnd = random.Random(seed)
+    out = {"error": 0, "error_pc": 0, "cycles": 0}
+
+    async def bench(ctx):
+        for pc, word in enumerate(program.instructions):
+            if isa.decode(int(word))[0].name != "GATHER":
+                continue
+            ctx.set(h.engine.instr.as_value(), int(word))
+            ctx.set(h.engine.start, 1)
+            await ctx.tick()
+            ctx.set(h.engine.start, 0)
+            for cycle in range(max_cycles):
+                ctx.set(h.stall, rnd.random() < stall_rate)
+                if ctx.get(h.engine.done):
+                    break
+                await ctx.tick()
+            else:
+                raise AssertionError(f"GATHER {pc} did not finish within {max_cycles} cycles")
+            out["cycles"] += cycle
+            error = ctx.get(h.engine.error)             # valid with done
+            await ctx.tick()                            # done is seen in FINISH; the engine is idle after it
+            if error:
+                out.update(error=error, error_pc=pc)
+                break
+        out["counters"] = {name: ctx.get(getattr(h.engine.counters, name)) for name in GatherEngine.COUNTERS}
+        out["memory"] = from_ints([ctx.get(h.memory.storage_memory.data[i]) for i in range(cfg.mem_depth)],
+                                  cfg.mem_width)
+
+    sim.add_testbench(bench)
+    sim.run()
+    return out
+
+
+def _golden_counters(calls):
+    total = {}
+    for call in calls:
+        for key, value in call.golden_counters.items():
+            total[key] = total.get(key, 0) + value
+    return total
+
+
+# mem_latency=1 is left out: MemArbiter misroutes read responses at latency 1 (reported)
+@pytest.mark.parametrize("latency, prefetch, stall_rate", [(2, 1, 0.0), (7, 4, 0.3), (20, 8, 0.1)])
+def test_engine_random_stalls_and_latency(latency, prefetch, stall_rate, seed):
+    config = SMALL.replace(mem_latency=latency, prefetch_depth=prefetch)
+    cases = _cases(np.random.default_rng(seed))
+    program, calls = _multi_program(cases, config)
+    out = run_engine(program, seed, stall_rate)
+    golden = execute(program)
+    assert out["error"] == 0 and np.array_equal(out["memory"], golden.memory)
+    assert {f"gather_{k}": v for k, v in out["counters"].items() if f"gather_{k}" in calls[0].golden_counters} \
+        == _golden_counters(calls)
+
+
+def test_engine_errors_write_nothing(seed):
+    for name, programs in _bad_programs().items():
+        for program in programs:
+            out = run_engine(program, seed, stall_rate=0.2)
+            golden = execute(program)
+            assert (out["error"], out["error_pc"]) == (E[name], 1), name
+            assert np.array_equal(out["memory"], golden.memory), name
+            assert out["cycles"] < 200
+
+
+# -- every backend -----------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("backend", backend_params())
+def test_bit_exact_and_counters_on_backend(backend, seed):
+    cases = _cases(np.random.default_rng(seed))
+    program, calls = _multi_program(cases)
+    result = accelerator(backend).backend.run(program)
+    golden = execute(program)
+    assert result.error == 0 and np.array_equal(result.memory, golden.memory)
+    for (t, i, o, m, w), call in zip(cases, calls):
+        assert np.array_equal(call.result(program, result.memory), embedding_bag(t, i, o, m, per_sample_weights=w))
+    if backend != "golden":
+        assert {k: result.counters[k] for k in _golden_counters(calls)} == _golden_counters(calls)
+        assert result.counters["gather_busy"] > 0
+
+
+@pytest.mark.parametrize("backend", backend_params())
+def test_driver_and_hardware_errors_on_backend(backend):
+    acc = accelerator(backend)
+    table = np.arange(40, dtype=np.int8).reshape(10, 4)
+    got = acc.embedding_bag(table, [9, 0, 9], [0, 0, 1], mode="max")
+    assert np.array_equal(got, embedding_bag(table, [9, 0, 9], [0, 0, 1], mode="max"))
+    with pytest.raises(IndexError):
+        acc.embedding_bag(table, [0, 10], [0])
+    programs = _bad_programs()
+    for name in ("INDEX_RANGE", "BAD_OFFSETS"):
+        program = programs[name][0]
+        result = acc.backend.run(program)
+        assert (result.error, result.error_pc) == (E[name], 1)
+        assert np.array_equal(result.memory, execute(program).memory)
+        with pytest.raises(AcceleratorError, match=name):
+            acc.run(program)
+
+
+@pytest.mark.slow
+def test_other_latency_on_verilator(seed):
+    """One more HDL build: a long memory latency with a short prefetch queue."""
+    config = SMALL.replace(mem_latency=9, prefetch_depth=2)
+    program, calls = _multi_program(_cases(np.random.default_rng(seed)), config)
+    result = accelerator("verilator", config).backend.run(program)
+    assert result.error == 0 and np.array_equal(result.memory, execute(program).memory)
+    assert {k: result.counters[k] for k in _golden_counters(calls)} == _golden_counters(calls)
+
+
+# -- the index prefetch queue alone ------------------------------------------------------------------
+
+def test_index_queue_random_backpressure(seed):
+    """Random gaps on the offsets/indices/weights streams and random ready on entries/reads: the entries
+    and reads equal the golden cache's, in order, and a hit's slot is where its row was filled."""
+    rnd = random.Random(seed)
+    cfg = SMALL
+    n_bags = 12
+    lengths = [rnd.choice([0, 1, 2, 5, 9]) for _ in range(n_bags)]
+    offsets = np.concatenate([[0], np.cumsum(lengths)]).tolist()
+    indices = [rnd.randrange(24) for _ in range(offsets[-1])]
+    weights = [rnd.randrange(-50, 50) & 0xFFFFFFFF for _ in indices]
+    dut = IndexQueue(cfg)
+    table_addr, row_words = 100, 2
+    got_entries, got_reads = [], []
+
+    async def source(stream, items, ctx):
+        await ctx.tick().repeat(2)                      # after start
+        for item in items:
+            while rnd.random() < 0.4:
+                await ctx.tick()
+            ctx.set(stream.payload, item)
+            ctx.set(stream.valid, 1)
+            await ctx.tick().until(stream.ready)
+            ctx.set(stream.valid, 0)
+
+    async def sink(stream, into, count, ctx):
+        while len(into) < count:
+            ready = rnd.random() < 0.6
+            ctx.set(stream.ready, ready)
+            await ctx.tick()
+        ctx.set(stream.ready, 0)
+
+    n_entries = sum(max(1, n) for n in lengths)
+    cache = RowCache(cfg.cache_sets, cfg.cache_ways)
+    expect_misses = sum(not cache.access(r) for r in indices)
+
+    async def bench(ctx):
+        ctx.set(dut.n_bags, n_bags)
+        ctx.set(dut.weighted, 1)
+        ctx.set(dut.table_addr, table_addr)
+        ctx.set(dut.row_words, row_words)
+        ctx.set(dut.start, 1)
+        await ctx.tick()
+        ctx.set(dut.start, 0)
+
+    async def monitor(ctx):
+        async for _, _, entries_valid, entries_ready, entry, reads_valid, reads_ready, read in ctx.tick().sample(
+                dut.entries.valid, dut.entries.ready, dut.entries.payload, dut.reads.valid, dut.reads.ready,
+                dut.reads.payload):
+            if entries_valid and entries_ready:
+                got_entries.append(entry)
+            if reads_valid and reads_ready:
+                got_reads.append((read.addr, read.count))
+            if len(got_entries) == n_entries and len(got_reads) == expect_misses:
+                return
+
+    sim = Simulator(dut)
+    sim.add_clock(1e-8)
+    sim.add_testbench(bench)
+    sim.add_testbench(functools.partial(source, dut.offsets, offsets))
+    sim.add_testbench(functools.partial(source, dut.indices, indices))
+    sim.add_testbench(functools.partial(source, dut.weights, weights))
+    sim.add_testbench(functools.partial(sink, dut.entries, got_entries, n_entries))
+    sim.add_testbench(functools.partial(sink, dut.reads, got_reads, expect_misses))
+    sim.add_testbench(monitor)
+    sim.run_until(1e-8 * 5000)
+    assert len(got_entries) == n_entries and len(got_reads) == expect_misses
+
+    cache, slot_of, pos, reads = RowCache(cfg.cache_sets, cfg.cache_ways), {}, 0, iter(got_reads)
+    entries = iter(got_entries)
+    for length in lengths:
+        if length == 0:
+            e = next(entries)
+            assert (e.empty, e.last) == (1, 1)
+            continue
+        for k in range(length):
+            e = next(entries)
+            row = indices[pos]
+            hit = cache.access(row)
+            assert (e.empty, e.hit, e.first, e.last, e.weight) == (0, hit, k == 0, k == length - 1, weights[pos])
+            if hit:
+                assert e.slot == slot_of[row]
+            else:
+                assert next(reads) == (table_addr + row * row_words, row_words)
+                slot_of = {r: s for r, s in slot_of.items() if s != e.slot}
+                slot_of[row] = e.slot
+            assert e.slot // cfg.cache_ways == row % cfg.cache_sets
+            pos += 1
