@@ -132,16 +132,18 @@ class Accelerator:
         return finish([result.memory for result in results])
 
     def embedding_bag(self, table, indices, offsets=None, mode="sum", per_sample_weights=None,
-                      include_last_offset=False, padding_idx=None):
+                      include_last_offset=False, padding_idx=None, cache_hints=True):
         """``torch.nn.functional.embedding_bag`` on an int8/int32 table in the gather engine -> int32.
 
         Semantics (integer sums wrap, ``mean`` rounding, errors) are
         :func:`tridsa.sw.embedding.embedding_bag`'s; lowering in :func:`tridsa.sw.gather_ops.emit_gather`.
         ``last_run`` holds the row cache counters (``gather_hits``, ...; the cache model's on golden).
+        ``cache_hints``: True keeps the row cache for the call's most frequent rows (profiled here, see
+        docs/gather.md), False uses plain LRU; the result is the same.
         """
         from .gather_ops import gather_program
         program, call = gather_program(self.config, table, indices, offsets, mode, per_sample_weights,
-                                       include_last_offset, padding_idx)
+                                       include_last_offset, padding_idx, cache_hints=cache_hints)
         result = self.run(program)
         self._stats(result, program, 0, self._peak("int8"))
         if self.backend.name == "golden":

@@ -68,7 +68,7 @@ OPS = (
         Field("rows", 24, "rows of the table; an index >= rows is INDEX_RANGE"),
         Field("dim", 12, "elements per row (>= 1; the row must fit one cache line)"),
         Field("dtype", 1, "0 int8 table, 1 int32 table"),
-        Field("idx_addr", _ADDR, "n_indices int32 row indices, packed"),
+        Field("idx_addr", _ADDR, "n_indices int32 index words, packed: row in bits [0:31], bit 31 = cache bypass hint"),
         Field("n_indices", 24, "number of indices (all are range checked)"),
         Field("off_addr", _ADDR, "n_bags + 1 int32 offsets, packed: 0, non-decreasing, last <= n_indices"),
         Field("n_bags", 24, "number of bags (output rows)"),
