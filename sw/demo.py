@@ -105,6 +105,58 @@ def _forward(model, acc, inputs):
     return model.forward(acc, *inputs)
 
 
+def utilization(records) -> float:
+    """MACs / sum(layer peak x layer cycles): each layer's peak is INT8's or INT4's (2x)."""
+    capacity = sum(r.macs / r.utilization for r in records if r.utilization)
+    return sum(r.macs for r in records if r.utilization) / capacity if capacity else 0.0
+
+
+def profile(checked: CheckedAccelerator, name: str, golden, inputs=None) -> list:
+    """Run workload ``name``'s mixed-precision model on a batch through ``checked`` (every layer compared
+    with golden) with a progress bar; return the layers' records."""
+    wl = WORKLOADS[name]
+    if inputs is None:
+        inputs, _ = wl.data()
+    model = wl.load("mixed")
+    batch = wl.head(inputs, wl.batch)
+    counter = _Counter(golden)
+    expected = _forward(model, counter, batch)
+    progress = Progress(counter.calls)
+    checked.workload = name
+    checked.on_layer = lambda r: progress.step(f"{r.op} {r.shape}" + (f"  util {r.utilization:.2f}" if r.utilization else ""))
+    first = len(checked.records)
+    got = _forward(model, checked, batch)
+    progress.close()
+    if not np.array_equal(got, expected):
+        raise AssertionError(f"{name}: model output differs from golden")
+    return checked.records[first:]
+
+
+def run_randla(checked: CheckedAccelerator, golden, out_dir: Path) -> dict:
+    """Hutchinson trace estimate with sketches on the gateware; error-vs-samples curves (golden) as PNG."""
+    from . import randla
+    print("\n== Randomized linear algebra on the sketch engine (Philox4x32-10 + on-the-fly sketch multiply)")
+    a = randla.demo_matrix(32, seed=1)
+    checked.workload = "randla"
+    checked.on_layer = None
+    first = len(checked.records)
+    estimate = randla.hutchinson(checked, a, samples=16, key=(2021, 6))
+    true = int(np.trace(a.astype(np.int64)))
+    records = checked.records[first:]
+    print(f"  Hutchinson: trace {true}, estimate {estimate.trace:.1f} from 16 Rademacher probes "
+          f"(rel. error {abs(estimate.trace - true) / abs(true):.3f}); {len(records)} sketch call(s) bit-exact, "
+          f"{sum(r.cycles for r in records)} cycles, 0 bytes of Omega moved")
+    hc = randla.hutchinson_curve(golden, a, [4, 8, 16, 32, 64, 128], trials=8)
+    rf = randla.range_finder_curve(golden, randla.demo_matrix(32, seed=2, symmetric=False), [2, 4, 8, 16])
+    randla.plot_errors({"Hutchinson trace (vs samples)": (hc["samples"], hc["trace_error"]),
+                        "Hutchinson diagonal (vs samples)": (hc["samples"], hc["diag_error"]),
+                        "range finder (vs rank k)": (rf["samples"], rf["error"]),
+                        "optimal rank-k (SVD)": (rf["samples"], rf["optimal"])},
+                       out_dir / "demo_randla.png", "randomized linear algebra: relative error")
+    print(f"  wrote {out_dir / 'demo_randla.png'} (error vs samples; range finder vs optimal rank-k error)")
+    return {"trace": true, "estimate": estimate.trace, "cycles": sum(r.cycles for r in records)}
+
+
 def run(backend: str, config: Config, out_dir: Path, names, full_accuracy: bool = True) -> dict:
     from .driver import Accelerator
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -113,7 +165,7 @@ def run(backend: str, config: Config, out_dir: Path, names, full_accuracy: bool 
     summary = {}
     print(f"tridsa demo: backend={backend}, array {config.rows}x{config.cols}, memory {config.mem_width} B/cycle, "
           f"latency {config.mem_latency}")
-    for name in names:
+    for name in [n for n in names if n in WORKLOADS]:
         wl = WORKLOADS[name]
         print(f"\n== {wl.title}")
         inputs, labels = wl.data()
@@ -124,43 +176,33 @@ def run(backend: str, config: Config, out_dir: Path, names, full_accuracy: bool 
                 line.append(f"{'INT8' if precision == 'int8' else 'INT4/INT8'} "
                             f"{wl.score(wl.forward_all(wl.load(precision), golden, inputs), labels)}")
             print("  accuracy (golden, test split): " + " | ".join(line))
-        model = wl.load("mixed")
-        batch = wl.head(inputs, wl.batch)
-        counter = _Counter(golden)
-        expected = _forward(model, counter, batch)
-        progress = Progress(counter.calls)
-        checked.workload = name
-        checked.on_layer = lambda r: progress.step(f"{r.op} {r.shape}  util {r.utilization or 0:.2f}")
-        first = len(checked.records)
         start = time.perf_counter()
-        got = _forward(model, checked, batch)
-        progress.close()
-        assert np.array_equal(got, expected), f"{name}: model output differs from golden"
-        records = checked.records[first:]
+        records = profile(checked, name, golden, inputs)
         cycles = sum(r.cycles for r in records)
         macs = sum(r.macs for r in records)
-        # each layer's peak is INT8 or INT4 (2x): utilization = MACs / sum(layer peak x layer cycles)
-        capacity = sum(r.macs / r.utilization for r in records if r.utilization)
-        util = macs / capacity if capacity else 0.0
+        util = utilization(records)
         print(f"  {len(records)} offloaded layers on {backend}, all bit-exact with golden; batch {wl.batch}: "
               f"{cycles} cycles, {macs} MACs, MAC utilization {util * 100:.1f}%, "
               f"{time.perf_counter() - start:.1f} s")
         print(f"  {'layer':<14}{'shape':<34}{'cycles':>9}{'util':>8}{'bytes':>9}")
         for r in records[:12]:
-            util = f"{r.utilization * 100:.1f}%" if r.utilization is not None else "-"
-            print(f"  {r.op:<14}{r.shape:<34}{r.cycles:>9}{util:>8}{r.bytes_moved:>9}")
+            layer_util = f"{r.utilization * 100:.1f}%" if r.utilization is not None else "-"
+            print(f"  {r.op:<14}{r.shape:<34}{r.cycles:>9}{layer_util:>8}{r.bytes_moved:>9}")
         if len(records) > 12:
             print(f"  ... {len(records) - 12} more layers")
         summary[name] = {"layers": len(records), "cycles": cycles, "macs": macs, "utilization": util}
+    if "randla" in names:
+        summary["randla"] = run_randla(checked, golden, out_dir)
     (out_dir / "demo_layers.json").write_text(json.dumps(
         {"config": config.to_dict(), "backend": backend, "summary": summary,
          "layers": [dataclasses.asdict(r) for r in checked.records]}, indent=1))
-    _plot(checked.records, config, out_dir / "demo_layers.png")
+    plot_layers(checked.records, config, out_dir / "demo_layers.png")
     print(f"\nwrote {out_dir / 'demo_layers.png'} and {out_dir / 'demo_layers.json'}")
     return summary
 
 
-def _plot(records, config, path):
+def plot_layers(records, config, path):
+    """PNG: per-layer utilization bars and a roofline (MACs/cycle vs MACs per byte moved)."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -195,7 +237,8 @@ def _plot(records, config, path):
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="tridsa demo", description=__doc__.splitlines()[0])
     parser.add_argument("--backend", default="verilator", choices=["verilator", "icarus", "amaranth", "golden"])
-    parser.add_argument("--workloads", nargs="+", default=list(WORKLOADS), choices=list(WORKLOADS))
+    parser.add_argument("--workloads", nargs="+", default=list(WORKLOADS) + ["randla"],
+                        choices=list(WORKLOADS) + ["randla"])
     parser.add_argument("--out", type=Path, default=Path("out"))
     parser.add_argument("--no-accuracy", action="store_true", help="skip the whole-test-split accuracy runs")
     args = parser.parse_args(argv)

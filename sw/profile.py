@@ -1,6 +1,6 @@
 """Checked, profiled offloading: run every layer on a gateware backend AND the golden model.
 
-:class:`CheckedAccelerator` has the driver's layer methods (``matmul``, ``conv2d``, ``embedding_bag``),
+:class:`CheckedAccelerator` has the driver's layer methods (``matmul``, ``conv2d``, ``embedding_bag``, ``sketch``),
 so any workload's ``forward(acc, ...)`` can run on it unchanged. Each call runs on both backends,
 the outputs must be equal bit for bit (else :class:`Mismatch`), and a :class:`LayerRecord` keeps the
 gateware's counters for reports.
@@ -71,6 +71,10 @@ class CheckedAccelerator:
 
     def conv2d(self, x, w, *args, **kwargs):
         return self._call("conv2d", f"x{tuple(x.shape)} w{tuple(w.shape)}", x, w, *args, **kwargs)
+
+    def sketch(self, a, k, *args, **kwargs):
+        return self._call("sketch", f"{a.shape[0]}x{a.shape[1]} k={k} {kwargs.get('dist', 'rademacher')}",
+                          a, k, *args, **kwargs)
 
     def embedding_bag(self, table, indices, *args, **kwargs):
         return self._call("embedding_bag", f"table{tuple(table.shape)} idx{len(indices)}", table, indices,
