@@ -2,12 +2,14 @@
 
 :func:`run` measures
 
-* **hit rate vs Belady**: the row cache (LRU, the golden model, which the RTL matches counter for
-  counter) against the optimal MIN policy of the same capacity, at a cache of 5 % of the table's rows,
-  for Zipf alpha 0.9 / 1.0 / 1.3 and uniform indices;
+* **hit rate vs Belady**: the row cache (golden model, which the RTL matches counter for counter) with
+  plain LRU and with the driver's hot-row hints (:mod:`tridsa.sw.cache_hints`; profiled on the call's
+  own indices, as the driver does, and on the previous batch of the same distribution, as an online
+  hot-embedding cache would) against the optimal MIN policy of the same capacity (without and with
+  bypass), at a cache of 5 % of the table's rows, for Zipf alpha 0.9 / 1.0 / 1.3 and uniform indices;
 * **bandwidth on misses**: row bytes delivered per cycle vs the port's peak (``mem_width`` bytes per
   cycle) for rows of 16..128 bytes, uniform indices over a table much larger than the cache;
-* **latency tolerance**: cycles of the same workload at memory latencies 2..64, with prefetch
+* **latency tolerance**: cycles of the same workload at memory latencies 1..32, with prefetch
   (``Config.prefetch_depth`` rows in flight) and without (one row in flight); pooling factors 1..100.
 
 Each latency / prefetch point is its own Config, hence its own simulator build on HDL backends; the
@@ -22,43 +24,59 @@ from pathlib import Path
 import numpy as np
 
 from tridsa import Accelerator, Config
+from tridsa.sw.cache_hints import hot_plan
 from tridsa.sw.dlrm_traffic import make_bags
 from tridsa.sw.row_cache import belady_hits, simulate
 
-__all__ = ["run", "hit_rates", "bandwidth", "latency_sweep"]
+__all__ = ["run", "hit_rates", "bandwidth", "latency_sweep", "latency_loss"]
 
 DISTS = (("zipf", 0.9), ("zipf", 1.0), ("zipf", 1.3), ("uniform", None))
 
 
-def _bags(rows, batch, pooling, dist, alpha, seed):
-    return make_bags(batch, pooling, rows, dist=dist, alpha=alpha or 1.0, rng=seed)
+def _bags(rows, batch, pooling, dist, alpha, seed, permute=True):
+    return make_bags(batch, pooling, rows, dist=dist, alpha=alpha or 1.0, rng=seed, permute=permute)
 
 
 def hit_rates(config: Config, lookups: int = 20_000, seed: int = 0) -> list:
-    """LRU hit rate of the configured cache vs Belady's at cache = 5 % of the table's rows."""
+    """Hit rates of the configured cache (LRU; hinted LRU) vs Belady's at cache = 5 % of the table's rows.
+
+    ``hinted`` profiles the measured batch itself (what ``embedding_bag`` does); ``hinted_prev``
+    profiles an independent previous batch of the same distribution (same hot rows) and applies
+    its plan to the measured one: no knowledge of the measured indices at all.
+    """
     capacity = config.cache_sets * config.cache_ways
     rows = 20 * capacity
     out = []
     for dist, alpha in DISTS:
-        idx, _ = _bags(rows, lookups // 20, 20, dist, alpha, seed)
+        perm = np.random.default_rng(seed).permutation(rows)
+        idx, _ = _bags(rows, lookups // 20, 20, dist, alpha, seed, perm)
+        prev, _ = _bags(rows, lookups // 20, 20, dist, alpha, seed + 1, perm)
+
+        def hinted(profile):
+            positions, allocate = hot_plan(profile, rows, capacity).lookups(idx)
+            return simulate(positions, config.cache_sets, config.cache_ways, allocate)["hits"] / idx.size
         lru = simulate(idx, config.cache_sets, config.cache_ways)["hits"] / idx.size
         opt = belady_hits(idx, capacity) / idx.size
         out.append(dict(dist=dist if alpha is None else f"zipf {alpha}", rows=rows, capacity=capacity,
-                        lru=lru, belady=opt, ratio=lru / opt if opt else 1.0))
+                        lru=lru, hinted=hinted(idx), hinted_prev=hinted(prev), belady=opt,
+                        belady_bypass=belady_hits(idx, capacity, bypass=True) / idx.size))
+        for key in ("lru", "hinted", "hinted_prev"):
+            out[-1][f"{key}/belady"] = out[-1][key] / opt if opt else 1.0
     return out
 
 
-def _measure(acc, rows, row_bytes, batch, pooling, dist="uniform", alpha=None, seed=0):
+def _measure(acc, rows, row_bytes, batch, pooling, dist="uniform", alpha=None, seed=0, cache_hints=True):
     """One embedding_bag on ``acc``; returns cycles and counters."""
     dim = row_bytes                                              # int8 rows: one byte per element
     table = np.random.default_rng(seed).integers(-128, 128, (rows, dim)).astype(np.int8)
     idx, off = _bags(rows, batch, pooling, dist, alpha, seed)
     start = time.perf_counter()
-    acc.embedding_bag(table, idx, off)
+    acc.embedding_bag(table, idx, off, cache_hints=cache_hints)
     stats = acc.last_run
     return dict(cycles=stats.cycles, wall=time.perf_counter() - start, lookups=stats.gather_lookups,
                 misses=stats.gather_misses, bytes_read=stats.gather_bytes_read,
-                busy=stats.counters.get("gather_busy"), port_words=stats.gather_mem_reads + stats.gather_mem_writes)
+                busy=stats.counters.get("gather_busy"), port_words=stats.gather_mem_reads + stats.gather_mem_writes,
+                cycles_per_s=stats.cycles / max(time.perf_counter() - start, 1e-9))
 
 
 def _table_rows(config, row_bytes, rows_wanted):
@@ -78,26 +96,42 @@ def bandwidth(config: Config, backend: str, row_sizes=(16, 32, 64, 128), batch=8
         r = _measure(acc, rows, row_bytes, batch, pooling)
         r.update(row_bytes=row_bytes, bytes_per_cycle=r["bytes_read"] / r["busy"],
                  of_peak=r["bytes_read"] / r["busy"] / config.mem_width,
-                 port_utilization=r["port_words"] / r["busy"])
+                 port_utilization=r["port_words"] / r["busy"],
+                 row_share=r["bytes_read"] / config.mem_width / r["port_words"])
         out.append(r)
     return out
 
 
-def latency_sweep(config: Config, backend: str, latencies=(2, 8, 32, 64), poolings=(1, 10, 100),
-                  row_bytes=64, lookups=400) -> list:
-    """Busy cycles of the same workload vs memory latency, with and without prefetch."""
+def latency_sweep(config: Config, backend: str, latencies=(1, 8, 32), poolings=(1, 10, 100),
+                  row_bytes=64, lookups=400, prefetches=None) -> list:
+    """Busy cycles of the same workload (Zipf 1.0, hinted cache) vs memory latency, with and without prefetch.
+
+    ``prefetches``: the ``prefetch_depth`` values to sweep; default ``(config.prefetch_depth, 1)``."""
     out = []
     for latency in latencies:
-        for prefetch in (config.prefetch_depth, 1):
+        for prefetch in prefetches or (config.prefetch_depth, 1):
             cfg = config.replace(mem_latency=latency, prefetch_depth=prefetch)
             acc = Accelerator(backend, cfg)
-            rows = _table_rows(cfg, row_bytes, 64 * cfg.cache_sets * cfg.cache_ways)
+            rows = _table_rows(cfg, row_bytes, 20 * cfg.cache_sets * cfg.cache_ways)    # cache = 5 % of rows
             for pooling in poolings:
                 batch = max(1, lookups // pooling)
                 r = _measure(acc, rows, row_bytes, batch, pooling, "zipf", 1.0)
                 r.update(latency=latency, prefetch=prefetch, pooling=pooling,
                          lookups_per_kcycle=1000 * r["lookups"] / r["busy"])
                 out.append(r)
+    return out
+
+
+def latency_loss(sweep: list) -> list:
+    """Throughput lost from the lowest to the highest latency of a sweep, per prefetch depth and pooling."""
+    out = []
+    for prefetch in sorted({s["prefetch"] for s in sweep}, reverse=True):
+        for pooling in sorted({s["pooling"] for s in sweep}):
+            pts = sorted((s for s in sweep if s["prefetch"] == prefetch and s["pooling"] == pooling),
+                         key=lambda s: s["latency"])
+            lo, hi = pts[0], pts[-1]
+            out.append(dict(prefetch=prefetch, pooling=pooling, latencies=f"{lo['latency']} -> {hi['latency']}",
+                            loss=1 - hi["lookups_per_kcycle"] / lo["lookups_per_kcycle"]))
     return out
 
 
@@ -114,12 +148,13 @@ def _plots(out_dir: Path, hits, bw, sweep, config) -> list:
     files = []
     fig, ax = plt.subplots(figsize=(5, 3.2))
     x = np.arange(len(hits))
-    ax.bar(x - 0.2, [h["lru"] for h in hits], 0.4, label="LRU (tridsa)")
-    ax.bar(x + 0.2, [h["belady"] for h in hits], 0.4, label="Belady (MIN)")
+    for k, (key, label) in enumerate((("lru", "LRU"), ("hinted", "hinted LRU (tridsa default)"),
+                                      ("hinted_prev", "hinted, previous-batch profile"), ("belady", "Belady (MIN)"))):
+        ax.bar(x + 0.2 * (k - 1.5), [h[key] for h in hits], 0.2, label=label)
     ax.set_xticks(x, [h["dist"] for h in hits])
     ax.set_ylabel("hit rate")
     ax.set_title("row cache = 5% of rows")
-    ax.legend()
+    ax.legend(fontsize=7)
     fig.tight_layout()
     files.append(out_dir / "gather_hit_rate.png")
     fig.savefig(files[-1], dpi=120)
@@ -153,20 +188,26 @@ def _plots(out_dir: Path, hits, bw, sweep, config) -> list:
     return files
 
 
-def run(config: Config, backend: str = "amaranth", out_dir=".", sweep=True) -> dict:
-    """Run the gather benchmark; print Markdown tables, write PNGs to ``out_dir``, return the numbers."""
+def run(config: Config, backend: str = "amaranth", out_dir=".", sweep=True, quick=False) -> dict:
+    """Run the gather benchmark; print Markdown tables, write PNGs to ``out_dir``, return the numbers.
+
+    The HDL parts use a table that fits ``mem_depth``; ``quick`` skips the latency sweep."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     hits = hit_rates(config)
     print("## Row cache hit rate vs Belady (cache = 5% of rows)\n")
-    print(_markdown(hits, ["dist", "rows", "capacity", "lru", "belady", "ratio"]))
+    print(_markdown(hits, ["dist", "rows", "capacity", "lru", "hinted", "hinted_prev", "belady", "belady_bypass",
+                           "lru/belady", "hinted/belady", "hinted_prev/belady"]))
     bw = bandwidth(config, backend)
     print(f"## Bandwidth on misses ({backend}, port peak {config.mem_width} B/cycle)\n")
-    print(_markdown(bw, ["row_bytes", "lookups", "misses", "busy", "bytes_per_cycle", "of_peak", "port_utilization"]))
-    lat = latency_sweep(config, backend) if sweep else []
+    print(_markdown(bw, ["row_bytes", "lookups", "misses", "busy", "bytes_per_cycle", "of_peak", "port_utilization",
+                         "row_share"]))
+    # pooling 1 writes one output row per lookup: give the sweep room for a 20 x cache table and them
+    lat = latency_sweep(config.replace(mem_depth=max(config.mem_depth, 8192)), backend) if sweep and not quick else []
     if lat:
-        print("## Latency tolerance (Zipf 1.0, 64-byte rows)\n")
-        print(_markdown(lat, ["latency", "prefetch", "pooling", "busy", "lookups_per_kcycle"]))
+        print("## Latency tolerance (Zipf 1.0, 64-byte rows, hinted cache)\n")
+        print(_markdown(lat, ["latency", "prefetch", "pooling", "lookups", "misses", "busy", "lookups_per_kcycle"]))
+        print(_markdown(latency_loss(lat), ["prefetch", "pooling", "latencies", "loss"]))
     files = _plots(out_dir, hits, bw, lat, config)
     return {"hit_rate": hits, "bandwidth": bw, "latency": lat, "plots": [str(f) for f in files]}
 

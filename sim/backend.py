@@ -8,7 +8,7 @@ from __future__ import annotations
 
 __all__ = ["BACKENDS", "Backend", "get_backend"]
 
-BACKENDS = ("golden", "amaranth", "verilator", "icarus")
+BACKENDS = ("golden", "amaranth", "verilator", "icarus", "fpga", "uart-sim")
 
 
 class Backend:
@@ -26,8 +26,20 @@ class Backend:
             raise ValueError(f"the Program was built for {program.config}, this {self.name} backend for {self.config}")
 
 
-def get_backend(name: str, config) -> Backend:
-    """The backend called ``name`` for ``config``; unknown names raise ValueError."""
+def get_backend(name: str, config, **options) -> Backend:
+    """The backend called ``name`` for ``config``; unknown names raise ValueError.
+
+    ``options`` go to backends that take them: ``fpga`` (``port``, ``baud``, ``readback``) and
+    ``uart-sim`` (``simulator``, ``divisor``, ``readback``); see :mod:`tridsa.sw.fpga`.
+    """
+    if name == "fpga":
+        from ..sw.fpga import FpgaBackend
+        return FpgaBackend(config, **options)
+    if name == "uart-sim":
+        from .uart_sim import UartSimBackend
+        return UartSimBackend(config, **options)
+    if options:
+        raise TypeError(f"backend {name!r} takes no options, got {sorted(options)}")
     if name == "golden":
         from .golden import GoldenBackend
         return GoldenBackend(config)

@@ -41,13 +41,31 @@ def _verilog_text(component, toplevel: str, simulator: str) -> str:
     return text
 
 
+_IMPORT = re.compile(r"^\s*from \.+(sw|hw)?\.?(\w*) import (\([^)]*\)|[\w, ]+)", re.M)
+
+
 def _source_digest() -> str:
-    """Hash of the gateware sources, so a changed design never reuses a stale build."""
+    """Hash of the sources the gateware is generated from, so a changed design never reuses a stale
+    build: every ``hw/*.py``, ``sim/*.v``, and the ``sw`` modules they import (transitively)."""
+    root = Path(__file__).parent.parent
+    todo = sorted((root / "hw").glob("*.py")) + sorted(Path(__file__).parent.glob("*.v"))
+    seen = set()
     h = hashlib.sha256()
-    here = Path(__file__).parent
-    for path in sorted([*(here.parent / "hw").glob("*.py"), *here.glob("*.v"), *(here.parent / "sw").glob("*.py")]):
-        h.update(path.name.encode())
-        h.update(path.read_bytes())
+    while todo:
+        path = todo.pop(0)
+        if path in seen or not path.exists():
+            continue
+        seen.add(path)
+        text = path.read_bytes()
+        h.update(path.name.encode() + text)
+        if path.suffix != ".py":
+            continue
+        package = path.parent.name
+        for pkg, module, names in _IMPORT.findall(text.decode()):
+            folder = root / (pkg or package)
+            candidates = [folder / f"{module}.py"] if module else \
+                [folder / f"{n.strip()}.py" for n in names.replace("(", "").replace(")", "").split(",")]
+            todo.extend(c for c in candidates if c.parent.name in ("sw", "hw"))
     return h.hexdigest()
 
 

@@ -33,20 +33,26 @@ class CocotbBackend(Backend):
         self._built = None
 
     def _build(self):
+        """(runner, build_dir, counter names); the names are recorded with the build they belong to."""
         if self._built is None:
-            from ..hw.top import Top
-            self._built = build_design(lambda: Top(self.config, storage="verilog"), TOPLEVEL,
-                                       self.config.to_json(), self.name, extra_sources=(SIM_MEM,))
+            from ..hw.top import COUNTER_BITS, COUNTERS, Top
+            runner, build_dir = build_design(lambda: Top(self.config, storage="verilog"), TOPLEVEL,
+                                             self.config.to_json(), self.name, extra_sources=(SIM_MEM,))
+            names = build_dir / "counters.json"
+            if not names.exists():
+                names.write_text(json.dumps({"names": list(COUNTERS), "bits": COUNTER_BITS}))
+            self._built = runner, build_dir, json.loads(names.read_text())
         return self._built
 
     def run(self, program):
         self._check(program)
-        runner, build_dir = self._build()
+        runner, build_dir, counters = self._build()
         (build_dir / "runs").mkdir(exist_ok=True)
         run_dir = Path(tempfile.mkdtemp(dir=build_dir / "runs"))
         write_hex(program.memory, run_dir / "mem_in.hex")
         (run_dir / "program.json").write_text(json.dumps(
-            {"instructions": [hex(int(w)) for w in program.instructions], "max_cycles": self.max_cycles}))
+            {"instructions": [hex(int(w)) for w in program.instructions], "max_cycles": self.max_cycles,
+             "counters": counters}))
         start = time.perf_counter()
         run_test(runner, build_dir, TOPLEVEL, "tridsa.sim.cocotb_top_tb", test_dir=run_dir,
                  extra_env={"TRIDSA_RUN_DIR": str(run_dir)},

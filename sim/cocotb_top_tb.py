@@ -12,8 +12,6 @@ import cocotb
 from cocotb.clock import Clock
 from cocotb.triggers import ClockCycles, FallingEdge, First, RisingEdge, Timer
 
-from tridsa.hw.top import COUNTER_BITS, COUNTERS
-
 PERIOD_NS = 10
 
 
@@ -44,9 +42,9 @@ async def run_program(dut):
         assert fired is not timeout, f"no halt within {spec['max_cycles']} cycles"
     await FallingEdge(dut.clk)
     packed = int(dut.counters.value)           # the counters struct is one flat port
-    mask = (1 << COUNTER_BITS) - 1
+    names, bits = spec["counters"]["names"], spec["counters"]["bits"]
     status = {"error": int(dut.error.value), "error_pc": int(dut.error_pc.value),
-              "counters": {name: (packed >> (i * COUNTER_BITS)) & mask for i, name in enumerate(COUNTERS)}}
+              "counters": {name: (packed >> (i * bits)) & ((1 << bits) - 1) for i, name in enumerate(names)}}
     dut.dump.value = 1
     await RisingEdge(dut.clk)
     await FallingEdge(dut.clk)

@@ -1,0 +1,146 @@
+"""Shared output helpers of the benchmarks: progress bar, Markdown table, JSON and PNG files.
+
+Every benchmark (``benchmarks/bench_<name>.py``) exposes ``run(config, backend, out_dir) -> dict``; it
+measures a list of cases, prints a Markdown table to stdout, shows progress on stderr and writes
+``<name>.json`` and PNG plots into ``out_dir``. These helpers keep that output uniform and
+dependency-free except for matplotlib (imported only when a plot is drawn, with the Agg backend).
+"""
+from __future__ import annotations
+
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+__all__ = ["Progress", "markdown_table", "write_json", "line_plot"]
+
+
+class Progress:
+    """A one-line text progress bar on stderr (no dependency).
+
+    ``with Progress(total, "gemm") as bar: bar.step("int8 64x64x64")`` draws
+    ``gemm [#####.....] 5/10 int8 64x64x64 (12 s)``. On a terminal the line is redrawn in place; otherwise
+    (CI logs, pipes) every step prints its own line so logs stay readable.
+    """
+
+    def __init__(self, total: int, title: str = "", stream=None, width: int = 24, enabled: bool = True):
+        self.total, self.title, self.width, self.enabled = max(int(total), 1), title, width, enabled
+        self.stream = sys.stderr if stream is None else stream
+        self.done = 0
+        self.start = time.perf_counter()
+        self._tty = hasattr(self.stream, "isatty") and self.stream.isatty()
+
+    def step(self, label: str = "") -> None:
+        """Announce that the next case (``label``) starts; call once per case."""
+        self._draw(label)
+        self.done += 1
+
+    def _draw(self, label: str) -> None:
+        if not self.enabled:
+            return
+        filled = self.width * self.done // self.total
+        bar = "#" * filled + "." * (self.width - filled)
+        line = (f"{self.title} [{bar}] {self.done}/{self.total} {label} "
+                f"({time.perf_counter() - self.start:.0f} s)")
+        if self._tty:
+            self.stream.write("\r\x1b[K" + line)
+        else:
+            self.stream.write(line + "\n")
+        self.stream.flush()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self._draw("done")
+        if self._tty and self.enabled:
+            self.stream.write("\n")
+        self.stream.flush()
+        return False
+
+
+def _cell(value, digits: int) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, (bool, np.bool_)):
+        return "yes" if value else "no"
+    if isinstance(value, (float, np.floating)):
+        return f"{value:.{digits}f}"
+    return str(value)
+
+
+def markdown_table(rows, columns, digits: int = 3) -> str:
+    """A Markdown table of ``rows`` (dicts); ``columns`` is a list of keys or ``(key, header)`` pairs.
+
+    Floats print with ``digits`` decimals, booleans as yes/no, missing values as ``-``.
+    """
+    cols = [(c, c) if isinstance(c, str) else tuple(c) for c in columns]
+    lines = ["| " + " | ".join(h for _, h in cols) + " |",
+             "|" + "|".join("---" for _ in cols) + "|"]
+    for row in rows:
+        lines.append("| " + " | ".join(_cell(row.get(k), digits) for k, _ in cols) + " |")
+    return "\n".join(lines)
+
+
+def _plain(value):
+    """JSON-serializable copy of ``value`` (numpy scalars and arrays become Python numbers and lists)."""
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, np.generic):
+        return value.item()
+    return value
+
+
+def write_json(path, data) -> Path:
+    """Write ``data`` as indented JSON (numpy values converted); create the folder; return the path."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(_plain(data), indent=2, sort_keys=False) + "\n")
+    return path
+
+
+def line_plot(path, series, *, xlabel: str, ylabel: str, title: str, logx: bool = False,
+              hlines=()) -> Path:
+    """Save a PNG with one line per series.
+
+    Parameters
+    ----------
+    series:
+        ``{label: (xs, ys)}`` or ``{label: (xs, ys, style)}`` with ``style`` a dict of matplotlib
+        ``plot`` keywords (e.g. ``{"linestyle": "none"}`` for unconnected points); points are drawn in
+        the given order with markers.
+    hlines:
+        ``[(y, label)]`` dashed reference lines (targets, peaks).
+    """
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig, ax = plt.subplots(figsize=(7, 4.2), dpi=110)
+    try:
+        for label, (xs, ys, *style) in series.items():
+            ax.plot(list(xs), list(ys), **dict(dict(marker="o"), **(style[0] if style else {})), label=label)
+        for y, label in hlines:
+            ax.axhline(y, linestyle="--", linewidth=1, color="gray")
+            ax.annotate(label, (0.01, y), xycoords=("axes fraction", "data"), va="bottom", fontsize=8,
+                        color="gray")
+        if logx:
+            ax.set_xscale("log")
+        ax.set_xlabel(xlabel)
+        ax.set_ylabel(ylabel)
+        ax.set_title(title)
+        ax.grid(True, alpha=0.3)
+        ax.legend()
+        fig.tight_layout()
+        fig.savefig(path)
+    finally:
+        plt.close(fig)
+    return path
