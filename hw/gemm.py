@@ -100,7 +100,9 @@ class GemmEngine(wiring.Component):
         wiring.connect(m, readers["b"].words, b_split.words)
         m.submodules.array = array = MacArray(R, C)
         m.submodules.requant = requant = RequantUnit(C)
-        row_depth = 2 * R
+        # Rows of ~3 tiles are in flight between tile start and requant (skew + pipeline); 4 tiles of
+        # buffering keep short-K tiles (k_rows near min_tile_cycles) streaming back to back.
+        row_depth = 4 * R
         m.submodules.rows = rows = fifo.SyncFIFOBuffered(width=32 * C, depth=row_depth)
 
         # ---- geometry (registered in SETUP) ----------------------------------------------------
@@ -109,7 +111,6 @@ class GemmEngine(wiring.Component):
         a_words, b_words, p_words = Signal(33), Signal(33), Signal(20)
         tiles = Signal(32)
         c_words = Signal(40)
-        error = Signal(8)
         m.d.comb += [a_split.per_block.eq(k_rows), b_split.per_block.eq(k_rows)]
 
         tw = {code: -(-R * C * bits // cfg.mem_bits) for code, bits in OUT_BITS.items()}
@@ -132,16 +133,14 @@ class GemmEngine(wiring.Component):
         with m.FSM() as fsm:
             with m.State("IDLE"):
                 with m.If(self.start):
-                    m.d.sync += f.eq(self.instr)
-                    m.next = "SETUP1"
-            with m.State("SETUP1"):
-                kr = Mux(f.int4, (f.k + 1) >> 1, f.k)
-                m.d.sync += [k_rows.eq(kr), mt.eq((f.m + R - 1) >> _log2(R)), nt.eq((f.n + C - 1) >> _log2(C))]
-                with m.Switch(f.out_format):
-                    for code, words in tw.items():
-                        with m.Case(code):
-                            m.d.sync += tile_words.eq(words)
-                m.next = "SETUP2"
+                    i = self.instr
+                    m.d.sync += [f.eq(i), k_rows.eq(Mux(i.int4, (i.k + 1) >> 1, i.k)),
+                                 mt.eq((i.m + R - 1) >> _log2(R)), nt.eq((i.n + C - 1) >> _log2(C))]
+                    with m.Switch(i.out_format):
+                        for code, words in tw.items():
+                            with m.Case(code):
+                                m.d.sync += tile_words.eq(words)
+                    m.next = "SETUP2"
             with m.State("SETUP2"):
                 m.d.sync += [a_bw.eq((k_rows + W // R - 1) >> _log2(W // R)),
                              b_bw.eq((k_rows + W // C - 1) >> _log2(W // C)),
@@ -151,30 +150,29 @@ class GemmEngine(wiring.Component):
                 m.d.sync += [a_words.eq(mt * a_bw), b_words.eq(nt * b_bw), c_words.eq(tiles * tile_words)]
                 m.next = "CHECK"
             with m.State("CHECK"):
+                # An illegal instruction ends here, before any memory access.
                 with m.If(bad_mode):
-                    m.d.sync += error.eq(isa.ERRORS["BAD_MODE"])
-                    m.next = "FINISH"
+                    m.d.comb += [self.done.eq(1), self.error.eq(isa.ERRORS["BAD_MODE"])]
+                    m.next = "IDLE"
                 with m.Elif(bad_shape):
-                    m.d.sync += error.eq(isa.ERRORS["BAD_SHAPE"])
-                    m.next = "FINISH"
+                    m.d.comb += [self.done.eq(1), self.error.eq(isa.ERRORS["BAD_SHAPE"])]
+                    m.next = "IDLE"
                 with m.Elif(over(f.a_addr, a_words) | over(f.b_addr, b_words) | over(f.c_addr, c_words)
                             | over(f.p_addr, p_words)):
-                    m.d.sync += error.eq(isa.ERRORS["ADDR_RANGE"])
-                    m.next = "FINISH"
+                    m.d.comb += [self.done.eq(1), self.error.eq(isa.ERRORS["ADDR_RANGE"])]
+                    m.next = "IDLE"
                 with m.Elif(overlaps(f.a_addr, a_words) | overlaps(f.b_addr, b_words) | overlaps(f.p_addr, p_words)):
-                    m.d.sync += error.eq(isa.ERRORS["OVERLAP"])
-                    m.next = "FINISH"
+                    m.d.comb += [self.done.eq(1), self.error.eq(isa.ERRORS["OVERLAP"])]
+                    m.next = "IDLE"
                 with m.Else():
-                    m.d.sync += [error.eq(0), a_ib.eq(0), a_jb.eq(0), a_ptr.eq(f.a_addr), b_ib.eq(0), b_jb.eq(0),
+                    m.d.sync += [a_ib.eq(0), a_jb.eq(0), a_ptr.eq(f.a_addr), b_ib.eq(0), b_jb.eq(0),
                                  b_ptr.eq(f.b_addr), p_jb.eq(0), p_ptr.eq(f.p_addr)]
                     m.next = "RUN"
             with m.State("RUN"):
                 m.d.comb += running.eq(1)
                 with m.If(out_done):
-                    m.next = "FINISH"
-            with m.State("FINISH"):
-                m.d.comb += [self.done.eq(1), self.error.eq(error)]
-                m.next = "IDLE"
+                    m.d.comb += self.done.eq(1)
+                    m.next = "IDLE"
         with m.If(~fsm.ongoing("IDLE")):
             m.d.sync += self.counters.busy.eq(self.counters.busy + 1)
 
