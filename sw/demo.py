@@ -19,6 +19,7 @@ import numpy as np
 
 from .config import Config
 from .profile import CheckedAccelerator
+from .progress import Progress
 
 __all__ = ["main", "WORKLOADS"]
 
@@ -72,22 +73,6 @@ WORKLOADS = {
 }
 
 
-class Progress:
-    """A one-line progress bar on stderr."""
-
-    def __init__(self, total: int, width: int = 30):
-        self.total, self.done, self.width = max(total, 1), 0, width
-
-    def step(self, text: str) -> None:
-        self.done += 1
-        filled = int(self.width * min(self.done, self.total) / self.total)
-        sys.stderr.write(f"\r  [{'#' * filled}{'.' * (self.width - filled)}] {self.done:3d}/{self.total} {text[:48]:48s}")
-        sys.stderr.flush()
-
-    def close(self) -> None:
-        sys.stderr.write("\n")
-
-
 class _Counter:
     """Counts the offloaded calls of a forward pass (golden), to size the progress bar."""
 
@@ -121,12 +106,12 @@ def profile(checked: CheckedAccelerator, name: str, golden, inputs=None) -> list
     batch = wl.head(inputs, wl.batch)
     counter = _Counter(golden)
     expected = _forward(model, counter, batch)
-    progress = Progress(counter.calls)
     checked.workload = name
-    checked.on_layer = lambda r: progress.step(f"{r.op} {r.shape}" + (f"  util {r.utilization:.2f}" if r.utilization else ""))
     first = len(checked.records)
-    got = _forward(model, checked, batch)
-    progress.close()
+    with Progress(counter.calls, f"  {name}") as progress:
+        checked.on_layer = lambda r: progress.step(
+            f"{r.op} {r.shape}" + (f"  util {r.utilization:.2f}" if r.utilization else ""))
+        got = _forward(model, checked, batch)
     if not np.array_equal(got, expected):
         raise AssertionError(f"{name}: model output differs from golden")
     return checked.records[first:]

@@ -681,28 +681,6 @@ def fuzz(config: Config, backend: str = "verilator", n: int = 100, seed: int = 0
     return report
 
 
-def _progress_bar(stream):
-    tty = stream.isatty()
-    last = [0.0]
-
-    def show(report, total):
-        now = time.perf_counter()
-        done = report.programs
-        if not tty and done != total and now - last[0] < 5:
-            return
-        last[0] = now
-        width = 30
-        fill = width * done // max(total, 1)
-        rate = done / report.seconds if report.seconds else 0.0
-        text = (f"[{'#' * fill}{'.' * (width - fill)}] {done}/{total} Programs, {len(report.failures)} failing, "
-                f"{rate:.1f}/s")
-        stream.write(("\r" + text) if tty else text + "\n")
-        if tty and done == total:
-            stream.write("\n")
-        stream.flush()
-    return show
-
-
 def main(argv=None) -> int:
     """``tridsa fuzz``: exit 0 if every Program matched, 1 if one failed, 2 on a usage error."""
     from .cli import CliError, config_from_args
@@ -733,8 +711,10 @@ def main(argv=None) -> int:
     except CliError as exc:
         print(f"tridsa fuzz: error: {exc}", file=sys.stderr)
         return 2
-    report = fuzz(config, ns.backend, ns.n, ns.seed, ns.out, ns.instructions, ns.max_cost,
-                  progress=_progress_bar(sys.stderr), start=ns.start)
+    from .progress import Progress
+    with Progress(ns.n, "fuzz") as bar:
+        report = fuzz(config, ns.backend, ns.n, ns.seed, ns.out, ns.instructions, ns.max_cost,
+                      progress=lambda rep, total: bar.step(f"{len(rep.failures)} failing"), start=ns.start)
     print(report.summary())
     if report.failures and not ns.out:
         print("rerun with --out DIR to save shrunk failing Programs", file=sys.stderr)
