@@ -18,10 +18,10 @@ from amaranth.lib.wiring import In, Out
 
 from ..sw import isa
 from ..sw.gemm_layout import OUT_BITS
-from .counters import counter_layout
+from .engine_port import engine_ports
 from .instr import instr_layout
 from .mac_array import MacArray
-from .memory import BlockReader, MemArbiter, MemPort
+from .memory import BlockReader, MemArbiter
 from .requant import RequantUnit
 
 __all__ = ["GemmEngine", "WordSplitter"]
@@ -74,12 +74,7 @@ class GemmEngine(wiring.Component):
 
     def __init__(self, config):
         self.config = config
-        super().__init__({
-            "start": In(1), "instr": In(instr_layout("GEMM")),
-            "done": Out(1), "error": Out(8),
-            "counters": Out(counter_layout(self.COUNTERS)),
-            "mem": Out(MemPort(config)),
-        })
+        super().__init__(engine_ports(config, self.COUNTERS, instr_layout("GEMM")))
 
     def elaborate(self, platform):
         m = Module()

@@ -25,10 +25,10 @@ from amaranth.lib.wiring import In, Out
 from ..sw import isa
 from ..sw.sketch_dist import DISTRIBUTIONS
 from ..sw.sketch_ops import PARAM_NAMES, rng_lanes_used
-from .counters import counter_layout
+from .engine_port import engine_ports
 from .gemm import WordSplitter
 from .instr import instr_layout
-from .memory import BlockReader, MemArbiter, MemPort
+from .memory import BlockReader, MemArbiter
 from .philox import BLOCK_LAYOUT, KEY_LAYOUT, PhiloxCore
 from .sketch_dist import SketchDistMap
 
@@ -164,12 +164,7 @@ class SketchEngine(wiring.Component):
         self.p_words = -(-32 * len(PARAM_NAMES) // config.mem_bits)
         self.rng_lanes = rng_lanes_used(config)
         self.nct_magic = ceil_div_constant(16, self.tile_cols)
-        super().__init__({
-            "start": In(1), "instr": In(isa.INSTR_BITS),
-            "done": Out(1), "error": Out(8),
-            "counters": Out(counter_layout(self.COUNTERS)),
-            "mem": Out(MemPort(config)),
-        })
+        super().__init__(engine_ports(config, self.COUNTERS))
 
     def elaborate(self, platform):
         m = Module()

@@ -1,8 +1,10 @@
-"""cocotb test module run inside the HDL simulator by the verilator/icarus backends.
+"""cocotb test module run inside the HDL simulator by the verilator/icarus backends, and the driver
+routines other testbenches of ``tridsa_top`` reuse (:func:`start`, :func:`push`, :func:`wait_halted`,
+:func:`counters`, :func:`dump`).
 
-Reads ``$TRIDSA_RUN_DIR/program.json``, pushes the instructions into ``cmd``, waits for ``halted``
-(bounded by ``max_cycles``: a hang fails the run instead of blocking), dumps the memory and writes
-``status.json`` (error, error_pc, counters).
+:func:`run_program` reads ``$TRIDSA_RUN_DIR/program.json``, pushes the instructions into ``cmd``, waits
+for ``halted`` (bounded by ``max_cycles``: a hang fails the run instead of blocking), dumps the memory
+(``+mem_out``) and writes ``status.json`` (error, error_pc, counters).
 """
 import json
 import os
@@ -15,20 +17,25 @@ from cocotb.triggers import ClockCycles, FallingEdge, First, RisingEdge, Timer
 PERIOD_NS = 10
 
 
-@cocotb.test()
-async def run_program(dut):
-    run_dir = Path(os.environ["TRIDSA_RUN_DIR"])
-    spec = json.loads((run_dir / "program.json").read_text())
+async def start(dut):
+    """Start the clock, idle every input and hold reset for two cycles."""
     cocotb.start_soon(Clock(dut.clk, PERIOD_NS, unit="ns").start())
-    dut.rst.value = 1
     dut.cmd__valid.value = 0
+    dut.cmd__payload.value = 0
     dut.dump.value = 0
     dut.host__req__valid.value = 0
     dut.host__req__payload.value = 0
+    dut.rst.value = 1
     await ClockCycles(dut.clk, 2)
+    await FallingEdge(dut.clk)
     dut.rst.value = 0
-    for word in spec["instructions"]:
-        dut.cmd__payload.value = int(word, 16)
+
+
+async def push(dut, words):
+    """Push instruction ``words`` into ``cmd``, one per handshake (inputs change after a rising edge)."""
+    await RisingEdge(dut.clk)
+    for word in words:
+        dut.cmd__payload.value = int(word)
         dut.cmd__valid.value = 1
         while True:
             await FallingEdge(dut.clk)
@@ -36,17 +43,39 @@ async def run_program(dut):
                 break
         await RisingEdge(dut.clk)
     dut.cmd__valid.value = 0
+
+
+async def wait_halted(dut, max_cycles):
+    """Wait for ``halted`` without per-cycle Python; fail after ``max_cycles``."""
     if not dut.halted.value:
-        timeout = Timer(spec["max_cycles"] * PERIOD_NS, unit="ns")
+        timeout = Timer(max_cycles * PERIOD_NS, unit="ns")
         fired = await First(RisingEdge(dut.halted), timeout)
-        assert fired is not timeout, f"no halt within {spec['max_cycles']} cycles"
+        assert fired is not timeout, f"no halt within {max_cycles} cycles"
     await FallingEdge(dut.clk)
-    packed = int(dut.counters.value)           # the counters struct is one flat port
-    names, bits = spec["counters"]["names"], spec["counters"]["bits"]
-    status = {"error": int(dut.error.value), "error_pc": int(dut.error_pc.value),
-              "counters": {name: (packed >> (i * bits)) & ((1 << bits) - 1) for i, name in enumerate(names)}}
+
+
+def counters(dut, names, bits):
+    """The flat ``counters`` port split into named fields."""
+    packed = int(dut.counters.value)
+    return {name: (packed >> (i * bits)) & ((1 << bits) - 1) for i, name in enumerate(names)}
+
+
+async def dump(dut):
+    """Make the memory model write ``+mem_out``."""
     dut.dump.value = 1
     await RisingEdge(dut.clk)
     await FallingEdge(dut.clk)
     dut.dump.value = 0
+
+
+@cocotb.test()
+async def run_program(dut):
+    run_dir = Path(os.environ["TRIDSA_RUN_DIR"])
+    spec = json.loads((run_dir / "program.json").read_text())
+    await start(dut)
+    await push(dut, [int(word, 16) for word in spec["instructions"]])
+    await wait_halted(dut, spec["max_cycles"])
+    status = {"error": int(dut.error.value), "error_pc": int(dut.error_pc.value),
+              "counters": counters(dut, spec["counters"]["names"], spec["counters"]["bits"])}
+    await dump(dut)
     (run_dir / "status.json").write_text(json.dumps(status))

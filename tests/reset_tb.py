@@ -16,18 +16,14 @@ import os
 from pathlib import Path
 
 import cocotb
-from cocotb.clock import Clock
-from cocotb.triggers import ClockCycles, FallingEdge, First, RisingEdge, Timer
+from cocotb.triggers import ClockCycles, FallingEdge
 
 from tridsa.hw.top import COUNTER_BITS, COUNTERS
-
-PERIOD_NS = 10
+from tridsa.sim.cocotb_top_tb import counters, dump, push, start, wait_halted
 
 
 def _counters(dut):
-    packed = int(dut.counters.value)
-    mask = (1 << COUNTER_BITS) - 1
-    return {name: (packed >> (i * COUNTER_BITS)) & mask for i, name in enumerate(COUNTERS)}
+    return counters(dut, COUNTERS, COUNTER_BITS)
 
 
 async def _reset(dut, cycles):
@@ -38,52 +34,22 @@ async def _reset(dut, cycles):
     dut.rst.value = 0
 
 
-async def _push(dut, words):
-    """Push ``words`` into ``cmd``, one per handshake (values change just after a rising edge)."""
-    await RisingEdge(dut.clk)
-    for word in words:
-        dut.cmd__payload.value = int(word)
-        dut.cmd__valid.value = 1
-        while True:
-            await FallingEdge(dut.clk)
-            if dut.cmd__ready.value:
-                break
-        await RisingEdge(dut.clk)
-    dut.cmd__valid.value = 0
-
-
-async def _wait_halted(dut, max_cycles):
-    if not dut.halted.value:
-        timeout = Timer(max_cycles * PERIOD_NS, unit="ns")
-        fired = await First(RisingEdge(dut.halted), timeout)
-        assert fired is not timeout, f"no halt within {max_cycles} cycles"
-    await FallingEdge(dut.clk)
-
-
 @cocotb.test()
 async def reset_in_the_middle(dut):
     run_dir = Path(os.environ["TRIDSA_RUN_DIR"])
     spec = json.loads((run_dir / "reset.json").read_text())
     program = [int(w, 16) for w in spec["instructions"]]
-    cocotb.start_soon(Clock(dut.clk, PERIOD_NS, unit="ns").start())
-    dut.cmd__valid.value = 0
-    dut.dump.value = 0
-    dut.host__req__valid.value = 0
-    dut.host__req__payload.value = 0
-    dut.rst.value = 1
-    await ClockCycles(dut.clk, 2)
-    await FallingEdge(dut.clk)
-    dut.rst.value = 0
+    await start(dut)
 
     # 1. an error status is cleared by reset
-    await _push(dut, [0xFF])
-    await _wait_halted(dut, 1000)
+    await push(dut, [0xFF])
+    await wait_halted(dut, 1000)
     assert int(dut.error.value) == 1, f"illegal opcode gave error {int(dut.error.value)}"
     await _reset(dut, 2)
     assert not dut.halted.value and int(dut.error.value) == 0
 
     # 2. reset in the middle of the Program
-    await _push(dut, program)
+    await push(dut, program)
     await ClockCycles(dut.clk, spec["reset_at"])
     await FallingEdge(dut.clk)
     mid_run = not dut.halted.value
@@ -96,12 +62,9 @@ async def reset_in_the_middle(dut):
     assert not any(after.values()), f"counters survived reset: {after}"
 
     # 3. a correct run
-    await _push(dut, program)
-    await _wait_halted(dut, spec["max_cycles"])
+    await push(dut, program)
+    await wait_halted(dut, spec["max_cycles"])
     status = {"error": int(dut.error.value), "error_pc": int(dut.error_pc.value), "counters": _counters(dut),
               "mid_run": mid_run, "retired_before_reset": before["retired"]}
-    dut.dump.value = 1
-    await RisingEdge(dut.clk)
-    await FallingEdge(dut.clk)
-    dut.dump.value = 0
+    await dump(dut)
     (run_dir / "status.json").write_text(json.dumps(status))
