@@ -21,12 +21,12 @@ from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
 from ..sw import isa
-from ..sw.gather_golden import line_words
-from .counters import counter_layout
+from ..sw.gather_golden import BYPASS_BIT, line_words
+from .engine_port import engine_ports
 from .gemm import WordSplitter
 from .index_queue import COUNTERS as QUEUE_COUNTERS, IndexQueue, entry_layout
 from .instr import instr_layout
-from .memory import BlockReader, MemArbiter, MemPort
+from .memory import BlockReader, MemArbiter
 
 __all__ = ["GatherEngine", "PoolingUnit"]
 
@@ -41,7 +41,8 @@ class PoolingUnit(wiring.Component):
     """Pools rows into bags and emits every bag as ``out_words`` int32 output words.
 
     ``entries`` come from :class:`~tridsa.hw.index_queue.IndexQueue`; a miss entry takes its
-    ``row_words`` words from ``fills`` (and stores them in its cache line), a hit reads its line.
+    ``row_words`` words from ``fills`` (and stores them in its cache line unless it is a bypass), a
+    hit reads its line.
     Element ``e`` of a row is byte lane ``e`` (int8 table) or 32-bit lane ``e`` (int32 table) of the
     row's words. Per element: ``sum`` adds ``weight * x`` modulo 2**32, ``max`` keeps the first of
     equal values, ``mean`` divides the wrapped sum by the row count rounding half away from zero
@@ -90,7 +91,7 @@ class PoolingUnit(wiring.Component):
             m.d.sync += [s2.wi.eq(wi), s2.first.eq(e.first), s2.final.eq(final), s2.empty.eq(e.empty),
                          s2.hit.eq(e.hit), s2.weight.eq(e.weight), fill_word.eq(self.fills.payload)]
             with m.If(~e.empty & ~e.hit):
-                m.d.comb += [self.fills.ready.eq(1), wr.en.eq(1)]
+                m.d.comb += [self.fills.ready.eq(1), wr.en.eq(~e.bypass)]
             with m.If(e.empty | last_word):
                 m.d.comb += self.entries.ready.eq(1)
                 m.d.sync += wi.eq(0)
@@ -186,12 +187,7 @@ class GatherEngine(wiring.Component):
 
     def __init__(self, config):
         self.config = config
-        super().__init__({
-            "start": In(1), "instr": In(instr_layout("GATHER")),
-            "done": Out(1), "error": Out(8),
-            "counters": Out(counter_layout(self.COUNTERS)),
-            "mem": Out(MemPort(config)),
-        })
+        super().__init__(engine_ports(config, self.COUNTERS, instr_layout("GATHER")))
 
     def elaborate(self, platform):
         m = Module()
@@ -259,7 +255,8 @@ class GatherEngine(wiring.Component):
                                                    | ((item == f.n_bags) & (v > f.n_indices))))
             with m.If((checking == 1) & readers["off"].words.valid & (item == f.n_bags)):
                 m.d.sync += off_last.eq(v)
-            idx_terms.append((item < f.n_indices) & (idx_word[32 * lane:32 * lane + 32] >= f.rows))
+            # the row field of an index word: the bits below the bypass hint
+            idx_terms.append((item < f.n_indices) & (idx_word[32 * lane:32 * lane + BYPASS_BIT] >= f.rows))
         m.d.comb += [off_bad.eq(Cat(off_terms).any()), idx_bad.eq(Cat(idx_terms).any())]
         word_in = Mux(checking == 1, readers["off"].words.valid, readers["idx"].words.valid)
         with m.If((checking != 0) & word_in):

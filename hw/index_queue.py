@@ -8,17 +8,22 @@ to ``prefetch_depth`` rows are fetched while the pooling unit still works on old
 latency of misses overlaps, while the cache state changes exactly in index order as in the golden
 model (the pooling unit fills and reads line data in the same order, so an entry always sees the line
 contents its lookup saw).
+
+Bit :data:`~tridsa.sw.gather_golden.BYPASS_BIT` of an index word is the bypass hint: a miss with it
+is read like any miss but not allocated (the tags and LRU state stay as they were, the entry's
+``bypass`` bit tells the pooling unit not to write the line). A hit is a hit whatever the hint.
 """
 from amaranth import *
 from amaranth.lib import data, fifo, stream, wiring
 from amaranth.lib.wiring import In, Out
 
+from ..sw.gather_golden import BYPASS_BIT
 from .counters import counter_layout
 from .row_cache import RowCacheTags
 
 __all__ = ["IndexQueue", "entry_layout", "COUNTERS"]
 
-COUNTERS = ("lookups", "hits", "misses", "evictions")
+COUNTERS = ("lookups", "hits", "misses", "evictions", "bypasses")
 
 
 def entry_layout(config) -> data.StructLayout:
@@ -26,6 +31,7 @@ def entry_layout(config) -> data.StructLayout:
     return data.StructLayout({
         "slot": range(config.cache_sets * config.cache_ways),  # cache line of the row
         "hit": 1,            # 1: the line holds the row; 0: the row's words arrive from memory (fill)
+        "bypass": 1,         # a miss that is not allocated: its words are pooled, not stored in the line
         "first": 1,          # first row of its bag
         "last": 1,           # last row of its bag: the bag is complete after it
         "empty": 1,          # an empty bag (no row; slot/hit/first unused)
@@ -88,6 +94,7 @@ class IndexQueue(wiring.Component):
         # ---- one row per cycle: lookup, push the entry, issue the read of a miss -------------
         weight_ok = ~self.weighted | self.weights.valid
         row = self.indices.payload[:self.row_bits]
+        bypass = self.indices.payload[BYPASS_BIT]
         m.d.comb += [tags.row.eq(row),
                      self.reads.payload.addr.eq(self.table_addr + row * self.row_words),
                      self.reads.payload.count.eq(self.row_words)]
@@ -95,9 +102,10 @@ class IndexQueue(wiring.Component):
         m.d.comb += self.reads.valid.eq(ready_in & ~tags.hit)
         fire = ready_in & (tags.hit | self.reads.ready)
         with m.If(fire):
-            m.d.comb += [tags.access.eq(1), self.indices.ready.eq(1), self.weights.ready.eq(self.weighted),
-                         queue.w_en.eq(1),
-                         entry.slot.eq(tags.slot), entry.hit.eq(tags.hit), entry.first.eq(first),
+            m.d.comb += [tags.access.eq(tags.hit | ~bypass), self.indices.ready.eq(1),
+                         self.weights.ready.eq(self.weighted), queue.w_en.eq(1),
+                         entry.slot.eq(tags.slot), entry.hit.eq(tags.hit), entry.bypass.eq(~tags.hit & bypass),
+                         entry.first.eq(first),
                          entry.last.eq(remaining == 1),
                          entry.weight.eq(Mux(self.weighted, self.weights.payload, 1))]
             m.d.sync += [remaining.eq(remaining - 1), first.eq(0)]
@@ -107,7 +115,9 @@ class IndexQueue(wiring.Component):
                 m.d.sync += c.hits.eq(c.hits + 1)
             with m.Else():
                 m.d.sync += c.misses.eq(c.misses + 1)
-            with m.If(tags.evict):
+                with m.If(bypass):
+                    m.d.sync += c.bypasses.eq(c.bypasses + 1)
+            with m.If(tags.evict & ~bypass):
                 m.d.sync += c.evictions.eq(c.evictions + 1)
 
         with m.If(self.start):

@@ -1,7 +1,8 @@
 """Tag store of the gather engine's row cache: set-associative, true LRU, one lookup per cycle.
 
 It mirrors :class:`tridsa.sw.row_cache.RowCache` exactly: set ``row % sets``, tag ``row // sets``,
-every miss allocates, the least recently used way is the victim. Only tags and LRU state live here;
+a committed miss allocates, the least recently used way is the victim (a bypassed miss is simply not
+committed: the index queue does not pulse ``access``). Only tags and LRU state live here;
 the row data lives in the engine's line memory at ``slot * line_words`` (``slot = set * ways + way``).
 
 LRU state: per set, the ways' ages form a permutation of ``0 .. ways-1`` (0 = most recent). An access

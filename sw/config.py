@@ -56,7 +56,7 @@ class Config:
     cache_sets: int = 16
     cache_ways: int = 4
     cache_row_bytes: int = 128
-    prefetch_depth: int = 8
+    prefetch_depth: int = 32
     rng_lanes: int = 2
 
     def __post_init__(self):

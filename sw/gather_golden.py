@@ -5,13 +5,16 @@ Layout (addresses in memory words of ``W = Config.mem_width`` bytes, everything 
 * **table**: ``rows`` rows of ``dim`` elements (int8 or int32); row ``r`` starts at word
   ``table_addr + r * row_words`` (:func:`row_words`), unused bytes of its last word are ignored;
 * **indices**, **weights**, **offsets**: int32 arrays packed ``W // 4`` per word from their address;
-  ``n_bags + 1`` offsets delimit the bags (bag ``b`` is ``indices[off[b]:off[b+1]]``);
+  ``n_bags + 1`` offsets delimit the bags (bag ``b`` is ``indices[off[b]:off[b+1]]``). An index word
+  is the row in bits ``[0:31]`` and the cache's *bypass* hint in bit :data:`BYPASS_BIT` = 31 (a miss
+  of a bypass lookup is not allocated, see :mod:`tridsa.sw.row_cache`); plain row indices (bit 31
+  clear) give plain LRU;
 * **output**: ``n_bags`` rows of ``dim`` int32, each on :func:`out_words` whole words, unused lanes 0.
 
 The pooling is :func:`tridsa.sw.embedding.embedding_bag` on an integer table (int32 wrap-around sums,
 TFLite rounding for ``mean``, first-of-equals for ``max``, empty bag -> zeros). The cache is flushed at
 the start of every GATHER and sees the indices ``indices[0:off[n_bags]]`` in order, so its counters are
-:func:`tridsa.sw.row_cache.simulate` of that trace.
+:func:`tridsa.sw.row_cache.simulate` of that trace with the words' bypass hints.
 """
 from __future__ import annotations
 
@@ -21,13 +24,16 @@ from . import isa
 from .embedding import MODES, embedding_bag
 from .row_cache import simulate
 
-__all__ = ["DTYPES", "row_words", "out_words", "line_words", "int32_words", "check_gather", "execute_gather",
+__all__ = ["DTYPES", "BYPASS_BIT", "ROW_MASK", "row_words", "out_words", "line_words", "int32_words", "check_gather", "execute_gather",
            "gather_counters", "COUNTER_NAMES"]
 
 #: dtype field code -> element type of the table.
 DTYPES = {0: np.dtype(np.int8), 1: np.dtype(np.int32)}
 #: Cache counters of the golden model (the hardware's ``gather_*`` counters of the same names).
-COUNTER_NAMES = ("lookups", "hits", "misses", "evictions", "bytes_read")
+COUNTER_NAMES = ("lookups", "hits", "misses", "evictions", "bypasses", "bytes_read")
+#: Bit of an index word that carries the bypass hint; the row is the bits below it.
+BYPASS_BIT = 31
+ROW_MASK = (1 << BYPASS_BIT) - 1
 
 
 def _ceil(a: int, b: int) -> int:
@@ -64,8 +70,8 @@ def check_gather(memory: np.ndarray, fields: dict, config) -> int:
 
     Priority: BAD_MODE (mode 3, or weights with a mode other than sum), BAD_SHAPE (``dim == 0`` or a
     row longer than a cache line), ADDR_RANGE (a region past the end of memory), BAD_OFFSETS
-    (``off[0] != 0``, a decrease, or ``off[n_bags] > n_indices``; int32 compares), INDEX_RANGE (any of
-    the ``n_indices`` indices, read as uint32, ``>= rows``). The two data checks read memory, which the
+    (``off[0] != 0``, a decrease, or ``off[n_bags] > n_indices``; int32 compares), INDEX_RANGE (the row
+    field, bits ``[0:31]``, of any of the ``n_indices`` index words ``>= rows``; the hint bit is ignored). The two data checks read memory, which the
     hardware does in a check pass before it writes anything.
     """
     if fields["mode"] == 3 or (fields["weighted"] and fields["mode"] != 0):
@@ -84,7 +90,7 @@ def check_gather(memory: np.ndarray, fields: dict, config) -> int:
     off = _int32s(memory, fields["off_addr"], bags + 1)
     if off[0] != 0 or np.any(np.diff(off) < 0) or off[-1] > n:
         return isa.ERRORS["BAD_OFFSETS"]
-    idx = _int32s(memory, fields["idx_addr"], n) & 0xFFFFFFFF
+    idx = _int32s(memory, fields["idx_addr"], n) & ROW_MASK
     if np.any(idx >= fields["rows"]):
         return isa.ERRORS["INDEX_RANGE"]
     return 0
@@ -100,8 +106,10 @@ def _table(memory, fields, config) -> np.ndarray:
 
 
 def _trace(memory, fields) -> tuple:
+    """(rows, allocate flags, offsets) of the pooled indices."""
     off = _int32s(memory, fields["off_addr"], fields["n_bags"] + 1)
-    return _int32s(memory, fields["idx_addr"], int(off[-1])), off
+    words = _int32s(memory, fields["idx_addr"], int(off[-1])) & 0xFFFFFFFF
+    return words & ROW_MASK, (words >> BYPASS_BIT) == 0, off
 
 
 def execute_gather(memory: np.ndarray, fields: dict, config) -> int:
@@ -112,7 +120,7 @@ def execute_gather(memory: np.ndarray, fields: dict, config) -> int:
     bags = fields["n_bags"]
     if bags == 0:
         return 0
-    idx, off = _trace(memory, fields)
+    idx, _, off = _trace(memory, fields)
     weights = _int32s(memory, fields["w_addr"], idx.size) if fields["weighted"] else None
     pooled = embedding_bag(_table(memory, fields, config), idx, off, MODES[fields["mode"]],
                            per_sample_weights=weights, include_last_offset=True)
@@ -124,8 +132,8 @@ def execute_gather(memory: np.ndarray, fields: dict, config) -> int:
 
 
 def gather_counters(memory: np.ndarray, fields: dict, config) -> dict:
-    """Counters of one legal GATHER: the row cache's (cold, LRU) plus ``bytes_read`` of row fills."""
-    idx, _ = _trace(memory, fields)
-    counters = simulate(idx, config.cache_sets, config.cache_ways)
+    """Counters of one legal GATHER: the row cache's (cold, hinted LRU) plus ``bytes_read`` of row reads."""
+    idx, allocate, _ = _trace(memory, fields)
+    counters = simulate(idx, config.cache_sets, config.cache_ways, allocate)
     counters["bytes_read"] = counters["misses"] * row_words(config, fields["dim"], fields["dtype"]) * config.mem_width
     return counters

@@ -7,7 +7,10 @@ anything runs. The driver lowers what the instruction does not have:
   every mode (they add nothing, are not counted by ``mean``, never win ``max``) and saves lookups;
 * ``include_last_offset`` / 2-D indices: the instruction always takes ``n_bags + 1`` offsets;
 * rows longer than a cache line: the table is split into column chunks of at most one line, one
-  GATHER per chunk sharing the indices, offsets and weights; the chunks' outputs are concatenated.
+  GATHER per chunk sharing the indices, offsets and weights; the chunks' outputs are concatenated;
+* the row cache policy: with ``cache_hints=True`` (the default) the indices are profiled
+  (:func:`tridsa.sw.cache_hints.hot_plan`), the table is laid out hottest row first and every index
+  word carries the bypass hint of a cold row; ``cache_hints=False`` keeps the table order and plain LRU.
 """
 from __future__ import annotations
 
@@ -16,8 +19,9 @@ import dataclasses
 import numpy as np
 
 from .builder import ProgramBuilder
+from .cache_hints import hot_plan, identity_plan
 from .embedding import _bags, _check_mode, _check_weights
-from .gather_golden import DTYPES, COUNTER_NAMES, gather_counters, line_words, out_words, row_words
+from .gather_golden import BYPASS_BIT, DTYPES, COUNTER_NAMES, gather_counters, line_words, out_words, row_words
 
 __all__ = ["GatherCall", "emit_gather", "gather_program", "pack_table", "pack_int32"]
 
@@ -76,7 +80,7 @@ def _table(table) -> np.ndarray:
 
 
 def emit_gather(builder: ProgramBuilder, table, indices, offsets=None, mode="sum", per_sample_weights=None,
-                include_last_offset=False, padding_idx=None, name="emb") -> GatherCall:
+                include_last_offset=False, padding_idx=None, name="emb", cache_hints=True) -> GatherCall:
     """Validate an embedding_bag, lay out its operands and emit one GATHER per column chunk."""
     cfg = builder.config
     tab = _table(table)
@@ -99,16 +103,22 @@ def emit_gather(builder: ProgramBuilder, table, indices, offsets=None, mode="sum
     if idx.size >= _LIMIT or n_bags >= _LIMIT:
         raise ValueError(f"{idx.size} indices and {n_bags} bags: both must be < 2**24")
     off = np.append(starts, ends[-1] if n_bags else 0)
+    if not isinstance(cache_hints, (bool, np.bool_)):
+        raise TypeError(f"cache_hints must be True or False, got {cache_hints!r}")
+    plan = hot_plan(idx, num_rows, cfg.cache_sets * cfg.cache_ways) if cache_hints else identity_plan(num_rows)
+    rows_at, allocate = plan.lookups(idx)
+    words = rows_at | (~allocate).astype(np.int64) << BYPASS_BIT
     dtype = _DTYPE_CODES[tab.dtype]
     shared = dict(rows=num_rows, dtype=dtype, mode=_MODE_CODES[mode], weighted=int(weights is not None),
                   n_indices=int(idx.size), n_bags=n_bags,
-                  idx_addr=builder.put(pack_int32(idx, cfg.mem_width)),
+                  idx_addr=builder.put(pack_int32(words, cfg.mem_width)),
                   off_addr=builder.put(pack_int32(off, cfg.mem_width)),
                   w_addr=builder.put(pack_int32(weights, cfg.mem_width)) if weights is not None else 0)
     chunk = line_words(cfg) * cfg.mem_width // tab.dtype.itemsize
     regions, totals = [], dict.fromkeys(COUNTER_NAMES, 0)
+    laid_out = tab[plan.order] if cache_hints else tab
     for col in range(0, dim, chunk):
-        part = tab[:, col:col + chunk]
+        part = laid_out[:, col:col + chunk]
         region = f"{name}{col}"
         fields = dict(shared, dim=part.shape[1], table_addr=builder.put(pack_table(part, cfg)),
                       out_addr=builder.alloc(n_bags * out_words(cfg, part.shape[1]), region))

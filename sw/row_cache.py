@@ -8,11 +8,16 @@ it between tables). It is set-associative with true LRU replacement:
   logic. A hash would only help strided index patterns; DLRM traffic is Zipf-distributed over
   rows in a random order (see :mod:`tridsa.sw.dlrm_traffic`), so hot rows already spread
   evenly over the sets.
-* every miss allocates (no bypass); when the set is full the least recently used way is
-  evicted. Hits and fills both make the row the most recently used of its set.
+* a miss allocates unless its lookup carries the *bypass* hint (``allocate=False``); when the set
+  is full the least recently used way is evicted. Hits and fills both make the row the most
+  recently used of its set. A bypassed miss reads the row from memory and changes nothing: no
+  fill, no eviction, LRU state untouched (a hit is a hit whatever its hint). The driver uses the
+  hint to keep the cache for a hot set of rows it profiled (:mod:`tridsa.sw.cache_hints`); all
+  lookups allocating is plain LRU.
 
 The model is cycle-free: it says which accesses hit, not when. Counters match the hardware's
-performance counters: ``lookups = hits + misses``; ``evictions`` counts misses into full sets.
+performance counters: ``lookups = hits + misses``; ``evictions`` counts allocating misses into
+full sets, ``bypasses`` the misses that did not allocate.
 """
 from __future__ import annotations
 
@@ -56,7 +61,7 @@ class RowCache:
 
     Attributes
     ----------
-    lookups, hits, misses, evictions : int
+    lookups, hits, misses, evictions, bypasses : int
         Performance counters since construction or :meth:`reset_counters`.
     """
 
@@ -79,7 +84,7 @@ class RowCache:
 
     def reset_counters(self) -> None:
         """Zero the counters; the contents stay."""
-        self.lookups = self.hits = self.misses = self.evictions = 0
+        self.lookups = self.hits = self.misses = self.evictions = self.bypasses = 0
 
     def flush(self) -> None:
         """Invalidate every row (counters stay)."""
@@ -97,8 +102,10 @@ class RowCache:
         s, tag = self.locate(row)
         return tag in self._lru[s]
 
-    def access(self, row: int) -> bool:
+    def access(self, row: int, allocate: bool = True) -> bool:
         """Look up ``row``; on a miss fill it, evicting the set's LRU row if the set is full.
+
+        With ``allocate=False`` (the bypass hint) a miss leaves the cache as it was.
 
         Returns
         -------
@@ -113,6 +120,9 @@ class RowCache:
             self.hits += 1
             return True
         self.misses += 1
+        if not allocate:
+            self.bypasses += 1
+            return False
         if len(lru) == self.ways:
             lru.popitem(last=False)
             self.evictions += 1
@@ -124,8 +134,9 @@ class RowCache:
         return [tag * self.sets + s for s, lru in enumerate(self._lru) for tag in lru]
 
     def counters(self) -> dict:
-        """``{"lookups", "hits", "misses", "evictions"}`` as ints."""
-        return {"lookups": self.lookups, "hits": self.hits, "misses": self.misses, "evictions": self.evictions}
+        """``{"lookups", "hits", "misses", "evictions", "bypasses"}`` as ints."""
+        return {"lookups": self.lookups, "hits": self.hits, "misses": self.misses, "evictions": self.evictions,
+                "bypasses": self.bypasses}
 
     @property
     def hit_rate(self) -> float:
@@ -133,11 +144,23 @@ class RowCache:
         return self.hits / self.lookups if self.lookups else 0.0
 
 
-def simulate(trace, sets: int, ways: int) -> dict:
-    """Run a row-index trace through a cold :class:`RowCache`; return its :meth:`~RowCache.counters`."""
+def simulate(trace, sets: int, ways: int, allocate=None) -> dict:
+    """Run a row-index trace through a cold :class:`RowCache`; return its :meth:`~RowCache.counters`.
+
+    ``allocate``: None (every miss allocates: plain LRU) or one bool per lookup (False: bypass hint).
+    """
+    rows = _trace(trace)
     cache = RowCache(sets, ways)
-    for row in _trace(trace).tolist():
-        cache.access(row)
+    if allocate is None:
+        flags = [True] * rows.size
+    else:
+        flags = np.asarray(allocate)
+        if flags.dtype != np.bool_ or flags.shape != rows.shape:
+            raise ValueError(f"allocate must be None or a bool array of the trace's shape {rows.shape}, "
+                             f"got {flags.dtype} {flags.shape}")
+        flags = flags.tolist()
+    for row, alloc in zip(rows.tolist(), flags):
+        cache.access(row, alloc)
     return cache.counters()
 
 

@@ -16,10 +16,11 @@ from tridsa.sw import isa
 from tridsa.sw.builder import ProgramBuilder
 from tridsa.sw.driver import AcceleratorError
 from tridsa.sw.embedding import embedding_bag, embedding_bag_rowwise, quantize_rowwise
-from tridsa.sw.gather_golden import check_gather
+from tridsa.sw.gather_golden import BYPASS_BIT, COUNTER_NAMES, check_gather, gather_counters
 from tridsa.sw.gather_ops import emit_gather, pack_int32
 from tridsa.sw.golden import execute
-from tridsa.sw.row_cache import RowCache
+from tridsa.sw.cache_hints import hot_plan
+from tridsa.sw.row_cache import RowCache, simulate
 
 from conftest import SMALL, accelerator, backend_params
 
@@ -39,10 +40,34 @@ def _cases(rng, rows=40):
             (t8[:, :3], idx[:4], np.array([0, 1, 1, 4]), "sum", w[:4])]
 
 
-def _multi_program(cases, config=SMALL):
+def _multi_program(cases, config=SMALL, rng=None):
+    """One program of every case: alternately with the driver's cache hints and with plain LRU; with
+    ``rng``, one more GATHER of the first case whose index words get random bypass hints (hinted hits
+    on resident rows, bypassed misses between allocating ones: the whole rule, beyond the driver's plans)."""
     builder = ProgramBuilder(config)
-    calls = [emit_gather(builder, t, i, o, m, w, name=f"e{n}_") for n, (t, i, o, m, w) in enumerate(cases)]
+    calls = [emit_gather(builder, t, i, o, m, w, name=f"e{n}_", cache_hints=n % 2 == 0)
+             for n, (t, i, o, m, w) in enumerate(cases)]
+    if rng is not None:
+        t, i, o, m, w = cases[0]
+        calls.append(emit_gather(builder, t, i, o, m, w, name="raw_", cache_hints=False))
+        fields = isa.decode(builder.instructions[-1])[1]
+        hints = (rng.random(i.size) < 0.5).astype(np.int64)
+        assert hints.any() and not hints.all()
+        packed = pack_int32(np.asarray(i, np.int64) | hints << BYPASS_BIT, config.mem_width)
+        builder.memory[fields["idx_addr"]:fields["idx_addr"] + len(packed)] = packed
+        calls[-1].golden_counters = {f"gather_{k}": v for k, v in gather_counters(builder.memory, fields, config).items()}
     return builder.build(), calls
+
+
+def _golden_counters(program):
+    """The cache model's counters summed over the program's GATHERs (gather_* names)."""
+    total = dict.fromkeys((f"gather_{k}" for k in COUNTER_NAMES), 0)
+    for word in program.instructions:
+        op, fields = isa.decode(int(word))
+        if op.name == "GATHER":
+            for key, value in gather_counters(program.memory, fields, program.config).items():
+                total[f"gather_{key}"] += value
+    return total
 
 
 # -- golden model and driver ---------------------------------------------------------------------
@@ -76,15 +101,32 @@ def test_driver_lowering_padding_chunks_include_last(seed):
 
 
 def test_golden_counters_are_the_cache_model(seed):
+    """Plain LRU on the table's own rows (cache_hints=False); with hints the model of the profiled
+    layout: the hot rows allocate, the others bypass, and a hot row misses only once."""
     rng = np.random.default_rng(seed)
     acc = accelerator("golden")
     idx = rng.integers(0, 60, 200)
-    acc.embedding_bag(rng.integers(-5, 5, (60, 4)).astype(np.int8), idx, np.arange(0, 200, 10))
+    table = rng.integers(-5, 5, (60, 4)).astype(np.int8)
+    expect = embedding_bag(table, idx, np.arange(0, 200, 10))
+    assert np.array_equal(acc.embedding_bag(table, idx, np.arange(0, 200, 10), cache_hints=False), expect)
     cache = RowCache(SMALL.cache_sets, SMALL.cache_ways)
     for row in idx:
         cache.access(int(row))
     assert {k: acc.last_run.counters[f"gather_{k}"] for k in cache.counters()} == cache.counters()
     assert acc.last_run.gather_bytes_read == cache.misses * SMALL.mem_width
+    assert cache.bypasses == 0
+
+    assert np.array_equal(acc.embedding_bag(table, idx, np.arange(0, 200, 10)), expect)
+    capacity = SMALL.cache_sets * SMALL.cache_ways
+    plan = hot_plan(idx, 60, capacity)
+    positions, allocate = plan.lookups(idx)
+    assert {k: acc.last_run.counters[f"gather_{k}"] for k in cache.counters()} \
+        == simulate(positions, SMALL.cache_sets, SMALL.cache_ways, allocate)
+    counts = np.bincount(idx, minlength=60)
+    hot = np.argsort(-counts, kind="stable")[:capacity]
+    assert acc.last_run.gather_hits == sum(counts[r] - 1 for r in hot if counts[r] >= 2)
+    assert acc.last_run.gather_evictions == 0
+    assert acc.last_run.gather_bypasses == sum(counts[r] for r in range(60) if r not in hot or counts[r] < 2)
 
 
 @pytest.mark.parametrize("args, exc, match", [
@@ -199,25 +241,18 @@ def run_engine(program, seed=None, stall_rate=0.0, max_cycles=100_000):
     return out
 
 
-def _golden_counters(calls):
-    total = {}
-    for call in calls:
-        for key, value in call.golden_counters.items():
-            total[key] = total.get(key, 0) + value
-    return total
-
-
-# mem_latency=1 is left out: MemArbiter misroutes read responses at latency 1 (reported)
-@pytest.mark.parametrize("latency, prefetch, stall_rate", [(2, 1, 0.0), (7, 4, 0.3), (20, 8, 0.1)])
+@pytest.mark.parametrize("latency, prefetch, stall_rate", [(1, 4, 0.2), (2, 1, 0.0), (7, 4, 0.3), (20, 8, 0.1)])
 def test_engine_random_stalls_and_latency(latency, prefetch, stall_rate, seed):
     config = SMALL.replace(mem_latency=latency, prefetch_depth=prefetch)
-    cases = _cases(np.random.default_rng(seed))
-    program, calls = _multi_program(cases, config)
+    rng = np.random.default_rng(seed)
+    program, calls = _multi_program(_cases(rng), config, rng)
     out = run_engine(program, seed, stall_rate)
     golden = execute(program)
     assert out["error"] == 0 and np.array_equal(out["memory"], golden.memory)
-    assert {f"gather_{k}": v for k, v in out["counters"].items() if f"gather_{k}" in calls[0].golden_counters} \
-        == _golden_counters(calls)
+    expect = _golden_counters(program)
+    assert {k: out["counters"][k[len("gather_"):]] for k in expect} == expect
+    assert expect == {k: sum(call.golden_counters[k] for call in calls) for k in expect}
+    assert expect["gather_bypasses"] > 0 and expect["gather_evictions"] > 0
 
 
 def test_engine_errors_write_nothing(seed):
@@ -234,15 +269,18 @@ def test_engine_errors_write_nothing(seed):
 
 @pytest.mark.parametrize("backend", backend_params())
 def test_bit_exact_and_counters_on_backend(backend, seed):
-    cases = _cases(np.random.default_rng(seed))
-    program, calls = _multi_program(cases)
+    rng = np.random.default_rng(seed)
+    cases = _cases(rng)
+    program, calls = _multi_program(cases, rng=rng)
     result = accelerator(backend).backend.run(program)
     golden = execute(program)
     assert result.error == 0 and np.array_equal(result.memory, golden.memory)
-    for (t, i, o, m, w), call in zip(cases, calls):
+    for (t, i, o, m, w), call in zip(cases + cases[:1], calls):
         assert np.array_equal(call.result(program, result.memory), embedding_bag(t, i, o, m, per_sample_weights=w))
+    expect = _golden_counters(program)
+    assert expect["gather_bypasses"] > 0 and expect["gather_evictions"] > 0    # both policies exercised
     if backend != "golden":
-        assert {k: result.counters[k] for k in _golden_counters(calls)} == _golden_counters(calls)
+        assert {k: result.counters[k] for k in expect} == expect
         assert result.counters["gather_busy"] > 0
 
 
@@ -268,27 +306,32 @@ def test_driver_and_hardware_errors_on_backend(backend):
 def test_other_latency_on_verilator(seed):
     """One more HDL build: a long memory latency with a short prefetch queue."""
     config = SMALL.replace(mem_latency=9, prefetch_depth=2)
-    program, calls = _multi_program(_cases(np.random.default_rng(seed)), config)
+    rng = np.random.default_rng(seed)
+    program, _ = _multi_program(_cases(rng), config, rng)
     result = accelerator("verilator", config).backend.run(program)
     assert result.error == 0 and np.array_equal(result.memory, execute(program).memory)
-    assert {k: result.counters[k] for k in _golden_counters(calls)} == _golden_counters(calls)
+    expect = _golden_counters(program)
+    assert {k: result.counters[k] for k in expect} == expect
 
 
 # -- the index prefetch queue alone ------------------------------------------------------------------
 
 def test_index_queue_random_backpressure(seed):
     """Random gaps on the offsets/indices/weights streams and random ready on entries/reads: the entries
-    and reads equal the golden cache's, in order, and a hit's slot is where its row was filled."""
+    and reads equal the golden cache's, in order, and a hit's slot is where its row was filled. A third
+    of the indices carry the bypass hint: their misses are read but not allocated."""
     rnd = random.Random(seed)
     cfg = SMALL
     n_bags = 12
     lengths = [rnd.choice([0, 1, 2, 5, 9]) for _ in range(n_bags)]
     offsets = np.concatenate([[0], np.cumsum(lengths)]).tolist()
     indices = [rnd.randrange(24) for _ in range(offsets[-1])]
+    allocate = [rnd.random() < 0.67 for _ in indices]
+    words = [row | (not alloc) << BYPASS_BIT for row, alloc in zip(indices, allocate)]
     weights = [rnd.randrange(-50, 50) & 0xFFFFFFFF for _ in indices]
     dut = IndexQueue(cfg)
     table_addr, row_words = 100, 2
-    got_entries, got_reads = [], []
+    got_entries, got_reads, got_counters = [], [], {}
 
     async def source(stream, items, ctx):
         await ctx.tick().repeat(2)                      # after start
@@ -309,7 +352,8 @@ def test_index_queue_random_backpressure(seed):
 
     n_entries = sum(max(1, n) for n in lengths)
     cache = RowCache(cfg.cache_sets, cfg.cache_ways)
-    expect_misses = sum(not cache.access(r) for r in indices)
+    expect_misses = sum(not cache.access(r, a) for r, a in zip(indices, allocate))
+    assert cache.bypasses > 0
 
     async def bench(ctx):
         ctx.set(dut.n_bags, n_bags)
@@ -329,19 +373,21 @@ def test_index_queue_random_backpressure(seed):
             if reads_valid and reads_ready:
                 got_reads.append((read.addr, read.count))
             if len(got_entries) == n_entries and len(got_reads) == expect_misses:
+                got_counters.update({name: ctx.get(getattr(dut.counters, name)) for name in cache.counters()})
                 return
 
     sim = Simulator(dut)
     sim.add_clock(1e-8)
     sim.add_testbench(bench)
     sim.add_testbench(functools.partial(source, dut.offsets, offsets))
-    sim.add_testbench(functools.partial(source, dut.indices, indices))
+    sim.add_testbench(functools.partial(source, dut.indices, words))
     sim.add_testbench(functools.partial(source, dut.weights, weights))
     sim.add_testbench(functools.partial(sink, dut.entries, got_entries, n_entries))
     sim.add_testbench(functools.partial(sink, dut.reads, got_reads, expect_misses))
     sim.add_testbench(monitor)
     sim.run_until(1e-8 * 5000)
     assert len(got_entries) == n_entries and len(got_reads) == expect_misses
+    assert got_counters == cache.counters()
 
     cache, slot_of, pos, reads = RowCache(cfg.cache_sets, cfg.cache_ways), {}, 0, iter(got_reads)
     entries = iter(got_entries)
@@ -353,13 +399,15 @@ def test_index_queue_random_backpressure(seed):
         for k in range(length):
             e = next(entries)
             row = indices[pos]
-            hit = cache.access(row)
+            hit = cache.access(row, allocate[pos])
             assert (e.empty, e.hit, e.first, e.last, e.weight) == (0, hit, k == 0, k == length - 1, weights[pos])
+            assert e.bypass == (not hit and not allocate[pos])
             if hit:
                 assert e.slot == slot_of[row]
             else:
                 assert next(reads) == (table_addr + row * row_words, row_words)
-                slot_of = {r: s for r, s in slot_of.items() if s != e.slot}
-                slot_of[row] = e.slot
+                if allocate[pos]:
+                    slot_of = {r: s for r, s in slot_of.items() if s != e.slot}
+                    slot_of[row] = e.slot
             assert e.slot // cfg.cache_ways == row % cfg.cache_sets
             pos += 1
