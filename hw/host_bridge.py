@@ -1,0 +1,260 @@
+"""The host bridge: the board side of the framed UART protocol of :mod:`tridsa.sw.fpga`.
+
+It turns request frames (bytes on ``rx``) into memory writes and reads on ``mem`` (the Top's ``host``
+memory port), instruction pushes on ``cmd``, a reset pulse on ``clear``, and reply frames on ``tx``.
+Every request gets exactly one reply; the protocol, reply codes and error recovery are documented in
+:mod:`tridsa.sw.fpga` (the one definition both sides import).
+
+Invariants:
+
+* Nothing is pushed unless the PUSH payload checksum is right; nothing is written unless the header
+  checksum is right, the range is inside memory and the accelerator is not running.
+* Memory is touched only while the accelerator is idle (``busy = pushed since CLEAR and not halted``), so
+  the host port never races an engine for the Top's memory.
+* While a frame is incomplete, ``timeout`` idle clock cycles end it with a TIMEOUT reply; after a bad
+  header, unknown command or refused WRITE the bridge drops bytes until the line has been idle that long
+  and then replies, so it always recovers and never waits forever for a byte.
+"""
+from amaranth import *
+from amaranth.lib import stream, wiring
+from amaranth.lib.wiring import In, Out
+
+from ..sw import fpga, isa
+from .counters import counter_layout
+from .gemm import WordSplitter
+from .memory import BlockReader, MemArbiter, MemPort
+
+__all__ = ["HostBridge", "crc8_next"]
+
+
+def crc8_next(crc, byte):
+    """The CRC-8 (:func:`tridsa.sw.fpga.crc8`) after one more byte, as a combinational expression.
+
+    The CRC step is linear over GF(2) (init 0, no final xor), so every output bit is the XOR of the input
+    bits whose unit vectors set it; the unit responses come from the software :func:`~tridsa.sw.fpga.crc8`.
+    """
+    inputs = Cat(crc, byte)
+    responses = [fpga.crc8(bytes([0]), 1 << i) for i in range(8)] + [fpga.crc8(bytes([1 << i])) for i in range(8)]
+    return Cat(Cat(inputs[i] for i in range(16) if responses[i] >> bit & 1).xor() for bit in range(8))
+
+
+def _const_bytes(data: bytes) -> Const:
+    return Const(int.from_bytes(data, "little"), 8 * len(data))
+
+
+class HostBridge(wiring.Component):
+    """Framed-protocol bridge between a UART byte stream and the accelerator Top.
+
+    Parameters
+    ----------
+    config:
+        The :class:`tridsa.Config` (memory width/depth; its digest is reported by INFO).
+    counter_names:
+        Names of the Top's counters, in order (``tridsa.hw.top.COUNTERS``).
+    timeout:
+        Idle clock cycles that end an incomplete frame (choose many byte times: USB serial adapters
+        can pause a transfer for a few milliseconds).
+    """
+
+    def __init__(self, config, counter_names, timeout):
+        if not isinstance(timeout, int) or timeout < 16:
+            raise ValueError(f"timeout must be an integer >= 16 clock cycles, not {timeout!r}")
+        self.config, self.counter_names, self.timeout = config, tuple(counter_names), timeout
+        super().__init__({
+            "rx": In(stream.Signature(8)),
+            "tx": Out(stream.Signature(8)),
+            "mem": Out(MemPort(config)),
+            "cmd": Out(stream.Signature(isa.INSTR_BITS)),
+            "clear": Out(1),
+            "halted": In(1),
+            "error": In(8),
+            "error_pc": In(32),
+            "counters": In(counter_layout(self.counter_names)),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        cfg = self.config
+        width = cfg.mem_width
+        codes, cmds = fpga.REPLY_CODES, fpga.COMMANDS
+
+        m.submodules.arbiter = arbiter = MemArbiter(cfg, 2)
+        m.submodules.reader = reader = BlockReader(cfg, count_bits=16)
+        m.submodules.splitter = splitter = WordSplitter(cfg.mem_bits, 8, count_bits=(width + 1).bit_length())
+        wiring.connect(m, wiring.flipped(self.mem), arbiter.mem)
+        wiring.connect(m, reader.mem, arbiter.port(1))
+        wiring.connect(m, reader.words, splitter.words)
+        m.d.comb += splitter.per_block.eq(width)
+        write = arbiter.port(0)
+
+        # -- receive side --------------------------------------------------------------------
+        header = Signal(8 * fpga.HEADER_BYTES)
+        command, addr, count = header[:8], header[8:40], header[40:56]
+        crc = Signal(8)
+        words_left = Signal(16)
+        waddr = Signal(cfg.addr_bits)
+        word = Signal(cfg.mem_bits)
+        instr = Signal(isa.INSTR_BITS)
+        started = Signal()
+        busy = started & ~self.halted
+        status = Cat(self.halted, busy, C(0, 6), self.error, self.error_pc, Value.cast(self.counters))
+        info = _const_bytes(fpga.MAGIC + bytes([fpga.PROTOCOL_VERSION]) + fpga.config_digest_bytes(cfg)
+                            + bytes([len(self.counter_names)]))
+        index = Signal(range(max(fpga.HEADER_BYTES, fpga.INSTR_BYTES, width, len(status) // 8) + 1))
+        code = Signal(8)
+        idle = Signal(range(self.timeout + 1))
+        timed_out = idle == self.timeout
+        end = Signal(33)
+        m.d.comb += end.eq(addr + count)
+        in_range = (count != 0) & (end <= cfg.mem_depth)
+
+        byte = self.rx.payload
+        got = self.rx.valid & self.rx.ready
+        with m.If(got):
+            m.d.sync += idle.eq(0)
+        with m.Elif(~timed_out):
+            m.d.sync += idle.eq(idle + 1)
+
+        m.d.comb += [write.req.payload.addr.eq(waddr), write.req.payload.we.eq(1), write.req.payload.wdata.eq(word)]
+        with m.If(write.req.valid & write.req.ready):
+            m.d.sync += [write.req.valid.eq(0), waddr.eq(waddr + 1)]
+
+        # -- reply side ----------------------------------------------------------------------
+        tx_crc = Signal(8)
+        sent = self.tx.valid & self.tx.ready
+        bytes_left = Signal(16 + width.bit_length())
+
+        def reply(next_code):
+            m.d.sync += code.eq(next_code)
+            m.next = "SEND_SYNC"
+
+        def drain(next_code):
+            m.d.sync += code.eq(next_code)
+            m.next = "DRAIN"
+
+        with m.FSM():
+            with m.State("IDLE"):
+                m.d.comb += self.rx.ready.eq(1)
+                with m.If(got & (byte == fpga.REQ_SYNC)):
+                    m.d.sync += [crc.eq(0), index.eq(0)]
+                    m.next = "HEADER"
+            with m.State("HEADER"):
+                m.d.comb += self.rx.ready.eq(1)
+                with m.If(got):
+                    m.d.sync += [header.eq(Cat(header[8:], byte)), crc.eq(crc8_next(crc, byte)),
+                                 index.eq(index + 1)]
+                    with m.If(index == fpga.HEADER_BYTES - 1):
+                        m.next = "CHECK"
+                with m.Elif(timed_out):
+                    reply(codes["TIMEOUT"])
+            with m.State("CHECK"):                        # receive the header checksum, decode
+                m.d.comb += self.rx.ready.eq(1)
+                with m.If(got):
+                    m.d.sync += [crc.eq(0), index.eq(0)]
+                    with m.If(byte != crc):
+                        drain(codes["BAD_CHECKSUM"])
+                    with m.Elif(command == cmds["WRITE"]):
+                        with m.If(busy):
+                            drain(codes["BUSY"])
+                        with m.Elif(~in_range):
+                            drain(codes["BAD_RANGE"])
+                        with m.Else():
+                            m.d.sync += [waddr.eq(addr), words_left.eq(count)]
+                            m.next = "WRITE"
+                    with m.Elif(command == cmds["READ"]):
+                        with m.If(busy):
+                            reply(codes["BUSY"])
+                        with m.Elif(~in_range):
+                            reply(codes["BAD_RANGE"])
+                        with m.Else():
+                            m.d.sync += bytes_left.eq(count * width)
+                            m.next = "READ_CMD"
+                    with m.Elif(command == cmds["PUSH"]):
+                        m.next = "PUSH"
+                    with m.Elif(command == cmds["CLEAR"]):
+                        m.d.comb += self.clear.eq(1)
+                        m.d.sync += started.eq(0)
+                        reply(codes["OK"])
+                    with m.Elif((command == cmds["STATUS"]) | (command == cmds["INFO"])):
+                        m.d.sync += bytes_left.eq(Mux(command == cmds["STATUS"], len(status) // 8, len(info) // 8))
+                        reply(codes["OK"])
+                    with m.Else():
+                        drain(codes["UNKNOWN_COMMAND"])
+                with m.Elif(timed_out):
+                    reply(codes["TIMEOUT"])
+            with m.State("WRITE"):                        # payload bytes -> words -> memory
+                m.d.comb += self.rx.ready.eq(~write.req.valid)
+                with m.If(got):
+                    with m.If(words_left == 0):           # the payload checksum
+                        reply(Mux(byte == crc, codes["OK"], codes["BAD_CHECKSUM"]))
+                    with m.Else():
+                        m.d.sync += [word.eq(Cat(word[8:], byte)), crc.eq(crc8_next(crc, byte)),
+                                     index.eq(index + 1)]
+                        with m.If(index == width - 1):
+                            m.d.sync += [write.req.valid.eq(1), index.eq(0), words_left.eq(words_left - 1)]
+                with m.Elif(timed_out):
+                    reply(codes["TIMEOUT"])
+            with m.State("PUSH"):
+                m.d.comb += self.rx.ready.eq(1)
+                with m.If(got):
+                    with m.If(index == fpga.INSTR_BYTES):
+                        with m.If(byte == crc):
+                            m.next = "PUSH_WAIT"
+                        with m.Else():
+                            reply(codes["BAD_CHECKSUM"])
+                    with m.Else():
+                        m.d.sync += [instr.eq(Cat(instr[8:], byte)), crc.eq(crc8_next(crc, byte)),
+                                     index.eq(index + 1)]
+                with m.Elif(timed_out):
+                    reply(codes["TIMEOUT"])
+            with m.State("PUSH_WAIT"):
+                m.d.comb += [self.cmd.valid.eq(1), self.cmd.payload.eq(instr)]
+                with m.If(self.cmd.ready):
+                    m.d.sync += started.eq(1)
+                    reply(codes["OK"])
+            with m.State("DRAIN"):
+                m.d.comb += self.rx.ready.eq(1)
+                with m.If(timed_out):
+                    m.next = "SEND_SYNC"
+            with m.State("READ_CMD"):
+                m.d.comb += [reader.cmd.valid.eq(1), reader.cmd.payload.addr.eq(addr),
+                             reader.cmd.payload.count.eq(count)]
+                with m.If(reader.cmd.ready):
+                    reply(codes["OK"])
+            with m.State("SEND_SYNC"):
+                m.d.comb += [self.tx.valid.eq(1), self.tx.payload.eq(fpga.REP_SYNC)]
+                with m.If(sent):
+                    m.d.sync += tx_crc.eq(0)
+                    m.next = "SEND_CODE"
+            with m.State("SEND_CODE"):
+                m.d.comb += [self.tx.valid.eq(1), self.tx.payload.eq(code)]
+                with m.If(sent):
+                    m.d.sync += [tx_crc.eq(crc8_next(tx_crc, code)), index.eq(0)]
+                    with m.If(code != codes["OK"]):
+                        m.next = "SEND_CRC"
+                    with m.Elif(command == cmds["READ"]):
+                        m.next = "SEND_READ"
+                    with m.Elif(command == cmds["STATUS"]):
+                        m.next = "SEND_STATUS"
+                    with m.Elif(command == cmds["INFO"]):
+                        m.next = "SEND_INFO"
+                    with m.Else():
+                        m.next = "SEND_CRC"
+            for state, source_valid, source in (
+                    ("SEND_READ", splitter.items.valid, splitter.items.payload),
+                    ("SEND_STATUS", 1, status.word_select(index, 8)),
+                    ("SEND_INFO", 1, info.word_select(index, 8))):
+                with m.State(state):
+                    m.d.comb += [self.tx.valid.eq(source_valid), self.tx.payload.eq(source)]
+                    if state == "SEND_READ":
+                        m.d.comb += splitter.items.ready.eq(self.tx.ready)
+                    with m.If(sent):
+                        m.d.sync += [tx_crc.eq(crc8_next(tx_crc, source)), index.eq(index + 1),
+                                     bytes_left.eq(bytes_left - 1)]
+                        with m.If(bytes_left == 1):
+                            m.next = "SEND_CRC"
+            with m.State("SEND_CRC"):
+                m.d.comb += [self.tx.valid.eq(1), self.tx.payload.eq(tx_crc)]
+                with m.If(sent):
+                    m.next = "IDLE"
+        return m

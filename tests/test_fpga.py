@@ -1,0 +1,242 @@
+# amaranth: UnusedElaboratable=no
+"""The FPGA flow: host protocol driver, UART link end to end against the gateware, synthesis smoke tests.
+
+Fast tests check the driver against scripted replies. Slow tests run the FPGA core (UART pins, host
+bridge, Top with its block-RAM memory) under Verilator through :class:`UartSimTransport`, the same driver
+code a board uses, and synthesize both boards with the yowasp toolchain.
+"""
+import os
+import random
+
+import numpy as np
+import pytest
+
+from conftest import SMALL
+from tridsa import Accelerator, Config
+from tridsa.sw import fpga, isa
+from tridsa.sw.builder import ProgramBuilder
+from tridsa.sw.fpga import COMMANDS, LinkError, REPLY_CODES, HostLink, Transport, crc8, request_frame
+from tridsa.sw.gemm_ops import emit_gemm
+from tridsa.sw.golden import execute
+
+
+class Scripted(Transport):
+    """Answers every write with the next canned reply; records what the driver sent."""
+
+    def __init__(self, replies):
+        self.replies, self.sent, self.pending = list(replies), [], b""
+
+    def write(self, data):
+        self.sent.append(bytes(data))
+        self.pending += self.replies.pop(0) if self.replies else b""
+
+    def read(self, n, timeout):
+        out, self.pending = self.pending[:n], self.pending[n:]
+        return out
+
+
+def reply(code, payload=b""):
+    body = bytes([REPLY_CODES[code]]) + payload
+    return bytes([fpga.REP_SYNC]) + body + bytes([crc8(body)])
+
+
+def test_request_frame_layout():
+    frame = request_frame("WRITE", 0x01020304, 2, b"\x10\x20")
+    assert frame[0] == fpga.REQ_SYNC and frame[1] == COMMANDS["WRITE"]
+    assert frame[2:6] == bytes([4, 3, 2, 1]) and frame[6:8] == bytes([2, 0])
+    assert frame[8] == crc8(frame[1:8])
+    assert frame[9:11] == b"\x10\x20" and frame[11] == crc8(b"\x10\x20")
+    assert len(request_frame("STATUS")) == 9                     # no payload, no payload checksum
+    with pytest.raises(ValueError, match="unknown command"):
+        request_frame("ERASE")
+
+
+def test_driver_errors_and_retries():
+    # BAD_CHECKSUM is retried, then succeeds
+    link = HostLink(Scripted([reply("BAD_CHECKSUM"), reply("OK")]), SMALL, retries=2)
+    link.clear()
+    assert len(link.transport.sent) == 2 and link.transport.sent[0] == link.transport.sent[1]
+    # BUSY is not retried
+    link = HostLink(Scripted([reply("BUSY")]), SMALL)
+    with pytest.raises(LinkError, match="BUSY") as info:
+        link.read_memory(0, 1)
+    assert info.value.code == "BUSY"
+    # a corrupted reply of a PUSH is not retried (the instruction may have been queued)
+    bad = bytearray(reply("OK"))
+    bad[-1] ^= 1
+    link = HostLink(Scripted([bytes(bad)]), SMALL)
+    with pytest.raises(LinkError) as info:
+        link.push(0)
+    assert info.value.code == "BAD_REPLY" and len(link.transport.sent) == 1
+    # silence
+    link = HostLink(Scripted([]), SMALL, timeout=0.01)
+    with pytest.raises(LinkError, match="NO_REPLY"):
+        link.status()
+
+
+def test_driver_checks_bitstream_config():
+    from tridsa.hw.top import COUNTERS
+    good = fpga.MAGIC + bytes([fpga.PROTOCOL_VERSION]) + fpga.config_digest_bytes(SMALL) + bytes([len(COUNTERS)])
+    HostLink(Scripted([reply("OK", good)]), SMALL).check()
+    other = Config()
+    with pytest.raises(ValueError, match="another Config"):
+        HostLink(Scripted([reply("OK", good)]), other).check()
+
+
+def test_backend_arguments():
+    with pytest.raises(ValueError, match="port"):
+        Accelerator("fpga", SMALL)
+    with pytest.raises(TypeError, match="takes no options"):
+        Accelerator("golden", SMALL, port="/dev/null")
+    with pytest.raises(ValueError, match="readback"):
+        HostLink(Scripted([]), SMALL).run(ProgramBuilder(SMALL).build(), readback="some")
+
+
+def test_pll_settings():
+    from tridsa.hw.fpga_top import ecp5_pll, ice40_pll
+    p = ice40_pll(12e6, 30e6)
+    assert p["frequency"] == 12e6 * (p["DIVF"] + 1) / ((p["DIVR"] + 1) * 2 ** p["DIVQ"]) <= 30e6
+    assert p["frequency"] >= 29e6
+    q = ecp5_pll(25e6, 125e6)
+    assert q["frequency"] == 125e6 and 400e6 <= q["frequency"] * q["CLKOP_DIV"] <= 800e6
+    with pytest.raises(ValueError):
+        ice40_pll(12e6, 1e6)
+
+
+def test_fpga_top_arguments():
+    from tridsa.hw.fpga_top import FpgaTop
+    with pytest.raises(ValueError, match="unknown board"):
+        FpgaTop("de0-nano")
+    with pytest.raises(ValueError, match="baud"):
+        FpgaTop("icebreaker", baud=100_000_000)
+    with pytest.raises(TypeError, match="config"):
+        FpgaTop("icebreaker", config={"rows": 4})
+
+
+# -- end to end over the simulated UART ----------------------------------------------------------
+@pytest.fixture(scope="module")
+def uart_sim():
+    from tridsa.sim.uart_sim import UartSimTransport
+    transport = UartSimTransport(SMALL)
+    yield transport
+    transport.close()
+
+
+def _gemm_program(rng, m, k, n):
+    builder = ProgramBuilder(SMALL)
+    a = rng.integers(-128, 128, (m, k)).astype(np.int8)
+    b = rng.integers(-128, 128, (k, n)).astype(np.int8)
+    emit_gemm(builder, a, b, None, None, False, "int8", None)
+    return builder.build()
+
+
+@pytest.mark.slow
+def test_uart_end_to_end_bit_exact(uart_sim, seed):
+    """Driver -> UART bytes -> bridge -> Top -> UART bytes -> driver, bit-exact against golden."""
+    from tridsa.sw.fpga import FpgaBackend
+    rng = np.random.default_rng(seed)
+    backend = FpgaBackend(SMALL, transport=uart_sim, timeout=60)
+    for shape in [(5, 9, 6), (8, 16, 4)]:
+        program = _gemm_program(rng, *shape)
+        want = execute(program)
+        got = backend.run(program)
+        assert (got.error, got.error_pc) == (want.error, want.error_pc)
+        assert np.array_equal(got.memory, want.memory)
+        assert got.counters["retired"] == want.counters["retired"]
+        assert got.counters["gemm_busy"] > 0
+    # an illegal instruction: the same error code and failing index as golden, memory untouched
+    program = ProgramBuilder(SMALL).build()
+    program.instructions.insert(0, 0xEE)
+    want = execute(program)
+    got = backend.run(program)
+    assert want.error != 0 and (got.error, got.error_pc) == (want.error, want.error_pc)
+    assert np.array_equal(got.memory, want.memory)
+
+
+@pytest.mark.slow
+def test_uart_protocol_errors_recover(uart_sim, seed):
+    rng = random.Random(seed)
+    link = HostLink(uart_sim, SMALL, timeout=60, retries=0)
+    link.check()
+    link.clear()
+
+    def expect(frame, code):
+        uart_sim.write(frame)
+        with pytest.raises(LinkError) as info:
+            link._reply(0)
+        assert info.value.code == code
+        assert link.info()["magic"] == fpga.MAGIC                  # the bridge answers again
+
+    words = np.array([[rng.randrange(256) for _ in range(SMALL.mem_width)] for _ in range(3)], np.uint8)
+    link.write_memory(100, words)
+    # bad header checksum: nothing is written
+    frame = bytearray(request_frame("WRITE", 100, 3, bytes(3 * SMALL.mem_width)))
+    frame[8] ^= 0x40
+    expect(bytes(frame), "BAD_CHECKSUM")
+    assert np.array_equal(link.read_memory(100, 3), words)
+    # truncated frame: TIMEOUT after the idle time
+    expect(request_frame("READ", 0, 1)[:5], "TIMEOUT")
+    expect(request_frame("WRITE", 100, 2, bytes(2 * SMALL.mem_width))[:20], "TIMEOUT")
+    # unknown command
+    header = bytes([0x7E, 0, 0, 0, 0, 1, 0])
+    expect(bytes([fpga.REQ_SYNC]) + header + bytes([crc8(header)]), "UNKNOWN_COMMAND")
+    # out of range
+    expect(request_frame("READ", SMALL.mem_depth - 1, 2), "BAD_RANGE")
+    expect(request_frame("READ", 0, 0), "BAD_RANGE")
+    # a PUSH with a bad payload checksum is not executed
+    frame = bytearray(request_frame("PUSH", payload=(0xEE).to_bytes(32, "little")))
+    frame[-1] ^= 1
+    expect(bytes(frame), "BAD_CHECKSUM")
+    status = link.status()
+    assert not status.halted and not status.busy and status.error == 0
+    # BUSY: memory is refused while a program runs (no HALT yet: the dispatcher waits for more)
+    link.push(isa.encode("NOP"))
+    assert link.status().busy
+    expect(request_frame("READ", 0, 1), "BUSY")
+    link.push(isa.encode("HALT"))
+    status = link.status()
+    assert status.halted and not status.busy and status.counters["retired"] == 1
+    assert np.array_equal(link.read_memory(100, 3), words)
+    link.clear()
+    assert not link.status().halted
+
+
+@pytest.mark.slow
+def test_accelerator_uart_sim_backend(seed):
+    rng = np.random.default_rng(seed)
+    a = rng.integers(-128, 128, (6, 10)).astype(np.int8)
+    b = rng.integers(-128, 128, (10, 7)).astype(np.int8)
+    acc = Accelerator("uart-sim", SMALL)
+    try:
+        y = acc.matmul(a, b)
+    finally:
+        acc.backend.close()
+    assert np.array_equal(y, Accelerator("golden", SMALL).matmul(a, b))
+    assert acc.last_run.backend == "uart-sim" and acc.last_run.cycles > 0
+
+
+# -- synthesis smoke tests -----------------------------------------------------------------------
+# The full Top (all engines) at the smallest sizes. Measured: it does not fit either board yet (iCE40
+# ~28k logic cells of 5280; ECP5-85F needs > 156 MULT18X18D, and 88k LUT4 of 83.6k without them),
+# because the gather and sketch engines come with every Top. The tests assert the goal (bitstream,
+# timing met) and are strict xfails on DesignTooLarge only: any other failure fails, and once hw/top.py
+# can build an engine subset for the FPGA they pass and the marker must go.
+from tridsa.sw.build import DesignTooLarge  # noqa: E402
+
+TINY = Config(rows=2, cols=2, int4=False, mem_width=8, mem_depth=64, mem_latency=1, queue_depth=2,
+              cache_sets=1, cache_ways=1, cache_row_bytes=8, prefetch_depth=1, rng_lanes=1)
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not os.environ.get("TRIDSA_SYNTH"), reason=(
+    "synthesis of the full Top takes 2-16 min per board on this 2-core machine and it does not fit either "
+    "board yet (DesignTooLarge, see docs/fpga.md): set TRIDSA_SYNTH=1 to run it"))
+@pytest.mark.xfail(raises=DesignTooLarge, strict=True, reason="the full Top does not fit (docs/fpga.md)")
+@pytest.mark.parametrize("board,frequency", [("icebreaker", 24e6), ("ulx3s-85f", 50e6)])
+def test_synthesis_smoke(board, frequency, tmp_path):
+    from tridsa.sw.build import build
+    report = build(board, TINY, tmp_path, frequency=frequency)
+    assert (tmp_path / ("tridsa.bin" if board == "icebreaker" else "tridsa.bit")).stat().st_size > 1000
+    assert report["timing_met"], report["critical_path"]
+    assert report["resources"]["LUT"]["used"] > 0 and report["resources"]["BRAM"]["used"] >= 1
+    assert (tmp_path / "report.json").exists()
