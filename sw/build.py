@@ -52,6 +52,8 @@ class DesignTooLarge(RuntimeError):
 
 
 def _tool_env(family: str) -> dict:
+    from ..sim.toolchain import use_environment_tools
+    use_environment_tools()
     env = {}
     for var, tool in TOOLS[family].items():
         value = os.environ.get(var, tool)

@@ -9,6 +9,9 @@ import random
 import pytest
 
 from tridsa import Accelerator, Config
+from tridsa.sim.toolchain import use_environment_tools
+
+use_environment_tools()      # tools installed in the test environment (yowasp-*, tridsa) are on PATH
 
 SMALL = Config(rows=4, cols=4, mem_width=16, mem_depth=2048, mem_latency=3, cache_sets=4, cache_ways=2,
                cache_row_bytes=32, prefetch_depth=4, rng_lanes=2)
