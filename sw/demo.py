@@ -196,12 +196,11 @@ def plot_layers(records, config, path):
     colors = dict(zip(names, plt.cm.tab10.colors))
     util = [(r.utilization or 0) * 100 for r in records]
     ax1.bar(range(len(records)), util, color=[colors[r.workload] for r in records])
-    ax1.set_xlabel("offloaded layer (in execution order)")
+    ax1.set_xlabel("offloaded layer, in execution order (embedding bags have no MACs)")
     ax1.set_ylabel("MAC utilization of the layer's peak (%)")
     ax1.set_title("Per-layer utilization")
-    for n in names:
-        ax1.bar([], [], color=colors[n], label=n)
-    ax1.legend()
+    from matplotlib.patches import Patch
+    ax1.legend(handles=[Patch(color=colors[n], label=n) for n in names])
     peak = config.rows * config.cols
     xs = np.logspace(-2, 3, 100)
     ax2.loglog(xs, np.minimum(2 * peak, xs * config.mem_width), "k--", label="roof (INT4 peak, port bandwidth)")
