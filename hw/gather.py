@@ -22,7 +22,7 @@ from amaranth.lib.wiring import In, Out
 
 from ..sw import isa
 from ..sw.gather_golden import BYPASS_BIT, line_words
-from .engine_port import engine_ports
+from .engine_port import beyond_memory, engine_ports, log2
 from .gemm import WordSplitter
 from .index_queue import COUNTERS as QUEUE_COUNTERS, IndexQueue, entry_layout
 from .instr import instr_layout
@@ -31,10 +31,6 @@ from .memory import BlockReader, MemArbiter
 __all__ = ["GatherEngine", "PoolingUnit"]
 
 _DIV_STEPS = 34          # bits of the mean's numerator 2|s| + n < 2**34
-
-
-def _log2(x):
-    return x.bit_length() - 1
 
 
 class PoolingUnit(wiring.Component):
@@ -227,10 +223,7 @@ class GatherEngine(wiring.Component):
                      pool.out_words.eq(out_words)]
 
         def words32(n):
-            return (n + pw - 1) >> _log2(pw)
-
-        def over(addr, words):
-            return (addr + words) > cfg.mem_depth
+            return (n + pw - 1) >> log2(pw)
 
         # ---- check pass: a word of offsets / indices per cycle -------------------------------------
         checking = Signal(2)                          # 1 offsets, 2 indices
@@ -274,8 +267,8 @@ class GatherEngine(wiring.Component):
                     m.d.sync += f.eq(self.instr)
                     m.next = "SETUP1"
             with m.State("SETUP1"):
-                m.d.sync += [row_words.eq((row_bytes + W - 1) >> _log2(W)),
-                             out_words.eq(((f.dim << 2) + W - 1) >> _log2(W)),
+                m.d.sync += [row_words.eq((row_bytes + W - 1) >> log2(W)),
+                             out_words.eq(((f.dim << 2) + W - 1) >> log2(W)),
                              idx_words.eq(words32(f.n_indices)), off_words.eq(words32(f.n_bags + 1))]
                 m.next = "SETUP2"
             with m.State("SETUP2"):
@@ -288,9 +281,11 @@ class GatherEngine(wiring.Component):
                 with m.Elif((f.dim == 0) | (row_words > line_words(cfg))):
                     m.d.sync += error.eq(isa.ERRORS["BAD_SHAPE"])
                     m.next = "FINISH"
-                with m.Elif(over(f.table_addr, table_words) | over(f.idx_addr, idx_words)
-                            | over(f.off_addr, off_words) | over(f.out_addr, out_total)
-                            | (f.weighted & over(f.w_addr, idx_words))):
+                with m.Elif(beyond_memory(cfg, f.table_addr, table_words)
+                            | beyond_memory(cfg, f.idx_addr, idx_words)
+                            | beyond_memory(cfg, f.off_addr, off_words)
+                            | beyond_memory(cfg, f.out_addr, out_total)
+                            | (f.weighted & beyond_memory(cfg, f.w_addr, idx_words))):
                     m.d.sync += error.eq(isa.ERRORS["ADDR_RANGE"])
                     m.next = "FINISH"
                 with m.Else():
@@ -356,7 +351,7 @@ class GatherEngine(wiring.Component):
         with m.If(~fsm.ongoing("IDLE")):
             m.d.sync += c.busy.eq(c.busy + 1)
         with m.If(queue.reads.valid & queue.reads.ready):
-            m.d.sync += c.bytes_read.eq(c.bytes_read + (row_words << _log2(W)))
+            m.d.sync += c.bytes_read.eq(c.bytes_read + (row_words << log2(W)))
         req = self.mem.req
         with m.If(req.valid & req.ready):
             with m.If(req.payload.we):

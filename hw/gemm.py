@@ -18,17 +18,13 @@ from amaranth.lib.wiring import In, Out
 
 from ..sw import isa
 from ..sw.gemm_layout import OUT_BITS
-from .engine_port import engine_ports
+from .engine_port import beyond_memory, engine_ports, log2
 from .instr import instr_layout
 from .mac_array import MacArray
 from .memory import BlockReader, MemArbiter
 from .requant import RequantUnit
 
 __all__ = ["GemmEngine", "WordSplitter"]
-
-
-def _log2(x):
-    return x.bit_length() - 1
 
 
 class WordSplitter(wiring.Component):
@@ -112,9 +108,6 @@ class GemmEngine(wiring.Component):
         bad_mode = ((f.int4 & (not cfg.int4)) | (f.rounding == 3) | (~f.requant & (f.out_format != 0)))
         bad_shape = (f.m == 0) | (f.k == 0) | (f.n == 0)
 
-        def over(addr, words):
-            return (addr + words) > cfg.mem_depth
-
         def overlaps(addr, words):       # [addr, addr+words) meets [c_addr, c_addr+c_words)
             return (addr < f.c_addr + c_words) & (f.c_addr < addr + words)
 
@@ -130,15 +123,15 @@ class GemmEngine(wiring.Component):
                 with m.If(self.start):
                     i = self.instr
                     m.d.sync += [f.eq(i), k_rows.eq(Mux(i.int4, (i.k + 1) >> 1, i.k)),
-                                 mt.eq((i.m + R - 1) >> _log2(R)), nt.eq((i.n + C - 1) >> _log2(C))]
+                                 mt.eq((i.m + R - 1) >> log2(R)), nt.eq((i.n + C - 1) >> log2(C))]
                     with m.Switch(i.out_format):
                         for code, words in tw.items():
                             with m.Case(code):
                                 m.d.sync += tile_words.eq(words)
                     m.next = "SETUP2"
             with m.State("SETUP2"):
-                m.d.sync += [a_bw.eq((k_rows + W // R - 1) >> _log2(W // R)),
-                             b_bw.eq((k_rows + W // C - 1) >> _log2(W // C)),
+                m.d.sync += [a_bw.eq((k_rows + W // R - 1) >> log2(W // R)),
+                             b_bw.eq((k_rows + W // C - 1) >> log2(W // C)),
                              tiles.eq(mt * nt), p_words.eq(nt * 3)]
                 m.next = "SETUP3"
             with m.State("SETUP3"):
@@ -152,8 +145,8 @@ class GemmEngine(wiring.Component):
                 with m.Elif(bad_shape):
                     m.d.comb += [self.done.eq(1), self.error.eq(isa.ERRORS["BAD_SHAPE"])]
                     m.next = "IDLE"
-                with m.Elif(over(f.a_addr, a_words) | over(f.b_addr, b_words) | over(f.c_addr, c_words)
-                            | over(f.p_addr, p_words)):
+                with m.Elif(beyond_memory(cfg, f.a_addr, a_words) | beyond_memory(cfg, f.b_addr, b_words)
+                            | beyond_memory(cfg, f.c_addr, c_words) | beyond_memory(cfg, f.p_addr, p_words)):
                     m.d.comb += [self.done.eq(1), self.error.eq(isa.ERRORS["ADDR_RANGE"])]
                     m.next = "IDLE"
                 with m.Elif(overlaps(f.a_addr, a_words) | overlaps(f.b_addr, b_words) | overlaps(f.p_addr, p_words)):

@@ -25,7 +25,7 @@ from amaranth.lib.wiring import In, Out
 from ..sw import isa
 from ..sw.sketch_dist import DISTRIBUTIONS
 from ..sw.sketch_ops import PARAM_NAMES, rng_lanes_used
-from .engine_port import engine_ports
+from .engine_port import beyond_memory, engine_ports, log2
 from .gemm import WordSplitter
 from .instr import instr_layout
 from .memory import BlockReader, MemArbiter
@@ -33,10 +33,6 @@ from .philox import BLOCK_LAYOUT, KEY_LAYOUT, PhiloxCore
 from .sketch_dist import SketchDistMap
 
 __all__ = ["OmegaSource", "SketchArray", "SketchEngine", "ceil_div_constant"]
-
-
-def _log2(x):
-    return x.bit_length() - 1
 
 
 def ceil_div_constant(x_bits: int, d: int) -> tuple:
@@ -204,9 +200,6 @@ class SketchEngine(wiring.Component):
         dist_code = Signal(2)
         running = Signal()
 
-        def over(addr, words):
-            return (addr + words) > cfg.mem_depth
-
         rng_done, sketch_done = Signal(), Signal()
         p_count = Signal(range(self.p_words + 1))
         with m.FSM() as fsm:
@@ -215,18 +208,18 @@ class SketchEngine(wiring.Component):
                     m.d.sync += ins.eq(self.instr)
                     m.next = "SETUP1"
             with m.State("SETUP1"):
-                m.d.sync += [n_words.eq((fr.n + P - 1) >> _log2(P)),
-                             mt.eq((fs.m + R - 1) >> _log2(R)),
+                m.d.sync += [n_words.eq((fr.n + P - 1) >> log2(P)),
+                             mt.eq((fs.m + R - 1) >> log2(R)),
                              nct.eq(((fs.k + C - 1) * magic) >> shift),
-                             a_bw.eq(((fs.K << _log2(R)) + W - 1) >> _log2(W)),
+                             a_bw.eq(((fs.K << log2(R)) + W - 1) >> log2(W)),
                              step.eq(Mux(is_rng, self.rng_lanes, (fs.k + 3) >> 2)),
                              dist_code.eq(fs.dist)]
                 m.next = "SETUP2"
             with m.State("SETUP2"):
                 if Q >= P:
-                    m.d.sync += beats.eq((n_words + Q // P - 1) >> _log2(Q // P))
+                    m.d.sync += beats.eq((n_words + Q // P - 1) >> log2(Q // P))
                 else:
-                    m.d.sync += beats.eq(n_words << _log2(P // Q))
+                    m.d.sync += beats.eq(n_words << log2(P // Q))
                 m.d.sync += [tiles.eq(mt * nct), a_words.eq(mt * a_bw)]
                 m.next = "SETUP3"
             with m.State("SETUP3"):
@@ -237,7 +230,7 @@ class SketchEngine(wiring.Component):
                     with m.If(fr.n == 0):
                         m.d.sync += error.eq(isa.ERRORS["BAD_SHAPE"])
                         m.next = "FINISH"
-                    with m.Elif(over(fr.out_addr, n_words)):
+                    with m.Elif(beyond_memory(cfg, fr.out_addr, n_words)):
                         m.d.sync += error.eq(isa.ERRORS["ADDR_RANGE"])
                         m.next = "FINISH"
                     with m.Else():
@@ -248,7 +241,8 @@ class SketchEngine(wiring.Component):
                     with m.If((fs.m == 0) | (fs.K == 0) | (fs.k == 0)):
                         m.d.sync += error.eq(isa.ERRORS["BAD_SHAPE"])
                         m.next = "FINISH"
-                    with m.Elif(over(fs.a_addr, a_words) | over(fs.y_addr, y_words) | over(fs.p_addr, self.p_words)):
+                    with m.Elif(beyond_memory(cfg, fs.a_addr, a_words) | beyond_memory(cfg, fs.y_addr, y_words)
+                                | beyond_memory(cfg, fs.p_addr, self.p_words)):
                         m.d.sync += error.eq(isa.ERRORS["ADDR_RANGE"])
                         m.next = "FINISH"
                     with m.Else():
