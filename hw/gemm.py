@@ -17,7 +17,7 @@ from amaranth.lib import data, fifo, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from ..sw import isa
-from ..sw.gemm_layout import OUT_BITS
+from ..sw.gemm_layout import OUT_BITS, PARAM_WORDS
 from .engine_port import beyond_memory, engine_ports, log2
 from .instr import instr_layout
 from .mac_array import MacArray
@@ -132,7 +132,7 @@ class GemmEngine(wiring.Component):
             with m.State("SETUP2"):
                 m.d.sync += [a_bw.eq((k_rows + W // R - 1) >> log2(W // R)),
                              b_bw.eq((k_rows + W // C - 1) >> log2(W // C)),
-                             tiles.eq(mt * nt), p_words.eq(nt * 3)]
+                             tiles.eq(mt * nt), p_words.eq(nt * PARAM_WORDS)]
                 m.next = "SETUP3"
             with m.State("SETUP3"):
                 m.d.sync += [a_words.eq(mt * a_bw), b_words.eq(nt * b_bw), c_words.eq(tiles * tile_words)]
@@ -168,7 +168,7 @@ class GemmEngine(wiring.Component):
         ra, rb, rp = readers["a"].cmd, readers["b"].cmd, readers["p"].cmd
         m.d.comb += [ra.payload.addr.eq(a_ptr), ra.payload.count.eq(a_bw), ra.valid.eq(running & (a_jb < nt)),
                      rb.payload.addr.eq(b_ptr), rb.payload.count.eq(b_bw), rb.valid.eq(running & (b_jb < nt)),
-                     rp.payload.addr.eq(p_ptr), rp.payload.count.eq(3), rp.valid.eq(running & (p_jb < nt))]
+                     rp.payload.addr.eq(p_ptr), rp.payload.count.eq(PARAM_WORDS), rp.valid.eq(running & (p_jb < nt))]
         with m.If(ra.valid & ra.ready):
             with m.If(a_ib == mt - 1):
                 m.d.sync += [a_ib.eq(0), a_jb.eq(a_jb + 1), a_ptr.eq(f.a_addr)]
@@ -180,7 +180,7 @@ class GemmEngine(wiring.Component):
             with m.Else():
                 m.d.sync += b_ib.eq(b_ib + 1)
         with m.If(rp.valid & rp.ready):
-            m.d.sync += [p_jb.eq(p_jb + 1), p_ptr.eq(p_ptr + 3)]
+            m.d.sync += [p_jb.eq(p_jb + 1), p_ptr.eq(p_ptr + PARAM_WORDS)]
 
         # ---- feeder ---------------------------------------------------------------------------
         k_idx = Signal(16)
@@ -214,7 +214,7 @@ class GemmEngine(wiring.Component):
         # ---- output stage: attach per-column parameters, requantize --------------------------
         p_words_in = readers["p"].words
         bias, mult, shift = (Signal(data.ArrayLayout(32, C), name=n) for n in ("bias", "mult", "shift"))
-        p_slot = Signal(2)
+        p_slot = Signal(range(PARAM_WORDS))
         rows_left = Signal(32)          # rows of the current column block still to requantize
         with m.If(self.start):
             m.d.sync += [p_slot.eq(0), rows_left.eq(0)]
@@ -224,7 +224,7 @@ class GemmEngine(wiring.Component):
             for slot, reg in enumerate((bias, mult, shift)):
                 with m.If(p_slot == slot):
                     m.d.sync += reg.eq(p_words_in.payload[:32 * C])
-            with m.If(p_slot == 2):
+            with m.If(p_slot == PARAM_WORDS - 1):
                 m.d.sync += [p_slot.eq(0), rows_left.eq(mt * R)]
             with m.Else():
                 m.d.sync += p_slot.eq(p_slot + 1)

@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 
 from . import isa
-from .gemm_layout import GemmGeometry, blocks_from_words, pack_c
+from .gemm_layout import PARAM_WORDS, GemmGeometry, blocks_from_words, pack_c
 
 __all__ = ["check_gemm", "execute_gemm"]
 
@@ -63,12 +63,12 @@ def execute_gemm(memory: np.ndarray, fields: dict, config) -> int:
     R, C = config.rows, config.cols
     a_words = memory[fields["a_addr"]:fields["a_addr"] + geo.a_words]
     b_words = memory[fields["b_addr"]:fields["b_addr"] + geo.b_words]
-    p_words = memory[fields["p_addr"]:fields["p_addr"] + geo.p_words].reshape(geo.nt, 3, config.mem_width)
+    p_words = memory[fields["p_addr"]:fields["p_addr"] + geo.p_words].reshape(geo.nt, PARAM_WORDS, config.mem_width)
     a = _operand_values(blocks_from_words(a_words, R, geo.k_rows, geo.a_block_words), geo.int4, fields["a_signed"])
     b = _operand_values(blocks_from_words(b_words, C, geo.k_rows, geo.b_block_words), geo.int4, fields["b_signed"])
     tiles = []
     for jb in range(geo.nt):
-        bias, mult, shift = (_int32_words(p_words[jb, slot:slot + 1], C)[0] for slot in range(3))
+        bias, mult, shift = (_int32_words(p_words[jb, slot:slot + 1], C)[0] for slot in range(PARAM_WORDS))
         bias = np.where(bias >= 1 << 31, bias - (1 << 32), bias)
         for ib in range(geo.mt):
             acc = a[ib] @ b[jb].T                                      # int64, exact

@@ -24,10 +24,11 @@ import numpy as np
 
 from .config import Config
 
-__all__ = ["OUT_BITS", "GemmGeometry", "pack_a", "pack_b", "pack_params", "unpack_c", "pack_c",
+__all__ = ["OUT_BITS", "PARAM_WORDS", "GemmGeometry", "pack_a", "pack_b", "pack_params", "unpack_c", "pack_c",
            "blocks_from_words", "words_from_bytes"]
 
 OUT_BITS = {0: 32, 1: 8, 2: 8, 3: 4}   # out_format code -> bits per element
+PARAM_WORDS = 3                          # words per column block: bias, multiplier, shift
 
 
 def _ceil(a: int, b: int) -> int:
@@ -61,7 +62,7 @@ class GemmGeometry:
     @property
     def tile_words(self): return _ceil(self.config.rows * self.config.cols * self.out_bits, self.config.mem_bits)
     @property
-    def p_block_words(self): return 3
+    def p_block_words(self): return PARAM_WORDS
     @property
     def a_words(self): return self.mt * self.a_block_words
     @property
@@ -121,7 +122,7 @@ def pack_params(bias: np.ndarray, multiplier: np.ndarray, shift: np.ndarray, geo
     """Per-channel int32 bias, multiplier, shift (N,) -> (geo.p_words, mem_width) uint8."""
     cfg = geo.config
     cols = geo.nt * cfg.cols
-    out = np.zeros((geo.nt, 3, cfg.mem_width), np.uint8)
+    out = np.zeros((geo.nt, PARAM_WORDS, cfg.mem_width), np.uint8)
     for slot, values in enumerate((bias, multiplier, shift)):
         padded = np.zeros(cols, np.int64)
         padded[:geo.n] = values
