@@ -16,7 +16,7 @@ from pathlib import Path
 
 from .toolchain import build_root, prepare_simulator
 
-__all__ = ["build_design", "run_test", "CocotbFailure"]
+__all__ = ["build_design", "run_test", "CocotbFailure", "gateware_sources"]
 
 
 class CocotbFailure(AssertionError):
@@ -44,28 +44,32 @@ def _verilog_text(component, toplevel: str, simulator: str) -> str:
 _IMPORT = re.compile(r"^\s*from \.+(sw|hw)?\.?(\w*) import (\([^)]*\)|[\w, ]+)", re.M)
 
 
-def _source_digest() -> str:
-    """Hash of the sources the gateware is generated from, so a changed design never reuses a stale
-    build: every ``hw/*.py``, ``sim/*.v``, and the ``sw`` modules they import (transitively)."""
+def gateware_sources() -> list:
+    """The files the gateware is generated from: every ``hw/*.py``, ``sim/*.v``, and the ``sw`` modules
+    they import (followed transitively through relative imports), in a stable order."""
     root = Path(__file__).parent.parent
     todo = sorted((root / "hw").glob("*.py")) + sorted(Path(__file__).parent.glob("*.v"))
-    seen = set()
-    h = hashlib.sha256()
+    seen = []
     while todo:
         path = todo.pop(0)
         if path in seen or not path.exists():
             continue
-        seen.add(path)
-        text = path.read_bytes()
-        h.update(path.name.encode() + text)
+        seen.append(path)
         if path.suffix != ".py":
             continue
-        package = path.parent.name
-        for pkg, module, names in _IMPORT.findall(text.decode()):
-            folder = root / (pkg or package)
+        for pkg, module, names in _IMPORT.findall(path.read_text()):
+            folder = root / (pkg or path.parent.name)
             candidates = [folder / f"{module}.py"] if module else \
                 [folder / f"{n.strip()}.py" for n in names.replace("(", "").replace(")", "").split(",")]
             todo.extend(c for c in candidates if c.parent.name in ("sw", "hw"))
+    return seen
+
+
+def _source_digest() -> str:
+    """Hash of :func:`gateware_sources`, so a changed design never reuses a stale build."""
+    h = hashlib.sha256()
+    for path in gateware_sources():
+        h.update(path.name.encode() + path.read_bytes())
     return h.hexdigest()
 
 
