@@ -7,8 +7,9 @@
   own indices, as the driver does, and on the previous batch of the same distribution, as an online
   hot-embedding cache would) against the optimal MIN policy of the same capacity (without and with
   bypass), at a cache of 5 % of the table's rows, for Zipf alpha 0.9 / 1.0 / 1.3 and uniform indices;
-* **bandwidth on misses**: row bytes delivered per cycle vs the port's peak (``mem_width`` bytes per
-  cycle) for rows of 16..128 bytes, uniform indices over a table much larger than the cache;
+* **bandwidth on misses**: for rows of 16..128 bytes, uniform indices over a table much larger than the
+  cache, two figures against the port's peak (``mem_width`` bytes per cycle): every byte the port
+  moved (rows, indices and offsets of both passes, int32 output) and the row bytes alone;
 * **latency tolerance**: cycles of the same workload at memory latencies 1..32, with prefetch
   (``Config.prefetch_depth`` rows in flight) and without (one row in flight); pooling factors 1..100.
 
@@ -86,7 +87,8 @@ def _table_rows(config, row_bytes, rows_wanted):
 
 
 def bandwidth(config: Config, backend: str, row_sizes=(16, 32, 64, 128), batch=8, pooling=32) -> list:
-    """Row bytes per busy cycle on (mostly) misses vs the port's peak of ``mem_width`` bytes per cycle."""
+    """Port bytes and row bytes per busy cycle on (mostly) misses vs the port's peak of ``mem_width`` bytes
+    per cycle; ``row_share`` is the rows' part of the port's words."""
     acc = Accelerator(backend, config)
     out = []
     for row_bytes in row_sizes:
@@ -94,10 +96,12 @@ def bandwidth(config: Config, backend: str, row_sizes=(16, 32, 64, 128), batch=8
             continue
         rows = _table_rows(config, row_bytes, 64 * config.cache_sets * config.cache_ways)
         r = _measure(acc, rows, row_bytes, batch, pooling)
-        r.update(row_bytes=row_bytes, bytes_per_cycle=r["bytes_read"] / r["busy"],
-                 of_peak=r["bytes_read"] / r["busy"] / config.mem_width,
-                 port_utilization=r["port_words"] / r["busy"],
-                 row_share=r["bytes_read"] / config.mem_width / r["port_words"])
+        port_bytes = r["port_words"] * config.mem_width
+        r.update(row_bytes=row_bytes, port_bytes_per_cycle=port_bytes / r["busy"],
+                 port_of_peak=port_bytes / r["busy"] / config.mem_width,
+                 row_bytes_per_cycle=r["bytes_read"] / r["busy"],
+                 row_of_peak=r["bytes_read"] / r["busy"] / config.mem_width,
+                 row_share=r["bytes_read"] / port_bytes)
         out.append(r)
     return out
 
@@ -161,7 +165,8 @@ def _plots(out_dir: Path, hits, bw, sweep, config) -> list:
     plt.close(fig)
     if bw:
         fig, ax = plt.subplots(figsize=(5, 3.2))
-        ax.plot([b["row_bytes"] for b in bw], [b["bytes_per_cycle"] for b in bw], "o-", label="row bytes / cycle")
+        ax.plot([b["row_bytes"] for b in bw], [b["port_bytes_per_cycle"] for b in bw], "s-", label="port bytes / cycle")
+        ax.plot([b["row_bytes"] for b in bw], [b["row_bytes_per_cycle"] for b in bw], "o-", label="row bytes / cycle")
         ax.axhline(config.mem_width, color="k", ls="--", label="port peak")
         ax.set_xlabel("row bytes")
         ax.set_ylabel("bytes / cycle")
@@ -200,8 +205,8 @@ def run(config: Config, backend: str = "amaranth", out_dir=".", sweep=True, quic
                            "lru/belady", "hinted/belady", "hinted_prev/belady"]))
     bw = bandwidth(config, backend)
     print(f"## Bandwidth on misses ({backend}, port peak {config.mem_width} B/cycle)\n")
-    print(_markdown(bw, ["row_bytes", "lookups", "misses", "busy", "bytes_per_cycle", "of_peak", "port_utilization",
-                         "row_share"]))
+    print(_markdown(bw, ["row_bytes", "lookups", "misses", "busy", "port_bytes_per_cycle", "port_of_peak",
+                         "row_bytes_per_cycle", "row_of_peak", "row_share"]))
     # pooling 1 writes one output row per lookup: give the sweep room for a 20 x cache table and them
     lat = latency_sweep(config.replace(mem_depth=max(config.mem_depth, 8192)), backend) if sweep and not quick else []
     if lat:

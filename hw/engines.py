@@ -2,7 +2,7 @@
 
 An engine is a ``wiring.Component`` class with
 
-* ``OPS``: the instruction names (:data:`tridsa.sw.isa.OPCODES`) it executes;
+* ``OPS``: the instruction names it executes (:data:`tridsa.sw.isa.ENGINE_OPS` of its name);
 * ``COUNTERS``: names of its performance counters (``COUNTER_BITS`` wide, cleared by reset);
 * ports ``start`` (In 1: one-cycle pulse, ``instr`` valid), ``instr`` (In ``isa.INSTR_BITS``: the raw
   instruction word, view it with :func:`tridsa.hw.instr.instr_layout`), ``done`` (Out 1: one-cycle pulse
@@ -13,11 +13,13 @@ An engine owns the memory port from ``start`` to ``done``; it must finish every 
 started (all writes accepted, all reads returned) before ``done``, and must reach ``done`` for every
 instruction, legal or not.
 """
+from ..sw import isa
 from .gather import GatherEngine
 from .gemm import GemmEngine
 from .sketch import SketchEngine
 
 __all__ = ["ENGINES"]
 
-# name -> engine class; the name prefixes its counters ("gemm_busy", ...).
+# name -> engine class; the name prefixes its counters ("gemm_busy", ...). ``Config.engines`` picks from it.
 ENGINES = {"gemm": GemmEngine, "gather": GatherEngine, "sketch": SketchEngine}
+assert all(cls.OPS == isa.ENGINE_OPS[name] for name, cls in ENGINES.items())

@@ -27,7 +27,7 @@ from amaranth.lib.wiring import In, Out
 
 from ..sw.config import Config
 from .host_bridge import HostBridge
-from .top import COUNTERS, Top
+from .top import Top
 from .uart import UartRx, UartTx, check_divisor
 
 __all__ = ["FpgaCore", "FpgaTop", "Board", "BOARDS", "ice40_pll", "ecp5_pll"]
@@ -49,7 +49,7 @@ class FpgaCore(wiring.Component):
     def __init__(self, config, divisor, timeout):
         self.config, self.divisor, self.timeout = config, check_divisor(divisor), timeout
         self.top = Top(config, storage="amaranth")
-        self.bridge = HostBridge(config, COUNTERS, timeout)
+        self.bridge = HostBridge(config, self.top.counter_names, timeout)
         super().__init__({"rx": In(1, init=1), "tx": Out(1, init=1)})
 
     def elaborate(self, platform):
@@ -151,13 +151,17 @@ class Board:
 
 
 BOARDS = {
-    # iCE40 UP5K: 30 x 4 kbit EBR, 8 SB_MAC16; a 4 x 4 array (16 MACs/cycle).
+    # iCE40 UP5K: 5,280 logic cells, 30 x 4 kbit EBR, 8 SB_MAC16. A 4 x 4 array (16 MACs/cycle) of LUT
+    # multipliers; the GEMM engine only; one requant lane, whose 32 x 31 multiply takes 4 SB_MAC16.
     "icebreaker": Board("icebreaker", "ice40", "amaranth_boards.icebreaker:ICEBreakerPlatform", "clk12", 12e6, 30e6,
                         Config(rows=4, cols=4, int4=False, mem_width=16, mem_depth=256, mem_latency=1,
-                               queue_depth=2), "rx=6 tx=9"),
-    # ECP5-85F: 208 DP16KD, 156 MULT18X18D; a 16 x 16 array.
+                               queue_depth=2, engines=("gemm",), requant_lanes=1, hard_multipliers=0),
+                        "rx=6 tx=9"),
+    # ECP5-85F: 84k LUT4, 208 DP16KD, 156 MULT18X18D. A 16 x 16 INT8 array, the GEMM engine only: 136 PEs on
+    # MULT18X18D, 120 in LUTs; 4 requant lanes (16 MULT18X18D). With INT4 the 120 LUT PEs do not fit.
     "ulx3s-85f": Board("ulx3s-85f", "ecp5", "amaranth_boards.ulx3s:ULX3S_85F_Platform", "clk25", 25e6, 125e6,
-                       Config(rows=16, cols=16, mem_width=64, mem_depth=4096, mem_latency=2, queue_depth=4),
+                       Config(rows=16, cols=16, int4=False, mem_width=64, mem_depth=2048, mem_latency=2,
+                              queue_depth=4, engines=("gemm",), requant_lanes=4, hard_multipliers=136),
                        "rx=M1 tx=L4"),
 }
 

@@ -7,13 +7,16 @@ Dataflow (every arrow a valid/ready stream)::
     weights reader -> splitter -/      |  (cache tags + LRU, in index order)        ^  (line memory,
                                        \\--(row reads of misses)--> rows reader ----/    accumulators)
 
-A GATHER runs in two passes. The **check pass** streams the offsets, then the indices, checking a
-whole memory word of them per cycle (:func:`tridsa.sw.gather_golden.check_gather`); an illegal
-instruction ends there, having written nothing. The **main pass** walks the bags: the index queue
-looks rows up ahead and issues the reads of misses early, the pooling unit consumes rows in order
-(one word per cycle, from the line memory on a hit or from the rows reader on a miss, which it also
-writes into the line) and hands every finished bag to an output buffer that is written back while
-the next bag is pooled.
+A GATHER runs in two passes. The **check pass** streams the offsets and the indices side by side,
+checking a whole memory word of each per cycle (:func:`tridsa.sw.gather_golden.check_gather`); an
+illegal instruction ends there, having written nothing (and read no row). The **main pass** reads the
+same offsets and indices again; its reads are issued right behind the check pass's, so their latency
+overlaps the check, but nothing consumes them before the check passed. It walks the bags: the index
+queue looks rows up ahead (a bag's offset is taken with its first lookup) and issues the reads of
+misses early, the pooling unit consumes rows in order (one word per cycle, from the line memory on a
+hit or from the rows reader on a miss, which it also writes into the line) and hands every finished
+bag to an output buffer, also in the cycle the previous bag's last word leaves it, so bags of one row
+pool at one per cycle.
 """
 from amaranth import *
 from amaranth.lib import data, stream, wiring
@@ -34,7 +37,8 @@ _DIV_STEPS = 34          # bits of the mean's numerator 2|s| + n < 2**34
 
 
 class PoolingUnit(wiring.Component):
-    """Pools rows into bags and emits every bag as ``out_words`` int32 output words.
+    """Pools rows into bags and emits every bag as ``out_words`` int32 output words (mode copy: the
+    sum's lanes narrowed to the table's element width, in the table's row layout).
 
     ``entries`` come from :class:`~tridsa.hw.index_queue.IndexQueue`; a miss entry takes its
     ``row_words`` words from ``fills`` (and stores them in its cache line unless it is a bypass), a
@@ -76,13 +80,17 @@ class PoolingUnit(wiring.Component):
                                        "hit": 1, "weight": 32}))
         fill_word = Signal(cfg.mem_bits)
         out_busy = Signal()
+        out_free = Signal()        # the output buffer can take a bag this cycle (empty, or its last word leaves)
+        hold = Signal()            # stage 2 holds a finished bag until the output buffer is free
+        m.d.comb += hold.eq(s2.valid & s2.final & ~out_free)
         last_word = wi == self.row_words - 1
         final = e.empty | (e.last & last_word)
         have_word = e.empty | e.hit | self.fills.valid
-        issue = self.entries.valid & have_word & ~(final & (out_busy | (s2.valid & s2.final)))
+        issue = self.entries.valid & have_word & ~hold
         line_addr = e.slot * L + wi
-        m.d.comb += [rd.addr.eq(line_addr), wr.addr.eq(line_addr), wr.data.eq(self.fills.payload)]
-        m.d.sync += s2.valid.eq(issue)
+        m.d.comb += [rd.addr.eq(line_addr), rd.en.eq(~hold), wr.addr.eq(line_addr), wr.data.eq(self.fills.payload)]
+        with m.If(~hold):
+            m.d.sync += s2.valid.eq(issue)
         with m.If(issue):
             m.d.sync += [s2.wi.eq(wi), s2.first.eq(e.first), s2.final.eq(final), s2.empty.eq(e.empty),
                          s2.hit.eq(e.hit), s2.weight.eq(e.weight), fill_word.eq(self.fills.payload)]
@@ -116,17 +124,19 @@ class PoolingUnit(wiring.Component):
         m.d.comb += acc_next[s2.wi].eq(new)
         count, count_next, out_count = Signal(24), Signal(24), Signal(24)
         m.d.comb += count_next.eq(Mux(s2.wi == 0, Mux(s2.first, 1, count + 1), count))
-        with m.If(s2.valid & ~s2.empty):
+        with m.If(s2.valid & ~s2.empty & ~hold):
             m.d.sync += [acc.eq(acc_next), count.eq(count_next)]
-        with m.If(s2.valid & s2.final):
-            m.d.sync += [out_buf.eq(Mux(s2.empty, 0, acc_next)), out_count.eq(Mux(s2.empty, 0, count_next)),
-                         out_busy.eq(1)]
 
         # ---- output: out_words words per bag from out_buf (mean: divide first) ------------------
         j = Signal(16)
         flat = out_buf.as_value()
         sel8 = flat.word_select(j, 32 * lanes32)
-        sel32 = flat.word_select(j[:max(1, (L - 1).bit_length())] if L > 1 else 0, 32 * W)[:32 * lanes32]
+        acc_word = flat.word_select(j[:max(1, (L - 1).bit_length())] if L > 1 else 0, 32 * W)   # row word j's lanes
+        sel32 = acc_word[:32 * lanes32]
+        # copy: row word j's lanes narrowed back to the element width (lanes past dim zero)
+        narrow8 = Cat(Mux(j * W + i < self.dim, acc_word[32 * i:32 * i + 8], 0) for i in range(W))
+        narrow32 = Cat(Mux(j * lanes32 + i < self.dim, acc_word[32 * i:32 * i + 32], 0) for i in range(lanes32))
+        copied = Mux(self.dtype, narrow32, narrow8)
         lanes = Signal(data.ArrayLayout(signed(32), lanes32))
         m.d.comb += lanes.eq(Mux(self.dtype, sel32, sel8))
         # restoring division of 2|s| + n by 2n, every lane at once
@@ -159,13 +169,18 @@ class PoolingUnit(wiring.Component):
             with m.If(step == _DIV_STEPS - 1):
                 m.d.sync += dividing.eq(0)
         ready_word = out_busy & ((self.mode != 1) | (step == _DIV_STEPS))
-        m.d.comb += [self.out.valid.eq(ready_word), self.out.payload.eq(result)]
+        m.d.comb += [self.out.valid.eq(ready_word), self.out.payload.eq(Mux(self.mode == 3, copied, result))]
+        last_out = self.out.valid & self.out.ready & (j == self.out_words - 1)
+        m.d.comb += out_free.eq(~out_busy | last_out)
         with m.If(self.out.valid & self.out.ready):
             m.d.sync += step.eq(0)
-            with m.If(j == self.out_words - 1):
+            with m.If(last_out):
                 m.d.sync += [j.eq(0), out_busy.eq(0)]
             with m.Else():
                 m.d.sync += j.eq(j + 1)
+        with m.If(s2.valid & s2.final & out_free):          # hand the bag over (also as the last word leaves)
+            m.d.sync += [out_buf.eq(Mux(s2.empty, 0, acc_next)), out_count.eq(Mux(s2.empty, 0, count_next)),
+                         out_busy.eq(1)]
         m.d.comb += self.busy.eq(out_busy | s2.valid)
         return m
 
@@ -225,40 +240,67 @@ class GatherEngine(wiring.Component):
         def words32(n):
             return (n + pw - 1) >> log2(pw)
 
-        # ---- check pass: a word of offsets / indices per cycle -------------------------------------
-        checking = Signal(2)                          # 1 offsets, 2 indices
-        k = Signal(24)                                # word of the array being checked
+        # ---- check pass: the offsets and the indices at once, a word of each per cycle ------------
+        # The first off_words / idx_words words of the offsets / indices readers are the check pass's;
+        # the main pass's reads of the same arrays are issued right behind them (reads have no side
+        # effect and these regions were range checked), but their words wait in the readers until the
+        # check passed (MAIN), or are dropped (DRAIN).
+        k_off, k_idx = Signal(24), Signal(24)         # words checked so far
         carry = Signal(32)                            # last offset of the previous word
-        bad = Signal()
-        for name in ("off", "idx"):
+        off_seen_bad, idx_seen_bad = Signal(), Signal()
+        in_main, draining = Signal(), Signal()
+        off_check = k_off != off_words
+        idx_check = k_idx != idx_words
+        for name, checking in (("off", off_check), ("idx", idx_check)):
             src, split = readers[name].words, splitters[name].words
-            mine = checking == (1 if name == "off" else 2)
-            m.d.comb += [split.payload.eq(src.payload), split.valid.eq(src.valid & (checking == 0)),
-                         src.ready.eq(Mux(mine, 1, split.ready & (checking == 0)))]
+            m.d.comb += [split.payload.eq(src.payload), split.valid.eq(src.valid & ~checking & in_main),
+                         src.ready.eq(checking | draining | (split.ready & in_main))]
         wiring.connect(m, readers["w"].words, splitters["w"].words)
+        off_in, idx_in = readers["off"].words.valid & off_check, readers["idx"].words.valid & idx_check
         off_word = readers["off"].words.payload
         idx_word = readers["idx"].words.payload
         off_bad, idx_bad = Signal(), Signal()
         off_terms, idx_terms = [], []
         for lane in range(pw):
-            item = k * pw + lane
+            item = k_off * pw + lane
             v = off_word[32 * lane:32 * lane + 32].as_signed()
             before = carry.as_signed() if lane == 0 else off_word[32 * (lane - 1):32 * lane].as_signed()
             off_terms.append((item <= f.n_bags) & (((item == 0) & (v != 0)) | ((item != 0) & (v < before))
                                                    | ((item == f.n_bags) & (v > f.n_indices))))
-            with m.If((checking == 1) & readers["off"].words.valid & (item == f.n_bags)):
+            with m.If(off_in & (item == f.n_bags)):
                 m.d.sync += off_last.eq(v)
             # the row field of an index word: the bits below the bypass hint
-            idx_terms.append((item < f.n_indices) & (idx_word[32 * lane:32 * lane + BYPASS_BIT] >= f.rows))
+            idx_terms.append((k_idx * pw + lane < f.n_indices)
+                             & (idx_word[32 * lane:32 * lane + BYPASS_BIT] >= f.rows))
         m.d.comb += [off_bad.eq(Cat(off_terms).any()), idx_bad.eq(Cat(idx_terms).any())]
-        word_in = Mux(checking == 1, readers["off"].words.valid, readers["idx"].words.valid)
-        with m.If((checking != 0) & word_in):
-            m.d.sync += [k.eq(k + 1), carry.eq(off_word[-32:])]
-            with m.If(Mux(checking == 1, off_bad, idx_bad)):
-                m.d.sync += bad.eq(1)
+        with m.If(off_in):
+            m.d.sync += [k_off.eq(k_off + 1), carry.eq(off_word[-32:])]
+            with m.If(off_bad):
+                m.d.sync += off_seen_bad.eq(1)
+        with m.If(idx_in):
+            m.d.sync += k_idx.eq(k_idx + 1)
+            with m.If(idx_bad):
+                m.d.sync += idx_seen_bad.eq(1)
+
+        # ---- reads: the check pass's, then the main pass's behind them --------------------------
+        rc = {name: readers[name].cmd for name in ("off", "idx", "w")}
+        pending = {name: Signal(name=f"{name}_pending") for name in ("off_check", "idx_check", "off", "idx", "w")}
+        offsets_good = ~off_check & ~off_seen_bad     # off_last is known and legal
+        main_count = words32(off_last)
+        for name, reader, addr, count, when in (
+                ("off_check", "off", f.off_addr, off_words, 1),
+                ("idx_check", "idx", f.idx_addr, idx_words, 1),
+                ("off", "off", f.off_addr, off_words, ~pending["off_check"]),
+                ("idx", "idx", f.idx_addr, main_count, ~pending["idx_check"] & offsets_good & (off_last != 0)),
+                ("w", "w", f.w_addr, main_count, offsets_good & (off_last != 0))):
+            with m.If(pending[name] & when):
+                m.d.comb += [rc[reader].valid.eq(1), rc[reader].payload.addr.eq(addr),
+                             rc[reader].payload.count.eq(count)]
+                with m.If(rc[reader].ready):
+                    m.d.sync += pending[name].eq(0)
+        no_pending = ~Cat(pending.values()).any()
 
         # ---- sequencer ------------------------------------------------------------------------
-        rc = {name: readers[name].cmd for name in ("off", "idx", "w")}
         written = Signal(48)
         all_idle = Cat(r.idle for r in readers.values()).all()
         with m.FSM() as fsm:
@@ -267,15 +309,16 @@ class GatherEngine(wiring.Component):
                     m.d.sync += f.eq(self.instr)
                     m.next = "SETUP1"
             with m.State("SETUP1"):
-                m.d.sync += [row_words.eq((row_bytes + W - 1) >> log2(W)),
-                             out_words.eq(((f.dim << 2) + W - 1) >> log2(W)),
+                row_words_now = (row_bytes + W - 1) >> log2(W)
+                m.d.sync += [row_words.eq(row_words_now),
+                             out_words.eq(Mux(f.mode == 3, row_words_now, ((f.dim << 2) + W - 1) >> log2(W))),
                              idx_words.eq(words32(f.n_indices)), off_words.eq(words32(f.n_bags + 1))]
                 m.next = "SETUP2"
             with m.State("SETUP2"):
                 m.d.sync += [table_words.eq(f.rows * row_words), out_total.eq(f.n_bags * out_words)]
                 m.next = "CHECK"
             with m.State("CHECK"):
-                with m.If((f.mode == 3) | (f.weighted & (f.mode != 0))):
+                with m.If(f.weighted & (f.mode != 0)):
                     m.d.sync += error.eq(isa.ERRORS["BAD_MODE"])
                     m.next = "FINISH"
                 with m.Elif((f.dim == 0) | (row_words > line_words(cfg))):
@@ -289,47 +332,33 @@ class GatherEngine(wiring.Component):
                     m.d.sync += error.eq(isa.ERRORS["ADDR_RANGE"])
                     m.next = "FINISH"
                 with m.Else():
-                    m.d.sync += [error.eq(0), k.eq(0), bad.eq(0)]
-                    m.next = "OFF_CHECK"
-            with m.State("OFF_CHECK"):
-                m.d.comb += [rc["off"].valid.eq(checking == 0), rc["off"].payload.addr.eq(f.off_addr),
-                             rc["off"].payload.count.eq(off_words)]
-                with m.If(rc["off"].valid & rc["off"].ready):
-                    m.d.sync += checking.eq(1)
-                with m.If((checking == 1) & readers["off"].words.valid & (k == off_words - 1)):
-                    m.d.sync += [checking.eq(0), k.eq(0)]
-                    with m.If(bad | off_bad):
+                    m.d.sync += [error.eq(0), k_off.eq(0), k_idx.eq(0), off_seen_bad.eq(0), idx_seen_bad.eq(0),
+                                 pending["off_check"].eq(1), pending["idx_check"].eq(idx_words != 0),
+                                 pending["off"].eq(1), pending["idx"].eq(1), pending["w"].eq(f.weighted)]
+                    m.d.comb += queue.start.eq(1)
+                    m.next = "DATA_CHECK"
+            with m.State("DATA_CHECK"):
+                with m.If(off_seen_bad | (~off_check & ~idx_check)):
+                    with m.If(off_seen_bad):
                         m.d.sync += error.eq(isa.ERRORS["BAD_OFFSETS"])
-                        m.next = "FINISH"
-                    with m.Elif(f.n_indices == 0):
-                        m.next = "MAIN_START"
-                    with m.Else():
-                        m.next = "IDX_CHECK"
-            with m.State("IDX_CHECK"):
-                m.d.comb += [rc["idx"].valid.eq(checking == 0), rc["idx"].payload.addr.eq(f.idx_addr),
-                             rc["idx"].payload.count.eq(idx_words)]
-                with m.If(rc["idx"].valid & rc["idx"].ready):
-                    m.d.sync += checking.eq(2)
-                with m.If((checking == 2) & readers["idx"].words.valid & (k == idx_words - 1)):
-                    m.d.sync += [checking.eq(0), k.eq(0)]
-                    with m.If(bad | idx_bad):
+                    with m.Elif(idx_seen_bad):
                         m.d.sync += error.eq(isa.ERRORS["INDEX_RANGE"])
-                        m.next = "FINISH"
+                    with m.If(off_seen_bad | idx_seen_bad):
+                        m.d.sync += [draining.eq(1), Cat(pending.values()).eq(0)]
+                        m.next = "DRAIN"
                     with m.Else():
-                        m.next = "MAIN_START"
-            with m.State("MAIN_START"):
-                # The readers are idle here, so their commands are accepted at once.
-                m.d.comb += [queue.start.eq(1),
-                             rc["off"].valid.eq(1), rc["off"].payload.addr.eq(f.off_addr),
-                             rc["off"].payload.count.eq(off_words),
-                             rc["idx"].valid.eq(off_last != 0), rc["idx"].payload.addr.eq(f.idx_addr),
-                             rc["idx"].payload.count.eq(words32(off_last)),
-                             rc["w"].valid.eq((off_last != 0) & f.weighted), rc["w"].payload.addr.eq(f.w_addr),
-                             rc["w"].payload.count.eq(words32(off_last))]
-                m.d.sync += written.eq(0)
-                m.next = "MAIN"
+                        with m.If(off_last == 0):
+                            m.d.sync += [pending["idx"].eq(0), pending["w"].eq(0)]
+                        m.d.sync += written.eq(0)
+                        m.next = "MAIN"
+            with m.State("DRAIN"):
+                # reads already issued are dropped; nothing was written
+                with m.If(all_idle):
+                    m.d.sync += draining.eq(0)
+                    m.next = "FINISH"
             with m.State("MAIN"):
-                with m.If((written == out_total) & queue.done & ~pool.busy & all_idle):
+                m.d.comb += in_main.eq(1)
+                with m.If((written == out_total) & queue.done & ~pool.busy & all_idle & no_pending):
                     m.next = "FINISH"
             with m.State("FINISH"):
                 m.d.comb += [self.done.eq(1), self.error.eq(error)]

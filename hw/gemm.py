@@ -7,7 +7,10 @@ Dataflow (every arrow is a valid/ready stream, so every unit can stall without l
     B reader --> B splitter --/                                       ^
     P reader (bias, multiplier, shift per column block) ------------/
 
-Tiles are visited column block outer, row block inner (``t = jb * mt + ib``). The three readers run
+Tiles are visited problem outer (a batched instruction runs ``batch`` same-shape problems whose operands
+lie back to back), then column block, then row block (``t = jb * mt + ib`` within a problem): B, P and C
+addresses advance linearly over the whole batch, A restarts at its problem's base for every column
+block. One setup and one pipeline fill/drain serve the whole batch. The three readers run
 ahead of the array as far as their credit-limited FIFOs allow, so the loads of the next tile overlap the
 compute of the current one (the FIFOs are the double buffers). The feeder starts a tile only when the
 row FIFO has room for all of its output rows, so the array itself never stalls.
@@ -61,8 +64,10 @@ class WordSplitter(wiring.Component):
 class GemmEngine(wiring.Component):
     """Runs GEMM instructions. ``start`` (one cycle, with ``instr``) -> ``done`` (one cycle, with ``error``).
 
-    Illegal fields (mode, zero size, region beyond memory) end the command at once with an error code
-    and no memory access, as :func:`tridsa.sw.gemm_golden.check_gemm` specifies.
+    Illegal fields (mode, zero size, region of the batch beyond memory, C overlapping an input) end the
+    command at once with an error code and no memory access, as :func:`tridsa.sw.gemm_golden.check_gemm`
+    specifies. Setup: three states of geometry, ``SCALE`` (one cycle per bit of ``batch``: the batch's
+    region sizes by shift-and-add), ``CHECK`` (registers every range and overlap comparison), ``DECIDE``.
     """
 
     OPS = ("GEMM",)
@@ -89,8 +94,8 @@ class GemmEngine(wiring.Component):
         m.submodules.b_split = b_split = WordSplitter(cfg.mem_bits, 8 * C)
         wiring.connect(m, readers["a"].words, a_split.words)
         wiring.connect(m, readers["b"].words, b_split.words)
-        m.submodules.array = array = MacArray(R, C)
-        m.submodules.requant = requant = RequantUnit(C)
+        m.submodules.array = array = MacArray(R, C, hard_multipliers=cfg.hard_multipliers, int4=cfg.int4)
+        m.submodules.requant = requant = RequantUnit(C, per_cycle=cfg.lanes_requant)
         # Rows of ~3 tiles are in flight between tile start and requant (skew + pipeline); 4 tiles of
         # buffering keep short-K tiles (k_rows near min_tile_cycles) streaming back to back.
         row_depth = 4 * R
@@ -98,23 +103,37 @@ class GemmEngine(wiring.Component):
 
         # ---- geometry (registered in SETUP) ----------------------------------------------------
         k_rows, mt, nt = Signal(16), Signal(16), Signal(16)
-        a_bw, b_bw, tile_words = Signal(16), Signal(16), Signal(8)
-        a_words, b_words, p_words = Signal(33), Signal(33), Signal(20)
+        a_bw, b_bw, tile_shift = Signal(16), Signal(16), Signal(4)   # words per output tile = 2**tile_shift
         tiles = Signal(32)
-        c_words = Signal(40)
         m.d.comb += [a_split.per_block.eq(k_rows), b_split.per_block.eq(k_rows)]
+        # Region sizes saturate at 2**L - 1 > mem_depth: a saturated size is out of range anyway, and every
+        # size of a legal instruction is exact.
+        L = cfg.addr_bits + 1
+
+        def saturate(value):
+            return Mux(value[L:].any(), (1 << L) - 1, value[:L]) if len(value) > L else value
+
+        problem = {"a": Signal(33), "b": Signal(33), "c": Signal(48), "p": Signal(20)}   # words of one problem
+        m.d.comb += [problem["a"].eq(mt * a_bw), problem["b"].eq(nt * b_bw), problem["c"].eq(tiles << tile_shift),
+                     problem["p"].eq(nt * PARAM_WORDS)]
+        a_words = Signal(L)                                             # one problem's A (the A base stride)
+        step = {name: Signal(L, name=f"{name}_step") for name in problem}     # problem words << bits done
+        total = {name: Signal(L, name=f"{name}_total") for name in problem}   # words of the whole batch
+        left = Signal(16)                                               # bits of batch still to add
+        addr = {name: getattr(f, f"{name}_addr") for name in problem}
+        end = {name: Signal(33, name=f"{name}_end") for name in problem}      # addr + total (CHECK)
+        beyond = {name: Signal(name=f"{name}_beyond") for name in problem}    # registered in CHECK
+        meets_c = {name: Signal(name=f"{name}_meets_c") for name in ("a", "b", "p")}
 
         tw = {code: -(-R * C * bits // cfg.mem_bits) for code, bits in OUT_BITS.items()}
+        assert all(words & (words - 1) == 0 for words in tw.values())       # powers of two: a shift
         bad_mode = ((f.int4 & (not cfg.int4)) | (f.rounding == 3) | (~f.requant & (f.out_format != 0)))
         bad_shape = (f.m == 0) | (f.k == 0) | (f.n == 0)
 
-        def overlaps(addr, words):       # [addr, addr+words) meets [c_addr, c_addr+c_words)
-            return (addr < f.c_addr + c_words) & (f.c_addr < addr + words)
-
         # ---- sequencer state -------------------------------------------------------------------
-        a_ib, a_jb, a_ptr = Signal(16), Signal(16), Signal(32)
-        b_ib, b_jb, b_ptr = Signal(16), Signal(16), Signal(32)
-        p_jb, p_ptr = Signal(16), Signal(32)
+        a_ib, a_jb, a_ptr, a_base = Signal(16), Signal(16), Signal(32), Signal(32)
+        b_ib, b_ptr = Signal(16), Signal(32)
+        p_ptr = Signal(32)
         running = Signal()
 
         out_done = Signal()
@@ -123,21 +142,40 @@ class GemmEngine(wiring.Component):
                 with m.If(self.start):
                     i = self.instr
                     m.d.sync += [f.eq(i), k_rows.eq(Mux(i.int4, (i.k + 1) >> 1, i.k)),
-                                 mt.eq((i.m + R - 1) >> log2(R)), nt.eq((i.n + C - 1) >> log2(C))]
+                                 mt.eq((i.m + R - 1) >> log2(R)), nt.eq((i.n + C - 1) >> log2(C)),
+                                 left.eq(Mux(i.batch == 0, 1, i.batch))]
                     with m.Switch(i.out_format):
                         for code, words in tw.items():
                             with m.Case(code):
-                                m.d.sync += tile_words.eq(words)
+                                m.d.sync += tile_shift.eq(log2(words))
                     m.next = "SETUP2"
             with m.State("SETUP2"):
                 m.d.sync += [a_bw.eq((k_rows + W // R - 1) >> log2(W // R)),
                              b_bw.eq((k_rows + W // C - 1) >> log2(W // C)),
-                             tiles.eq(mt * nt), p_words.eq(nt * PARAM_WORDS)]
+                             tiles.eq(mt * nt)]
                 m.next = "SETUP3"
             with m.State("SETUP3"):
-                m.d.sync += [a_words.eq(mt * a_bw), b_words.eq(nt * b_bw), c_words.eq(tiles * tile_words)]
-                m.next = "CHECK"
+                m.d.sync += a_words.eq(saturate(problem["a"]))
+                for name, words in problem.items():
+                    m.d.sync += [step[name].eq(saturate(words)), total[name].eq(0)]
+                m.next = "SCALE"
+            with m.State("SCALE"):
+                # total = batch * words, least significant bit of batch first
+                for name in problem:
+                    m.d.sync += [total[name].eq(saturate(total[name] + Mux(left[0], step[name], 0))),
+                                 step[name].eq(saturate(step[name] << 1))]
+                m.d.sync += left.eq(left >> 1)
+                with m.If(left[1:] == 0):
+                    m.next = "CHECK"
             with m.State("CHECK"):
+                for name in problem:
+                    m.d.sync += [end[name].eq(addr[name] + total[name]),
+                                 beyond[name].eq(beyond_memory(cfg, addr[name], total[name]))]
+                for name in meets_c:      # [addr, addr+total) meets [c_addr, c_addr+c_total)
+                    m.d.sync += meets_c[name].eq((addr[name] < f.c_addr + total["c"])
+                                                 & (f.c_addr < addr[name] + total[name]))
+                m.next = "DECIDE"
+            with m.State("DECIDE"):
                 # An illegal instruction ends here, before any memory access.
                 with m.If(bad_mode):
                     m.d.comb += [self.done.eq(1), self.error.eq(isa.ERRORS["BAD_MODE"])]
@@ -145,16 +183,15 @@ class GemmEngine(wiring.Component):
                 with m.Elif(bad_shape):
                     m.d.comb += [self.done.eq(1), self.error.eq(isa.ERRORS["BAD_SHAPE"])]
                     m.next = "IDLE"
-                with m.Elif(beyond_memory(cfg, f.a_addr, a_words) | beyond_memory(cfg, f.b_addr, b_words)
-                            | beyond_memory(cfg, f.c_addr, c_words) | beyond_memory(cfg, f.p_addr, p_words)):
+                with m.Elif(Cat(*beyond.values()).any()):
                     m.d.comb += [self.done.eq(1), self.error.eq(isa.ERRORS["ADDR_RANGE"])]
                     m.next = "IDLE"
-                with m.Elif(overlaps(f.a_addr, a_words) | overlaps(f.b_addr, b_words) | overlaps(f.p_addr, p_words)):
+                with m.Elif(Cat(*meets_c.values()).any()):
                     m.d.comb += [self.done.eq(1), self.error.eq(isa.ERRORS["OVERLAP"])]
                     m.next = "IDLE"
                 with m.Else():
-                    m.d.sync += [a_ib.eq(0), a_jb.eq(0), a_ptr.eq(f.a_addr), b_ib.eq(0), b_jb.eq(0),
-                                 b_ptr.eq(f.b_addr), p_jb.eq(0), p_ptr.eq(f.p_addr)]
+                    m.d.sync += [a_ib.eq(0), a_jb.eq(0), a_ptr.eq(f.a_addr), a_base.eq(f.a_addr), b_ib.eq(0),
+                                 b_ptr.eq(f.b_addr), p_ptr.eq(f.p_addr)]
                     m.next = "RUN"
             with m.State("RUN"):
                 m.d.comb += running.eq(1)
@@ -165,33 +202,37 @@ class GemmEngine(wiring.Component):
             m.d.sync += self.counters.busy.eq(self.counters.busy + 1)
 
         # ---- address generators: one block read command per tile (A, B) or column block (P) ----
+        # Each runs until its pointer (A: its problem base) reaches the end of the batch's region.
         ra, rb, rp = readers["a"].cmd, readers["b"].cmd, readers["p"].cmd
-        m.d.comb += [ra.payload.addr.eq(a_ptr), ra.payload.count.eq(a_bw), ra.valid.eq(running & (a_jb < nt)),
-                     rb.payload.addr.eq(b_ptr), rb.payload.count.eq(b_bw), rb.valid.eq(running & (b_jb < nt)),
-                     rp.payload.addr.eq(p_ptr), rp.payload.count.eq(PARAM_WORDS), rp.valid.eq(running & (p_jb < nt))]
+        m.d.comb += [ra.payload.addr.eq(a_ptr), ra.payload.count.eq(a_bw), ra.valid.eq(running & (a_base != end["a"])),
+                     rb.payload.addr.eq(b_ptr), rb.payload.count.eq(b_bw), rb.valid.eq(running & (b_ptr != end["b"])),
+                     rp.payload.addr.eq(p_ptr), rp.payload.count.eq(PARAM_WORDS),
+                     rp.valid.eq(running & (p_ptr != end["p"]))]
         with m.If(ra.valid & ra.ready):
-            with m.If(a_ib == mt - 1):
-                m.d.sync += [a_ib.eq(0), a_jb.eq(a_jb + 1), a_ptr.eq(f.a_addr)]
-            with m.Else():
+            with m.If(a_ib != mt - 1):
                 m.d.sync += [a_ib.eq(a_ib + 1), a_ptr.eq(a_ptr + a_bw)]
+            with m.Elif(a_jb != nt - 1):
+                m.d.sync += [a_ib.eq(0), a_jb.eq(a_jb + 1), a_ptr.eq(a_base)]
+            with m.Else():                                      # next problem
+                m.d.sync += [a_ib.eq(0), a_jb.eq(0), a_base.eq(a_base + a_words), a_ptr.eq(a_base + a_words)]
         with m.If(rb.valid & rb.ready):
             with m.If(b_ib == mt - 1):
-                m.d.sync += [b_ib.eq(0), b_jb.eq(b_jb + 1), b_ptr.eq(b_ptr + b_bw)]
+                m.d.sync += [b_ib.eq(0), b_ptr.eq(b_ptr + b_bw)]
             with m.Else():
                 m.d.sync += b_ib.eq(b_ib + 1)
         with m.If(rp.valid & rp.ready):
-            m.d.sync += [p_jb.eq(p_jb + 1), p_ptr.eq(p_ptr + PARAM_WORDS)]
+            m.d.sync += p_ptr.eq(p_ptr + PARAM_WORDS)
 
         # ---- feeder ---------------------------------------------------------------------------
         k_idx = Signal(16)
-        tiles_fed = Signal(32)
         reserved = Signal(range(row_depth + 1))       # output rows promised to started tiles
         since_last = Signal(range(array.min_tile_cycles + 1), init=array.min_tile_cycles)
         first, last = k_idx == 0, k_idx == k_rows - 1
         row_pop = rows.r_en & rows.r_rdy
         can_start = reserved + R <= row_depth
         can_end = since_last >= array.min_tile_cycles
-        fire = (running & (tiles_fed < tiles) & a_split.items.valid & b_split.items.valid
+        # the readers fetch exactly the batch's k-rows, so the splitters run dry after the last tile
+        fire = (running & a_split.items.valid & b_split.items.valid
                 & (~first | can_start) & (~last | can_end))
         m.d.comb += [a_split.items.ready.eq(fire), b_split.items.ready.eq(fire),
                      array.a.eq(a_split.items.payload), array.b.eq(b_split.items.payload),
@@ -202,13 +243,13 @@ class GemmEngine(wiring.Component):
             m.d.sync += self.counters.feed.eq(self.counters.feed + 1)
         m.d.sync += reserved.eq(reserved + Mux(fire & first, R, 0) - row_pop)
         with m.If(fire & last):
-            m.d.sync += [since_last.eq(1), tiles_fed.eq(tiles_fed + 1)]
+            m.d.sync += since_last.eq(1)
         with m.Elif(~can_end):
             m.d.sync += since_last.eq(since_last + 1)
         with m.If(fire):
             m.d.sync += k_idx.eq(Mux(last, 0, k_idx + 1))
         with m.If(self.start):
-            m.d.sync += [tiles_fed.eq(0), k_idx.eq(0)]
+            m.d.sync += k_idx.eq(0)
         m.d.comb += [rows.w_data.eq(array.out_row), rows.w_en.eq(array.out_valid)]
 
         # ---- output stage: attach per-column parameters, requantize --------------------------
@@ -245,7 +286,7 @@ class GemmEngine(wiring.Component):
         lane = Signal(range(cfg.mem_bits // (4 * C) + 1))
         row_in_tile = Signal(range(R))
         c_ptr = Signal(32)
-        written = Signal(40)
+        written = Signal(L)
         pend_valid, pend_addr, pend_data = Signal(), Signal(cfg.addr_bits), Signal(cfg.mem_bits)
         merged = Signal(cfg.mem_bits)
         rows_per_word = Signal(range(cfg.mem_bits // (4 * C) + 1))
@@ -277,5 +318,5 @@ class GemmEngine(wiring.Component):
         with m.If(self.start):
             m.d.sync += [c_ptr.eq(self.instr.c_addr), written.eq(0), word.eq(0), lane.eq(0), row_in_tile.eq(0),
                          pend_valid.eq(0)]
-        m.d.comb += out_done.eq(written == c_words)
+        m.d.comb += out_done.eq(written == total["c"])
         return m

@@ -73,23 +73,18 @@ class IndexQueue(wiring.Component):
         primed = Signal()                  # offsets[0] consumed
         prev = Signal(32)                  # the last offset consumed
         bags = Signal(24)                  # bags started
-        remaining = Signal(32)             # rows of the current bag not yet looked up
-        first = Signal()
+        remaining = Signal(32)             # rows of the current bag not yet looked up (0: none started)
+        first = Signal()                   # the current bag's next lookup is its first
         m.d.comb += self.done.eq(primed & (bags == self.n_bags) & (remaining == 0))
 
-        # ---- next bag: one offset per bag --------------------------------------------------
+        # A bag's offset is taken in the cycle its first row is looked up, or earlier: while the previous
+        # bag's last row is. An empty bag pushes its own entry, in a cycle without a lookup.
         length = Signal(32)
         m.d.comb += length.eq(self.offsets.payload - prev)
-        want_bag = primed & (remaining == 0) & (bags != self.n_bags)
-        with m.If(~primed):
-            m.d.comb += self.offsets.ready.eq(1)
-            with m.If(self.offsets.valid):
-                m.d.sync += [primed.eq(1), prev.eq(self.offsets.payload)]
-        with m.Elif(want_bag & self.offsets.valid & ((length != 0) | queue.w_rdy)):
-            m.d.comb += self.offsets.ready.eq(1)
-            m.d.sync += [prev.eq(self.offsets.payload), bags.eq(bags + 1), remaining.eq(length), first.eq(1)]
-            with m.If(length == 0):
-                m.d.comb += [entry.empty.eq(1), entry.last.eq(1), queue.w_en.eq(1)]
+        offset_in = primed & (bags != self.n_bags) & self.offsets.valid
+        starting = offset_in & (remaining == 0)          # the current bag's offset is on the stream
+        rows_left = Signal(32)                           # rows of the current bag not yet looked up
+        m.d.comb += rows_left.eq(Mux(starting, length, remaining))
 
         # ---- one row per cycle: lookup, push the entry, issue the read of a miss -------------
         weight_ok = ~self.weighted | self.weights.valid
@@ -98,17 +93,17 @@ class IndexQueue(wiring.Component):
         m.d.comb += [tags.row.eq(row),
                      self.reads.payload.addr.eq(self.table_addr + row * self.row_words),
                      self.reads.payload.count.eq(self.row_words)]
-        ready_in = (remaining != 0) & self.indices.valid & weight_ok & queue.w_rdy
+        ready_in = (rows_left != 0) & self.indices.valid & weight_ok & queue.w_rdy
         m.d.comb += self.reads.valid.eq(ready_in & ~tags.hit)
         fire = ready_in & (tags.hit | self.reads.ready)
         with m.If(fire):
             m.d.comb += [tags.access.eq(tags.hit | ~bypass), self.indices.ready.eq(1),
                          self.weights.ready.eq(self.weighted), queue.w_en.eq(1),
                          entry.slot.eq(tags.slot), entry.hit.eq(tags.hit), entry.bypass.eq(~tags.hit & bypass),
-                         entry.first.eq(first),
-                         entry.last.eq(remaining == 1),
+                         entry.first.eq(starting | first),
+                         entry.last.eq(rows_left == 1),
                          entry.weight.eq(Mux(self.weighted, self.weights.payload, 1))]
-            m.d.sync += [remaining.eq(remaining - 1), first.eq(0)]
+            m.d.sync += [remaining.eq(rows_left - 1), first.eq(0)]
             c = self.counters
             m.d.sync += c.lookups.eq(c.lookups + 1)
             with m.If(tags.hit):
@@ -119,6 +114,20 @@ class IndexQueue(wiring.Component):
                     m.d.sync += c.bypasses.eq(c.bypasses + 1)
             with m.If(tags.evict & ~bypass):
                 m.d.sync += c.evictions.eq(c.evictions + 1)
+
+        # ---- offsets: one per bag ------------------------------------------------------------
+        chain = offset_in & ~starting & (remaining == 1) & fire & (length != 0)
+        with m.If(~primed):
+            m.d.comb += self.offsets.ready.eq(1)
+            with m.If(self.offsets.valid):
+                m.d.sync += [primed.eq(1), prev.eq(self.offsets.payload)]
+        with m.Elif((starting & ((length != 0) | queue.w_rdy)) | chain):
+            m.d.comb += self.offsets.ready.eq(1)
+            m.d.sync += [prev.eq(self.offsets.payload), bags.eq(bags + 1)]
+            with m.If(starting & (length == 0)):
+                m.d.comb += [entry.empty.eq(1), entry.last.eq(1), queue.w_en.eq(1)]
+            with m.Elif(~fire | chain):                  # no row of this bag looked up yet
+                m.d.sync += [remaining.eq(length), first.eq(1)]
 
         with m.If(self.start):
             m.d.comb += tags.flush.eq(1)

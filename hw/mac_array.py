@@ -24,11 +24,51 @@ CTRL = data.StructLayout({"valid": 1, "first": 1, "last": 1})
 MODE = data.StructLayout({"int4": 1, "a_signed": 1, "b_signed": 1})
 
 
+def lut_multiply(x, y, terms=1):
+    """``x * y`` (both signed) as a balanced tree of shifted partial products, with no ``*`` operator, so
+    synthesis keeps it in LUT logic instead of mapping it to a hard multiplier. Returns the tree's top
+    ``terms`` partial sums (their sum is the product), so a caller can register them halfway.
+
+    A partial sum is kept as ``(value, shift)``: adding two only adds the bits above the lower shift,
+    so no adder spends LUTs on known-zero low bits or on sign extension.
+    """
+    width = len(x) + len(y)
+    sums = [(Mux(y[i], x.as_signed(), 0), i) for i in range(len(y) - 1)]
+    sums.append((Mux(y[-1], -x.as_signed(), 0), len(y) - 1))
+
+    def add(low, high):
+        (v1, s1), (v2, s2) = low, high
+        return Cat(v1[:s2 - s1], (v1 >> (s2 - s1)) + v2).as_signed(), s1
+
+    while len(sums) > terms:
+        sums = [add(sums[i], sums[i + 1]) if i + 1 < len(sums) else sums[i] for i in range(0, len(sums), 2)]
+    return [(v << shift)[:width].as_signed() for v, shift in sums]
+
+
+# The INT4 dot product on one multiplier: with A = a_lo + a_hi * 2**S and B = b_hi + b_lo * 2**S,
+# A * B = a_lo*b_hi + (a_lo*b_lo + a_hi*b_hi) * 2**S + a_hi*b_lo * 2**(2S). |a_lo*b_hi| <= 225 < 2**S and the
+# dot product lies in [-240, 450] (10 bits signed), so it is bits [S, S+10) of A * B plus 1 when a_lo*b_hi < 0.
+_S = 10
+
+
 class ProcessingElement(wiring.Component):
-    """One PE: an int8 x int8 MAC, or two int4 x int4 MACs on packed operands, into an int32 accumulator.
+    """One PE: an int8 x int8 MAC, or (``int4``) two int4 x int4 MACs on packed operands, into an int32
+    accumulator.
 
     INT4 operands hold element k in the low nibble and k+1 in the high nibble of the byte.
-    Operands and control are registered on to the right (a, ctrl) and down (b) neighbours.
+    Operands and control are registered on to the right (a, ctrl) and down (b) neighbours. Three stages,
+    so that a hard multiplier, a LUT multiplier's adder tree and the 32-bit accumulate each get a cycle:
+    (1) multiply (hard: the multiplier's output; LUT: the tree's top partial sums), (2) the int8 product
+    or the int4 dot product, (3) accumulate; ``result`` is latched ``latency`` cycles after the ``last``
+    k-step came in.
+
+    Parameters
+    ----------
+    hard:
+        True: one ``*`` (an 18 x 18 signed multiply, the INT4 pair packed into it as above), which synthesis
+        maps to a hard DSP. False: LUT partial products (:func:`lut_multiply`).
+    int4:
+        Build the INT4 mode (else ``mode.int4`` must stay 0).
     """
     a_in: In(8)
     b_in: In(8)
@@ -39,6 +79,12 @@ class ProcessingElement(wiring.Component):
     ctrl_out: Out(CTRL)
     result: Out(signed(32))
 
+    latency = 3
+
+    def __init__(self, hard=True, int4=True):
+        self.hard, self.int4 = hard, int4
+        super().__init__()
+
     def elaborate(self, platform):
         m = Module()
         a, b, mode = self.a_in, self.b_in, self.mode
@@ -46,31 +92,61 @@ class ProcessingElement(wiring.Component):
         def extend(value, top, signed):
             return Cat(value, value[top] & signed).as_signed()
 
-        prod8 = Signal(signed(18))
-        prod4 = Signal(signed(11))
-        m.d.comb += [
-            prod8.eq(extend(a, 7, mode.a_signed) * extend(b, 7, mode.b_signed)),
-            prod4.eq(extend(a[0:4], 3, mode.a_signed) * extend(b[0:4], 3, mode.b_signed)
-                     + extend(a[4:8], 3, mode.a_signed) * extend(b[4:8], 3, mode.b_signed)),
-        ]
+        a8, b8 = extend(a, 7, mode.a_signed), extend(b, 7, mode.b_signed)
+        a_lo, a_hi = extend(a[0:4], 3, mode.a_signed), extend(a[4:8], 3, mode.a_signed)
+        b_lo, b_hi = extend(b[0:4], 3, mode.b_signed), extend(b[4:8], 3, mode.b_signed)
+        product = Signal(signed(18))                # stage 2: int8 product or int4 dot product
+        if self.hard:
+            wide = Signal(signed(36))                   # stage 1
+            if self.int4:
+                int4 = Signal()
+                low_negative = Signal()
+                # 16-bit operands (|a_hi * 2**S + a_lo| < 2**15), so one 18 x 18 multiplier holds the product
+                packed_a, packed_b = Signal(signed(16)), Signal(signed(16))
+                m.d.comb += [packed_a.eq(Mux(mode.int4, a_lo + (a_hi << _S), a8)),
+                             packed_b.eq(Mux(mode.int4, b_hi + (b_lo << _S), b8))]
+                m.d.sync += [wide.eq(packed_a * packed_b),
+                             int4.eq(mode.int4), low_negative.eq((a_lo != 0) & (b_hi != 0) & (a_lo[4] ^ b_hi[4]))]
+                dot = (wide[_S:_S + 10] + low_negative)[:10].as_signed()
+                m.d.sync += product.eq(Mux(int4, dot, wide[:18].as_signed()))
+            else:
+                m.d.sync += wide.eq(a8 * b8)
+                m.d.sync += product.eq(wide[:18].as_signed())
+        else:
+            halves = [Signal(signed(18), name=f"half{i}") for i in range(2)]      # stage 1
+            if self.int4:
+                int8_halves = lut_multiply(a8, b8, terms=2)
+                m.d.sync += [halves[0].eq(Mux(mode.int4, lut_multiply(a_lo, b_lo)[0], int8_halves[0])),
+                             halves[1].eq(Mux(mode.int4, lut_multiply(a_hi, b_hi)[0], int8_halves[1]))]
+            else:
+                m.d.sync += [h.eq(v) for h, v in zip(halves, lut_multiply(a8, b8, terms=2))]
+            m.d.sync += product.eq(halves[0] + halves[1])
+        ctrl1, ctrl = Signal(CTRL), Signal(CTRL)     # the k-step's control at stages 2 and 3
+        m.d.sync += [ctrl1.eq(self.ctrl_in), ctrl.eq(ctrl1)]
         acc = Signal(signed(32))
         total = Signal(signed(32))
-        m.d.comb += total.eq(Mux(self.ctrl_in.first, 0, acc) + Mux(mode.int4, prod4, prod8))
-        with m.If(self.ctrl_in.valid):
+        m.d.comb += total.eq(Mux(ctrl.first, 0, acc) + product)
+        with m.If(ctrl.valid):
             m.d.sync += acc.eq(total)
-            with m.If(self.ctrl_in.last):
+            with m.If(ctrl.last):
                 m.d.sync += self.result.eq(total)
         m.d.sync += [self.a_out.eq(a), self.b_out.eq(b), self.ctrl_out.eq(self.ctrl_in)]
         return m
 
 
 class MacArray(wiring.Component):
-    """``rows x cols`` grid of :class:`ProcessingElement` with input skew and row readout."""
+    """``rows x cols`` grid of :class:`ProcessingElement` with input skew and row readout.
 
-    def __init__(self, rows, cols):
+    ``hard_multipliers``: how many PEs (row-major) use a hard-multiplier PE, the rest LUT PEs (None: all
+    hard); ``int4``: build the INT4 mode. Neither changes results or timing, only what synthesis makes.
+    """
+
+    def __init__(self, rows, cols, hard_multipliers=None, int4=True):
         if rows < 1 or cols < 1:
             raise ValueError(f"MacArray needs rows, cols >= 1, got {rows}x{cols}")
         self.rows, self.cols = rows, cols
+        self.hard_multipliers = rows * cols if hard_multipliers is None else hard_multipliers
+        self.int4 = int4
         self.min_tile_cycles = max(rows, cols) + 1
         super().__init__({
             "a": In(data.ArrayLayout(8, rows)),
@@ -92,7 +168,8 @@ class MacArray(wiring.Component):
                 value = reg
             return value
 
-        pes = [[ProcessingElement() for _ in range(C)] for _ in range(R)]
+        pes = [[ProcessingElement(hard=i * C + j < self.hard_multipliers, int4=self.int4) for j in range(C)]
+               for i in range(R)]
         for i in range(R):
             for j in range(C):
                 pe = pes[i][j]
@@ -107,8 +184,10 @@ class MacArray(wiring.Component):
                     m.d.comb += pe.b_in.eq(delay(self.b[j], j, f"b{j}"))
                 else:
                     m.d.comb += pe.b_in.eq(pes[i - 1][j].b_out)
-        # Row i is complete when its last PE has latched: at most one row completes per cycle.
-        done = [pes[i][C - 1].ctrl_out.valid & pes[i][C - 1].ctrl_out.last for i in range(R)]
+        # Row i is complete when its last PE has latched (``latency - 1`` cycles after that PE passed the
+        # ``last`` k-step on): at most one row completes per cycle.
+        done = [delay(pes[i][C - 1].ctrl_out.valid & pes[i][C - 1].ctrl_out.last, ProcessingElement.latency - 1,
+                      f"done{i}") for i in range(R)]
         row = Signal(data.ArrayLayout(signed(32), C))
         for j in range(C):
             m.d.comb += row[j].eq(_or_reduce([Mux(done[i], pes[i][j].result, 0) for i in range(R)]))

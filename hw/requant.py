@@ -5,7 +5,7 @@ Bit-exact with :func:`tridsa.sw.requant.requantize_raw` (the module docstring of
 """
 from __future__ import annotations
 
-from amaranth import Const, Module, Mux, Signal, signed, unsigned
+from amaranth import Cat, Const, Module, Mux, Signal, Value, signed, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -26,6 +26,11 @@ class RequantUnit(wiring.Component):
     ----------
     lanes:
         Values per row (an int in 1..256).
+    per_cycle:
+        Values requantized per cycle (a divisor of ``lanes``; default ``lanes``). With fewer, a row is
+        split into ``lanes // per_cycle`` chunks that go through one ``per_cycle``-wide pipeline, one
+        chunk per cycle, and is reassembled before ``o``: a row then takes that many cycles, and the
+        unit needs ``per_cycle`` multipliers instead of ``lanes`` (small FPGAs).
 
     Attributes
     ----------
@@ -33,22 +38,25 @@ class RequantUnit(wiring.Component):
         Rows of ``{"x", "bias"}`` (int32 per lane) and per-lane ``"multiplier"`` (31 bits) and
         ``"shift"`` (6 bits, at most 62; larger values give unspecified results).
     enable, rounding, zero_point, out_format, relu: In
-        Command constants (codes of ``ROUNDING``/``OUT_FORMATS``). They must stay stable from the first
-        row of a command until its last result has left ``o``. With ``enable`` low the unit passes
+        Command constants (codes of ``ROUNDING``/``OUT_FORMATS``). They must stay stable from the cycle
+        before the first row of a command until its last result has left ``o`` (they are registered). With ``enable`` low the unit passes
         ``wrap_int32(x + bias)`` through the same clamp (zero point taken as 0).
     o: Out(stream)
         Results, one row per input row in order, as int32 numbers of the output format.
     latency: int
-        Cycles from an accepted input row to its result on ``o`` when ``o`` never stalls.
+        Cycles from an accepted input row (its last chunk) to its result on ``o`` when ``o`` never
+        stalls: the ``stages`` pipeline stages, plus the reassembly register of a chunked unit.
 
-    The pipeline has ``latency`` register stages: (1) bias add and TFLite's left shift, (2) the
-    32x31 multiply, (3) TFLite's doubling high multiply, (4) the rounding right shift and the
-    round-up decision, (5) increment, saturation, zero point and clamp. A stage takes a new row when
-    it is empty or the stage after it moves on (``o.ready`` reaches ``i.ready`` through one OR gate
-    per stage, bubbles are squeezed out). ``o.valid`` does not depend on ``o.ready``.
+    The pipeline has 12 register stages, at most one wide adder or shifter each so that it keeps up
+    with the MAC array's clock on an FPGA: (1) bias add, (2) TFLite's left shift, (3) four 16 x 16
+    partial products of the 32 x 31 multiply (one hard multiplier each), (4, 5) their sum, (6, 7)
+    TFLite's doubling high multiply, (8) the rounding right shift, (9) the round-up decision, (10)
+    increment, (11) saturation and zero point, (12) clamp. The whole pipeline moves on unless its
+    last stage holds a row that ``o`` does not take (``i.ready = ~o.valid | o.ready``: one gate).
+    ``o.valid`` does not depend on ``o.ready``.
     """
 
-    latency = 5
+    stages = 12
 
     @staticmethod
     def input_layout(lanes: int) -> data.StructLayout:
@@ -65,12 +73,17 @@ class RequantUnit(wiring.Component):
         """Payload layout of ``o`` for ``lanes`` lanes."""
         return data.ArrayLayout(signed(ACC_BITS), lanes)
 
-    def __init__(self, lanes: int):
+    def __init__(self, lanes: int, per_cycle: int | None = None):
         if not isinstance(lanes, int) or isinstance(lanes, bool):
             raise TypeError(f"lanes must be an int (got {type(lanes).__name__})")
         if not 1 <= lanes <= 256:
             raise ValueError(f"lanes={lanes} is invalid: must be in 1..256")
-        self.lanes = lanes
+        per_cycle = lanes if per_cycle is None else per_cycle
+        if not isinstance(per_cycle, int) or isinstance(per_cycle, bool) or per_cycle < 1 or lanes % per_cycle:
+            raise ValueError(f"per_cycle={per_cycle!r} is invalid: must be a divisor of lanes={lanes}")
+        self.lanes, self.per_cycle = lanes, per_cycle
+        self.chunks = lanes // per_cycle
+        self.latency = self.stages + (1 if self.chunks > 1 else 0)
         super().__init__({
             "i": In(stream.Signature(self.input_layout(lanes))),
             "enable": In(1),
@@ -82,114 +95,132 @@ class RequantUnit(wiring.Component):
         })
 
     def elaborate(self, platform):
+        if self.chunks > 1:
+            return self._elaborate_chunked()
+        return self._elaborate_pipeline()
+
+    def _elaborate_chunked(self):
+        """Chunk k of a row goes in the k-th cycle; the pipeline's outputs fill ``o`` chunk by chunk."""
+        m = Module()
+        n, last = self.per_cycle, self.chunks - 1
+        m.submodules.core = core = RequantUnit(n)
+        for name in ("enable", "rounding", "zero_point", "out_format", "relu"):
+            m.d.comb += getattr(core, name).eq(getattr(self, name))
+        sel = Signal(range(self.chunks))
+        for name in ("x", "bias", "multiplier", "shift"):
+            whole, part = getattr(self.i.payload, name), getattr(core.i.payload, name)
+            for lane in range(n):
+                m.d.comb += part[lane].eq(whole[sel * n + lane])
+        m.d.comb += [core.i.valid.eq(self.i.valid), self.i.ready.eq(core.i.ready & (sel == last))]
+        with m.If(core.i.valid & core.i.ready):
+            m.d.sync += sel.eq(Mux(sel == last, 0, sel + 1))
+
+        out_sel = Signal(range(self.chunks))
+        valid = Signal()
+        m.d.comb += [self.o.valid.eq(valid), core.o.ready.eq(~valid | self.o.ready)]
+        with m.If(self.o.valid & self.o.ready):
+            m.d.sync += valid.eq(0)
+        with m.If(core.o.valid & core.o.ready):
+            for lane in range(n):
+                m.d.sync += self.o.payload[out_sel * n + lane].eq(core.o.payload[lane])
+            m.d.sync += out_sel.eq(Mux(out_sel == last, 0, out_sel + 1))
+            with m.If(out_sel == last):
+                m.d.sync += valid.eq(1)
+        return m
+
+    def _elaborate_pipeline(self):
         m = Module()
         lanes = self.lanes
 
-        # Command-constant decode (combinational; inputs are stable during a command).
-        tflite = Signal()
-        even = Signal()
+        # Command-constant decode, registered (the constants are stable a cycle before the first row).
+        tflite, even, enable = Signal(), Signal(), Signal()
         zp = Signal(signed(ZERO_POINT_BITS))
-        lo = Signal(signed(ACC_BITS + 1))
-        hi = Signal(signed(ACC_BITS + 1))
-        m.d.comb += [
-            tflite.eq(self.enable & (self.rounding == ROUNDING["tflite"])),
-            even.eq(self.enable & (self.rounding == ROUNDING["half_even"])),
-            zp.eq(Mux(self.enable, self.zero_point, 0)),
-        ]
-        fmt_lo = Signal(signed(ACC_BITS + 1))
+        lo, hi = Signal(signed(ACC_BITS + 1)), Signal(signed(ACC_BITS + 1))
+        lo_above_hi = Signal()
+        zp_now = Mux(self.enable, self.zero_point, 0)
+        fmt_lo, fmt_hi = Signal(signed(ACC_BITS + 1)), Signal(signed(ACC_BITS + 1))
         with m.Switch(self.out_format):
             for name, code in OUT_FORMATS.items():
                 with m.Case(code):
-                    m.d.comb += [fmt_lo.eq(OUT_RANGES[name][0]), hi.eq(OUT_RANGES[name][1])]
-        m.d.comb += lo.eq(Mux(self.relu & (zp > fmt_lo), zp, fmt_lo))
+                    m.d.comb += [fmt_lo.eq(OUT_RANGES[name][0]), fmt_hi.eq(OUT_RANGES[name][1])]
+        lo_now = Mux(self.relu & (zp_now > fmt_lo), zp_now, fmt_lo)
+        m.d.sync += [
+            enable.eq(self.enable),
+            tflite.eq(self.enable & (self.rounding == ROUNDING["tflite"])),
+            even.eq(self.enable & (self.rounding == ROUNDING["half_even"])),
+            zp.eq(zp_now), lo.eq(lo_now), hi.eq(fmt_hi), lo_above_hi.eq(lo_now > fmt_hi),
+        ]
 
-        # Handshake: stage k loads when it is empty or stage k+1 loads (advance[k]).
-        stages = self.latency
+        # Handshake: the whole pipeline moves on unless its last stage holds a row ``o`` does not take.
+        stages = self.stages
         valid = [Signal(name=f"valid{k + 1}") for k in range(stages)]
-        advance = [Signal(name=f"advance{k + 1}") for k in range(stages)]
-        for k in range(stages):
-            downstream = self.o.ready if k == stages - 1 else advance[k + 1]
-            m.d.comb += advance[k].eq(~valid[k] | downstream)
-        upstream_valid = [self.i.valid] + valid[:-1]
-        for k in range(stages):
-            with m.If(advance[k]):
-                m.d.sync += valid[k].eq(upstream_valid[k])
-        m.d.comb += [self.i.ready.eq(advance[0]), self.o.valid.eq(valid[-1])]
+        move = Signal()
+        advance = [move] * stages
+        m.d.comb += move.eq(~valid[-1] | self.o.ready)
+        with m.If(move):
+            m.d.sync += [v.eq(u) for v, u in zip(valid, [self.i.valid] + valid[:-1])]
+        m.d.comb += [self.i.ready.eq(move), self.o.valid.eq(valid[-1])]
 
         payload = self.i.payload
         for lane in range(lanes):
             x, bias = payload.x[lane], payload.bias[lane]
             mult, shift = payload.multiplier[lane], payload.shift[lane]
 
-            # Stage 1: v = wrap32(x + bias); TFLite pre-shift; effective multiplier and right shift.
-            v = Signal(signed(ACC_BITS), name=f"v_{lane}")
-            left = Signal(range(32), name=f"left_{lane}")
-            m.d.comb += [
-                v.eq(x + bias),
-                left.eq(Mux(tflite & (shift < 31), 31 - shift, 0)),
-            ]
-            a1 = Signal(signed(ACC_BITS), name=f"a1_{lane}")
-            m1 = Signal(unsigned(MULTIPLIER_BITS), name=f"m1_{lane}")
-            e1 = Signal(unsigned(SHIFT_BITS), name=f"e1_{lane}")
-            with m.If(advance[0]):
-                m.d.sync += [
-                    a1.eq((v << left)[:ACC_BITS]),
-                    m1.eq(Mux(self.enable, mult, 1)),
-                    e1.eq(Mux(~self.enable, 0, Mux(tflite, Mux(shift > 31, shift - 31, 0), shift))),
-                ]
+            def stage(k, value, name):
+                """``value`` registered by stage ``k`` (0-based), i.e. when that stage advances."""
+                reg = Signal(Value.cast(value).shape(), name=f"{name}_{lane}")
+                with m.If(advance[k]):
+                    m.d.sync += reg.eq(value)
+                return reg
 
-            # Stage 2: product (|p| < 2**62).
-            p2 = Signal(signed(_WIDE), name=f"p2_{lane}")
-            e2 = Signal(unsigned(SHIFT_BITS), name=f"e2_{lane}")
-            with m.If(advance[1]):
-                m.d.sync += [p2.eq(a1 * m1), e2.eq(e1)]
-
-            # Stage 3: TFLite SaturatingRoundingDoublingHighMul (a * m never overflows: m < 2**31).
-            q = Signal(signed(_WIDE), name=f"q_{lane}")
-            high = Signal(signed(_WIDE), name=f"high_{lane}")
-            m.d.comb += [
-                q.eq(p2 + Mux(p2 >= 0, 1 << 30, 1 - (1 << 30))),
-                # truncating division by 2**31: floor, plus one for a negative inexact quotient
-                high.eq((q >> 31) + (q[_WIDE - 1] & (q[:31] != 0))),
-            ]
-            p3 = Signal(signed(_WIDE), name=f"p3_{lane}")
-            e3 = Signal(unsigned(SHIFT_BITS), name=f"e3_{lane}")
-            with m.If(advance[2]):
-                m.d.sync += [p3.eq(Mux(tflite, high, p2)), e3.eq(e2)]
-
-            # Stage 4: floor(p3 / 2**e3) and the round-up decision remainder > threshold where
-            # threshold = (mask >> 1) + t, t = (p3 < 0) for TFLite, 1 for a half-even tie that would
-            # leave floor + zp even, else 0 (half up). e3 = 0 never rounds (remainder = 0).
-            mask = Signal(unsigned(_WIDE), name=f"mask_{lane}")
-            floor = Signal(signed(_WIDE), name=f"floor_{lane}")
-            t = Signal(name=f"t_{lane}")
-            m.d.comb += [
-                mask.eq((Const(1, unsigned(_WIDE)) << e3) - 1),
-                floor.eq(p3 >> e3),
-                t.eq(Mux(tflite, p3[_WIDE - 1], even & ~(floor[0] ^ zp[0]))),
-            ]
-            f4 = Signal(signed(_WIDE), name=f"f4_{lane}")
-            up4 = Signal(name=f"up4_{lane}")
-            with m.If(advance[3]):
-                m.d.sync += [
-                    f4.eq(floor),
-                    up4.eq((p3.as_unsigned() & mask) > ((mask >> 1) + t)),
-                ]
-
-            # Stage 5: r = sat32(floor + up); clamp(sat32(r + zp)) = clamp(r + zp) because lo, hi fit int32.
-            r = Signal(signed(_WIDE + 1), name=f"r_{lane}")
-            r_sat = Signal(signed(ACC_BITS), name=f"rsat_{lane}")
-            y = Signal(signed(ACC_BITS + 1), name=f"y_{lane}")
-            y_lo = Signal(signed(ACC_BITS + 1), name=f"ylo_{lane}")
-            out = Signal(signed(ACC_BITS), name=f"out_{lane}")
-            m.d.comb += [
-                r.eq(f4 + up4),
-                r_sat.eq(Mux(r > INT32_MAX, INT32_MAX, Mux(r < INT32_MIN, INT32_MIN, r))),
-                y.eq(r_sat + zp),
-                y_lo.eq(Mux(y < lo, lo, y)),  # min(max(y, lo), hi), also when relu puts lo above hi
-                out.eq(Mux(y_lo > hi, hi, y_lo)),
-            ]
-            with m.If(advance[4]):
-                m.d.sync += self.o.payload[lane].eq(out)
+            # 1: v = wrap32(x + bias); TFLite's left shift amount; effective multiplier and right shift.
+            v = stage(0, (x + bias)[:ACC_BITS].as_signed(), "v")
+            left = stage(0, Mux(tflite & (shift < 31), 31 - shift, 0)[:5], "left")
+            m1 = stage(0, Mux(enable, mult, 1)[:MULTIPLIER_BITS], "m1")
+            e1 = stage(0, Mux(~enable, 0, Mux(tflite, Mux(shift > 31, shift - 31, 0), shift))[:SHIFT_BITS], "e1")
+            # 2: a = wrap32(v << left).
+            a2 = stage(1, (v << left)[:ACC_BITS].as_signed(), "a2")
+            m2, e2 = stage(1, m1, "m2"), stage(1, e1, "e2")
+            # 3: the 32 x 31 product as four 16 x 16 partial products (one hard multiplier each).
+            a_lo, a_hi, m_lo, m_hi = a2[:16], a2[16:].as_signed(), m2[:16], m2[16:]
+            ll, hh = stage(2, a_lo * m_lo, "ll"), stage(2, a_hi * m_hi, "hh")
+            lh, hl = stage(2, a_lo * m_hi, "lh"), stage(2, a_hi * m_lo, "hl")
+            e3 = stage(2, e2, "e3")
+            # 4: ll + hh * 2**32 needs no adder (0 <= ll < 2**32); the middle terms are added.
+            base = stage(3, Cat(ll[:32], hh).as_signed(), "base")
+            mid = stage(3, lh + hl, "mid")
+            e4 = stage(3, e3, "e4")
+            # 5: p = a * m (|p| < 2**62).
+            p = stage(4, (base + (mid << 16))[:_WIDE].as_signed(), "p")
+            e5 = stage(4, e4, "e5")
+            # 6: TFLite's SaturatingRoundingDoublingHighMul, first the nudge (a * m never overflows).
+            q = stage(5, (p + Mux(p[_WIDE - 1], 1 - (1 << 30), 1 << 30))[:_WIDE].as_signed(), "q")
+            p6, e6 = stage(5, p, "p6"), stage(5, e5, "e6")
+            # 7: truncating division by 2**31: floor, plus one for a negative inexact quotient.
+            high = (q >> 31) + (q[_WIDE - 1] & (q[:31] != 0))
+            p7 = stage(6, Mux(tflite, high, p6)[:_WIDE].as_signed(), "p7")
+            e7 = stage(6, e6, "e7")
+            # 8: floor(p / 2**e), the remainder and half the divisor: masks of the low e and e - 1 bits.
+            mask = Cat(Const(i, 7) < e7 for i in range(_WIDE))
+            half = Cat(Const(i + 1, 7) < e7 for i in range(_WIDE))
+            floor = stage(7, (p7 >> e7)[:_WIDE].as_signed(), "floor")
+            top = stage(7, (p7.as_unsigned() & mask & ~half) != 0, "top")     # remainder >= divisor / 2
+            below = stage(7, (p7.as_unsigned() & half) != 0, "below")         # remainder bits under that
+            negative = stage(7, p7[_WIDE - 1], "negative")
+            # 9: round up when remainder > half + t (half = 2**(e-1) - 1), i.e. top and (t = 0 or below);
+            # t = (p < 0) for TFLite, 1 for a half-even tie that would leave floor + zp even, else 0.
+            t = Mux(tflite, negative, even & ~(floor[0] ^ zp[0]))
+            f9 = stage(8, floor, "f9")
+            up9 = stage(8, top & (~t | below), "up9")
+            # 10: r = floor + up.
+            r = stage(9, f9 + up9, "r")
+            # 11: sat32(r) + zp: the saturation from the bits above bit 31 (no comparator).
+            upper = r[31:]
+            r_sat = Mux(~r[-1] & (upper != 0), INT32_MAX, Mux(r[-1] & ~upper.all(), INT32_MIN, r[:ACC_BITS].as_signed()))
+            y = stage(10, r_sat + zp, "y")
+            # 12: clamp(sat32(r + zp)) = clamp(r + zp) because lo, hi fit int32; min(max(y, lo), hi) is hi
+            # when relu puts lo above hi.
+            with m.If(advance[11]):
+                m.d.sync += self.o.payload[lane].eq(Mux(lo_above_hi | (y > hi), hi, Mux(y < lo, lo, y)))
 
         return m

@@ -4,7 +4,8 @@ Host protocol: push instruction words into ``cmd`` (a stream; the queue holds ``
 The dispatcher runs them in order, one at a time. ``HALT`` or the first error raises ``halted``;
 ``error`` then holds the error code (:data:`tridsa.sw.isa.ERRORS`) and ``error_pc`` the index of the
 failing instruction. After halting, the dispatcher keeps draining ``cmd`` so a host never blocks.
-Counters count from the first instruction popped until ``halted``.
+Counters count from the first instruction popped until ``halted``. The chip has the engines named in
+``Config.engines``; an instruction of a missing engine is ILLEGAL_OPCODE.
 
 ``host`` is a memory port for the host (a UART bridge on an FPGA): it owns the memory whenever no
 engine runs. Simulation backends load memory in bulk instead and keep ``host.req.valid`` low.
@@ -18,11 +19,14 @@ from .counters import COUNTER_BITS, counter_layout
 from .engines import ENGINES
 from .memory import MemoryModel, MemPort
 
-__all__ = ["Top", "COUNTERS", "COUNTER_BITS"]
+__all__ = ["Top", "counter_names", "COUNTER_BITS"]
 
-# cycles, retired instructions, memory words read/written by engines, then every engine's own
-# counters as "<engine>_<counter>".
-COUNTERS = ("cycles", "retired", "mem_reads", "mem_writes") + tuple(f"{name}_{c}" for name, cls in ENGINES.items() for c in cls.COUNTERS)
+
+def counter_names(config) -> tuple:
+    """The Top's counters, in port order: cycles, retired instructions, memory words read/written by
+    engines, then every engine's own counters as ``"<engine>_<counter>"``."""
+    return ("cycles", "retired", "mem_reads", "mem_writes") + tuple(
+        f"{name}_{c}" for name in config.engines for c in ENGINES[name].COUNTERS)
 
 
 class Top(wiring.Component):
@@ -41,12 +45,13 @@ class Top(wiring.Component):
     def __init__(self, config, storage="amaranth", init=()):
         self.config = config
         self.memory = MemoryModel(config, storage=storage, init=init)
+        self.counter_names = counter_names(config)
         super().__init__({
             "cmd": In(stream.Signature(isa.INSTR_BITS)),
             "halted": Out(1),
             "error": Out(8),
             "error_pc": Out(32),
-            "counters": Out(counter_layout(COUNTERS)),
+            "counters": Out(counter_layout(self.counter_names)),
             "dump": In(1),
             "host": In(MemPort(config, top_level=True)),
         })
@@ -56,7 +61,7 @@ class Top(wiring.Component):
         cfg = self.config
         m.submodules.memory = self.memory
         m.submodules.queue = queue = fifo.SyncFIFOBuffered(width=isa.INSTR_BITS, depth=cfg.queue_depth)
-        engines = {name: cls(cfg) for name, cls in ENGINES.items()}
+        engines = {name: ENGINES[name](cfg) for name in cfg.engines}
         for name, engine in engines.items():
             m.submodules[name] = engine
         m.d.comb += self.memory.dump.eq(self.dump)

@@ -26,7 +26,7 @@ class AmaranthBackend(Backend):
 
     def run(self, program):
         from amaranth.sim import Simulator
-        from ..hw.top import COUNTERS, Top
+        from ..hw.top import Top
         self._check(program)
         cfg = self.config
         top = Top(cfg, storage="amaranth", init=to_ints(program.memory))
@@ -48,7 +48,7 @@ class AmaranthBackend(Backend):
                     raise CycleLimit(f"no halt within {self.max_cycles} cycles")
             out["error"] = ctx.get(top.error)
             out["error_pc"] = ctx.get(top.error_pc)
-            out["counters"] = {name: ctx.get(getattr(top.counters, name)) for name in COUNTERS}
+            out["counters"] = {name: ctx.get(getattr(top.counters, name)) for name in top.counter_names}
             mem = top.memory.storage_memory
             out["words"] = [ctx.get(mem.data[i]) for i in range(cfg.mem_depth)]
 

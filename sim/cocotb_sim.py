@@ -35,12 +35,12 @@ class CocotbBackend(Backend):
     def _build(self):
         """(runner, build_dir, counter names); the names are recorded with the build they belong to."""
         if self._built is None:
-            from ..hw.top import COUNTER_BITS, COUNTERS, Top
+            from ..hw.top import COUNTER_BITS, Top, counter_names
             runner, build_dir = build_design(lambda: Top(self.config, storage="verilog"), TOPLEVEL,
                                              self.config.to_json(), self.name, extra_sources=(SIM_MEM,))
             names = build_dir / "counters.json"
             if not names.exists():
-                names.write_text(json.dumps({"names": list(COUNTERS), "bits": COUNTER_BITS}))
+                names.write_text(json.dumps({"names": list(counter_names(self.config)), "bits": COUNTER_BITS}))
             self._built = runner, build_dir, json.loads(names.read_text())
         return self._built
 

@@ -184,6 +184,7 @@ def build(board: str, config=None, out_dir="build", *, baud: int = 115200, frequ
     resources["FF"]["yosys_cells"] = ffs
     cfg = top.config
     mult_cell = _MULTIPLIERS[family]
+    pe_hard = cfg.rows * cfg.cols if cfg.hard_multipliers is None else cfg.hard_multipliers
     report = {
         "board": board,
         "device": platform.device,
@@ -200,11 +201,14 @@ def build(board: str, config=None, out_dir="build", *, baud: int = 115200, frequ
             "hard_cell": mult_cell,
             "inferred_hard": cells.get(mult_cell, 0),
             "array_multipliers": cfg.rows * cfg.cols,
+            "array_hard": pe_hard,              # PEs written with `*` (Config.hard_multipliers)
+            "array_lut": cfg.rows * cfg.cols - pe_hard,
             "dsp_requested": dsp,
             "dsp_fallback": fallback,
             "note": ("the design needs more hard multipliers than the device has: all multipliers are LUT logic"
-                     if fallback else "hard DSPs >= multipliers of the MAC array" if cells.get(mult_cell, 0)
-                     >= cfg.rows * cfg.cols else "some or all MAC array multipliers are LUT logic"),
+                     if fallback else f"{pe_hard} PEs multiply on {mult_cell}, {cfg.rows * cfg.cols - pe_hard} in LUTs; "
+                     f"the other {max(0, cells.get(mult_cell, 0) - pe_hard)} {mult_cell} are the requant and "
+                     "sequencer multipliers"),
         },
         "yosys_cells": cells,
         "critical_path": _critical_path(pnr),

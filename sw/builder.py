@@ -42,6 +42,10 @@ class ProgramBuilder:
         return addr
 
     def emit(self, op: str, **fields) -> None:
+        if not self.config.has_op(op):
+            engine = next(e for e, ops in isa.ENGINE_OPS.items() if op in ops)
+            raise ValueError(f"{op} needs the {engine} engine, which this Config leaves out "
+                             f"(Config.engines={self.config.engines})")
         self.instructions.append(isa.encode(op, **fields))
 
     def build(self) -> Program:

@@ -9,6 +9,8 @@ import dataclasses
 import hashlib
 import json
 
+from .isa import ENGINE_OPS
+
 __all__ = ["Config"]
 
 
@@ -44,6 +46,16 @@ class Config:
         Outstanding row requests of the gather engine's index prefetch queue.
     rng_lanes:
         Number of Philox4x32-10 lanes of the sketch engine (each makes 128 bits per cycle).
+    engines:
+        The engines the chip has (names of :data:`tridsa.sw.isa.ENGINE_OPS`, kept in that order). An
+        FPGA build can leave out what does not fit; their instructions are then ILLEGAL_OPCODE.
+    requant_lanes:
+        Accumulators the GEMM engine requantizes per cycle (a power of two dividing ``cols``; None =
+        ``cols``). Fewer lanes save multipliers: an output row then takes ``cols / requant_lanes`` cycles.
+    hard_multipliers:
+        How many PEs multiply with ``*`` (which synthesis maps to a hard DSP: SB_MAC16, MULT18X18D; INT4
+        pairs share it) rather than LUT logic (None = all). Only the synthesized netlist changes: an FPGA
+        build sets it to the DSPs the device has left.
     """
 
     rows: int = 8
@@ -58,6 +70,9 @@ class Config:
     cache_row_bytes: int = 128
     prefetch_depth: int = 32
     rng_lanes: int = 2
+    engines: tuple = tuple(ENGINE_OPS)
+    requant_lanes: int | None = None
+    hard_multipliers: int | None = None
 
     def __post_init__(self):
         def need(ok, name, allowed):
@@ -78,6 +93,15 @@ class Config:
         need(_is_pow2(self.cache_row_bytes) and self.cache_row_bytes >= 4, "cache_row_bytes", "a power of two >= 4")
         need(isinstance(self.prefetch_depth, int) and 1 <= self.prefetch_depth <= 64, "prefetch_depth", "an integer in 1..64")
         need(isinstance(self.rng_lanes, int) and 1 <= self.rng_lanes <= 16, "rng_lanes", "an integer in 1..16")
+        names = self.engines
+        need(isinstance(names, (tuple, list)) and len(names) > 0 and all(n in ENGINE_OPS for n in names)
+             and len(set(names)) == len(names), "engines", f"a non-empty list of distinct names from {tuple(ENGINE_OPS)}")
+        object.__setattr__(self, "engines", tuple(n for n in ENGINE_OPS if n in names))
+        need(self.requant_lanes is None or (_is_pow2(self.requant_lanes) and self.cols % self.requant_lanes == 0),
+             "requant_lanes", f"None or a power of two dividing cols={self.cols}")
+        need(self.hard_multipliers is None or (isinstance(self.hard_multipliers, int)
+                                               and 0 <= self.hard_multipliers <= self.rows * self.cols),
+             "hard_multipliers", f"None or an integer in 0..rows*cols={self.rows * self.cols}")
 
     # -- derived sizes -------------------------------------------------------------------------
     @property
@@ -98,6 +122,15 @@ class Config:
     def peak_macs_int8(self) -> int:
         """MACs per cycle of the array in INT8 mode (INT4 does twice as many)."""
         return self.rows * self.cols
+
+    @property
+    def lanes_requant(self) -> int:
+        """Accumulators requantized per cycle (``requant_lanes``, default ``cols``)."""
+        return self.requant_lanes or self.cols
+
+    def has_op(self, op: str) -> bool:
+        """Whether this chip has the engine that executes instruction ``op`` (NOP and HALT: always)."""
+        return not any(op in ops for ops in ENGINE_OPS.values()) or any(op in ENGINE_OPS[e] for e in self.engines)
 
     @property
     def stream_fifo_depth(self) -> int:

@@ -1,21 +1,38 @@
-"""conv2d lowered to GEMM instructions by im2col (done by the driver), one GEMM per group.
+"""conv2d lowered to GEMM instructions by the driver: banded im2col, chosen per shape by a cycle model.
 
-Patches are GEMM rows, output channels GEMM columns. Groups with fewer output channels than the array
-has columns (depthwise: one each) are packed ``cols // Cout_g`` at a time into one GEMM with a
-block-diagonal weight matrix: one instruction per ``cols`` channels instead of one per channel. The
-zeros off the diagonal are multiplied too, so depthwise convolution still runs at about 1/cols of
-peak; a dedicated depthwise dataflow (line buffer + per-column operands) is future work.
+A GEMM row is one *band* of ``band_h x band_w`` output pixels of one image; its K holds every input
+pixel the band reads (channel-major, then input row, input column); B is the *banded* weight matrix
+that places each kernel tap at the input pixel it multiplies for each output of the band (zeros
+elsewhere); the GEMM columns are (output channel, band row, band column). A 1x1 band is plain
+im2col (K = Cin_g*kh*kw, B = the weights). Larger bands fill the array's columns with output pixels
+when a group has few output channels: a depthwise 3x3 conv with 2x4 bands computes 8 outputs per GEMM
+row from K = 4*6 = 24 inputs (9/24 of the products are useful) instead of 1 output column in 8.
+
+Groups with fewer GEMM columns than the array (``Cout_g * band pixels < cols``) can also be packed
+side by side into one GEMM with a block-diagonal B (``pack`` groups per instruction), trading zero
+products for fewer instructions. :func:`choose_lowering` picks the band and the packing with the
+smallest estimated cycles (:func:`estimate_gemm_cycles`); every choice gives the same result.
 """
 from __future__ import annotations
+
+import dataclasses
 
 import numpy as np
 
 from .builder import ProblemTooLarge, ProgramBuilder
-from .gemm_ops import emit_gemm
+from .gemm_layout import GemmGeometry
+from .gemm_ops import emit_gemm, resolve_out_dtype
 from .operands import integer_matrix
-from .requant import Requant
+from .requant import OUT_FORMATS, Requant
 
-__all__ = ["conv2d_program", "im2col", "conv_output_size"]
+__all__ = ["ConvShape", "Lowering", "conv2d_program", "conv_output_size", "choose_lowering",
+           "estimate_gemm_cycles", "GEMM_FIXED_CYCLES"]
+
+#: Cycles a GEMM instruction costs beyond its tiles (setup, read latency, array skew, MAC and requant
+#: pipelines, last writes) are ``rows + cols + mem_latency + GEMM_FIXED_CYCLES``: 43 on the default
+#: Config (fitted to the gateware on three Configs; it follows the pipeline depths of hw/mac_array.py
+#: and hw/requant.py, and tests/test_conv.py checks it).
+GEMM_FIXED_CYCLES = 25
 
 
 def _pair(value, name):
@@ -30,33 +47,155 @@ def conv_output_size(size, kernel, stride, padding, dilation):
     return (size + 2 * padding - dilation * (kernel - 1) - 1) // stride + 1
 
 
-def im2col(x, kh, kw, stride, padding, dilation):
-    """(N, C, H, W) -> (N*OH*OW, C*kh*kw) patches, channel-major then kernel row, kernel column."""
-    n, c, h, w = x.shape
-    (sh, sw), (ph, pw), (dh, dw) = stride, padding, dilation
-    oh = conv_output_size(h, kh, sh, ph, dh)
-    ow = conv_output_size(w, kw, sw, pw, dw)
-    xp = np.pad(x, ((0, 0), (0, 0), (ph, ph), (pw, pw)))
-    cols = np.empty((n, oh, ow, c, kh, kw), dtype=x.dtype)
-    for i in range(kh):
-        for j in range(kw):
-            patch = xp[:, :, i * dh:i * dh + sh * (oh - 1) + 1:sh, j * dw:j * dw + sw * (ow - 1) + 1:sw]
-            cols[:, :, :, :, i, j] = patch.transpose(0, 2, 3, 1)
-    return cols.reshape(n * oh * ow, c * kh * kw), (oh, ow)
+def _ceil(a, b):
+    return -(-a // b)
 
 
-def _group_requant(requant, lo, hi):
+@dataclasses.dataclass(frozen=True)
+class ConvShape:
+    """Sizes of one conv2d (NCHW input, OIHW weights); pairs are (height, width)."""
+    batch: int
+    cin: int
+    size: tuple
+    cout: int
+    kernel: tuple
+    stride: tuple
+    padding: tuple
+    dilation: tuple
+    groups: int
+
+    @property
+    def cin_g(self): return self.cin // self.groups
+    @property
+    def cout_g(self): return self.cout // self.groups
+    @property
+    def out_size(self):
+        return tuple(conv_output_size(*args) for args in zip(self.size, self.kernel, self.stride, self.padding,
+                                                            self.dilation))
+    @property
+    def macs(self):
+        """Useful MACs: every output times the products of its kernel (no padding zeros)."""
+        oh, ow = self.out_size
+        return self.batch * self.cout * oh * ow * self.cin_g * self.kernel[0] * self.kernel[1]
+
+
+@dataclasses.dataclass(frozen=True)
+class Lowering:
+    """A band of ``band = (h, w)`` output pixels per GEMM row, ``pack`` groups per GEMM instruction."""
+    band: tuple
+    pack: int
+
+    def offsets(self, shape: ConvShape, axis: int) -> np.ndarray:
+        """Input offsets (from the band origin) the band reads along ``axis`` (0 rows, 1 columns)."""
+        taps = np.arange(shape.kernel[axis]) * shape.dilation[axis]
+        outs = np.arange(self.band[axis]) * shape.stride[axis]
+        return np.unique(outs[:, None] + taps[None, :])
+
+    def bands(self, shape: ConvShape) -> tuple:
+        return tuple(_ceil(o, b) for o, b in zip(shape.out_size, self.band))
+
+    def gemm_shapes(self, shape: ConvShape) -> list:
+        """(M, K, N) of each GEMM instruction, in order."""
+        nby, nbx = self.bands(shape)
+        m = shape.batch * nby * nbx
+        k = shape.cin_g * len(self.offsets(shape, 0)) * len(self.offsets(shape, 1))
+        n = shape.cout_g * self.band[0] * self.band[1]
+        sizes = [min(self.pack, shape.groups - g0) for g0 in range(0, shape.groups, self.pack)]
+        return [(m, k * p, n * p) for p in sizes]
+
+
+def estimate_gemm_cycles(config, m, k, n, int4=False, out_format=1) -> int:
+    """Cycle estimate of one GEMM instruction on the gateware (a cost model, not a specification).
+
+    Each tile after the first takes the longest of: its k-rows, the array's minimum tile time
+    (``max(rows, cols) + 1``), the requant time of its rows, and the memory words it moves (one per
+    cycle); plus a fixed cost per instruction.
+    """
+    geo = GemmGeometry(config, m, k, n, int4, out_format)
+    words = geo.a_block_words + geo.b_block_words + geo.tile_words
+    requant = config.rows * (config.cols // config.lanes_requant)
+    tile = max(geo.k_rows, max(config.rows, config.cols) + 1, requant, words)
+    fixed = config.rows + config.cols + config.mem_latency + GEMM_FIXED_CYCLES
+    return fixed + geo.k_rows + (geo.mt * geo.nt - 1) * tile
+
+
+def choose_lowering(config, shape: ConvShape, precision="int8", out_format=1) -> Lowering:
+    """The band and packing with the fewest estimated cycles; ties go to the smaller band.
+
+    Bands with more GEMM columns than ``max(cols, Cout_g)`` (``Cout_g * h * w`` columns) are not
+    considered: once the columns are full, a larger band only lengthens K.
+    """
+    oh, ow = shape.out_size
+    limit = max(config.cols, shape.cout_g)
+    best = None
+    for bh in range(1, oh + 1):
+        for bw in range(1, ow + 1):
+            columns = shape.cout_g * bh * bw
+            if columns > limit:
+                break
+            for pack in range(1, min(shape.groups, max(1, config.cols // columns)) + 1):
+                lowering = Lowering((bh, bw), pack)
+                cycles = sum(estimate_gemm_cycles(config, m, k, n, precision == "int4", out_format)
+                             for m, k, n in lowering.gemm_shapes(shape))
+                key = (cycles, bh * bw, -pack)
+                if best is None or key < best[0]:
+                    best = (key, lowering)
+    return best[1]
+
+
+def band_patches(x, shape: ConvShape, lowering: Lowering) -> np.ndarray:
+    """A of one group: x (N, Cin_g, H, W) -> (N * bands, Cin_g * rows read * columns read)."""
+    (ph, pw), (bh, bw), (sh, sw) = shape.padding, lowering.band, shape.stride
+    rows, cols = lowering.offsets(shape, 0), lowering.offsets(shape, 1)
+    nby, nbx = lowering.bands(shape)
+    iy = (np.arange(nby) * bh * sh)[:, None] + rows[None, :]            # (nby, rows read)
+    ix = (np.arange(nbx) * bw * sw)[:, None] + cols[None, :]            # (nbx, columns read)
+    # zero padding, plus extra rows/columns read only by the outputs of ragged last bands (discarded)
+    extra_h = max(0, int(iy.max()) + 1 - (x.shape[2] + 2 * ph))
+    extra_w = max(0, int(ix.max()) + 1 - (x.shape[3] + 2 * pw))
+    xp = np.pad(x, ((0, 0), (0, 0), (ph, ph + extra_h), (pw, pw + extra_w)))
+    patches = xp[:, :, iy[:, :, None, None], ix[None, None, :, :]]     # (N, C, nby, rows, nbx, cols)
+    return patches.transpose(0, 2, 4, 1, 3, 5).reshape(x.shape[0] * nby * nbx, -1)
+
+
+def band_weights(w, shape: ConvShape, lowering: Lowering) -> np.ndarray:
+    """B of one group: w (Cout_g, Cin_g, kh, kw) -> (K, Cout_g * h * w), K ordered as in band_patches."""
+    (bh, bw), (sh, sw), (dh, dw) = lowering.band, shape.stride, shape.dilation
+    rows, cols = lowering.offsets(shape, 0), lowering.offsets(shape, 1)
+    cout_g, cin_g, kh, kw = w.shape
+    b = np.zeros((cin_g, len(rows), len(cols), cout_g, bh, bw), np.int64)
+    for oy in range(bh):
+        for ky in range(kh):
+            r = np.searchsorted(rows, oy * sh + ky * dh)
+            for ox in range(bw):
+                for kx in range(kw):
+                    b[:, r, np.searchsorted(cols, ox * sw + kx * dw), :, oy, ox] = w[:, :, ky, kx].T
+    return b.reshape(cin_g * len(rows) * len(cols), cout_g * bh * bw)
+
+
+def _block_diagonal(blocks):
+    out = np.zeros((sum(b.shape[0] for b in blocks), sum(b.shape[1] for b in blocks)), np.int64)
+    r = c = 0
+    for b in blocks:
+        out[r:r + b.shape[0], c:c + b.shape[1]] = b
+        r, c = r + b.shape[0], c + b.shape[1]
+    return out
+
+
+def _column_requant(requant, channels, repeat):
+    """The requant of GEMM columns (channel-major, ``repeat`` columns per channel)."""
     if requant is None or not requant.per_channel:
         return requant
-    mult = requant.multiplier[lo:hi] if isinstance(requant.multiplier, np.ndarray) else requant.multiplier
-    shift = requant.shift[lo:hi] if isinstance(requant.shift, np.ndarray) else requant.shift
+    mult, shift = (np.repeat(v[channels], repeat) for v in requant.channel_arrays(requant.channels))
     return Requant(mult, shift, requant.zero_point, requant.rounding)
 
 
-def conv2d_program(config, x, w, bias, stride, padding, dilation, groups, requant, relu, precision, out_dtype):
+def conv2d_program(config, x, w, bias, stride, padding, dilation, groups, requant, relu, precision, out_dtype,
+                   lowering: Lowering | None = None):
     """Build the Programs of a conv2d; return ``(programs, finish(memories) -> output, macs)``.
 
-    One Program holds as many groups as fit the memory; the rest go to further Programs.
+    ``lowering`` None: :func:`choose_lowering`'s. One Program holds as many GEMMs as fit the memory; the
+    rest go to further Programs. ``macs`` counts useful MACs only (:attr:`ConvShape.macs`).
     """
     x = integer_matrix(x, "x", ndim=4)
     w = integer_matrix(w, "w", ndim=4)
@@ -70,32 +209,30 @@ def conv2d_program(config, x, w, bias, stride, padding, dilation, groups, requan
     if cin_g * groups != cin:
         raise ValueError(f"w has {cin_g} input channels per group, x has {cin} channels in {groups} groups "
                          f"(expected {cin // groups})")
-    if requant is not None and isinstance(requant, Requant) and requant.per_channel and requant.channels != cout:
+    if requant is not None and not isinstance(requant, Requant):
+        raise TypeError(f"requant must be a tridsa.Requant or None, got {type(requant).__name__}")
+    if requant is not None and requant.per_channel and requant.channels != cout:
         raise ValueError(f"per-channel requant has {requant.channels} channels, the conv has {cout} output channels")
     if bias is not None:
         bias = np.asarray(bias)
         if bias.shape != (cout,):
             raise ValueError(f"bias must have shape ({cout},), got {bias.shape}")
-    oh = conv_output_size(h, kh, stride[0], padding[0], dilation[0])
-    ow = conv_output_size(wd, kw, stride[1], padding[1], dilation[1])
+    shape = ConvShape(n, cin, (h, wd), cout, (kh, kw), stride, padding, dilation, int(groups))
+    oh, ow = shape.out_size
     if oh < 1 or ow < 1:
         raise ValueError(f"the kernel {kh}x{kw} does not fit the padded {h}x{wd} input")
-    cout_g = cout // groups
-    # Small groups (depthwise: one output channel each) are packed side by side into one GEMM with a
-    # block-diagonal B, so one instruction fills the array's columns instead of one column per group.
-    pack = max(1, config.cols // cout_g)
+    out_format = OUT_FORMATS[resolve_out_dtype(out_dtype, requant)]
+    if lowering is None:
+        lowering = choose_lowering(config, shape, precision, out_format)
+    cout_g, band_pixels = shape.cout_g, lowering.band[0] * lowering.band[1]
     pieces, builder, calls = [], ProgramBuilder(config), []
-    for g0 in range(0, groups, pack):
-        gs = range(g0, min(g0 + pack, groups))
-        patches = np.concatenate([im2col(x[:, g * cin_g:(g + 1) * cin_g], kh, kw, stride, padding, dilation)[0]
-                                  for g in gs], axis=1)
-        kg = cin_g * kh * kw
-        weights = np.zeros((kg * len(gs), cout_g * len(gs)), np.int64)
-        for i, g in enumerate(gs):
-            weights[i * kg:(i + 1) * kg, i * cout_g:(i + 1) * cout_g] = w[g * cout_g:(g + 1) * cout_g].reshape(cout_g, -1).T
-        lo, hi = g0 * cout_g, (gs[-1] + 1) * cout_g
-        gbias = None if bias is None else bias[lo:hi]
-        args = (patches, weights.astype(np.int8), gbias, _group_requant(requant, lo, hi),
+    for g0 in range(0, groups, lowering.pack):
+        gs = range(g0, min(g0 + lowering.pack, groups))
+        patches = np.concatenate([band_patches(x[:, g * cin_g:(g + 1) * cin_g], shape, lowering) for g in gs], axis=1)
+        weights = _block_diagonal([band_weights(w[g * cout_g:(g + 1) * cout_g], shape, lowering) for g in gs])
+        channels = np.arange(g0 * cout_g, (gs[-1] + 1) * cout_g)
+        gbias = None if bias is None else np.repeat(bias[channels], band_pixels)
+        args = (patches, weights.astype(w.dtype), gbias, _column_requant(requant, channels, band_pixels),
                 relu, precision, out_dtype, f"groups{g0}")
         try:
             call = emit_gemm(builder, *args)
@@ -106,13 +243,14 @@ def conv2d_program(config, x, w, bias, stride, padding, dilation, groups, requan
             pieces.append((builder.build(), calls))
             builder, calls = ProgramBuilder(config), []
             call = emit_gemm(builder, *args)
-        call.macs //= len(gs)          # the block-diagonal zeros are not useful MACs
         calls.append(call)
     pieces.append((builder.build(), calls))
 
     def finish(memories):
+        (nby, nbx), (bh, bw) = lowering.bands(shape), lowering.band
         outs = [call.result(program, memory) for (program, calls), memory in zip(pieces, memories) for call in calls]
-        y = np.concatenate(outs, axis=1).reshape(n, oh, ow, cout)
-        return np.ascontiguousarray(y.transpose(0, 3, 1, 2))
+        y = np.concatenate(outs, axis=1).reshape(n, nby, nbx, cout, bh, bw)
+        y = y.transpose(0, 3, 1, 4, 2, 5).reshape(n, cout, nby * bh, nbx * bw)
+        return np.ascontiguousarray(y[:, :, :oh, :ow])
 
-    return [program for program, _ in pieces], finish, sum(c.macs for _, cs in pieces for c in cs)
+    return [program for program, _ in pieces], finish, shape.macs

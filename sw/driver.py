@@ -124,7 +124,10 @@ class Accelerator:
 
     def conv2d(self, x, w, bias=None, stride=1, padding=0, dilation=1, groups=1, requant=None, relu=False,
                precision="int8", out_dtype=None):
-        """2-D convolution (NCHW input, OIHW weights) lowered to GEMMs by im2col, one per group."""
+        """2-D convolution (NCHW input, OIHW weights) lowered to GEMMs by banded im2col (:mod:`tridsa.sw.conv`).
+
+        ``last_run.macs`` counts the useful MACs of the convolution, not the GEMMs' zero products.
+        """
         programs, finish, macs = conv2d_program(self.config, x, w, bias, stride, padding, dilation, groups,
                                                 requant, relu, precision, out_dtype)
         results = [self.run(program) for program in programs]
@@ -142,24 +145,41 @@ class Accelerator:
         docs/gather.md), False uses plain LRU; the result is the same.
         """
         from .gather_ops import gather_program
-        program, call = gather_program(self.config, table, indices, offsets, mode, per_sample_weights,
-                                       include_last_offset, padding_idx, cache_hints=cache_hints)
+        return self._gather(*gather_program(self.config, table, indices, offsets, mode, per_sample_weights,
+                                            include_last_offset, padding_idx, cache_hints=cache_hints))
+
+    def _gather(self, program, call):
+        """Run a gather Program; ``last_run`` gets the row cache counters (the cache model's on golden)."""
         result = self.run(program)
         self._stats(result, program, 0, self._peak("int8"))
         if self.backend.name == "golden":
             self.last_run.counters.update(call.golden_counters)
         return call.result(program, result.memory)
 
-    def embedding_bag_rowwise(self, qtable, bits, indices, offsets=None, mode="sum", per_sample_weights=None,
-                              include_last_offset=False):
-        """embedding_bag on an FBGEMM rowwise-quantized table (float32 result), computed on the host.
+    def embedding_bags(self, tables, indices_list, offsets_list, mode="sum", per_sample_weights=None,
+                       include_last_offset=False, cache_hints=True):
+        """embedding_bag of several same-width tables (one bag per sample each) in ONE gather call.
 
-        The gather engine pools integer tables only; FBGEMM's float32 FMA chain is evaluated by the golden
-        model :func:`tridsa.sw.embedding.embedding_bag_rowwise` (see docs/gather.md). ``last_run`` is None.
+        Table-batched as FBGEMM's TBE (:class:`tridsa.sw.gather_ops.TableBatch`): returns
+        ``(batch, len(tables), dim)`` int32, ``[:, t]`` equal to ``embedding_bag(tables[t], indices_list[t],
+        offsets_list[t], mode)``. ``per_sample_weights``: None or one array per table.
         """
-        from .embedding import embedding_bag_rowwise
-        self.last_run = None
-        return embedding_bag_rowwise(qtable, bits, indices, offsets, mode, per_sample_weights, include_last_offset)
+        from .gather_ops import TableBatch
+        return TableBatch(tables)(self, indices_list, offsets_list, mode, per_sample_weights, include_last_offset,
+                                  cache_hints=cache_hints)
+
+    def embedding_bag_rowwise(self, qtable, bits, indices, offsets=None, mode="sum", per_sample_weights=None,
+                              include_last_offset=False, cache_hints=True):
+        """embedding_bag on an FBGEMM rowwise-quantized table -> float32, bit-exact with FBGEMM.
+
+        The gather engine fetches the quantized rows through the row cache (GATHER mode copy: the
+        memory-bound part, counters in ``last_run``); the host dequantizes and pools them with FBGEMM's
+        float32 arithmetic (:func:`tridsa.sw.gather_ops.rowwise_gather_program`, docs/gather.md).
+        """
+        from .gather_ops import rowwise_gather_program
+        program, call, pool = rowwise_gather_program(self.config, qtable, bits, indices, offsets, mode,
+                                                     per_sample_weights, include_last_offset, cache_hints)
+        return pool(self._gather(program, call))
 
     def random_uint32(self, key, counter, n):
         """The first ``n`` uint32 words of the Philox4x32-10 stream of ``(key, counter)`` (docs/rng.md)."""

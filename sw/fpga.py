@@ -165,11 +165,11 @@ class HostLink:
 
     def __init__(self, transport: Transport, config, timeout: float = 5.0, retries: int = 2,
                  max_words: int = 256):
-        from ..hw.top import COUNTERS
+        from ..hw.top import counter_names
         self.transport, self.config = transport, config
         self.timeout, self.retries = timeout, retries
         self.max_words = max(1, min(max_words, MAX_COUNT))
-        self.counter_names = COUNTERS
+        self.counter_names = counter_names(config)
 
     # -- frames ----------------------------------------------------------------------------------
     def _reply(self, reply_len: int) -> bytes:

@@ -330,8 +330,10 @@ GENERATORS = {"GEMM": ("gemm_ops", _gen_gemm), "GATHER": ("gather_ops", _gen_gat
               "RNG": ("sketch_ops", _gen_rng), "SKETCH": ("sketch_ops", _gen_sketch)}
 
 
-def _structured_ops():
-    return [name for name, (module, _) in GENERATORS.items() if name in isa.OPCODES and _have(module)]
+def _structured_ops(config):
+    """Ops with a generator on this chip (an op of a missing engine is still reached by raw words)."""
+    return [name for name, (module, _) in GENERATORS.items()
+            if name in isa.OPCODES and config.has_op(name) and _have(module)]
 
 
 def _edge_value(rng, field, config):
@@ -441,7 +443,7 @@ def _attempt_program(config, rng, instructions, p_risky, max_cost):
     if rng.random() < 0.3:                      # junk at the top of memory: it must survive untouched
         n = int(rng.integers(1, min(64, config.mem_depth // 4)))
         ctx.builder.memory[config.mem_depth - n:] = rng.integers(0, 256, (n, config.mem_width), dtype=np.uint8)
-    structured = _structured_ops()
+    structured = _structured_ops(config)
     words, cost, stopped = [], 0, False
     target = int(rng.integers(1, instructions + 1))
 

@@ -9,10 +9,13 @@ Layout (addresses in memory words of ``W = Config.mem_width`` bytes, everything 
   is the row in bits ``[0:31]`` and the cache's *bypass* hint in bit :data:`BYPASS_BIT` = 31 (a miss
   of a bypass lookup is not allocated, see :mod:`tridsa.sw.row_cache`); plain row indices (bit 31
   clear) give plain LRU;
-* **output**: ``n_bags`` rows of ``dim`` int32, each on :func:`out_words` whole words, unused lanes 0.
+* **output**: ``n_bags`` rows of ``dim`` int32, each on :func:`out_words` whole words, unused lanes 0;
+  in mode ``copy``, ``n_bags`` rows of ``dim`` elements of the table's type laid out as table rows.
 
 The pooling is :func:`tridsa.sw.embedding.embedding_bag` on an integer table (int32 wrap-around sums,
-TFLite rounding for ``mean``, first-of-equals for ``max``, empty bag -> zeros). The cache is flushed at
+TFLite rounding for ``mean``, first-of-equals for ``max``, empty bag -> zeros). Mode ``copy`` is the
+sum written at the table's element width (wrapping): with one row per bag it copies the gathered rows,
+which is how the driver moves FBGEMM rowwise-quantized rows (raw bytes) through the engine. The cache is flushed at
 the start of every GATHER and sees the indices ``indices[0:off[n_bags]]`` in order, so its counters are
 :func:`tridsa.sw.row_cache.simulate` of that trace with the words' bypass hints.
 """
@@ -21,12 +24,14 @@ from __future__ import annotations
 import numpy as np
 
 from . import isa
-from .embedding import MODES, embedding_bag
+from .embedding import embedding_bag
 from .row_cache import simulate
 
-__all__ = ["DTYPES", "BYPASS_BIT", "ROW_MASK", "row_words", "out_words", "line_words", "int32_words", "check_gather", "execute_gather",
+__all__ = ["DTYPES", "MODES", "BYPASS_BIT", "ROW_MASK", "row_words", "out_words", "line_words", "int32_words", "check_gather", "execute_gather",
            "gather_counters", "COUNTER_NAMES"]
 
+#: mode field code -> pooling mode.
+MODES = ("sum", "mean", "max", "copy")
 #: dtype field code -> element type of the table.
 DTYPES = {0: np.dtype(np.int8), 1: np.dtype(np.int32)}
 #: Cache counters of the golden model (the hardware's ``gather_*`` counters of the same names).
@@ -45,9 +50,9 @@ def row_words(config, dim: int, dtype: int) -> int:
     return _ceil(dim * DTYPES[dtype].itemsize, config.mem_width)
 
 
-def out_words(config, dim: int) -> int:
-    """Words of one pooled (int32) output row."""
-    return _ceil(dim * 4, config.mem_width)
+def out_words(config, dim: int, dtype: int = 0, mode: int = 0) -> int:
+    """Words of one output row: ``dim`` int32, or in mode copy (3) a table row (:func:`row_words`)."""
+    return row_words(config, dim, dtype) if mode == 3 else _ceil(dim * 4, config.mem_width)
 
 
 def line_words(config) -> int:
@@ -68,13 +73,13 @@ def _int32s(memory, addr: int, n: int) -> np.ndarray:
 def check_gather(memory: np.ndarray, fields: dict, config) -> int:
     """The error code the hardware reports for a GATHER (0 if legal).
 
-    Priority: BAD_MODE (mode 3, or weights with a mode other than sum), BAD_SHAPE (``dim == 0`` or a
+    Priority: BAD_MODE (weights with a mode other than sum), BAD_SHAPE (``dim == 0`` or a
     row longer than a cache line), ADDR_RANGE (a region past the end of memory), BAD_OFFSETS
     (``off[0] != 0``, a decrease, or ``off[n_bags] > n_indices``; int32 compares), INDEX_RANGE (the row
     field, bits ``[0:31]``, of any of the ``n_indices`` index words ``>= rows``; the hint bit is ignored). The two data checks read memory, which the
     hardware does in a check pass before it writes anything.
     """
-    if fields["mode"] == 3 or (fields["weighted"] and fields["mode"] != 0):
+    if fields["weighted"] and fields["mode"] != 0:
         return isa.ERRORS["BAD_MODE"]
     dim, dtype = fields["dim"], fields["dtype"]
     if dim == 0 or row_words(config, dim, dtype) > line_words(config):
@@ -82,7 +87,7 @@ def check_gather(memory: np.ndarray, fields: dict, config) -> int:
     n, bags = fields["n_indices"], fields["n_bags"]
     regions = [(fields["table_addr"], fields["rows"] * row_words(config, dim, dtype)),
                (fields["idx_addr"], int32_words(config, n)), (fields["off_addr"], int32_words(config, bags + 1)),
-               (fields["out_addr"], bags * out_words(config, dim))]
+               (fields["out_addr"], bags * out_words(config, dim, dtype, fields["mode"]))]
     if fields["weighted"]:
         regions.append((fields["w_addr"], int32_words(config, n)))
     if any(addr + words > config.mem_depth for addr, words in regions):
@@ -122,11 +127,13 @@ def execute_gather(memory: np.ndarray, fields: dict, config) -> int:
         return 0
     idx, _, off = _trace(memory, fields)
     weights = _int32s(memory, fields["w_addr"], idx.size) if fields["weighted"] else None
-    pooled = embedding_bag(_table(memory, fields, config), idx, off, MODES[fields["mode"]],
+    copy = fields["mode"] == 3
+    pooled = embedding_bag(_table(memory, fields, config), idx, off, "sum" if copy else MODES[fields["mode"]],
                            per_sample_weights=weights, include_last_offset=True)
-    ow = out_words(config, fields["dim"])
-    out = np.zeros((bags, ow * config.mem_width // 4), "<i4")
-    out[:, :fields["dim"]] = pooled
+    dtype = DTYPES[fields["dtype"]] if copy else np.dtype(np.int32)
+    ow = out_words(config, fields["dim"], fields["dtype"], fields["mode"])
+    out = np.zeros((bags, ow * config.mem_width // dtype.itemsize), dtype.newbyteorder("<"))
+    out[:, :fields["dim"]] = pooled.astype(dtype)               # copy: wraps to the element width
     memory[fields["out_addr"]:fields["out_addr"] + bags * ow] = out.view(np.uint8).reshape(bags * ow, -1)
     return 0
 

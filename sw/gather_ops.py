@@ -11,6 +11,11 @@ anything runs. The driver lowers what the instruction does not have:
 * the row cache policy: with ``cache_hints=True`` (the default) the indices are profiled
   (:func:`tridsa.sw.cache_hints.hot_plan`), the table is laid out hottest row first and every index
   word carries the bypass hint of a cold row; ``cache_hints=False`` keeps the table order and plain LRU.
+
+:class:`TableBatch` lowers the embedding_bags of several tables (one DLRM step) to ONE embedding_bag,
+as FBGEMM's table-batched embedding (TBE) does: the tables are stacked into one table, every table's
+indices are shifted by its first row, and the bags are ordered sample-major, so one GATHER pools all of
+them and its output is ``(batch, tables, dim)``.
 """
 from __future__ import annotations
 
@@ -21,11 +26,12 @@ import numpy as np
 from .builder import ProgramBuilder
 from .cache_hints import hot_plan, identity_plan
 from .embedding import _bags, _check_mode, _check_weights
-from .gather_golden import BYPASS_BIT, DTYPES, COUNTER_NAMES, gather_counters, line_words, out_words, row_words
+from .gather_golden import BYPASS_BIT, DTYPES, COUNTER_NAMES, MODES, gather_counters, line_words, out_words, row_words
 
-__all__ = ["GatherCall", "emit_gather", "gather_program", "pack_table", "pack_int32"]
+__all__ = ["GatherCall", "TableBatch", "emit_gather", "gather_program", "rowwise_gather_program", "pack_table",
+           "pack_int32"]
 
-_MODE_CODES = {"sum": 0, "mean": 1, "max": 2}
+_MODE_CODES = {mode: code for code, mode in enumerate(MODES)}
 _DTYPE_CODES = {dtype: code for code, dtype in DTYPES.items()}
 _LIMIT = 1 << 24          # rows, indices and bags fit the instruction's 24-bit fields
 
@@ -56,13 +62,14 @@ class GatherCall:
     n_bags: int
     dim: int
     golden_counters: dict    # the cache model's counters summed over the instructions (gather_*)
+    dtype: np.dtype = np.dtype(np.int32)     # of the output: int32, or the table's in mode copy
 
     def result(self, program, memory) -> np.ndarray:
-        out = np.zeros((self.n_bags, self.dim), np.int32)
+        out = np.zeros((self.n_bags, self.dim), self.dtype)
         for name, col, dim in self.regions:
             if self.n_bags:
                 words = program.read(memory, name)
-                values = np.ascontiguousarray(words).view("<i4").reshape(self.n_bags, -1)
+                values = np.ascontiguousarray(words).view(self.dtype.newbyteorder("<")).reshape(self.n_bags, -1)
                 out[:, col:col + dim] = values[:, :dim]
         return out
 
@@ -81,10 +88,14 @@ def _table(table) -> np.ndarray:
 
 def emit_gather(builder: ProgramBuilder, table, indices, offsets=None, mode="sum", per_sample_weights=None,
                 include_last_offset=False, padding_idx=None, name="emb", cache_hints=True) -> GatherCall:
-    """Validate an embedding_bag, lay out its operands and emit one GATHER per column chunk."""
+    """Validate an embedding_bag, lay out its operands and emit one GATHER per column chunk.
+
+    ``mode`` is torch's ("sum", "mean", "max") or "copy": the rows' sum at the table's element width
+    (wrapping), so a bag of one row returns that row as it is (how rowwise-quantized rows travel)."""
     cfg = builder.config
     tab = _table(table)
-    mode = _check_mode(mode)
+    if mode != "copy":
+        mode = _check_mode(mode)
     num_rows, dim = tab.shape
     idx, starts, ends = _bags(indices, offsets, include_last_offset, num_rows)
     weights = _check_weights(per_sample_weights, mode, idx.size, integer=True)
@@ -121,13 +132,14 @@ def emit_gather(builder: ProgramBuilder, table, indices, offsets=None, mode="sum
         part = laid_out[:, col:col + chunk]
         region = f"{name}{col}"
         fields = dict(shared, dim=part.shape[1], table_addr=builder.put(pack_table(part, cfg)),
-                      out_addr=builder.alloc(n_bags * out_words(cfg, part.shape[1]), region))
+                      out_addr=builder.alloc(n_bags * out_words(cfg, part.shape[1], dtype, _MODE_CODES[mode]), region))
         builder.emit("GATHER", **fields)
         for key, value in gather_counters(builder.memory, fields, cfg).items():
             totals[key] += value
         regions.append((region, col, part.shape[1]))
     assert all(row_words(cfg, d, dtype) <= line_words(cfg) for _, _, d in regions)
-    return GatherCall(regions, n_bags, dim, {f"gather_{k}": v for k, v in totals.items()})
+    return GatherCall(regions, n_bags, dim, {f"gather_{k}": v for k, v in totals.items()},
+                      tab.dtype if mode == "copy" else np.dtype(np.int32))
 
 
 def gather_program(config, *args, **kwargs):
@@ -135,3 +147,102 @@ def gather_program(config, *args, **kwargs):
     builder = ProgramBuilder(config)
     call = emit_gather(builder, *args, **kwargs)
     return builder.build(), call
+
+
+def rowwise_gather_program(config, qtable, bits, indices, offsets=None, mode="sum", per_sample_weights=None,
+                           include_last_offset=False, cache_hints=True):
+    """FBGEMM's rowwise-quantized embedding_bag, split where the memory traffic ends.
+
+    One GATHER in mode copy fetches the fused row (quantized values, scale, bias) of every index
+    through the row cache, one bag per index; ``pool(rows)`` then dequantizes and pools those rows on
+    the host with FBGEMM's float32 arithmetic (:func:`tridsa.sw.embedding.embedding_bag_rowwise` over
+    the gathered rows, which is that function over the table, bit for bit). Arguments as
+    :func:`~tridsa.sw.embedding.embedding_bag_rowwise` (validated the same way, before anything runs).
+
+    Returns ``(program, call, pool)``: ``pool(call.result(program, memory))`` is the float32 result.
+    """
+    from .embedding import embedding_bag_rowwise, unpack_rowwise
+    q = np.asarray(qtable)
+    unpack_rowwise(q, bits)
+    mode = _check_mode(mode)
+    idx, starts, ends = _bags(indices, offsets, include_last_offset, q.shape[0])
+    weights = _check_weights(per_sample_weights, mode, idx.size, integer=False)
+    program, call = gather_program(config, q.view(np.int8), idx, np.arange(idx.size), "copy", cache_hints=cache_hints)
+    bags = np.append(starts, ends[-1] if ends.size else 0)        # bags are contiguous runs of positions
+
+    def pool(rows):
+        return embedding_bag_rowwise(rows.view(np.uint8), bits, np.arange(idx.size), bags, mode, weights,
+                                     include_last_offset=True)
+    return program, call, pool
+
+
+class TableBatch:
+    """Table-batched embedding: ``embedding_bag`` of several same-width tables as one call.
+
+    ``tables``: a sequence of 2-D int8/int32 arrays, all with the same ``dim`` and dtype. The stacked
+    table is :attr:`table`; table ``t``'s row ``r`` is its row ``first_row[t] + r``.
+
+    ``TableBatch(tables)(acc, indices_list, offsets_list, mode)`` returns ``(batch, len(tables), dim)``
+    int32 where ``out[:, t]`` is ``acc.embedding_bag(tables[t], indices_list[t], offsets_list[t], mode)``
+    bit for bit (pooling never mixes bags, and a bag only holds rows of its own table). ``acc`` is
+    anything with the driver's ``embedding_bag`` (an :class:`~tridsa.sw.driver.Accelerator`, a
+    :class:`~tridsa.sw.profile.CheckedAccelerator`).
+    """
+
+    def __init__(self, tables):
+        tables = [_table(t) for t in tables]
+        if not tables:
+            raise ValueError("tables must hold at least one table")
+        for t, tab in enumerate(tables):
+            if (tab.shape[1], tab.dtype) != (tables[0].shape[1], tables[0].dtype):
+                raise ValueError(f"tables[{t}] is {tab.dtype} with dim {tab.shape[1]}; every table must match "
+                                 f"tables[0] ({tables[0].dtype}, dim {tables[0].shape[1]})")
+        self.num_tables = len(tables)
+        self.rows = np.array([tab.shape[0] for tab in tables], np.int64)
+        self.first_row = np.concatenate([[0], np.cumsum(self.rows)[:-1]])
+        self.table = _table(np.concatenate(tables))
+
+    def lower(self, indices_list, offsets_list, per_sample_weights=None, include_last_offset=False):
+        """The one embedding_bag: ``(indices, offsets, weights)`` of the stacked table, ``include_last_offset=True``
+        form, bag ``b * num_tables + t`` = table ``t``'s bag ``b``.
+
+        Every table's bags are validated with torch's rules (errors name the table); all tables need
+        the same number of bags. ``per_sample_weights``: None or one weight array per table.
+        """
+        T = self.num_tables
+        if len(indices_list) != T or len(offsets_list) != T:
+            raise ValueError(f"indices_list and offsets_list must hold one entry per table ({T}), "
+                             f"got {len(indices_list)} and {len(offsets_list)}")
+        if per_sample_weights is not None and len(per_sample_weights) != T:
+            raise ValueError(f"per_sample_weights must be None or hold one array per table ({T})")
+        flat, weights, starts, ends, base = [], [], [], [], 0
+        for t in range(T):
+            try:
+                idx, s, e = _bags(indices_list[t], offsets_list[t], include_last_offset, int(self.rows[t]))
+                if per_sample_weights is not None:
+                    weights.append(_check_weights(per_sample_weights[t], "sum", idx.size, integer=True))
+            except (TypeError, ValueError, IndexError) as exc:
+                raise type(exc)(f"table {t}: {exc}") from None
+            if t and s.size != starts[0].size:
+                raise ValueError(f"table {t} has {s.size} bags, table 0 has {starts[0].size}: "
+                                 "every table needs one bag per sample")
+            flat.append(idx + self.first_row[t])
+            starts.append(s + base)
+            ends.append(e + base)
+            base += idx.size
+        starts, ends = np.stack(starts, axis=1).reshape(-1), np.stack(ends, axis=1).reshape(-1)  # sample-major
+        lengths = ends - starts
+        off = np.concatenate([[0], np.cumsum(lengths)])
+        positions = np.repeat(starts - off[:-1], lengths) + np.arange(off[-1])
+        indices = np.concatenate(flat)[positions]
+        return indices, off, (np.concatenate(weights)[positions] if weights else None)
+
+    def __call__(self, acc, indices_list, offsets_list, mode="sum", per_sample_weights=None,
+                 include_last_offset=False, **kwargs):
+        """Pool every table's bags in one ``acc.embedding_bag`` call -> ``(batch, tables, dim)`` int32."""
+        indices, off, weights = self.lower(indices_list, offsets_list, per_sample_weights, include_last_offset)
+        if weights is not None:
+            kwargs["per_sample_weights"] = weights
+        # the last bag ends at the end of ``indices``: plain offsets suffice
+        out = acc.embedding_bag(self.table, indices, off[:-1], mode, **kwargs)
+        return out.reshape(-1, self.num_tables, self.table.shape[1])

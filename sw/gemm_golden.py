@@ -6,29 +6,43 @@ import numpy as np
 from . import isa
 from .gemm_layout import PARAM_WORDS, GemmGeometry, blocks_from_words, pack_c
 
-__all__ = ["check_gemm", "execute_gemm"]
+__all__ = ["check_gemm", "execute_gemm", "regions", "problems"]
+
+
+def problems(fields: dict) -> int:
+    """Problems of a (batched) GEMM instruction: ``batch``, where 0 means one."""
+    return max(1, fields["batch"])
+
+
+def _problem_words(geo: GemmGeometry) -> dict:
+    """Words of one problem's regions, by region name (``a``, ``b``, ``c``, ``p``)."""
+    return {"a": geo.a_words, "b": geo.b_words, "c": geo.c_words, "p": geo.p_words}
+
+
+def regions(fields: dict, config) -> dict:
+    """``{"a"|"b"|"c"|"p": (first word, words)}``: the whole batch's operand, result and parameter regions."""
+    count = problems(fields)
+    return {name: (fields[f"{name}_addr"], count * words)
+            for name, words in _problem_words(geometry(fields, config)).items()}
 
 
 def check_gemm(fields: dict, config) -> int:
     """The error code the hardware reports for these GEMM fields (0 if the instruction is legal).
 
-    Priority: BAD_MODE, then BAD_SHAPE, then ADDR_RANGE, then OVERLAP (C overlaps A, B or P).
+    Priority: BAD_MODE, then BAD_SHAPE, then ADDR_RANGE (a region of the whole batch past the end of
+    memory), then OVERLAP (the batch's C region meets its A, B or P region).
     """
     if (fields["int4"] and not config.int4) or fields["rounding"] == 3 or \
             (not fields["requant"] and fields["out_format"] != 0):
         return isa.ERRORS["BAD_MODE"]
     if min(fields["m"], fields["k"], fields["n"]) == 0:
         return isa.ERRORS["BAD_SHAPE"]
-    geo = geometry(fields, config)
-    for addr, words in ((fields["a_addr"], geo.a_words), (fields["b_addr"], geo.b_words),
-                        (fields["c_addr"], geo.c_words), (fields["p_addr"], geo.p_words)):
-        if addr + words > config.mem_depth:
-            return isa.ERRORS["ADDR_RANGE"]
-    c_lo, c_hi = fields["c_addr"], fields["c_addr"] + geo.c_words
-    for addr, words in ((fields["a_addr"], geo.a_words), (fields["b_addr"], geo.b_words),
-                        (fields["p_addr"], geo.p_words)):
-        if addr < c_hi and c_lo < addr + words:
-            return isa.ERRORS["OVERLAP"]
+    spans = regions(fields, config)
+    if any(addr + words > config.mem_depth for addr, words in spans.values()):
+        return isa.ERRORS["ADDR_RANGE"]
+    c_lo, c_words = spans["c"]
+    if any(addr < c_lo + c_words and c_lo < addr + words for addr, words in (spans["a"], spans["b"], spans["p"])):
+        return isa.ERRORS["OVERLAP"]
     return 0
 
 
@@ -55,15 +69,24 @@ def _int32_words(words: np.ndarray, cols: int) -> np.ndarray:
 
 def execute_gemm(memory: np.ndarray, fields: dict, config) -> int:
     """Execute one GEMM instruction in place on ``memory`` ((depth, width) uint8); return the error code."""
-    from .requant import requantize_raw
     error = check_gemm(fields, config)
     if error:
         return error
     geo = geometry(fields, config)
+    for g in range(problems(fields)):
+        at = {name: fields[f"{name}_addr"] + g * words for name, words in _problem_words(geo).items()}
+        memory[at["c"]:at["c"] + geo.c_words] = _problem(memory, at, fields, geo)
+    return 0
+
+
+def _problem(memory, at, fields, geo) -> np.ndarray:
+    """The C words of one problem whose regions start at ``at`` (names as in :func:`regions`)."""
+    from .requant import requantize_raw
+    config = geo.config
     R, C = config.rows, config.cols
-    a_words = memory[fields["a_addr"]:fields["a_addr"] + geo.a_words]
-    b_words = memory[fields["b_addr"]:fields["b_addr"] + geo.b_words]
-    p_words = memory[fields["p_addr"]:fields["p_addr"] + geo.p_words].reshape(geo.nt, PARAM_WORDS, config.mem_width)
+    a_words = memory[at["a"]:at["a"] + geo.a_words]
+    b_words = memory[at["b"]:at["b"] + geo.b_words]
+    p_words = memory[at["p"]:at["p"] + geo.p_words].reshape(geo.nt, PARAM_WORDS, config.mem_width)
     a = _operand_values(blocks_from_words(a_words, R, geo.k_rows, geo.a_block_words), geo.int4, fields["a_signed"])
     b = _operand_values(blocks_from_words(b_words, C, geo.k_rows, geo.b_block_words), geo.int4, fields["b_signed"])
     tiles = []
@@ -77,6 +100,4 @@ def execute_gemm(memory: np.ndarray, fields: dict, config) -> int:
                                         enable=bool(fields["requant"]), rounding=fields["rounding"],
                                         zero_point=fields["zero_point"], out_format=fields["out_format"],
                                         relu=bool(fields["relu"])))
-    out = pack_c(np.stack(tiles), geo)
-    memory[fields["c_addr"]:fields["c_addr"] + geo.c_words] = out
-    return 0
+    return pack_c(np.stack(tiles), geo)

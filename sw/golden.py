@@ -45,7 +45,7 @@ def execute(program: Program) -> RunResult:
     retired, error, error_pc = 0, 0, 0
     for pc, word in enumerate(program.instructions):
         op, fields = isa.decode(int(word))
-        if op is None:
+        if op is None or not config.has_op(op.name):
             error, error_pc = isa.ERRORS["ILLEGAL_OPCODE"], pc
             break
         if op.name == "HALT":

@@ -22,6 +22,7 @@ class Field:
     width: int
     doc: str
     signed: bool = False
+    default: int | None = None      # value when :func:`encode` is not given the field (None: required)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -62,6 +63,9 @@ OPS = (
         Field("out_format", 2, "0 int32, 1 int8, 2 uint8, 3 int4"),
         Field("relu", 1, "1: clamp below at the zero point"),
         Field("zero_point", 16, "output zero point", signed=True),
+        Field("batch", 16, "independent problems of this shape and mode, operands back to back: problem g "
+              "uses a_addr + g*A words, b_addr + g*B words, p_addr + g*P words, c_addr + g*C words "
+              "(0 or 1: one problem)", default=0),
     )),
     Op("GATHER", 0x20, "embedding_bag: pool table rows per bag through the row cache (see docs/gather.md).", (
         Field("table_addr", _ADDR, "table: `rows` rows of `dim` int8/int32 elements, each row on whole words"),
@@ -73,8 +77,8 @@ OPS = (
         Field("off_addr", _ADDR, "n_bags + 1 int32 offsets, packed: 0, non-decreasing, last <= n_indices"),
         Field("n_bags", 24, "number of bags (output rows)"),
         Field("w_addr", _ADDR, "n_indices int32 per-sample weights, packed (read only if weighted)"),
-        Field("out_addr", _ADDR, "n_bags output rows of dim int32, each row on whole words"),
-        Field("mode", 2, "0 sum, 1 mean, 2 max"),
+        Field("out_addr", _ADDR, "n_bags output rows of dim int32 (mode copy: of the table's type), each row on whole words"),
+        Field("mode", 2, "0 sum, 1 mean, 2 max, 3 copy (the sum at the table's element width: one row per bag copies rows)"),
         Field("weighted", 1, "1: sum of weight * row (mode sum only)"),
     )),
     Op("RNG", 0x30, "Write the Philox4x32-10 word stream of (key, counter) to memory (see docs/sketch.md).", (
@@ -100,6 +104,10 @@ OPS = (
 )
 
 OPCODES = {op.name: op for op in OPS}
+
+# engine name -> the instructions it executes. ``Config.engines`` picks which engines a chip has; an
+# instruction of a missing engine is ILLEGAL_OPCODE (golden model and gateware alike).
+ENGINE_OPS = {"gemm": ("GEMM",), "gather": ("GATHER",), "sketch": ("RNG", "SKETCH")}
 _BY_CODE = {op.code: op for op in OPS}
 
 # Status register error codes (0 = no error). The first error stops the program.
@@ -117,13 +125,14 @@ ERROR_NAMES = {code: name for name, code in ERRORS.items()}
 
 
 def encode(op_name: str, **values) -> int:
-    """Pack one instruction; every field of the op must be given and fit its width."""
+    """Pack one instruction; every field of the op must be given (or have a default) and fit its width."""
     if op_name not in OPCODES:
         raise ValueError(f"unknown op {op_name!r}: expected one of {sorted(OPCODES)}")
     op = OPCODES[op_name]
     word = op.code
     offsets = op.offsets()
     names = {f.name for f in op.fields}
+    values = {**{f.name: f.default for f in op.fields if f.default is not None}, **values}
     if set(values) != names:
         raise ValueError(f"{op_name} needs fields {sorted(names)}, got {sorted(values)}")
     for field in op.fields:

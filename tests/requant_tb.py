@@ -125,6 +125,7 @@ async def requant_stream(dut):
         dut.zero_point.value = cmd["zero_point"] & ((1 << ZERO_POINT_BITS) - 1)
         dut.out_format.value = cmd["out_format"]
         dut.relu.value = cmd["relu"]
+        await FallingEdge(dut.clk)  # the unit registers its command constants
         sent = received = 0
         holding = False
         stalled = None  # payload of a valid output that was not taken last cycle

@@ -1,7 +1,7 @@
 """cocotb test module: reset asserted in the middle of a command, then a correct run (tests/test_fuzz.py).
 
 Drives ``tridsa_top`` like :mod:`tridsa.sim.cocotb_top_tb` (memory loaded by ``+mem_in``, dumped by
-``+mem_out``). Reads ``$TRIDSA_RUN_DIR/reset.json`` (``instructions``, ``reset_at``, ``max_cycles``):
+``+mem_out``). Reads ``$TRIDSA_RUN_DIR/reset.json`` (``instructions``, ``reset_at``, ``max_cycles``, ``counters``):
 
 1. push an illegal opcode, wait for ``halted`` with ILLEGAL_OPCODE, pulse reset: status must clear;
 2. push the Program, wait ``reset_at`` cycles (the Program is still running), pulse reset for 3 cycles
@@ -18,12 +18,11 @@ from pathlib import Path
 import cocotb
 from cocotb.triggers import ClockCycles, FallingEdge
 
-from tridsa.hw.top import COUNTER_BITS, COUNTERS
 from tridsa.sim.cocotb_top_tb import counters, dump, push, start, wait_halted
 
 
-def _counters(dut):
-    return counters(dut, COUNTERS, COUNTER_BITS)
+def _counters(dut, spec):
+    return counters(dut, spec["counters"]["names"], spec["counters"]["bits"])
 
 
 async def _reset(dut, cycles):
@@ -53,18 +52,18 @@ async def reset_in_the_middle(dut):
     await ClockCycles(dut.clk, spec["reset_at"])
     await FallingEdge(dut.clk)
     mid_run = not dut.halted.value
-    before = _counters(dut)
+    before = _counters(dut, spec)
     await _reset(dut, 3)
     await ClockCycles(dut.clk, 5)                 # idle after reset: nothing may start by itself
     await FallingEdge(dut.clk)
-    after = _counters(dut)
+    after = _counters(dut, spec)
     assert not dut.halted.value and int(dut.error.value) == 0, "status survived reset"
     assert not any(after.values()), f"counters survived reset: {after}"
 
     # 3. a correct run
     await push(dut, program)
     await wait_halted(dut, spec["max_cycles"])
-    status = {"error": int(dut.error.value), "error_pc": int(dut.error_pc.value), "counters": _counters(dut),
+    status = {"error": int(dut.error.value), "error_pc": int(dut.error_pc.value), "counters": _counters(dut, spec),
               "mid_run": mid_run, "retired_before_reset": before["retired"]}
     await dump(dut)
     (run_dir / "status.json").write_text(json.dumps(status))

@@ -1,9 +1,10 @@
-"""conv2d lowered to GEMMs (im2col) vs a direct NumPy convolution, and on every backend."""
+"""conv2d lowered to GEMMs (banded im2col) vs a direct NumPy convolution, every lowering, every backend."""
 import numpy as np
 import pytest
 
 from conftest import SMALL, accelerator, backend_params
-from tridsa import Requant
+from tridsa import Accelerator, Config, Requant
+from tridsa.sw.conv import ConvShape, Lowering, choose_lowering, conv2d_program, estimate_gemm_cycles
 from tridsa.sw.requant import requantize
 
 
@@ -76,6 +77,13 @@ def test_conv_every_backend(backend, seed):
     np.testing.assert_array_equal(acc.conv2d(x, w, padding=1, groups=4), direct_conv(x, w, padding=(1, 1), groups=4))
     x4 = (x // 16).astype(np.int8)
     np.testing.assert_array_equal(acc.conv2d(x4, w2, stride=2, precision="int4"), direct_conv(x4, w2, stride=(2, 2)))
+    # int4 depthwise in 2x2 bands, 2 channels per GEMM, per-channel requant and ReLU
+    w4 = (w // 16).astype(np.int8)
+    bias = rng.integers(-100, 100, 4)
+    rq = Requant.from_scale(rng.uniform(0.01, 0.1, 4), zero_point=-2, rounding="half_up")
+    programs, finish, _ = conv2d_program(SMALL, x4, w4, bias, 1, 1, 1, 4, rq, True, "int4", None, Lowering((2, 2), 2))
+    expected = _expected(x4, w4, bias, rq, True, dict(stride=(1, 1), padding=(1, 1), dilation=(1, 1), groups=4))
+    np.testing.assert_array_equal(finish([acc.run(program).memory for program in programs]), expected)
 
 
 @pytest.mark.parametrize("kwargs, words", [
@@ -94,11 +102,123 @@ def test_conv_bad_input(kwargs, words):
 
 def test_conv_larger_than_memory_splits_programs(seed):
     """A grouped conv whose groups do not fit one Program's memory runs as several Programs."""
-    from tridsa import Accelerator, Config
     cfg = SMALL.replace(mem_depth=512)
     rng = np.random.default_rng(seed)
     x = rng.integers(-128, 128, (2, 8, 8, 8)).astype(np.int8)
     w = rng.integers(-128, 128, (8, 1, 3, 3)).astype(np.int8)
+    for lowering in (None, Lowering((1, 1), 4), Lowering((2, 2), 1)):
+        programs, finish, _ = conv2d_program(cfg, x, w, None, 1, 1, 1, 8, None, False, "int8", None, lowering)
+        assert len(programs) > 1
+        acc = Accelerator("golden", cfg)
+        y = finish([acc.run(program).memory for program in programs])
+        np.testing.assert_array_equal(y, direct_conv(x, w, padding=(1, 1), groups=8))
+
+
+# -- lowerings: every band and packing gives the golden conv --------------------------------------
+
+def _random_conv(rng, precision):
+    """A random conv2d problem: shapes, stride 1-2, padding, dilation, groups, operands, requant, relu."""
+    groups = int(rng.choice([1, 2, 3, 4, 6]))
+    depthwise = rng.random() < 0.5
+    cin_g = 1 if depthwise else int(rng.integers(1, 4))
+    cout_g = int(rng.choice([1, 1, 2, 3])) if depthwise else int(rng.integers(1, 6))
+    kh, kw = (int(v) for v in rng.choice([1, 2, 3], 2, p=[0.2, 0.2, 0.6]))
+    stride, dilation = tuple(int(v) for v in rng.integers(1, 3, 2)), tuple(int(v) for v in rng.integers(1, 3, 2))
+    padding = tuple(int(v) for v in rng.integers(0, 3, 2))
+    size = tuple(int(dilation[i] * (k - 1) + 1 + rng.integers(0, 7)) for i, k in enumerate((kh, kw)))
+    lo, hi = (-8, 8) if precision == "int4" else (-128, 128)
+    unsigned = precision == "int8" and rng.random() < 0.3
+    x = (rng.integers(0, 256, (int(rng.integers(1, 4)), cin_g * groups) + size).astype(np.uint8) if unsigned
+         else rng.integers(lo, hi, (int(rng.integers(1, 4)), cin_g * groups) + size).astype(np.int8))
+    w = (rng.integers(0, 256, (cout_g * groups, cin_g, kh, kw)).astype(np.uint8) if precision == "int8" and
+         rng.random() < 0.2 else rng.integers(lo, hi, (cout_g * groups, cin_g, kh, kw)).astype(np.int8))
+    cout = w.shape[0]
+    bias = rng.integers(-3000, 3000, cout) if rng.random() < 0.7 else None
+    rq = None
+    if rng.random() < 0.7:
+        scales = rng.uniform(0.0005, 0.02, cout) if rng.random() < 0.7 else float(rng.uniform(0.0005, 0.02))
+        rq = Requant.from_scale(scales, zero_point=int(rng.integers(-5, 6)),
+                                rounding=str(rng.choice(["tflite", "half_up", "half_even"])))
+    relu = bool(rng.random() < 0.5)
+    conv = dict(stride=stride, padding=padding, dilation=dilation, groups=groups)
+    return x, w, bias, rq, relu, conv
+
+
+def _expected(x, w, bias, rq, relu, conv):
+    acc = direct_conv(x, w, conv["stride"], conv["padding"], conv["dilation"], conv["groups"])
+    return requantize(acc.transpose(0, 2, 3, 1), bias, rq, relu).transpose(0, 3, 1, 2)
+
+
+def _lowerings(shape):
+    """The automatic choice, plain im2col, full block-diagonal packing and a few bands (some ragged)."""
+    oh, ow = shape.out_size
+    return [None, Lowering((1, 1), 1), Lowering((1, 1), shape.groups), Lowering((2, min(4, ow)), 1),
+            Lowering((min(3, oh), 2), 2), Lowering((oh, ow), 1)]
+
+
+@pytest.mark.parametrize("precision", ["int8", "int4"])
+def test_every_lowering_matches_direct_conv(precision, seed):
+    """Random convs (stride, padding, dilation, batch, groups, int8/uint8/int4 operands, requant, relu):
+    every lowering gives the direct convolution bit for bit."""
+    rng = np.random.default_rng(seed)
+    cfg = SMALL.replace(mem_depth=1 << 14)
     acc = Accelerator("golden", cfg)
-    np.testing.assert_array_equal(acc.conv2d(x, w, padding=1, groups=8), direct_conv(x, w, padding=(1, 1), groups=8))
-    assert acc.last_run.instructions == 2      # 4 channels per GEMM (block-diagonal), one GEMM per Program
+    for _ in range(25):
+        x, w, bias, rq, relu, conv = _random_conv(rng, precision)
+        expected = _expected(x, w, bias, rq, relu, conv)
+        shape = ConvShape(x.shape[0], x.shape[1], x.shape[2:], w.shape[0], w.shape[2:], conv["stride"],
+                          conv["padding"], conv["dilation"], conv["groups"])
+        for lowering in _lowerings(shape):
+            programs, finish, macs = conv2d_program(cfg, x, w, bias, conv["stride"], conv["padding"],
+                                                    conv["dilation"], conv["groups"], rq, relu, precision, None,
+                                                    lowering)
+            y = finish([acc.run(program).memory for program in programs])
+            assert y.dtype == expected.dtype
+            np.testing.assert_array_equal(y, expected, err_msg=f"{lowering} {conv} x{x.shape} w{w.shape}")
+            assert macs == x.shape[0] * w.shape[0] * y.shape[2] * y.shape[3] * w[0].size
+
+
+def test_depthwise_uses_bands_and_counts_useful_macs(seed):
+    """The CNN's depthwise layer (32 channels, 6x6 -> 4x4, batch 8) on the default 8x8 array: the
+    cost model prefers output bands to the block-diagonal im2col, and MACs are the useful ones."""
+    cfg = Config()
+    shape = ConvShape(8, 32, (6, 6), 32, (3, 3), (1, 1), (0, 0), (1, 1), 32)
+    for precision in ("int8", "int4"):
+        chosen = choose_lowering(cfg, shape, precision)
+        assert chosen.band != (1, 1)
+
+        def cycles(lowering):
+            return sum(estimate_gemm_cycles(cfg, m, k, n, precision == "int4")
+                       for m, k, n in lowering.gemm_shapes(shape))
+        assert cycles(chosen) < cycles(Lowering((1, 1), cfg.cols))
+        assert all(cycles(chosen) <= cycles(Lowering(band, pack)) for band in ((1, 1), (2, 4), (4, 4), (1, 4))
+                   for pack in (1, 2, 4))
+    rng = np.random.default_rng(seed)
+    x = rng.integers(-128, 128, (8, 32, 6, 6)).astype(np.int8)
+    w = rng.integers(-128, 128, (32, 1, 3, 3)).astype(np.int8)
+    acc = Accelerator("golden", cfg)
+    np.testing.assert_array_equal(acc.conv2d(x, w, groups=32), direct_conv(x, w, groups=32))
+    assert acc.last_run.macs == 8 * 32 * 4 * 4 * 9
+
+
+def test_regular_convs_keep_plain_im2col():
+    """With at least `cols` output channels per group, bands only lengthen K: plain im2col is chosen."""
+    cfg = Config()
+    for shape in (ConvShape(8, 16, (10, 10), 32, (3, 3), (2, 2), (0, 0), (1, 1), 1),
+                  ConvShape(8, 1, (10, 10), 16, (3, 3), (1, 1), (0, 0), (1, 1), 1)):
+        assert choose_lowering(cfg, shape, "int8") == Lowering((1, 1), 1)
+
+
+@pytest.mark.parametrize("backend", backend_params(("amaranth",)))
+def test_cycle_model_matches_gateware(backend, seed):
+    """estimate_gemm_cycles is within 3 cycles of the gateware (SMALL config, int8 and int4)."""
+    rng = np.random.default_rng(seed)
+    acc = accelerator(backend)
+    for m, k, n, precision in ((8, 24, 4, "int8"), (12, 18, 8, "int4"), (4, 5, 3, "int8"), (1, 1, 1, "int8"),
+                               (32, 64, 16, "int4"), (64, 9, 16, "int8")):
+        lo, hi = (-8, 8) if precision == "int4" else (-128, 128)
+        a = rng.integers(lo, hi, (m, k)).astype(np.int8)
+        b = rng.integers(lo, hi, (k, n)).astype(np.int8)
+        acc.matmul(a, b, requant=Requant(1 << 20, 24), precision=precision)
+        estimate = estimate_gemm_cycles(SMALL, m, k, n, precision == "int4")
+        assert abs(acc.last_run.cycles - estimate) <= 3, (m, k, n, precision, acc.last_run.cycles, estimate)

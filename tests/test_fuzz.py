@@ -172,10 +172,11 @@ def test_reset_in_the_middle_then_correct_run(simulator, seed, tmp_path):
     cycles = plain.counters["cycles"]
     reset_at = int(rng.integers(1, cycles - len(program.instructions) - 2))
     print(f"reset after {reset_at} of {cycles} cycles")
-    runner, build_dir, _ = backend._build()
+    runner, build_dir, counter_spec = backend._build()
     write_hex(program.memory, tmp_path / "mem_in.hex")
     (tmp_path / "reset.json").write_text(json.dumps(
-        {"instructions": [hex(w) for w in program.instructions], "reset_at": reset_at, "max_cycles": 10 * cycles}))
+        {"instructions": [hex(w) for w in program.instructions], "reset_at": reset_at, "max_cycles": 10 * cycles,
+         "counters": counter_spec}))
     tests_dir = str(Path(__file__).parent)
     run_test(runner, build_dir, TOPLEVEL, "reset_tb", test_dir=tmp_path,
              extra_env={"TRIDSA_RUN_DIR": str(tmp_path), "PYTHONPATH": __import__("os").pathsep.join(

@@ -17,7 +17,7 @@ from tridsa.sw.builder import ProgramBuilder
 from tridsa.sw.driver import AcceleratorError
 from tridsa.sw.embedding import embedding_bag, embedding_bag_rowwise, quantize_rowwise
 from tridsa.sw.gather_golden import BYPASS_BIT, COUNTER_NAMES, check_gather, gather_counters
-from tridsa.sw.gather_ops import emit_gather, pack_int32
+from tridsa.sw.gather_ops import TableBatch, emit_gather, gather_program, pack_int32
 from tridsa.sw.golden import execute
 from tridsa.sw.cache_hints import hot_plan
 from tridsa.sw.row_cache import RowCache, simulate
@@ -151,11 +151,58 @@ def test_driver_rejects_bad_input(args, exc, match):
         accelerator("golden").embedding_bag(**call)
 
 
+# -- table-batched embedding (several tables, one GATHER) ------------------------------------------
+
+def _tbe_case(rng, batch=7, dtype=np.int8, dim=5):
+    """Tables of different sizes and their bags (empty bags, repeats), one bag per sample per table."""
+    info = np.iinfo(dtype)
+    tables = [rng.integers(info.min, info.max + 1, (rows, dim)).astype(dtype) for rows in (30, 7, 12)]
+    indices, offsets, weights = [], [], []
+    for tab in tables:
+        lengths = rng.integers(0, 4, batch)
+        indices.append(rng.integers(0, tab.shape[0], int(lengths.sum())))
+        offsets.append(np.concatenate([[0], np.cumsum(lengths)[:-1]]))
+        weights.append(rng.integers(-1000, 1000, int(lengths.sum())))
+    return tables, indices, offsets, weights
+
+
+@pytest.mark.parametrize("mode, weighted, dtype", [("sum", False, np.int8), ("sum", True, np.int32),
+                                                   ("mean", False, np.int8), ("max", False, np.int32)])
+def test_table_batch_is_embedding_bag_per_table(mode, weighted, dtype, seed):
+    """[:, t] of the one batched call is torch-semantics embedding_bag of table t alone, bit for bit."""
+    tables, indices, offsets, weights = _tbe_case(np.random.default_rng(seed), dtype=dtype)
+    acc = accelerator("golden")
+    got = acc.embedding_bags(tables, indices, offsets, mode, weights if weighted else None)
+    assert acc.last_run.instructions == 1 and got.shape == (7, 3, 5) and got.dtype == np.int32
+    for t, tab in enumerate(tables):
+        want = embedding_bag(tab, indices[t], offsets[t], mode, per_sample_weights=weights[t] if weighted else None)
+        assert np.array_equal(got[:, t], want)
+    last = [np.append(o, len(i)) for i, o in zip(indices, offsets)]
+    assert np.array_equal(acc.embedding_bags(tables, indices, last, mode, include_last_offset=True),
+                          acc.embedding_bags(tables, indices, offsets, mode))
+
+
+@pytest.mark.parametrize("change, exc, match", [
+    (lambda c: c[0].__setitem__(1, np.zeros((7, 6), np.int8)), ValueError, "tables\\[1\\]"),
+    (lambda c: c[0].__setitem__(1, np.zeros((7, 5), np.int32)), ValueError, "tables\\[1\\]"),
+    (lambda c: c[1][2].__setitem__(0, 12), IndexError, "table 2: indices\\[0\\]=12"),
+    (lambda c: c[2].__setitem__(1, c[2][1][:-1]), ValueError, "table 1 has 6 bags"),
+    (lambda c: c[2].__setitem__(0, c[2][0][::-1]), ValueError, "table 0: offsets"),
+    (lambda c: c[1].pop(), ValueError, "one entry per table"),
+])
+def test_table_batch_rejects_bad_input(change, exc, match):
+    case = list(_tbe_case(np.random.default_rng(1)))
+    case[1][2] = np.maximum(case[1][2], 1)                    # table 2 has an index to spoil
+    change(case)
+    with pytest.raises(exc, match=match):
+        accelerator("golden").embedding_bags(*case[:3])
+
+
 def _bad_programs():
     """Programs whose second instruction is an illegal GATHER, one per error (and its priority)."""
     good = (np.arange(24, dtype=np.int8).reshape(6, 4), [1, 2, 3], [0, 1, 3], "sum", None)
     out = {}
-    for name, change in [("BAD_MODE", dict(mode=3)), ("BAD_MODE", dict(mode=2, weighted=1)),
+    for name, change in [("BAD_MODE", dict(mode=3, weighted=1)), ("BAD_MODE", dict(mode=2, weighted=1)),
                          ("BAD_SHAPE", dict(dim=0)), ("BAD_SHAPE", dict(dim=33)),
                          ("ADDR_RANGE", dict(out_addr=SMALL.mem_depth - 1)),
                          ("BAD_OFFSETS", dict(off=[0, 2, 1, 3])), ("BAD_OFFSETS", dict(off=[1, 1, 2, 3])),
@@ -265,6 +312,27 @@ def test_engine_errors_write_nothing(seed):
             assert out["cycles"] < 200
 
 
+def test_engine_pools_a_bag_per_cycle(seed):
+    """One-row and empty bags back to back (DLRM's shape): the pooling unit hands a bag to the output
+    while the previous one's last word leaves, and the index queue takes the next offset with the last
+    lookup, so without stalls the port, not the bag count, bounds the cycles. With random stalls
+    (and the mean divider, which holds finished bags) the memory image is still golden's."""
+    rng = np.random.default_rng(seed)
+    table = rng.integers(-128, 128, (12, 4)).astype(np.int8)             # 1 row word, 1 output word
+    for mode, stall_rate, sizes in (("sum", 0.0, [0, 1, 1, 1]), ("max", 0.3, [0, 1, 2]), ("mean", 0.2, [0, 1, 2]),
+                                    ("copy", 0.3, [0, 1, 2])):
+        lengths = rng.choice(sizes, 64)           # without 2-row bags the port bounds the cycles
+        idx = rng.integers(0, 12, int(lengths.sum()))
+        off = np.concatenate([[0], np.cumsum(lengths)[:-1]])
+        program, call = gather_program(SMALL.replace(prefetch_depth=16), table, idx, off, mode)
+        out = run_engine(program, seed, stall_rate)
+        assert out["error"] == 0 and np.array_equal(out["memory"], execute(program).memory), mode
+        assert np.array_equal(call.result(program, out["memory"]), _pooled(table, idx, off, mode))
+        if stall_rate == 0:
+            words = out["counters"]["mem_reads"] + out["counters"]["mem_writes"]
+            assert out["cycles"] <= words + 4 * SMALL.mem_latency + 12, (out["cycles"], words)
+
+
 # -- every backend -----------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("backend", backend_params())
@@ -282,6 +350,48 @@ def test_bit_exact_and_counters_on_backend(backend, seed):
     if backend != "golden":
         assert {k: result.counters[k] for k in expect} == expect
         assert result.counters["gather_busy"] > 0
+
+
+@pytest.mark.parametrize("backend", backend_params())
+def test_table_batch_on_backend(backend, seed):
+    tables, indices, offsets, weights = _tbe_case(np.random.default_rng(seed))
+    acc = accelerator(backend)
+    got = acc.embedding_bags(tables, indices, offsets, "sum", weights)
+    assert np.array_equal(got, accelerator("golden").embedding_bags(tables, indices, offsets, "sum", weights))
+
+
+def _pooled(table, idx, off, mode):
+    """What a GATHER returns: embedding_bag, or in mode copy the sum at the table's element width."""
+    if mode == "copy":
+        return embedding_bag(table, idx, off, "sum").astype(table.dtype)
+    return embedding_bag(table, idx, off, mode)
+
+
+@pytest.mark.parametrize("backend", backend_params())
+def test_copy_mode_and_rowwise_tables_on_backend(backend, seed):
+    """GATHER mode copy (wrapping sums at int8 / int32 width; one-row bags are the rows themselves, in
+    the table's layout) and the FBGEMM rowwise tables it carries: bit-exact float32 with the host model."""
+    rng = np.random.default_rng(seed)
+    acc = accelerator(backend)
+    t8 = rng.integers(-128, 128, (30, 20)).astype(np.int8)               # 2 words per row on SMALL
+    t32 = rng.integers(-2 ** 31, 2 ** 31, (30, 3)).astype(np.int32)
+    idx, off = rng.integers(0, 30, 12), np.array([0, 0, 1, 2, 7])       # an empty bag, sums that wrap
+    builder = ProgramBuilder(SMALL)
+    calls = [(t, emit_gather(builder, t, idx, off, "copy", name=f"c{n}_", cache_hints=n == 0)) for n, t in enumerate((t8, t32))]
+    program = builder.build()
+    result = acc.backend.run(program)
+    assert result.error == 0 and np.array_equal(result.memory, execute(program).memory)
+    for table, call in calls:
+        got = call.result(program, result.memory)
+        assert got.dtype == table.dtype and np.array_equal(got, _pooled(table, idx, off, "copy"))
+    assert np.array_equal(calls[0][1].result(program, result.memory)[1:3], t8[idx[0:2]])    # one-row bags: the rows
+    for bits, dim in ((8, 12), (4, 24)):
+        q = quantize_rowwise(rng.standard_normal((25, dim)).astype(np.float32), bits)
+        i, o = rng.integers(0, 25, 20), np.array([0, 4, 4, 19])
+        for mode, w in (("sum", rng.standard_normal(20).astype(np.float32)), ("mean", None), ("max", None)):
+            got = acc.embedding_bag_rowwise(q, bits, i, o, mode, w)
+            assert np.array_equal(got.view(np.uint32), embedding_bag_rowwise(q, bits, i, o, mode, w).view(np.uint32))
+            assert acc.last_run.gather_lookups == 20
 
 
 @pytest.mark.parametrize("backend", backend_params())

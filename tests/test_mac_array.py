@@ -5,18 +5,18 @@ import os
 import numpy as np
 import pytest
 
-from mac_array_model import MODES, pack, schedule
+from mac_array_model import MODES, pack, schedule, tile_result
 from tridsa.hw.mac_array import MacArray, ProcessingElement
 
 
-def run_amaranth(rows, cols, seed):
+def run_amaranth(rows, cols, seed, **options):
     from amaranth.sim import Simulator
-    dut = MacArray(rows, cols)
+    dut = MacArray(rows, cols, **options)
     rng = np.random.default_rng(seed)
     got, expected = [], []
 
     async def tb(ctx):
-        for mode in MODES:
+        for mode in MODES if dut.int4 else [m for m in MODES if not m[0]]:
             cycles, exp = schedule(rng, rows, cols, dut.min_tile_cycles, 4, mode)
             expected.extend(exp)
             ctx.set(dut.mode.as_value(), pack(mode, 1))
@@ -35,18 +35,22 @@ def run_amaranth(rows, cols, seed):
     return got, expected
 
 
-@pytest.mark.parametrize("rows, cols", [(1, 1), (2, 4), (4, 2), (3, 3)])
-def test_array_amaranth(rows, cols, seed):
-    got, expected = run_amaranth(rows, cols, seed)
+@pytest.mark.parametrize("rows, cols, options", [
+    (1, 1, {}), (2, 4, {}), (4, 2, {}), (3, 3, {}),
+    (3, 3, {"hard_multipliers": 4}),                      # hard PEs then LUT PEs (an FPGA's DSP budget)
+    (2, 2, {"hard_multipliers": 0, "int4": False}), (2, 2, {"int4": False})])
+def test_array_amaranth(rows, cols, options, seed):
+    got, expected = run_amaranth(rows, cols, seed, **options)
     assert len(got) == len(expected)
     for g, e in zip(got, expected):
         assert list(g) == list(e)
 
 
-def test_pe_two_int4_macs_per_cycle():
+@pytest.mark.parametrize("hard", [True, False])
+def test_pe_two_int4_macs_per_cycle(hard):
     """One PE in INT4 mode adds both nibble products each cycle; registers pass operands on."""
     from amaranth.sim import Simulator
-    pe = ProcessingElement()
+    pe = ProcessingElement(hard=hard)
 
     async def tb(ctx):
         ctx.set(pe.mode.as_value(), pack((1, 1, 1), 1))
@@ -56,6 +60,8 @@ def test_pe_two_int4_macs_per_cycle():
             ctx.set(pe.ctrl_in.as_value(), 1 | ((step == 0) << 1) | ((step == 1) << 2))
             await ctx.tick()
             assert ctx.get(pe.a_out) == a and ctx.get(pe.b_out) == b
+        ctx.set(pe.ctrl_in.as_value(), 0)
+        await ctx.tick().repeat(pe.latency - 1)
         # (-1*-1 + 7*-8) + (2*3 + 1*-1) = -55 + 5
         assert ctx.get(pe.result) == -50
 
@@ -76,3 +82,32 @@ def test_array_cocotb(simulator, seed):
              extra_env={"PYTHONPATH": here + os.pathsep + os.environ.get("PYTHONPATH", ""), "TRIDSA_SEED": str(seed),
                         "ARRAY_ROWS": str(rows), "ARRAY_COLS": str(cols),
                         "ARRAY_MIN_TILE": str(MacArray(rows, cols).min_tile_cycles)})
+
+
+def test_pe_packed_int4_product_edges(seed):
+    """The hard PE's packed INT4 multiply (two products from one 18x18 multiplier) on every nibble edge
+    pair and random bytes, in every signedness: one-step tiles, so ``result`` is each dot product."""
+    from amaranth.sim import Simulator
+    pe = ProcessingElement(hard=True)
+    rng = np.random.default_rng(seed)
+    edges = [n | (h << 4) for n in (0, 1, 7, 8, 15) for h in (0, 1, 7, 8, 15)]
+    pairs = [(a, b) for a in edges for b in edges] + [tuple(p) for p in rng.integers(0, 256, (1500, 2))]
+
+    async def tb(ctx):
+        for mode in [m for m in MODES if m[0]] + [(1, 0, 1), (1, 1, 0)]:
+            ctx.set(pe.mode.as_value(), pack(mode, 1))
+            ctx.set(pe.ctrl_in.as_value(), 0b111)
+            want = []
+            for step, (a, b) in enumerate(pairs + [(0, 0)] * pe.latency):
+                ctx.set(pe.a_in, int(a))
+                ctx.set(pe.b_in, int(b))
+                await ctx.tick()
+                if step >= pe.latency - 1:              # read after the latency-th edge since step - 1
+                    done = step - (pe.latency - 1)
+                    assert ctx.get(pe.result) == want[done], (mode, pairs[done])
+                want.append(int(tile_result([[a]], [[b]], mode)[0][0]))
+
+    sim = Simulator(pe)
+    sim.add_clock(1e-8)
+    sim.add_testbench(tb)
+    sim.run()

@@ -393,6 +393,8 @@ def test_unit_rejects_bad_lanes():
         RequantUnit(0)
     with pytest.raises(TypeError, match="lanes"):
         RequantUnit(2.0)
+    with pytest.raises(ValueError, match="per_cycle"):
+        RequantUnit(4, per_cycle=3)
 
 
 def _amaranth_run(dut, seed, commands, rows_per_cmd, latency_check=False):
@@ -412,6 +414,7 @@ def _amaranth_run(dut, seed, commands, rows_per_cmd, latency_check=False):
             p_valid, p_ready = float(rng.choice([0.4, 1.0])), float(rng.choice([0.4, 1.0]))
             for name in ("enable", "rounding", "zero_point", "out_format", "relu"):
                 ctx.set(getattr(dut, name), cmd[name])
+            await ctx.tick()                     # the unit registers its command constants
             sent = received = 0
             holding = False
             stalled = None
@@ -462,6 +465,16 @@ def test_unit_amaranth_sim():
     dut = RequantUnit(2)
     commands = random_commands(np.random.default_rng(seed))
     assert _amaranth_run(dut, seed, commands, rows_per_cmd=8, latency_check=True) == 8 * len(commands)
+
+
+@pytest.mark.parametrize("lanes, per_cycle", [(4, 1), (4, 2)])
+def test_unit_chunked_amaranth_sim(lanes, per_cycle):
+    """A row split into chunks through a narrower pipeline gives the same rows, in order, under stalls."""
+    seed = _seed()
+    dut = RequantUnit(lanes, per_cycle=per_cycle)
+    assert dut.chunks == lanes // per_cycle and dut.latency == dut.stages + 1
+    commands = random_commands(np.random.default_rng(seed))
+    assert _amaranth_run(dut, seed, commands, rows_per_cmd=6) == 6 * len(commands)
 
 
 def _design_key(lanes: int) -> str:

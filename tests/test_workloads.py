@@ -200,7 +200,7 @@ def test_every_gemm_is_offloaded(name, precision, digits, ctr):
         "cnn": ["conv2d", "conv2d", "conv2d_depthwise", "conv2d", "matmul"],
         "transformer": ["matmul"] * (2 + 2 * 2 * 2 + 4),
         "lstm": ["matmul"] * (1 + 8 + 1),
-        "dlrm": ["matmul"] * 2 + ["embedding_bag"] * 4 + ["matmul"] * 2,
+        "dlrm": ["matmul"] * 2 + ["embedding_bag"] + ["matmul"] * 2,     # one table-batched GATHER
     }[name]
     assert ops == expected
     used = {p for op, p in acc.calls if op != "embedding_bag"}

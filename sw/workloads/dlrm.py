@@ -9,7 +9,9 @@
                  each dyadically rescaled, concatenated with b                      -> 18, int8
     top1  linear 18->16, ReLU;  top2 linear 16->1                                   -> int32 logit
 
-Embedding tables are int8 with one symmetric scale per table; bags go to ``acc.embedding_bag``.
+Embedding tables are int8 with one symmetric scale per table. All four tables' bags go to ONE
+``acc.embedding_bag`` call, table-batched as FBGEMM's TBE (:class:`tridsa.sw.gather_ops.TableBatch`:
+tables stacked, indices shifted, bags sample-major), so the gather engine runs one GATHER per step.
 ``precision="mixed"`` runs bot2 and top1 in int4 (weights and inputs).
 
 No Criteo data is available offline, so :func:`synthetic_ctr` generates a click-through task
@@ -21,6 +23,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..gather_ops import TableBatch
 from ..quantize import act_qparams, dyadic, quantize_weights, rescale
 from . import INT4_PERCENTILE, WEIGHTS_DIR, FloatModel, QuantModel, build_layer, calib_ranges, check_precision
 
@@ -141,9 +144,10 @@ class DLRM(QuantModel):
         mid = L["bot2"].precision
         b = L["bot2"](acc, L["bot1"](acc, d)).astype(np.int64) - L["bot2"].out_zero_point
         z = [rescale(b, self.c("zb_m"), self.c("zb_sh"), 0, "int8")]
-        for f, (idx, off) in enumerate(sparse):
-            e = acc.embedding_bag(self.consts[f"emb{f}"], np.asarray(idx), np.asarray(off), mode="sum")
-            z.append(rescale(e, self.c(f"z{f + 1}_m"), self.c(f"z{f + 1}_sh"), 0, "int8"))
+        tables = TableBatch([self.consts[f"emb{f}"] for f in range(len(TABLE_ROWS))])
+        emb = tables(acc, [np.asarray(idx) for idx, _ in sparse], [np.asarray(off) for _, off in sparse], "sum")
+        for f in range(len(TABLE_ROWS)):
+            z.append(rescale(emb[:, f], self.c(f"z{f + 1}_m"), self.c(f"z{f + 1}_sh"), 0, "int8"))
         z = [v.astype(np.int64) for v in z]
         zp = L["top1"].in_zero_point
         cols = [rescale(b, self.c("tb_m"), self.c("tb_sh"), zp, mid)]
