@@ -19,6 +19,9 @@ __all__ = ["run"]
 
 
 def run(config: Config, backend: str = "verilator", out_dir="benchmarks/out", names=None) -> dict:
+    if backend == "golden":
+        raise ValueError("bench models measures cycles: pick a gateware backend (verilator, icarus, amaranth); "
+                         "golden has no clock")
     out_dir = Path(out_dir)
     golden = Accelerator("golden", config)
     checked = CheckedAccelerator(backend, config)

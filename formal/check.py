@@ -18,7 +18,7 @@ Properties (``JOBS``):
   expected failure for the owner of ``hw/memory.py``.
 * ``word_splitter``: WordSplitter's ``items`` keep valid and payload while stalled, and ``words`` is
   consumed only together with an item.
-* ``gemm_done``: the GEMM engine, started once with any instruction (shapes up to 2 x 2 x 2, any
+* ``gemm_done``: the GEMM engine, started once with any instruction (shapes up to 2 x 2 x 2, one problem, any
   addresses and modes) and an always-ready memory, pulses ``done`` within ``GEMM_BOUND`` cycles, exactly
   once; its memory request stream keeps the protocol; an instruction with an error writes nothing.
 
@@ -174,7 +174,7 @@ def word_splitter():
     return h
 
 
-GEMM_BOUND = 48
+GEMM_BOUND = 64
 
 
 def gemm_done(bound=None):
@@ -186,7 +186,7 @@ def gemm_done(bound=None):
     m.submodules.dut = dut = GemmEngine(cfg)
     instr = Signal(instr_layout("GEMM"))
     m.d.comb += instr.as_value().eq(AnyConst(len(instr.as_value())))
-    m.d.comb += [Assume(instr.m <= 2), Assume(instr.k <= 2), Assume(instr.n <= 2)]
+    m.d.comb += [Assume(instr.m <= 2), Assume(instr.k <= 2), Assume(instr.n <= 2), Assume(instr.batch <= 1)]
     bound = GEMM_BOUND if bound is None else bound
     cycle = Signal(range(bound + 2))
     with m.If(cycle <= bound):

@@ -18,6 +18,10 @@ from amaranth import *
 from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
+from ..sw.gemm_layout import PE_LATENCY      # the driver's cycle model uses the same depth
+
+assert PE_LATENCY == 3, "ProcessingElement is written for three stages"
+
 __all__ = ["CTRL", "MODE", "ProcessingElement", "MacArray"]
 
 CTRL = data.StructLayout({"valid": 1, "first": 1, "last": 1})
@@ -79,7 +83,7 @@ class ProcessingElement(wiring.Component):
     ctrl_out: Out(CTRL)
     result: Out(signed(32))
 
-    latency = 3
+    latency = PE_LATENCY
 
     def __init__(self, hard=True, int4=True):
         self.hard, self.int4 = hard, int4

@@ -9,6 +9,9 @@ from amaranth import Cat, Const, Module, Mux, Signal, Value, signed, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
+from ..sw.gemm_layout import REQUANT_STAGES
+
+assert REQUANT_STAGES == 12, "RequantUnit's stage bodies are written for 12 stages"
 from ..sw.requant import (ACC_BITS, INT32_MAX, INT32_MIN, MULTIPLIER_BITS, OUT_FORMATS, OUT_RANGES, ROUNDING,
                           SHIFT_BITS, ZERO_POINT_BITS)
 
@@ -56,7 +59,7 @@ class RequantUnit(wiring.Component):
     ``o.valid`` does not depend on ``o.ready``.
     """
 
-    stages = 12
+    stages = REQUANT_STAGES         # the driver's cycle model uses the same depth
 
     @staticmethod
     def input_layout(lanes: int) -> data.StructLayout:

@@ -127,7 +127,9 @@ def build(board: str, config=None, out_dir="build", *, baud: int = 115200, frequ
         return {
             "synth_opts": ("-dsp" if use_dsp else "") if family == "ice40" else ("" if use_dsp else "-nodsp"),
             "script_after_synth": f"tee -q -o {NAME}.stat.json stat -json",
-            "nextpnr_opts": f"--report {NAME}.report.json --timing-allow-fail --seed {seed}",
+            # router2 routes the large ECP5 arrays in minutes where the default router stalls on congestion
+            "nextpnr_opts": f"--report {NAME}.report.json --timing-allow-fail --seed {seed}"
+                            + (" --router router2" if family == "ecp5" else ""),
         }
 
     saved = {var: os.environ.get(var) for var in env}

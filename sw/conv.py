@@ -9,9 +9,11 @@ when a group has few output channels: a depthwise 3x3 conv with 2x4 bands comput
 row from K = 4*6 = 24 inputs (9/24 of the products are useful) instead of 1 output column in 8.
 
 Groups with fewer GEMM columns than the array (``Cout_g * band pixels < cols``) can also be packed
-side by side into one GEMM with a block-diagonal B (``pack`` groups per instruction), trading zero
-products for fewer instructions. :func:`choose_lowering` picks the band and the packing with the
-smallest estimated cycles (:func:`estimate_gemm_cycles`); every choice gives the same result.
+side by side into one GEMM problem with a block-diagonal B (``pack`` groups per problem), trading zero
+products for fewer problems. The problems of equal shape (every one but a ragged last pack) run as ONE
+batched GEMM instruction (:func:`tridsa.sw.gemm_ops.emit_gemm_batch`), so the instruction's fixed cost
+is paid once per layer, not once per group. :func:`choose_lowering` picks the band and the packing
+with the smallest estimated cycles (:func:`estimate_gemm_cycles`); every choice gives the same result.
 """
 from __future__ import annotations
 
@@ -19,20 +21,19 @@ import dataclasses
 
 import numpy as np
 
-from .builder import ProblemTooLarge, ProgramBuilder
-from .gemm_layout import GemmGeometry
-from .gemm_ops import emit_gemm, resolve_out_dtype
+from .builder import ProgramBuilder
+from .gemm_layout import PARAM_WORDS, PE_LATENCY, REQUANT_STAGES, GemmGeometry
+from .gemm_ops import emit_gemm_batch, gemm_words, resolve_out_dtype
 from .operands import integer_matrix
 from .requant import OUT_FORMATS, Requant
 
 __all__ = ["ConvShape", "Lowering", "conv2d_program", "conv_output_size", "choose_lowering",
            "estimate_gemm_cycles", "GEMM_FIXED_CYCLES"]
 
-#: Cycles a GEMM instruction costs beyond its tiles (setup, read latency, array skew, MAC and requant
-#: pipelines, last writes) are ``rows + cols + mem_latency + GEMM_FIXED_CYCLES``: 43 on the default
-#: Config (fitted to the gateware on three Configs; it follows the pipeline depths of hw/mac_array.py
-#: and hw/requant.py, and tests/test_conv.py checks it).
-GEMM_FIXED_CYCLES = 25
+#: Cycles a GEMM instruction costs beyond its tiles are ``rows + cols + mem_latency + GEMM_FIXED_CYCLES``
+#: (array skew, read latency, and:) the MAC and requant pipelines plus 13 cycles of setup states,
+#: stream hand-offs and the last write, fitted to the gateware (tests/test_conv.py checks the model).
+GEMM_FIXED_CYCLES = PE_LATENCY + REQUANT_STAGES + 13
 
 
 def _pair(value, name):
@@ -94,29 +95,31 @@ class Lowering:
     def bands(self, shape: ConvShape) -> tuple:
         return tuple(_ceil(o, b) for o, b in zip(shape.out_size, self.band))
 
-    def gemm_shapes(self, shape: ConvShape) -> list:
-        """(M, K, N) of each GEMM instruction, in order."""
+    def gemm_batches(self, shape: ConvShape) -> list:
+        """``((M, K, N), problems)`` of each batched GEMM instruction, in order (memory permitting)."""
         nby, nbx = self.bands(shape)
         m = shape.batch * nby * nbx
         k = shape.cin_g * len(self.offsets(shape, 0)) * len(self.offsets(shape, 1))
         n = shape.cout_g * self.band[0] * self.band[1]
-        sizes = [min(self.pack, shape.groups - g0) for g0 in range(0, shape.groups, self.pack)]
-        return [(m, k * p, n * p) for p in sizes]
+        full, ragged = divmod(shape.groups, self.pack)
+        return [((m, k * p, n * p), count) for p, count in ((self.pack, full), (ragged, 1)) if p and count]
 
 
-def estimate_gemm_cycles(config, m, k, n, int4=False, out_format=1) -> int:
-    """Cycle estimate of one GEMM instruction on the gateware (a cost model, not a specification).
+def estimate_gemm_cycles(config, m, k, n, int4=False, out_format=1, batch=1) -> int:
+    """Cycle estimate of one (batched) GEMM instruction on the gateware (a cost model, not a specification).
 
     Each tile after the first takes the longest of: its k-rows, the array's minimum tile time
-    (``max(rows, cols) + 1``), the requant time of its rows, and the memory words it moves (one per
-    cycle); plus a fixed cost per instruction.
+    (``max(rows, cols) + 1``), the requant time of its rows and the memory words it moves (one per
+    cycle), the last two with a tile's share of its column block's parameter load; plus a fixed cost
+    per instruction and one setup cycle per bit of ``batch`` beyond the first.
     """
     geo = GemmGeometry(config, m, k, n, int4, out_format)
-    words = geo.a_block_words + geo.b_block_words + geo.tile_words
-    requant = config.rows * (config.cols // config.lanes_requant)
+    params = PARAM_WORDS / geo.mt                       # parameter words per tile
+    words = geo.a_block_words + geo.b_block_words + geo.tile_words + params
+    requant = config.rows * (config.cols // config.lanes_requant) + params
     tile = max(geo.k_rows, max(config.rows, config.cols) + 1, requant, words)
-    fixed = config.rows + config.cols + config.mem_latency + GEMM_FIXED_CYCLES
-    return fixed + geo.k_rows + (geo.mt * geo.nt - 1) * tile
+    fixed = config.rows + config.cols + config.mem_latency + GEMM_FIXED_CYCLES + max(1, batch).bit_length() - 1
+    return round(fixed + geo.k_rows + (batch * geo.mt * geo.nt - 1) * tile)
 
 
 def choose_lowering(config, shape: ConvShape, precision="int8", out_format=1) -> Lowering:
@@ -135,8 +138,8 @@ def choose_lowering(config, shape: ConvShape, precision="int8", out_format=1) ->
                 break
             for pack in range(1, min(shape.groups, max(1, config.cols // columns)) + 1):
                 lowering = Lowering((bh, bw), pack)
-                cycles = sum(estimate_gemm_cycles(config, m, k, n, precision == "int4", out_format)
-                             for m, k, n in lowering.gemm_shapes(shape))
+                cycles = sum(estimate_gemm_cycles(config, m, k, n, precision == "int4", out_format, count)
+                             for (m, k, n), count in lowering.gemm_batches(shape))
                 key = (cycles, bh * bw, -pack)
                 if best is None or key < best[0]:
                     best = (key, lowering)
@@ -194,8 +197,8 @@ def conv2d_program(config, x, w, bias, stride, padding, dilation, groups, requan
                    lowering: Lowering | None = None):
     """Build the Programs of a conv2d; return ``(programs, finish(memories) -> output, macs)``.
 
-    ``lowering`` None: :func:`choose_lowering`'s. One Program holds as many GEMMs as fit the memory; the
-    rest go to further Programs. ``macs`` counts useful MACs only (:attr:`ConvShape.macs`).
+    ``lowering`` None: :func:`choose_lowering`'s. One Program holds as many GEMM problems as fit the
+    memory; the rest go to further Programs. ``macs`` counts useful MACs only (:attr:`ConvShape.macs`).
     """
     x = integer_matrix(x, "x", ndim=4)
     w = integer_matrix(w, "w", ndim=4)
@@ -225,30 +228,39 @@ def conv2d_program(config, x, w, bias, stride, padding, dilation, groups, requan
     if lowering is None:
         lowering = choose_lowering(config, shape, precision, out_format)
     cout_g, band_pixels = shape.cout_g, lowering.band[0] * lowering.band[1]
-    pieces, builder, calls = [], ProgramBuilder(config), []
-    for g0 in range(0, groups, lowering.pack):
+
+    def problem(g0):
+        """(A, B, bias, requant) of the GEMM problem of groups g0 .. g0 + pack - 1."""
         gs = range(g0, min(g0 + lowering.pack, groups))
         patches = np.concatenate([band_patches(x[:, g * cin_g:(g + 1) * cin_g], shape, lowering) for g in gs], axis=1)
         weights = _block_diagonal([band_weights(w[g * cout_g:(g + 1) * cout_g], shape, lowering) for g in gs])
         channels = np.arange(g0 * cout_g, (gs[-1] + 1) * cout_g)
-        gbias = None if bias is None else np.repeat(bias[channels], band_pixels)
-        args = (patches, weights.astype(w.dtype), gbias, _column_requant(requant, channels, band_pixels),
-                relu, precision, out_dtype, f"groups{g0}")
-        try:
-            call = emit_gemm(builder, *args)
-        except ProblemTooLarge:
-            if not calls:
-                raise
-            # memory full: these groups start the next Program
-            pieces.append((builder.build(), calls))
-            builder, calls = ProgramBuilder(config), []
-            call = emit_gemm(builder, *args)
-        calls.append(call)
+        gbias = np.repeat(np.zeros(len(channels), np.int64) if bias is None else bias[channels], band_pixels)
+        return patches, weights.astype(w.dtype), gbias, _column_requant(requant, channels, band_pixels)
+
+    pieces, builder, calls, used = [], ProgramBuilder(config), [], 0
+    g0 = 0
+    for (m, k, n_cols), count in lowering.gemm_batches(shape):
+        geo = GemmGeometry(config, m, k, n_cols, precision == "int4", out_format)
+        while count:
+            fit = min(count, (config.mem_depth - used) // gemm_words(geo))
+            if fit == 0 and calls:       # memory full: the next problems start the next Program
+                pieces.append((builder.build(), calls))
+                builder, calls, used = ProgramBuilder(config), [], 0
+                continue
+            fit = max(fit, 1)            # a problem larger than the memory raises ProblemTooLarge
+            a, b, gbias, rqs = zip(*(problem(g0 + i * lowering.pack) for i in range(fit)))
+            calls.append(emit_gemm_batch(builder, np.stack(a), np.stack(b), np.stack(gbias),
+                                         None if requant is None else list(rqs), relu, precision, out_dtype,
+                                         f"groups{g0}"))
+            used += fit * gemm_words(geo)
+            g0, count = g0 + fit * lowering.pack, count - fit
     pieces.append((builder.build(), calls))
 
     def finish(memories):
         (nby, nbx), (bh, bw) = lowering.bands(shape), lowering.band
-        outs = [call.result(program, memory) for (program, calls), memory in zip(pieces, memories) for call in calls]
+        outs = [y for (program, calls), memory in zip(pieces, memories) for call in calls
+                for y in call.result(program, memory)]
         y = np.concatenate(outs, axis=1).reshape(n, nby, nbx, cout, bh, bw)
         y = y.transpose(0, 3, 1, 4, 2, 5).reshape(n, cout, nby * bh, nbx * bw)
         return np.ascontiguousarray(y[:, :, :oh, :ow])

@@ -13,7 +13,7 @@ from . import isa
 from .builder import ProgramBuilder
 from .config import Config
 from .conv import conv2d_program
-from .gemm_ops import emit_gemm
+from .gemm_ops import emit_gemm, emit_gemm_batch
 
 __all__ = ["Accelerator", "AcceleratorError", "RunStats"]
 
@@ -115,8 +115,19 @@ class Accelerator:
 
     def matmul(self, a, b, bias=None, requant=None, relu=False, precision="int8", out_dtype=None):
         """``requant(a @ b + bias)`` with int32 accumulation; see :func:`tridsa.sw.gemm_ops.emit_gemm`."""
+        return self._gemm(emit_gemm, a, b, bias, requant, relu, precision, out_dtype)
+
+    def matmul_batch(self, a, b, bias=None, requant=None, relu=False, precision="int8", out_dtype=None):
+        """``batch`` independent same-shape matmuls in ONE GEMM instruction (one fixed cost for all).
+
+        ``a`` (batch, M, K), ``b`` (batch, K, N) -> (batch, M, N); ``bias`` and ``requant`` shared or one
+        per problem, see :func:`tridsa.sw.gemm_ops.emit_gemm_batch`.
+        """
+        return self._gemm(emit_gemm_batch, a, b, bias, requant, relu, precision, out_dtype)
+
+    def _gemm(self, emit, a, b, bias, requant, relu, precision, out_dtype):
         builder = ProgramBuilder(self.config)
-        call = emit_gemm(builder, a, b, bias, requant, relu, precision, out_dtype)
+        call = emit(builder, a, b, bias, requant, relu, precision, out_dtype)
         program = builder.build()
         result = self.run(program)
         self._stats(result, program, call.macs, self._peak(precision))

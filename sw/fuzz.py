@@ -8,8 +8,9 @@ memory words) and both versions are saved with :meth:`Program.save`, so ``tridsa
 
 What a Program holds (see :func:`random_program`):
 
-* a chain of *structured* instructions of every op that has a generator in :data:`GENERATORS` (GEMM via
-  :func:`tridsa.sw.gemm_ops.emit_gemm` or raw random operands, GATHER via ``emit_gather``, RNG, SKETCH):
+* a chain of *structured* instructions of every op that has a generator in :data:`GENERATORS` (GEMM, batched
+  or not, via :func:`tridsa.sw.gemm_ops.emit_gemm_batch` or raw random operands, GATHER via ``emit_gather``,
+  RNG, SKETCH):
   odd shapes, INT4, every rounding/output format/distribution, reserved instruction bits set, inputs
   that alias each other or an earlier instruction's output, outputs that overwrite earlier regions;
 * optionally one *risky* instruction: fields drawn generically from the :mod:`tridsa.sw.isa` table (so a
@@ -61,11 +62,10 @@ def _have(module: str) -> bool:
 
 # ---- regions read and written by a legal instruction, and its estimated work ------------------
 def _gemm_regions(fields, memory, config):
-    from .gemm_golden import geometry
-    g = geometry(fields, config)
-    inputs = [(fields["a_addr"], g.a_words), (fields["b_addr"], g.b_words), (fields["p_addr"], g.p_words)]
-    cost = g.mt * g.nt * (g.k_rows + 2 * config.rows + g.tile_words) + 50
-    return inputs, [(fields["c_addr"], g.c_words)], cost
+    from .gemm_golden import geometry, problems, regions
+    g, spans = geometry(fields, config), regions(fields, config)
+    cost = problems(fields) * g.mt * g.nt * (g.k_rows + 2 * config.rows + g.tile_words) + 50
+    return [spans["a"], spans["b"], spans["p"]], [spans["c"]], cost
 
 
 def _gather_regions(fields, memory, config):
@@ -212,12 +212,13 @@ def _gen_gemm(ctx):
     cfg, rng = ctx.config, ctx.rng
     m, k, n = ctx.dim(cfg.rows), ctx.dim(max(cfg.rows, cfg.cols) * 2, 2), ctx.dim(cfg.cols)
     int4 = cfg.int4 and rng.random() < 0.3
+    batch = int(rng.choice([0, 1, 1, 1, 2, 3]))   # 0 and 1: one problem
     if rng.random() < 0.35:                      # through the driver's lowering
-        from .gemm_ops import emit_gemm
+        from .gemm_ops import emit_gemm_batch
         from .requant import Requant
         lo, hi = (-8, 8) if int4 else (-128, 128)
-        a = rng.integers(lo, hi, (m, k))
-        b = rng.integers(lo, hi, (k, n))
+        a = rng.integers(lo, hi, (max(1, batch), m, k))
+        b = rng.integers(lo, hi, (max(1, batch), k, n))
         if rng.random() < 0.3:                   # unsigned operands
             a, b = (a - lo).astype(np.uint8), (b - lo).astype(np.uint8)
         requant = out = None
@@ -228,11 +229,12 @@ def _gen_gemm(ctx):
             out = str(rng.choice(["int8", "uint8", "int4", "int32"]))
             if out in ("uint8",):
                 requant = dataclasses.replace(requant, zero_point=abs(requant.zero_point))
-        bias = rng.integers(-(1 << 20), 1 << 20, n) if rng.random() < 0.5 else None
+        bias_shape = (n,) if rng.random() < 0.5 else (len(a), n)        # shared or per problem
+        bias = rng.integers(-(1 << 20), 1 << 20, bias_shape) if rng.random() < 0.5 else None
         before = ctx.builder._next
         try:
-            emit_gemm(ctx.builder, a, b, bias, requant, bool(rng.random() < 0.3), "int4" if int4 else "int8", out,
-                      name=f"gemm{len(ctx.builder.instructions)}")
+            emit_gemm_batch(ctx.builder, a, b, bias, requant, bool(rng.random() < 0.3), "int4" if int4 else "int8",
+                            out, name=f"gemm{len(ctx.builder.instructions)}")
         except ValueError as exc:            # e.g. a zero point outside the output format: raw fields instead
             if "zero_point" not in str(exc):
                 raise
@@ -241,23 +243,26 @@ def _gen_gemm(ctx):
             return ctx.builder.instructions.pop()
     from .gemm_golden import geometry
     requant = int(rng.random() < 0.6)
-    fields = dict(m=m, k=k, n=n, int4=int(int4), a_signed=int(rng.integers(2)), b_signed=int(rng.integers(2)),
+    fields = dict(m=m, k=k, n=n, batch=batch, int4=int(int4), a_signed=int(rng.integers(2)),
+                  b_signed=int(rng.integers(2)),
                   requant=requant, rounding=int(rng.integers(3)), out_format=int(rng.integers(4)) if requant else 0,
                   relu=int(rng.integers(2)), zero_point=int(rng.integers(-8, 9)) if rng.random() < 0.8
                   else int(rng.integers(-(1 << 15), 1 << 15)))
     g = geometry(dict(fields, a_addr=0, b_addr=0, c_addr=0, p_addr=0), cfg)
-    p = np.zeros((g.nt, 3, cfg.mem_width), np.uint8)
-    p[:, 0] = ctx.data(g.nt)                                    # bias: any int32
-    mult = rng.integers(0, 1 << 32, (g.nt, cfg.cols), dtype=np.uint64)   # the hardware uses bits [0:31)
-    shift = rng.choice([0, 1, 31, 40, 62, 63, 64 + 30, 255], (g.nt, cfg.cols)) if rng.random() < 0.3 \
-        else rng.integers(25, 45, (g.nt, cfg.cols))
-    p[:, 1, :4 * cfg.cols] = mult.astype("<u4").view(np.uint8).reshape(g.nt, -1)
-    p[:, 2, :4 * cfg.cols] = shift.astype("<u4").view(np.uint8).reshape(g.nt, -1)
-    a_addr = ctx.operand(g.a_words)
-    b_addr = a_addr if rng.random() < 0.1 and a_addr + g.b_words <= cfg.mem_depth else ctx.operand(g.b_words)
-    p_addr = ctx.operand(g.p_words, p.reshape(-1, cfg.mem_width))
-    inputs = [(a_addr, g.a_words), (b_addr, g.b_words), (p_addr, g.p_words)]
-    fields.update(a_addr=a_addr, b_addr=b_addr, p_addr=p_addr, c_addr=ctx.output(g.c_words, inputs))
+    blocks = max(1, batch) * g.nt                               # column blocks of the whole batch
+    p = np.zeros((blocks, 3, cfg.mem_width), np.uint8)
+    p[:, 0] = ctx.data(blocks)                                  # bias: any int32
+    mult = rng.integers(0, 1 << 32, (blocks, cfg.cols), dtype=np.uint64)   # the hardware uses bits [0:31)
+    shift = rng.choice([0, 1, 31, 40, 62, 63, 64 + 30, 255], (blocks, cfg.cols)) if rng.random() < 0.3 \
+        else rng.integers(25, 45, (blocks, cfg.cols))
+    p[:, 1, :4 * cfg.cols] = mult.astype("<u4").view(np.uint8).reshape(blocks, -1)
+    p[:, 2, :4 * cfg.cols] = shift.astype("<u4").view(np.uint8).reshape(blocks, -1)
+    a_words, b_words, c_words = (max(1, batch) * words for words in (g.a_words, g.b_words, g.c_words))
+    a_addr = ctx.operand(a_words)
+    b_addr = a_addr if rng.random() < 0.1 and a_addr + b_words <= cfg.mem_depth else ctx.operand(b_words)
+    p_addr = ctx.operand(len(p), p.reshape(-1, cfg.mem_width))
+    inputs = [(a_addr, a_words), (b_addr, b_words), (p_addr, len(p))]
+    fields.update(a_addr=a_addr, b_addr=b_addr, p_addr=p_addr, c_addr=ctx.output(c_words, inputs))
     return isa.encode("GEMM", **fields)
 
 

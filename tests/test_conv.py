@@ -4,7 +4,9 @@ import pytest
 
 from conftest import SMALL, accelerator, backend_params
 from tridsa import Accelerator, Config, Requant
+from tridsa.sw.builder import ProgramBuilder
 from tridsa.sw.conv import ConvShape, Lowering, choose_lowering, conv2d_program, estimate_gemm_cycles
+from tridsa.sw.gemm_ops import emit_gemm_batch
 from tridsa.sw.requant import requantize
 
 
@@ -188,8 +190,8 @@ def test_depthwise_uses_bands_and_counts_useful_macs(seed):
         assert chosen.band != (1, 1)
 
         def cycles(lowering):
-            return sum(estimate_gemm_cycles(cfg, m, k, n, precision == "int4")
-                       for m, k, n in lowering.gemm_shapes(shape))
+            return sum(estimate_gemm_cycles(cfg, m, k, n, precision == "int4", batch=count)
+                       for (m, k, n), count in lowering.gemm_batches(shape))
         assert cycles(chosen) < cycles(Lowering((1, 1), cfg.cols))
         assert all(cycles(chosen) <= cycles(Lowering(band, pack)) for band in ((1, 1), (2, 4), (4, 4), (1, 4))
                    for pack in (1, 2, 4))
@@ -199,6 +201,7 @@ def test_depthwise_uses_bands_and_counts_useful_macs(seed):
     acc = Accelerator("golden", cfg)
     np.testing.assert_array_equal(acc.conv2d(x, w, groups=32), direct_conv(x, w, groups=32))
     assert acc.last_run.macs == 8 * 32 * 4 * 4 * 9
+    assert acc.last_run.instructions == 1          # every group's GEMM in one batched instruction
 
 
 def test_regular_convs_keep_plain_im2col():
@@ -209,16 +212,28 @@ def test_regular_convs_keep_plain_im2col():
         assert choose_lowering(cfg, shape, "int8") == Lowering((1, 1), 1)
 
 
+def test_cycle_model_pipeline_depths_are_the_gateware_ones():
+    """The cycle model's pipeline depths (sw/gemm_layout.py) are those of the PE and the requant unit."""
+    from tridsa.hw.mac_array import ProcessingElement
+    from tridsa.hw.requant import RequantUnit
+    from tridsa.sw.gemm_layout import PE_LATENCY, REQUANT_STAGES
+    assert (ProcessingElement.latency, RequantUnit.stages) == (PE_LATENCY, REQUANT_STAGES)
+
+
 @pytest.mark.parametrize("backend", backend_params(("amaranth",)))
 def test_cycle_model_matches_gateware(backend, seed):
-    """estimate_gemm_cycles is within 3 cycles of the gateware (SMALL config, int8 and int4)."""
+    """estimate_gemm_cycles is within 3 cycles of the gateware (SMALL config, int8 and int4, batched)."""
     rng = np.random.default_rng(seed)
     acc = accelerator(backend)
-    for m, k, n, precision in ((8, 24, 4, "int8"), (12, 18, 8, "int4"), (4, 5, 3, "int8"), (1, 1, 1, "int8"),
-                               (32, 64, 16, "int4"), (64, 9, 16, "int8")):
+    for m, k, n, precision, batch in ((8, 24, 4, "int8", 1), (12, 18, 8, "int4", 1), (4, 5, 3, "int8", 1),
+                                      (1, 1, 1, "int8", 1), (32, 64, 16, "int4", 1), (64, 9, 16, "int8", 1),
+                                      (16, 24, 8, "int8", 8), (16, 24, 8, "int4", 16), (4, 5, 3, "int8", 4),
+                                      (12, 18, 8, "int4", 3)):
         lo, hi = (-8, 8) if precision == "int4" else (-128, 128)
-        a = rng.integers(lo, hi, (m, k)).astype(np.int8)
-        b = rng.integers(lo, hi, (k, n)).astype(np.int8)
-        acc.matmul(a, b, requant=Requant(1 << 20, 24), precision=precision)
-        estimate = estimate_gemm_cycles(SMALL, m, k, n, precision == "int4")
-        assert abs(acc.last_run.cycles - estimate) <= 3, (m, k, n, precision, acc.last_run.cycles, estimate)
+        a = rng.integers(lo, hi, (batch, m, k)).astype(np.int8)
+        b = rng.integers(lo, hi, (batch, k, n)).astype(np.int8)
+        builder = ProgramBuilder(SMALL)
+        emit_gemm_batch(builder, a, b, requant=Requant(1 << 20, 24), precision=precision)
+        cycles = acc.run(builder.build()).counters["cycles"]
+        estimate = estimate_gemm_cycles(SMALL, m, k, n, precision == "int4", batch=batch)
+        assert abs(cycles - estimate) <= 3, (m, k, n, precision, batch, cycles, estimate)

@@ -1,4 +1,6 @@
 """GEMM: golden model vs independent formulas, and every backend vs golden, bit for bit."""
+import dataclasses
+
 import numpy as np
 import pytest
 
@@ -6,7 +8,7 @@ from conftest import SMALL, accelerator, backend_params
 from tridsa import Accelerator, Config, Requant
 from tridsa.sw import isa
 from tridsa.sw.builder import ProgramBuilder
-from tridsa.sw.gemm_ops import emit_gemm
+from tridsa.sw.gemm_ops import emit_gemm, emit_gemm_batch
 from tridsa.sw.golden import execute
 from tridsa.sw.program import Program
 from tridsa.sw.requant import requantize
@@ -104,6 +106,128 @@ def test_last_run_counters(seed):
     assert acc.last_run.as_dict()["macs"] == 60
 
 
+# ---- batched GEMM: one instruction, `batch` same-shape problems back to back ---------------------
+
+def _random_batch(rng, batch, m, k, n, precision, out_dtype):
+    """Operands, per-problem bias and per-problem per-channel requants of a batched matmul."""
+    a = operand(rng, (batch, m, k), precision, bool(rng.integers(2)))
+    b = operand(rng, (batch, k, n), precision, True)
+    bias = rng.integers(-3000, 3000, (batch, n))
+    zp, rounding = int(rng.integers(-4, 4)), str(rng.choice(["tflite", "half_up", "half_even"]))
+    requant = None if out_dtype == "int32" else [Requant.from_scale(rng.uniform(0.0005, 0.02, n), zp, rounding)
+                                                 for _ in range(batch)]
+    return a, b, bias, requant
+
+
+@pytest.mark.parametrize("precision", ["int8", "int4"])
+@pytest.mark.parametrize("batch, m, k, n, out_dtype", [(2, 5, 7, 6, "int32"), (3, 9, 33, 17, "int8"),
+                                                       (5, 1, 1, 1, "int4"), (4, 4, 8, 3, "uint8")])
+def test_golden_batch_matches_numpy(batch, m, k, n, out_dtype, precision, seed):
+    """Every problem of a batched GEMM equals the independent formula with its own bias and requant."""
+    rng = np.random.default_rng(seed)
+    a, b, bias, requant = _random_batch(rng, batch, m, k, n, precision, out_dtype)
+    if out_dtype == "uint8":
+        requant = [dataclasses.replace(rq, zero_point=abs(rq.zero_point)) for rq in requant]
+    builder = ProgramBuilder(SMALL)
+    call = emit_gemm_batch(builder, a, b, bias, requant, True, precision, out_dtype)
+    program = builder.build()
+    assert len(program.instructions) == 2 and isa.decode(program.instructions[0])[1]["batch"] == batch
+    y = call.result(program, execute(program).memory)
+    assert y.shape == (batch, m, n) and call.macs == batch * m * k * n
+    for g in range(batch):
+        np.testing.assert_array_equal(y[g], reference(a[g], b[g], bias[g], requant and requant[g], True, out_dtype))
+
+
+def test_golden_batch_shared_bias_and_requant(seed):
+    """A (N,) bias and one Requant apply to every problem; batch 1 equals emit_gemm."""
+    rng = np.random.default_rng(seed)
+    a, b = operand(rng, (3, 6, 10), "int8", True), operand(rng, (3, 10, 5), "int8", True)
+    bias, rq = rng.integers(-100, 100, 5), Requant.from_scale(0.01, 3, "half_even")
+    builder = ProgramBuilder(SMALL)
+    batched = emit_gemm_batch(builder, a, b, bias, rq, name="batched")
+    single = emit_gemm(builder, a[1], b[1], bias, rq, name="single")
+    program = builder.build()
+    memory = execute(program).memory
+    y = batched.result(program, memory)
+    for g in range(3):
+        np.testing.assert_array_equal(y[g], reference(a[g], b[g], bias, rq))
+    np.testing.assert_array_equal(single.result(program, memory), y[1])
+
+
+def test_matmul_batch_api(seed):
+    """Accelerator.matmul_batch: one instruction, (batch, M, N) result, MACs of every problem."""
+    rng = np.random.default_rng(seed)
+    a, b = operand(rng, (4, 3, 7), "int4", False), operand(rng, (4, 7, 6), "int4", True)
+    acc = accelerator("golden")
+    y = acc.matmul_batch(a, b, precision="int4")
+    np.testing.assert_array_equal(y, a.astype(np.int64) @ b.astype(np.int64))
+    assert y.dtype == np.int32 and acc.last_run.instructions == 1 and acc.last_run.macs == 4 * 3 * 7 * 6
+
+
+def test_fuzz_generator_covers_batch(seed):
+    """The fuzzer's GEMM generator emits legal batched GEMMs (batch 0, 1 and > 1) that run to completion."""
+    from tridsa.sw import fuzz
+    legal = set()
+    for i in range(40):
+        program = fuzz.random_program(SMALL, fuzz.program_rng(seed, i), p_risky=0.0)
+        result = execute(program)
+        for pc, word in enumerate(program.instructions):
+            op, fields = isa.decode(word)
+            if (result.error and pc == result.error_pc) or (op is not None and op.name == "HALT"):
+                break
+            if op is not None and op.name == "GEMM":
+                legal.add(min(fields["batch"], 2))
+    assert legal == {0, 1, 2}
+
+
+@pytest.mark.parametrize("kwargs, exc, words", [
+    ({"b": np.zeros((3, 4, 2), np.int8)}, ValueError, "a.shape[0] must equal b.shape[0]"),
+    ({"bias": np.zeros((3, 2), np.int32)}, ValueError, "bias must have shape (2,) or (2, 2)"),
+    ({"requant": [Requant(1, 1)]}, TypeError, "sequence of batch=2"),
+    ({"requant": [Requant(1, 1), Requant(1, 1, zero_point=2)]}, ValueError, "share zero_point and rounding"),
+])
+def test_batch_bad_input(kwargs, exc, words):
+    args = dict(a=np.zeros((2, 3, 4), np.int8), b=np.zeros((2, 4, 2), np.int8))
+    args.update(kwargs)
+    with pytest.raises(exc) as info:
+        emit_gemm_batch(ProgramBuilder(SMALL), **args)
+    assert words in str(info.value)
+
+
+def _batch_program(rng, config):
+    """Batched GEMMs (int8/int4, requant per problem, odd shapes), a single one, and batch=0 (= one)."""
+    builder = ProgramBuilder(config)
+    calls = [(3, 5, 9, 6, "int8", "int8"), (2, 9, 13, 5, "int4", "int4"), (4, 1, 3, 2, "int8", "int32")]
+    for i, (batch, m, k, n, precision, out_dtype) in enumerate(calls):
+        emit_gemm_batch(builder, *_random_batch(rng, batch, m, k, n, precision, out_dtype), bool(i % 2), precision,
+                        out_dtype, name=f"c{i}")
+    emit_gemm(builder, operand(rng, (6, 7), "int8", True), operand(rng, (7, 5), "int8", False), name="single")
+    _, fields = isa.decode(builder.instructions[-1])
+    fields.update(batch=0, c_addr=builder.alloc(builder.outputs["single"].words, "zero"))
+    builder.emit("GEMM", **fields)
+    return builder.build()
+
+
+@pytest.mark.parametrize("backend", backend_params(("amaranth", "verilator", "icarus")))
+def test_backend_batch_matches_golden(backend, seed):
+    """Batched GEMMs on the gateware: the whole memory image equals the golden model's."""
+    program = _batch_program(np.random.default_rng(seed), SMALL)
+    expected = execute(program)
+    result = accelerator(backend).backend.run(program)
+    assert (result.error, result.error_pc) == (0, 0)
+    np.testing.assert_array_equal(result.memory, expected.memory)
+
+
+def test_batch_zero_means_one(seed):
+    """batch=0 and batch=1 run the same single problem."""
+    rng = np.random.default_rng(seed)
+    memory = rng.integers(0, 256, (SMALL.mem_depth, SMALL.mem_width)).astype(np.uint8)
+    images = [execute(Program(SMALL, [isa.encode("GEMM", **_gemm_fields(batch=batch)), isa.encode("HALT")],
+                              memory)).memory for batch in (0, 1)]
+    np.testing.assert_array_equal(images[0], images[1])
+    assert not np.array_equal(images[0], memory)
+
+
 # ---- bad input: one clear exception ------------------------------------------------------------
 
 @pytest.mark.parametrize("a, b, kwargs, exc, words", [
@@ -162,6 +286,14 @@ ILLEGAL = [
     ([isa.encode("NOP"), isa.encode("GEMM", **_gemm_fields(a_addr=(1 << 32) - 1))], "ADDR_RANGE"),
     ([isa.encode("GEMM", **_gemm_fields(c_addr=4))], "OVERLAP"),
     ([isa.encode("GEMM", **_gemm_fields(p_addr=10))], "OVERLAP"),
+    # batched: problem 1 fits alone, the batch's C (3 x 4 words) does not; A of the batch past the end
+    ([isa.encode("GEMM", **_gemm_fields(batch=3, c_addr=SMALL.mem_depth - 8))], "ADDR_RANGE"),
+    ([isa.encode("GEMM", **_gemm_fields(batch=300, a_addr=SMALL.mem_depth - 299, c_addr=20, p_addr=40))], "ADDR_RANGE"),
+    ([isa.encode("GEMM", **_gemm_fields(batch=(1 << 16) - 1))], "ADDR_RANGE"),
+    # problem 0's C [1, 5) meets problem 1's A (word 1), not its own A (word 0)
+    ([isa.encode("GEMM", **_gemm_fields(batch=2, c_addr=1, b_addr=20, p_addr=30))], "OVERLAP"),
+    # problem 1's P meets the batch's C
+    ([isa.encode("GEMM", **_gemm_fields(batch=2, p_addr=5, c_addr=8, b_addr=20))], "OVERLAP"),
 ]
 
 
