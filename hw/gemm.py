@@ -135,6 +135,8 @@ class GemmEngine(wiring.Component):
         b_ib, b_ptr = Signal(16), Signal(32)
         p_ptr = Signal(32)
         running = Signal()
+        first, last, single = Signal(), Signal(), Signal()    # feeder: k-step flags, k_rows == 1
+        k_left = Signal(16)                                     # k-steps of the tile after this one
 
         out_done = Signal()
         with m.FSM() as fsm:
@@ -150,6 +152,7 @@ class GemmEngine(wiring.Component):
                                 m.d.sync += tile_shift.eq(log2(words))
                     m.next = "SETUP2"
             with m.State("SETUP2"):
+                m.d.sync += [first.eq(1), last.eq(k_rows == 1), single.eq(k_rows == 1), k_left.eq(k_rows - 1)]
                 m.d.sync += [a_bw.eq((k_rows + W // R - 1) >> log2(W // R)),
                              b_bw.eq((k_rows + W // C - 1) >> log2(W // C)),
                              tiles.eq(mt * nt)]
@@ -224,12 +227,12 @@ class GemmEngine(wiring.Component):
             m.d.sync += p_ptr.eq(p_ptr + PARAM_WORDS)
 
         # ---- feeder ---------------------------------------------------------------------------
-        k_idx = Signal(16)
+        # ``first``/``last`` (of a tile's k-steps) and ``can_start`` are registers computed a cycle ahead,
+        # so ``fire`` is a few gates from registers (it fans out to the splitters, FIFOs and the array).
         reserved = Signal(range(row_depth + 1))       # output rows promised to started tiles
+        can_start = Signal(init=1)                    # reserved + R <= row_depth
         since_last = Signal(range(array.min_tile_cycles + 1), init=array.min_tile_cycles)
-        first, last = k_idx == 0, k_idx == k_rows - 1
         row_pop = rows.r_en & rows.r_rdy
-        can_start = reserved + R <= row_depth
         can_end = since_last >= array.min_tile_cycles
         # the readers fetch exactly the batch's k-rows, so the splitters run dry after the last tile
         fire = (running & a_split.items.valid & b_split.items.valid
@@ -241,15 +244,18 @@ class GemmEngine(wiring.Component):
                      array.mode.b_signed.eq(f.b_signed)]
         with m.If(fire):
             m.d.sync += self.counters.feed.eq(self.counters.feed + 1)
-        m.d.sync += reserved.eq(reserved + Mux(fire & first, R, 0) - row_pop)
+        next_reserved = reserved + Mux(fire & first, R, 0) - row_pop
+        m.d.sync += [reserved.eq(next_reserved), can_start.eq(next_reserved + R <= row_depth)]
         with m.If(fire & last):
             m.d.sync += since_last.eq(1)
         with m.Elif(~can_end):
             m.d.sync += since_last.eq(since_last + 1)
         with m.If(fire):
-            m.d.sync += k_idx.eq(Mux(last, 0, k_idx + 1))
-        with m.If(self.start):
-            m.d.sync += k_idx.eq(0)
+            m.d.sync += first.eq(last)
+            with m.If(last):
+                m.d.sync += [k_left.eq(k_rows - 1), last.eq(single)]
+            with m.Else():
+                m.d.sync += [k_left.eq(k_left - 1), last.eq(k_left == 1)]
         m.d.comb += [rows.w_data.eq(array.out_row), rows.w_en.eq(array.out_valid)]
 
         # ---- output stage: attach per-column parameters, requantize --------------------------
