@@ -244,18 +244,18 @@ class GatherEngine(wiring.Component):
         # The first off_words / idx_words words of the offsets / indices readers are the check pass's;
         # the main pass's reads of the same arrays are issued right behind them (reads have no side
         # effect and these regions were range checked), but their words wait in the readers until the
-        # check passed (MAIN), or are dropped (DRAIN).
+        # check passed (MAIN), or are dropped (DRAIN). So are the weights' (read once, by the main pass):
+        # every reader must be emptied before DRAIN ends, or the engine never becomes idle.
         k_off, k_idx = Signal(24), Signal(24)         # words checked so far
         carry = Signal(32)                            # last offset of the previous word
         off_seen_bad, idx_seen_bad = Signal(), Signal()
         in_main, draining = Signal(), Signal()
         off_check = k_off != off_words
         idx_check = k_idx != idx_words
-        for name, checking in (("off", off_check), ("idx", idx_check)):
+        for name, checking in (("off", off_check), ("idx", idx_check), ("w", C(0))):
             src, split = readers[name].words, splitters[name].words
             m.d.comb += [split.payload.eq(src.payload), split.valid.eq(src.valid & ~checking & in_main),
                          src.ready.eq(checking | draining | (split.ready & in_main))]
-        wiring.connect(m, readers["w"].words, splitters["w"].words)
         off_in, idx_in = readers["off"].words.valid & off_check, readers["idx"].words.valid & idx_check
         off_word = readers["off"].words.payload
         idx_word = readers["idx"].words.payload

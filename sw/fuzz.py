@@ -30,6 +30,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import importlib.util
+import re
 import sys
 import time
 from pathlib import Path
@@ -43,10 +44,12 @@ from .golden import EXECUTORS, execute
 from .program import Program, Region
 
 __all__ = ["random_program", "Mismatch", "compare", "shrink", "fuzz", "FuzzReport", "undefined_reason",
-           "GENERATORS", "REGIONS", "make_backend", "main", "MAX_COST"]
+           "GENERATORS", "REGIONS", "make_backend", "main", "MAX_COST", "cycle_limit", "run_bounded"]
 
 #: Default bound on the estimated cycles of one Program's executed instructions.
 MAX_COST = 20_000
+#: :func:`cycle_limit`: a run may take CYCLE_FACTOR x the estimate + CYCLE_SLACK per instruction.
+CYCLE_FACTOR, CYCLE_SLACK = 4, 200
 
 
 def _ceil(a, b):
@@ -68,6 +71,10 @@ def _gemm_regions(fields, memory, config):
     return [spans["a"], spans["b"], spans["p"]], [spans["c"]], cost
 
 
+#: Cycles the gather engine's mean divider spends per output word (hw/gather.py: _DIV_STEPS + 1).
+_MEAN_WORD_CYCLES = 35
+
+
 def _gather_regions(fields, memory, config):
     from .gather_golden import int32_words, out_words, row_words
     rw = row_words(config, fields["dim"], fields["dtype"])
@@ -76,7 +83,9 @@ def _gather_regions(fields, memory, config):
               (fields["off_addr"], int32_words(config, bags + 1))]
     if fields["weighted"]:
         inputs.append((fields["w_addr"], int32_words(config, n)))
-    cost = n * (rw + 4) + bags * (out_words(config, fields["dim"]) + 4) + 50
+    ow = out_words(config, fields["dim"])
+    divide = _MEAN_WORD_CYCLES * bags * ow if fields["mode"] == 1 else 0
+    cost = n * (rw + 4) + bags * (ow + 4) + divide + 50
     return inputs, [(fields["out_addr"], bags * out_words(config, fields["dim"]))], cost
 
 
@@ -124,22 +133,35 @@ def _step(memory, word, config):
     return op, fields, 0, cost, None
 
 
-def undefined_reason(program: Program, max_cost: int = MAX_COST):
-    """Why ``program`` is outside what the architecture defines (or too long to fuzz), else None."""
+def _walk(program: Program):
+    """``(why the Program is undefined or None, estimated cycles of the instructions it executes)``."""
     memory = program.memory.copy()
     total = 0
     for word in program.instructions:
         op, _, error, cost, reason = _step(memory, word, program.config)
         if reason:
-            return reason
+            return reason, total
         total += cost
         if error or (op is not None and op.name == "HALT"):
-            break
-    else:
-        return "the Program has no HALT"
-    if total > max_cost:
+            return None, total
+    return "the Program has no HALT", total
+
+
+def undefined_reason(program: Program, max_cost: int = MAX_COST):
+    """Why ``program`` is outside what the architecture defines (or too long to fuzz), else None."""
+    reason, total = _walk(program)
+    if reason is None and total > max_cost:
         return f"estimated {total} cycles > max_cost={max_cost}"
-    return None
+    return reason
+
+
+def cycle_limit(program: Program) -> int:
+    """Cycles a gateware run of ``program`` may take before it counts as a hang: the estimate of
+    :func:`undefined_reason` (which Programs are kept below) with a wide margin, plus the memory
+    latency per instruction. A hang then fails within seconds as "no halt within N cycles"."""
+    _, total = _walk(program)
+    per_instruction = CYCLE_SLACK + 8 * program.config.mem_latency
+    return CYCLE_FACTOR * total + per_instruction * len(program.instructions)
 
 
 # ---- generators --------------------------------------------------------------------------------
@@ -499,7 +521,7 @@ def _attempt_program(config, rng, instructions, p_risky, max_cost):
 # ---- differential runner -------------------------------------------------------------------------
 @dataclasses.dataclass
 class Mismatch:
-    """How a backend's run differs from the golden model's (``kind``: status, memory, retired, crash)."""
+    """How a backend's run differs from the golden model's (``kind``: status, memory, retired, hang, crash)."""
     kind: str
     detail: str
 
@@ -508,7 +530,8 @@ class Mismatch:
 
 
 def make_backend(name: str, config: Config, max_cycles: int = 1_000_000):
-    """Backend ``name`` with a cycle bound, so a hang fails quickly instead of blocking the campaign."""
+    """Backend ``name`` with a cycle bound, so a hang fails quickly instead of blocking the campaign
+    (:func:`compare` replaces the bound by each Program's :func:`cycle_limit`)."""
     if name == "amaranth":
         from ..sim.amaranth_sim import AmaranthBackend
         return AmaranthBackend(config, max_cycles=max_cycles)
@@ -519,17 +542,36 @@ def make_backend(name: str, config: Config, max_cycles: int = 1_000_000):
     return get_backend(name, config)
 
 
+def run_bounded(backend, program: Program, max_cycles: int):
+    """``backend.run(program)`` with at most ``max_cycles`` cycles on a backend that has a cycle limit
+    (amaranth, verilator, icarus: their ``max_cycles``; restored afterwards, the backend may be shared)."""
+    if getattr(backend, "max_cycles", None) is None:
+        return backend.run(program)
+    before, backend.max_cycles = backend.max_cycles, max_cycles
+    try:
+        return backend.run(program)
+    finally:
+        backend.max_cycles = before
+
+
+_NO_HALT = re.compile(r"no halt within \d+ cycles")
+
+
 def compare(program: Program, backend) -> Mismatch | None:
     """Run ``program`` on the golden model and on ``backend``; None if they agree bit for bit.
 
     Compared: error code, ``error_pc``, the ``retired`` counter and the whole final memory image (so a
-    write outside an instruction's output region is caught too). A backend exception (a hang hitting
-    the cycle bound, a simulator failure) is a ``crash`` mismatch.
+    write outside an instruction's output region is caught too). The run is bounded by
+    :func:`cycle_limit`: a hang is a ``hang`` mismatch ("no halt within N cycles"); any other backend
+    exception (a simulator failure) is a ``crash`` mismatch.
     """
     want = execute(program)
     try:
-        got = backend.run(program)
+        got = run_bounded(backend, program, cycle_limit(program))
     except Exception as exc:        # noqa: BLE001 - every backend failure is a finding
+        hang = _NO_HALT.search(str(exc))          # cocotb puts it in the log tail, amaranth in the message
+        if hang:
+            return Mismatch("hang", hang.group())
         text = str(exc).strip().splitlines()
         return Mismatch("crash", f"{type(exc).__name__}: {text[0] if text else ''}")
     if (got.error, got.error_pc) != (want.error, want.error_pc):

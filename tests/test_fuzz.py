@@ -101,6 +101,36 @@ def test_runner_catches_and_shrinks_a_bug(tmp_path, bug, kind):
     assert (tmp_path / f"fail-seed1-{index}.txt").read_text().count("tridsa run") == 1
 
 
+class _HangsOnGatherError(_Mutant):
+    """A backend with a cycle limit that hangs on a GATHER ending in an error (the bug of seed 11,
+    Program 263), the way the gateware backends report it."""
+
+    def __init__(self):
+        super().__init__(lambda program, result: None)
+        self.max_cycles, self.limits = 123, []
+
+    def run(self, program):
+        self.limits.append(self.max_cycles)
+        result = execute(program)
+        op = isa.decode(program.instructions[result.error_pc])[0] if result.error else None
+        if op is not None and op.name == "GATHER":
+            raise RuntimeError(f"cocotb test(s) failed: run_program\n...\nAssertionError: no halt within "
+                               f"{self.max_cycles} cycles")
+        return result
+
+
+def test_a_hang_fails_at_the_programs_cycle_limit(tmp_path):
+    backend = _HangsOnGatherError()
+    report = fuzz.fuzz(SMALL, "mutant", n=60, seed=11, out=tmp_path, backend_obj=backend, shrink_budget=20)
+    assert report.failures, "no Program ended in a GATHER error"
+    index, mismatch, (original, small) = report.failures[0]
+    program = Program.load(original)
+    assert mismatch.kind == "hang" and mismatch.detail == f"no halt within {fuzz.cycle_limit(program)} cycles"
+    assert backend.max_cycles == 123 and len(set(backend.limits)) > 2      # per Program, then restored
+    assert "no halt within" in (tmp_path / f"fail-seed11-{index}.txt").read_text()
+    assert fuzz.compare(Program.load(small), backend).kind == "hang"
+
+
 def test_saved_failure_replays_with_tridsa_run(tmp_path, capsys):
     from tridsa.sw.cli import main as cli_main
     report = fuzz.fuzz(SMALL, "mutant", n=40, seed=1, out=tmp_path, backend_obj=_Mutant(_flip_after_gemm))

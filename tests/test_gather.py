@@ -222,6 +222,30 @@ def _bad_programs():
     return out
 
 
+def _tampered_gather(rng, weighted, bad_index=None, bad_offset=None, config=SMALL):
+    """A GATHER of 4 bags over 10 indices (3 index words on SMALL, some with the bypass hint) whose index
+    ``bad_index`` is ``rows`` (INDEX_RANGE) and/or whose offset ``bad_offset`` breaks the offset rules.
+    Weighted, legal offsets and a bad index is the fuzzer's hang (seed 11, Program 263): the main
+    pass's index and weight reads were issued behind the check pass's and must all be dropped."""
+    rows, n = 6, 10
+    table = rng.integers(-2 ** 31, 2 ** 31, (rows, 5)).astype(np.int32)
+    idx = rng.integers(0, rows, n)
+    weights = rng.integers(-1000, 1000, n) if weighted else None
+    builder = ProgramBuilder(config)
+    emit_gather(builder, table, idx, [0, 4, 4, 7], "sum", weights, name="g", cache_hints=False)
+    fields = isa.decode(builder.instructions[-1])[1]
+    words = idx | (rng.random(n) < 0.4).astype(np.int64) << BYPASS_BIT
+    offsets = [0, 4, 4, 7, n]
+    if bad_index is not None:
+        words[bad_index] = rows
+    if bad_offset is not None:
+        offsets[bad_offset] = {0: 1, len(offsets) - 1: n + 1}.get(bad_offset, offsets[bad_offset - 1] - 1)
+    for addr, values in ((fields["idx_addr"], words), (fields["off_addr"], offsets)):
+        packed = pack_int32(values, config.mem_width)
+        builder.memory[addr:addr + len(packed)] = packed
+    return builder.build()
+
+
 def test_golden_error_codes_and_priority():
     for name, programs in _bad_programs().items():
         for program in programs:
@@ -310,6 +334,23 @@ def test_engine_errors_write_nothing(seed):
             assert (out["error"], out["error_pc"]) == (E[name], 1), name
             assert np.array_equal(out["memory"], golden.memory), name
             assert out["cycles"] < 200
+
+
+def test_engine_illegal_gathers_end_within_bound(seed):
+    """A bounded sweep for hangs: a bad index at every position and a bad offset at every position,
+    weighted or not, under random stalls and three latencies: every one ends with golden's error within
+    a fixed cycle bound, having written nothing and read no row."""
+    rng = np.random.default_rng(seed)
+    bad = [dict(bad_index=i) for i in range(10)] + [dict(bad_offset=q) for q in range(5)]
+    for n, (weighted, change) in enumerate((w, c) for w in (0, 1) for c in bad):
+        config = SMALL.replace(mem_latency=(1, 3, 7)[n % 3])
+        program = _tampered_gather(rng, weighted, config=config, **change)
+        out = run_engine(program, seed + n, stall_rate=0.3, max_cycles=1000)
+        golden = execute(program)
+        assert (out["error"], out["error_pc"]) == (golden.error, 0) and golden.error, (weighted, change)
+        assert np.array_equal(out["memory"], program.memory), (weighted, change)
+        assert out["counters"]["lookups"] == out["counters"]["bytes_read"] == 0, (weighted, change)
+        assert out["cycles"] < 200, (weighted, change, out["cycles"])
 
 
 def test_engine_pools_a_bag_per_cycle(seed):
@@ -410,6 +451,18 @@ def test_driver_and_hardware_errors_on_backend(backend):
         assert np.array_equal(result.memory, execute(program).memory)
         with pytest.raises(AcceleratorError, match=name):
             acc.run(program)
+
+
+@pytest.mark.parametrize("backend", backend_params(("golden", "amaranth", "verilator")))
+def test_weighted_index_range_ends_on_backend(backend, seed):
+    """The fuzzer's hang, by hand: a weighted GATHER with legal offsets, bypass hints and one index equal
+    to rows stops with INDEX_RANGE at it and leaves memory as it was, bit for bit on every backend."""
+    program = _tampered_gather(np.random.default_rng(seed), weighted=1, bad_index=6)
+    result = accelerator(backend).backend.run(program)
+    golden = execute(program)
+    assert (golden.error, golden.error_pc) == (E["INDEX_RANGE"], 0)
+    assert (result.error, result.error_pc) == (golden.error, golden.error_pc)
+    assert np.array_equal(result.memory, golden.memory) and np.array_equal(result.memory, program.memory)
 
 
 @pytest.mark.slow
