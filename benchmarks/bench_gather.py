@@ -26,6 +26,7 @@ import numpy as np
 
 from tridsa import Accelerator, Config
 from tridsa.sw.cache_hints import hot_plan
+from tridsa.sw.config import ceil_div
 from tridsa.sw.dlrm_traffic import make_bags
 from tridsa.sw.row_cache import belady_hits, simulate
 
@@ -82,7 +83,7 @@ def _measure(acc, rows, row_bytes, batch, pooling, dist="uniform", alpha=None, s
 
 def _table_rows(config, row_bytes, rows_wanted):
     """Rows that fit the memory beside indices and output (the table dominates)."""
-    row_words = -(-row_bytes // config.mem_width)
+    row_words = ceil_div(row_bytes, config.mem_width)
     return max(8, min(rows_wanted, config.mem_depth // (2 * row_words)))
 
 

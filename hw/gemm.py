@@ -20,6 +20,7 @@ from amaranth.lib import data, fifo, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from ..sw import isa
+from ..sw.config import ceil_div
 from ..sw.gemm_layout import OUT_BITS, PARAM_WORDS
 from .engine_port import beyond_memory, engine_ports, log2
 from .instr import instr_layout
@@ -125,7 +126,7 @@ class GemmEngine(wiring.Component):
         beyond = {name: Signal(name=f"{name}_beyond") for name in problem}    # registered in CHECK
         meets_c = {name: Signal(name=f"{name}_meets_c") for name in ("a", "b", "p")}
 
-        tw = {code: -(-R * C * bits // cfg.mem_bits) for code, bits in OUT_BITS.items()}
+        tw = {code: ceil_div(R * C * bits, cfg.mem_bits) for code, bits in OUT_BITS.items()}
         assert all(words & (words - 1) == 0 for words in tw.values())       # powers of two: a shift
         bad_mode = ((f.int4 & (not cfg.int4)) | (f.rounding == 3) | (~f.requant & (f.out_format != 0)))
         bad_shape = (f.m == 0) | (f.k == 0) | (f.n == 0)

@@ -23,6 +23,7 @@ from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from ..sw import isa
+from ..sw.config import ceil_div
 from ..sw.sketch_dist import DISTRIBUTIONS
 from ..sw.sketch_ops import PARAM_NAMES, rng_lanes_used
 from .engine_port import beyond_memory, engine_ports, log2
@@ -43,7 +44,7 @@ def ceil_div_constant(x_bits: int, d: int) -> tuple:
     import numpy as np
     n_bits = x_bits + 1
     shift = n_bits + (d - 1).bit_length()
-    magic = -(-(1 << shift) // d)
+    magic = ceil_div(1 << shift, d)
     x = np.arange(1 << x_bits, dtype=np.uint64)
     x = x + np.uint64(d - 1)
     assert np.array_equal((x * np.uint64(magic)) >> np.uint64(shift), x // np.uint64(d))
@@ -156,8 +157,8 @@ class SketchEngine(wiring.Component):
         self.config = config
         self.lanes = config.rng_lanes
         self.tile_rows, self.tile_cols = config.rows, 4 * config.rng_lanes
-        self.tile_words = -(-self.tile_rows * self.tile_cols * 32 // config.mem_bits)
-        self.p_words = -(-32 * len(PARAM_NAMES) // config.mem_bits)
+        self.tile_words = ceil_div(self.tile_rows * self.tile_cols * 32, config.mem_bits)
+        self.p_words = ceil_div(32 * len(PARAM_NAMES), config.mem_bits)
         self.rng_lanes = rng_lanes_used(config)
         self.nct_magic = ceil_div_constant(16, self.tile_cols)
         super().__init__(engine_ports(config, self.COUNTERS))

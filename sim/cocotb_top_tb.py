@@ -54,10 +54,16 @@ async def wait_halted(dut, max_cycles):
     await FallingEdge(dut.clk)
 
 
-def counters(dut, names, bits):
-    """The flat ``counters`` port split into named fields."""
-    packed = int(dut.counters.value)
-    return {name: (packed >> (i * bits)) & ((1 << bits) - 1) for i, name in enumerate(names)}
+def counters(dut, layout):
+    """The flat ``counters`` port split into named fields; ``layout`` is ``{"names": [...], "bits": n}``
+    (recorded with the build, see :mod:`tridsa.sim.cocotb_sim`)."""
+    packed, bits = int(dut.counters.value), layout["bits"]
+    return {name: (packed >> (i * bits)) & ((1 << bits) - 1) for i, name in enumerate(layout["names"])}
+
+
+def status(dut, layout):
+    """Error code, failing instruction and counters, as the backend's ``status.json`` holds them."""
+    return {"error": int(dut.error.value), "error_pc": int(dut.error_pc.value), "counters": counters(dut, layout)}
 
 
 async def dump(dut):
@@ -75,7 +81,6 @@ async def run_program(dut):
     await start(dut)
     await push(dut, [int(word, 16) for word in spec["instructions"]])
     await wait_halted(dut, spec["max_cycles"])
-    status = {"error": int(dut.error.value), "error_pc": int(dut.error_pc.value),
-              "counters": counters(dut, spec["counters"]["names"], spec["counters"]["bits"])}
+    result = status(dut, spec["counters"])
     await dump(dut)
-    (run_dir / "status.json").write_text(json.dumps(status))
+    (run_dir / "status.json").write_text(json.dumps(result))

@@ -11,7 +11,12 @@ import json
 
 from .isa import ENGINE_OPS
 
-__all__ = ["Config"]
+__all__ = ["Config", "ceil_div"]
+
+
+def ceil_div(a: int, b: int) -> int:
+    """``ceil(a / b)`` for integers (sizes in words, blocks, tiles)."""
+    return -(-a // b)
 
 
 def _is_pow2(value: int) -> bool:

@@ -22,6 +22,7 @@ import dataclasses
 import numpy as np
 
 from .builder import ProgramBuilder
+from .config import ceil_div
 from .gemm_layout import PARAM_WORDS, PE_LATENCY, REQUANT_STAGES, GemmGeometry
 from .gemm_ops import emit_gemm_batch, gemm_words, resolve_out_dtype
 from .operands import integer_matrix
@@ -47,9 +48,6 @@ def _pair(value, name):
 def conv_output_size(size, kernel, stride, padding, dilation):
     return (size + 2 * padding - dilation * (kernel - 1) - 1) // stride + 1
 
-
-def _ceil(a, b):
-    return -(-a // b)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -93,7 +91,7 @@ class Lowering:
         return np.unique(outs[:, None] + taps[None, :])
 
     def bands(self, shape: ConvShape) -> tuple:
-        return tuple(_ceil(o, b) for o, b in zip(shape.out_size, self.band))
+        return tuple(ceil_div(o, b) for o, b in zip(shape.out_size, self.band))
 
     def gemm_batches(self, shape: ConvShape) -> list:
         """``((M, K, N), problems)`` of each batched GEMM instruction, in order (memory permitting)."""

@@ -39,7 +39,7 @@ import numpy as np
 
 from . import isa
 from .builder import ProblemTooLarge, ProgramBuilder
-from .config import Config
+from .config import Config, ceil_div
 from .golden import EXECUTORS, execute
 from .program import Program, Region
 
@@ -51,9 +51,6 @@ MAX_COST = 20_000
 #: :func:`cycle_limit`: a run may take CYCLE_FACTOR x the estimate + CYCLE_SLACK per instruction.
 CYCLE_FACTOR, CYCLE_SLACK = 4, 200
 
-
-def _ceil(a, b):
-    return -(-a // b)
 
 
 def _have(module: str) -> bool:
@@ -413,7 +410,7 @@ def _tamper_gather(rng, ctx, word):
     """Break a GATHER's data: an index out of range or decreasing offsets (written to the memory image)."""
     op, fields = isa.decode(word)
     mem = ctx.builder.memory
-    flat = lambda addr, n: mem[addr:addr + _ceil(max(n, 1), ctx.config.mem_width // 4)].reshape(-1).view("<i4")
+    flat = lambda addr, n: mem[addr:addr + ceil_div(max(n, 1), ctx.config.mem_width // 4)].reshape(-1).view("<i4")
     if fields["n_indices"] and (rng.random() < 0.5 or not fields["n_bags"]):
         idx = flat(fields["idx_addr"], fields["n_indices"])
         idx[int(rng.integers(fields["n_indices"]))] = int(rng.choice([fields["rows"], -1, 1 << 30]))

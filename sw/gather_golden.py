@@ -24,6 +24,7 @@ from __future__ import annotations
 import numpy as np
 
 from . import isa
+from .config import ceil_div
 from .embedding import embedding_bag
 from .row_cache import simulate
 
@@ -41,18 +42,15 @@ BYPASS_BIT = 31
 ROW_MASK = (1 << BYPASS_BIT) - 1
 
 
-def _ceil(a: int, b: int) -> int:
-    return -(-a // b)
-
 
 def row_words(config, dim: int, dtype: int) -> int:
     """Words of one table row."""
-    return _ceil(dim * DTYPES[dtype].itemsize, config.mem_width)
+    return ceil_div(dim * DTYPES[dtype].itemsize, config.mem_width)
 
 
 def out_words(config, dim: int, dtype: int = 0, mode: int = 0) -> int:
     """Words of one output row: ``dim`` int32, or in mode copy (3) a table row (:func:`row_words`)."""
-    return row_words(config, dim, dtype) if mode == 3 else _ceil(dim * 4, config.mem_width)
+    return row_words(config, dim, dtype) if mode == 3 else ceil_div(dim * 4, config.mem_width)
 
 
 def line_words(config) -> int:
@@ -62,11 +60,11 @@ def line_words(config) -> int:
 
 def int32_words(config, n: int) -> int:
     """Words of ``n`` packed int32 values."""
-    return _ceil(n, config.mem_width // 4)
+    return ceil_div(n, config.mem_width // 4)
 
 
 def _int32s(memory, addr: int, n: int) -> np.ndarray:
-    words = memory[addr:addr + _ceil(n, memory.shape[1] // 4)]
+    words = memory[addr:addr + ceil_div(n, memory.shape[1] // 4)]
     return np.ascontiguousarray(words).reshape(-1).view("<i4")[:n].astype(np.int64)
 
 

@@ -24,6 +24,7 @@ import dataclasses
 import numpy as np
 
 from .builder import ProgramBuilder
+from .config import ceil_div
 from .cache_hints import hot_plan, identity_plan
 from .embedding import _bags, _check_mode, _check_weights
 from .gather_golden import BYPASS_BIT, DTYPES, COUNTER_NAMES, MODES, gather_counters, line_words, out_words, row_words
@@ -40,7 +41,7 @@ def pack_int32(values, width: int) -> np.ndarray:
     """int32 values -> (words, width) uint8, packed ``width // 4`` per word, zero padded."""
     v = np.asarray(values, np.int64).astype("<i4")
     per = width // 4
-    padded = np.zeros(max(1, -(-v.size // per)) * per, "<i4")
+    padded = np.zeros(max(1, ceil_div(v.size, per)) * per, "<i4")
     padded[:v.size] = v
     return padded.view(np.uint8).reshape(-1, width)
 

@@ -22,7 +22,7 @@ import dataclasses
 
 import numpy as np
 
-from .config import Config
+from .config import Config, ceil_div
 
 __all__ = ["OUT_BITS", "PARAM_WORDS", "PE_LATENCY", "REQUANT_STAGES", "GemmGeometry", "pack_a", "pack_b",
            "pack_params", "unpack_c", "pack_c", "blocks_from_words", "words_from_bytes"]
@@ -32,9 +32,6 @@ PARAM_WORDS = 3                          # words per column block: bias, multipl
 PE_LATENCY = 3                           # register stages of a processing element (hw/mac_array.py)
 REQUANT_STAGES = 12                      # register stages of the requant pipeline (hw/requant.py)
 
-
-def _ceil(a: int, b: int) -> int:
-    return -(-a // b)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -50,19 +47,19 @@ class GemmGeometry:
     @property
     def k_per_byte(self): return 2 if self.int4 else 1
     @property
-    def k_rows(self): return _ceil(self.k, self.k_per_byte)
+    def k_rows(self): return ceil_div(self.k, self.k_per_byte)
     @property
-    def mt(self): return _ceil(self.m, self.config.rows)
+    def mt(self): return ceil_div(self.m, self.config.rows)
     @property
-    def nt(self): return _ceil(self.n, self.config.cols)
+    def nt(self): return ceil_div(self.n, self.config.cols)
     @property
-    def a_block_words(self): return _ceil(self.k_rows * self.config.rows, self.config.mem_width)
+    def a_block_words(self): return ceil_div(self.k_rows * self.config.rows, self.config.mem_width)
     @property
-    def b_block_words(self): return _ceil(self.k_rows * self.config.cols, self.config.mem_width)
+    def b_block_words(self): return ceil_div(self.k_rows * self.config.cols, self.config.mem_width)
     @property
     def out_bits(self): return OUT_BITS[self.out_format]
     @property
-    def tile_words(self): return _ceil(self.config.rows * self.config.cols * self.out_bits, self.config.mem_bits)
+    def tile_words(self): return ceil_div(self.config.rows * self.config.cols * self.out_bits, self.config.mem_bits)
     @property
     def p_block_words(self): return PARAM_WORDS
     @property

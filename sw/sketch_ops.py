@@ -20,7 +20,7 @@ import numbers
 
 import numpy as np
 
-from .config import Config
+from .config import Config, ceil_div
 from .gemm_layout import GemmGeometry, blocks_from_words, pack_a, words_from_bytes
 from .operands import integer_matrix, operand_signedness
 from .philox import check_counter, check_key
@@ -35,9 +35,6 @@ PARAM_NAMES = ("key0", "key1", "ctr0", "ctr1", "ctr2", "ctr3", "threshold", "lo"
 
 _MAX_DIM = (1 << 16) - 1
 
-
-def _ceil(a: int, b: int) -> int:
-    return -(-a // b)
 
 
 def rng_lanes_used(config: Config) -> int:
@@ -58,11 +55,11 @@ class RngGeometry:
     @property
     def per_beat(self): return 4 * self.lanes                       # uint32 per beat
     @property
-    def words(self): return _ceil(self.n, self.per_word)
+    def words(self): return ceil_div(self.n, self.per_word)
     @property
     def stream_words(self): return self.words * self.per_word
     @property
-    def beats(self): return _ceil(self.stream_words, self.per_beat)
+    def beats(self): return ceil_div(self.stream_words, self.per_beat)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -80,19 +77,19 @@ class SketchGeometry:
     @property
     def tile_cols(self): return 4 * self.config.rng_lanes
     @property
-    def mt(self): return _ceil(self.m, self.tile_rows)
+    def mt(self): return ceil_div(self.m, self.tile_rows)
     @property
-    def nct(self): return _ceil(self.k, self.tile_cols)
+    def nct(self): return ceil_div(self.k, self.tile_cols)
     @property
-    def blocks_per_row(self): return _ceil(self.k, 4)
+    def blocks_per_row(self): return ceil_div(self.k, 4)
     @property
     def a_block_words(self): return self.gemm.a_block_words
     @property
     def a_words(self): return self.gemm.a_words
     @property
-    def p_words(self): return _ceil(4 * len(PARAM_NAMES), self.config.mem_width)
+    def p_words(self): return ceil_div(4 * len(PARAM_NAMES), self.config.mem_width)
     @property
-    def tile_words(self): return _ceil(self.tile_rows * self.tile_cols * 4, self.config.mem_width)
+    def tile_words(self): return ceil_div(self.tile_rows * self.tile_cols * 4, self.config.mem_width)
     @property
     def y_words(self): return self.mt * self.nct * self.tile_words
 

@@ -18,11 +18,7 @@ from pathlib import Path
 import cocotb
 from cocotb.triggers import ClockCycles, FallingEdge
 
-from tridsa.sim.cocotb_top_tb import counters, dump, push, start, wait_halted
-
-
-def _counters(dut, spec):
-    return counters(dut, spec["counters"]["names"], spec["counters"]["bits"])
+from tridsa.sim.cocotb_top_tb import counters, dump, push, start, status, wait_halted
 
 
 async def _reset(dut, cycles):
@@ -52,18 +48,17 @@ async def reset_in_the_middle(dut):
     await ClockCycles(dut.clk, spec["reset_at"])
     await FallingEdge(dut.clk)
     mid_run = not dut.halted.value
-    before = _counters(dut, spec)
+    before = counters(dut, spec["counters"])
     await _reset(dut, 3)
     await ClockCycles(dut.clk, 5)                 # idle after reset: nothing may start by itself
     await FallingEdge(dut.clk)
-    after = _counters(dut, spec)
+    after = counters(dut, spec["counters"])
     assert not dut.halted.value and int(dut.error.value) == 0, "status survived reset"
     assert not any(after.values()), f"counters survived reset: {after}"
 
     # 3. a correct run
     await push(dut, program)
     await wait_halted(dut, spec["max_cycles"])
-    status = {"error": int(dut.error.value), "error_pc": int(dut.error_pc.value), "counters": _counters(dut, spec),
-              "mid_run": mid_run, "retired_before_reset": before["retired"]}
+    result = dict(status(dut, spec["counters"]), mid_run=mid_run, retired_before_reset=before["retired"])
     await dump(dut)
-    (run_dir / "status.json").write_text(json.dumps(status))
+    (run_dir / "status.json").write_text(json.dumps(result))
