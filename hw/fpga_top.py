@@ -27,6 +27,7 @@ from amaranth.lib.wiring import In, Out
 
 from ..sw.config import Config
 from .host_bridge import HostBridge
+from .skid import SkidBuffer
 from .top import Top
 from .uart import UartRx, UartTx, check_divisor
 
@@ -58,10 +59,16 @@ class FpgaCore(wiring.Component):
         m.submodules.uart_rx = uart_rx = UartRx(self.divisor)
         m.submodules.uart_tx = uart_tx = UartTx(self.divisor)
         m.submodules.bridge = bridge
-        m.submodules.top = ResetInserter(bridge.clear)(top)
+        # CLEAR resets the Top one cycle after the bridge decodes it: a register drives the reset's fanout.
+        clear = Signal()
+        m.d.sync += clear.eq(bridge.clear)
+        m.submodules.top = ResetInserter(clear)(top)
         m.d.comb += [uart_rx.rx.eq(self.rx), self.tx.eq(uart_tx.tx)]
         wiring.connect(m, uart_rx.data, bridge.rx)
-        wiring.connect(m, bridge.tx, uart_tx.data)
+        # The reply byte (a multiplexer over the status and counters) ends at a register
+        m.submodules.tx_skid = tx_skid = SkidBuffer(8)
+        wiring.connect(m, bridge.tx, tx_skid.i)
+        wiring.connect(m, tx_skid.o, uart_tx.data)
         wiring.connect(m, bridge.cmd, top.cmd)
         # The Top's host port has a (constant-ready) resp.ready for Verilog; the bridge's has none.
         m.d.comb += [top.host.req.valid.eq(bridge.mem.req.valid), top.host.req.payload.eq(bridge.mem.req.payload),

@@ -2,10 +2,10 @@
 
 Dataflow (every arrow is a valid/ready stream, so every unit can stall without losing data)::
 
-    A reader --> A splitter --\\
-                               feeder --> MacArray --> row FIFO --> RequantUnit --> packer --> writer
-    B reader --> B splitter --/                                       ^
-    P reader (bias, multiplier, shift per column block) ------------/
+    A reader --> A splitter --> skid --\\
+                                        feeder --> MacArray --> row FIFO --> RequantUnit --> packer --> writer
+    B reader --> B splitter --> skid --/                                              ^
+    P reader (bias, multiplier, shift per column block) -------------------/
 
 Tiles are visited problem outer (a batched instruction runs ``batch`` same-shape problems whose operands
 lie back to back), then column block, then row block (``t = jb * mt + ib`` within a problem): B, P and C
@@ -27,6 +27,7 @@ from .instr import instr_layout
 from .mac_array import MacArray
 from .memory import BlockReader, MemArbiter
 from .requant import RequantUnit
+from .skid import SkidBuffer
 
 __all__ = ["GemmEngine", "WordSplitter"]
 
@@ -67,7 +68,7 @@ class GemmEngine(wiring.Component):
 
     Illegal fields (mode, zero size, region of the batch beyond memory, C overlapping an input) end the
     command at once with an error code and no memory access, as :func:`tridsa.sw.gemm_golden.check_gemm`
-    specifies. Setup: three states of geometry, ``SCALE`` (one cycle per bit of ``batch``: the batch's
+    specifies. Setup: four states of geometry, ``SCALE`` (one cycle per bit of ``batch``: the batch's
     region sizes by shift-and-add), ``CHECK`` (registers every range and overlap comparison), ``DECIDE``.
     """
 
@@ -95,6 +96,12 @@ class GemmEngine(wiring.Component):
         m.submodules.b_split = b_split = WordSplitter(cfg.mem_bits, 8 * C)
         wiring.connect(m, readers["a"].words, a_split.words)
         wiring.connect(m, readers["b"].words, b_split.words)
+        # The feeder takes k-steps from skid buffers: its fire decision (both operands valid) does not reach
+        # back through the splitters into the readers' buffers (FPGA timing).
+        m.submodules.a_items = a_items = SkidBuffer(8 * R)
+        m.submodules.b_items = b_items = SkidBuffer(8 * C)
+        wiring.connect(m, a_split.items, a_items.i)
+        wiring.connect(m, b_split.items, b_items.i)
         m.submodules.array = array = MacArray(R, C, hard_multipliers=cfg.hard_multipliers, int4=cfg.int4)
         m.submodules.requant = requant = RequantUnit(C, per_cycle=cfg.lanes_requant)
         # Rows of ~3 tiles are in flight between tile start and requant (skew + pipeline); 4 tiles of
@@ -115,8 +122,8 @@ class GemmEngine(wiring.Component):
             return Mux(value[L:].any(), (1 << L) - 1, value[:L]) if len(value) > L else value
 
         problem = {"a": Signal(33), "b": Signal(33), "c": Signal(48), "p": Signal(20)}   # words of one problem
-        m.d.comb += [problem["a"].eq(mt * a_bw), problem["b"].eq(nt * b_bw), problem["c"].eq(tiles << tile_shift),
-                     problem["p"].eq(nt * PARAM_WORDS)]
+        products = [problem["a"].eq(mt * a_bw), problem["b"].eq(nt * b_bw), problem["c"].eq(tiles << tile_shift),
+                    problem["p"].eq(nt * PARAM_WORDS)]
         a_words = Signal(L)                                             # one problem's A (the A base stride)
         step = {name: Signal(L, name=f"{name}_step") for name in problem}     # problem words << bits done
         total = {name: Signal(L, name=f"{name}_total") for name in problem}   # words of the whole batch
@@ -159,6 +166,9 @@ class GemmEngine(wiring.Component):
                              tiles.eq(mt * nt)]
                 m.next = "SETUP3"
             with m.State("SETUP3"):
+                m.d.sync += products
+                m.next = "SETUP4"
+            with m.State("SETUP4"):
                 m.d.sync += a_words.eq(saturate(problem["a"]))
                 for name, words in problem.items():
                     m.d.sync += [step[name].eq(saturate(words)), total[name].eq(0)]
@@ -236,10 +246,10 @@ class GemmEngine(wiring.Component):
         row_pop = rows.r_en & rows.r_rdy
         can_end = since_last >= array.min_tile_cycles
         # the readers fetch exactly the batch's k-rows, so the splitters run dry after the last tile
-        fire = (running & a_split.items.valid & b_split.items.valid
+        fire = (running & a_items.o.valid & b_items.o.valid
                 & (~first | can_start) & (~last | can_end))
-        m.d.comb += [a_split.items.ready.eq(fire), b_split.items.ready.eq(fire),
-                     array.a.eq(a_split.items.payload), array.b.eq(b_split.items.payload),
+        m.d.comb += [a_items.o.ready.eq(fire), b_items.o.ready.eq(fire),
+                     array.a.eq(a_items.o.payload), array.b.eq(b_items.o.payload),
                      array.ctrl.valid.eq(fire), array.ctrl.first.eq(first), array.ctrl.last.eq(last),
                      array.mode.int4.eq(f.int4), array.mode.a_signed.eq(f.a_signed),
                      array.mode.b_signed.eq(f.b_signed)]
@@ -264,26 +274,27 @@ class GemmEngine(wiring.Component):
         bias, mult, shift = (Signal(data.ArrayLayout(32, C), name=n) for n in ("bias", "mult", "shift"))
         p_slot = Signal(range(PARAM_WORDS))
         rows_left = Signal(32)          # rows of the current column block still to requantize
+        have_rows = Signal()            # rows_left != 0, as a register (it gates the requant input)
         with m.If(self.start):
-            m.d.sync += [p_slot.eq(0), rows_left.eq(0)]
-        load_params = running & (rows_left == 0)
+            m.d.sync += [p_slot.eq(0), rows_left.eq(0), have_rows.eq(0)]
+        load_params = running & ~have_rows
         m.d.comb += p_words_in.ready.eq(load_params)
         with m.If(p_words_in.valid & p_words_in.ready):
             for slot, reg in enumerate((bias, mult, shift)):
                 with m.If(p_slot == slot):
                     m.d.sync += reg.eq(p_words_in.payload[:32 * C])
             with m.If(p_slot == PARAM_WORDS - 1):
-                m.d.sync += [p_slot.eq(0), rows_left.eq(mt * R)]
+                m.d.sync += [p_slot.eq(0), rows_left.eq(mt * R), have_rows.eq(1)]
             with m.Else():
                 m.d.sync += p_slot.eq(p_slot + 1)
         rq_in = requant.i
-        m.d.comb += [rq_in.valid.eq(running & (rows_left != 0) & rows.r_rdy), rows.r_en.eq(rq_in.ready & rq_in.valid),
+        m.d.comb += [rq_in.valid.eq(running & have_rows & rows.r_rdy), rows.r_en.eq(rq_in.ready & rq_in.valid),
                      rq_in.payload.x.eq(rows.r_data)]
         for j in range(C):
             m.d.comb += [rq_in.payload.bias[j].eq(bias[j]), rq_in.payload.multiplier[j].eq(mult[j][:31]),
                          rq_in.payload.shift[j].eq(Mux(shift[j][:6] > 62, 62, shift[j][:6]))]
         with m.If(rq_in.valid & rq_in.ready):
-            m.d.sync += rows_left.eq(rows_left - 1)
+            m.d.sync += [rows_left.eq(rows_left - 1), have_rows.eq(rows_left != 1)]
         m.d.comb += [requant.enable.eq(f.requant), requant.rounding.eq(f.rounding),
                      requant.zero_point.eq(f.zero_point), requant.out_format.eq(f.out_format),
                      requant.relu.eq(f.relu)]

@@ -104,9 +104,12 @@ class HostBridge(wiring.Component):
         code = Signal(8)
         idle = Signal(range(self.timeout + 1))
         timed_out = idle == self.timeout
-        end = Signal(33)
-        m.d.comb += end.eq(addr + count)
-        in_range = (count != 0) & (end <= cfg.mem_depth)
+        # Decoded from the header into registers every cycle: the header is complete at least one byte time
+        # before CHECK uses them, and CHECK's decision then starts from registers (FPGA timing).
+        in_range = Signal()
+        m.d.sync += in_range.eq((count != 0) & (addr + count <= cfg.mem_depth))
+        is_cmd = {name: Signal(name=f"is_{name.lower()}") for name in cmds}
+        m.d.sync += [is_cmd[name].eq(command == code) for name, code in cmds.items()]
 
         byte = self.rx.payload
         got = self.rx.valid & self.rx.ready
@@ -153,7 +156,7 @@ class HostBridge(wiring.Component):
                     m.d.sync += [crc.eq(0), index.eq(0)]
                     with m.If(byte != crc):
                         drain(codes["BAD_CHECKSUM"])
-                    with m.Elif(command == cmds["WRITE"]):
+                    with m.Elif(is_cmd["WRITE"]):
                         with m.If(busy):
                             drain(codes["BUSY"])
                         with m.Elif(~in_range):
@@ -161,7 +164,7 @@ class HostBridge(wiring.Component):
                         with m.Else():
                             m.d.sync += [waddr.eq(addr), words_left.eq(count)]
                             m.next = "WRITE"
-                    with m.Elif(command == cmds["READ"]):
+                    with m.Elif(is_cmd["READ"]):
                         with m.If(busy):
                             reply(codes["BUSY"])
                         with m.Elif(~in_range):
@@ -169,14 +172,14 @@ class HostBridge(wiring.Component):
                         with m.Else():
                             m.d.sync += bytes_left.eq(count * width)
                             m.next = "READ_CMD"
-                    with m.Elif(command == cmds["PUSH"]):
+                    with m.Elif(is_cmd["PUSH"]):
                         m.next = "PUSH"
-                    with m.Elif(command == cmds["CLEAR"]):
+                    with m.Elif(is_cmd["CLEAR"]):
                         m.d.comb += self.clear.eq(1)
                         m.d.sync += started.eq(0)
                         reply(codes["OK"])
-                    with m.Elif((command == cmds["STATUS"]) | (command == cmds["INFO"])):
-                        m.d.sync += bytes_left.eq(Mux(command == cmds["STATUS"], len(status) // 8, len(info) // 8))
+                    with m.Elif(is_cmd["STATUS"] | is_cmd["INFO"]):
+                        m.d.sync += bytes_left.eq(Mux(is_cmd["STATUS"], len(status) // 8, len(info) // 8))
                         reply(codes["OK"])
                     with m.Else():
                         drain(codes["UNKNOWN_COMMAND"])
@@ -232,11 +235,11 @@ class HostBridge(wiring.Component):
                     m.d.sync += [tx_crc.eq(crc8_next(tx_crc, code)), index.eq(0)]
                     with m.If(code != codes["OK"]):
                         m.next = "SEND_CRC"
-                    with m.Elif(command == cmds["READ"]):
+                    with m.Elif(is_cmd["READ"]):
                         m.next = "SEND_READ"
-                    with m.Elif(command == cmds["STATUS"]):
+                    with m.Elif(is_cmd["STATUS"]):
                         m.next = "SEND_STATUS"
-                    with m.Elif(command == cmds["INFO"]):
+                    with m.Elif(is_cmd["INFO"]):
                         m.next = "SEND_INFO"
                     with m.Else():
                         m.next = "SEND_CRC"

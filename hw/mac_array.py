@@ -8,8 +8,9 @@ back to an accumulator memory. With OS, back-to-back tiles cost nothing: the ``f
 the accumulator in the same cycle the previous tile's ``last`` product lands in ``result``.
 
 Protocol: each cycle the feeder may present one k-step: ``a`` (one byte per row), ``b`` (one byte per
-column) and ``ctrl = {valid, first, last}``. Row ``i`` is skewed by ``i`` cycles and column ``j`` by
-``j``, so PE (i, j) sees the k-step at cycle ``t + i + j``. On ``last`` a PE latches its sum into
+column) and ``ctrl = {valid, first, last}``. The inputs are registered (``FEED_STAGES``, so the feeder's
+multiplexers end at a register), then row ``i`` is skewed by ``i`` cycles and column ``j`` by ``j``, so
+PE (i, j) sees the k-step at cycle ``t + 1 + i + j``. On ``last`` a PE latches its sum into
 ``result``; ``out_valid`` pulses once per array row when that row's results (``out_row``) are
 complete (rows leave in order, at most one per cycle; the array cannot be stalled). Invariant the feeder must keep: two ``last`` k-steps are at least
 ``MacArray.min_tile_cycles`` cycles apart, so a result is read before it is overwritten.
@@ -18,9 +19,9 @@ from amaranth import *
 from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
-from ..sw.gemm_layout import PE_LATENCY      # the driver's cycle model uses the same depth
+from ..sw.gemm_layout import FEED_STAGES, PE_LATENCY      # the driver's cycle model uses the same depths
 
-assert PE_LATENCY == 3, "ProcessingElement is written for three stages"
+assert PE_LATENCY == 4, "ProcessingElement is written for four stages"
 
 __all__ = ["CTRL", "MODE", "ProcessingElement", "MacArray"]
 
@@ -60,10 +61,12 @@ class ProcessingElement(wiring.Component):
     accumulator.
 
     INT4 operands hold element k in the low nibble and k+1 in the high nibble of the byte.
-    Operands and control are registered on to the right (a, ctrl) and down (b) neighbours. Three stages,
-    so that a hard multiplier, a LUT multiplier's adder tree and the 32-bit accumulate each get a cycle:
-    (1) multiply (hard: the multiplier's output; LUT: the tree's top partial sums), (2) the int8 product
-    or the int4 dot product, (3) accumulate; ``result`` is latched ``latency`` cycles after the ``last``
+    Operands, control and mode are registered on to the right (a, ctrl, mode) and down (b) neighbours (so
+    the mode reaches each PE from a neighbour's register, not over one net to every PE). Four stages, so
+    that the operand packing, a hard multiplier, a LUT multiplier's adder tree and the 32-bit accumulate
+    each get a cycle: (0) operands (hard: sign-extended or INT4-packed; LUT: as received), (1) multiply
+    (hard: the multiplier's output; LUT: the tree's top partial sums), (2) the int8 product or the int4
+    dot product, (3) accumulate; ``result`` is latched ``latency`` cycles after the ``last``
     k-step came in.
 
     Parameters
@@ -79,6 +82,7 @@ class ProcessingElement(wiring.Component):
     ctrl_in: In(CTRL)
     mode: In(MODE)
     a_out: Out(8)
+    mode_out: Out(MODE)
     b_out: Out(8)
     ctrl_out: Out(CTRL)
     result: Out(signed(32))
@@ -91,42 +95,52 @@ class ProcessingElement(wiring.Component):
 
     def elaborate(self, platform):
         m = Module()
-        a, b, mode = self.a_in, self.b_in, self.mode
+        a_in, b_in, mode_in = self.a_in, self.b_in, self.mode
 
         def extend(value, top, signed):
             return Cat(value, value[top] & signed).as_signed()
 
-        a8, b8 = extend(a, 7, mode.a_signed), extend(b, 7, mode.b_signed)
-        a_lo, a_hi = extend(a[0:4], 3, mode.a_signed), extend(a[4:8], 3, mode.a_signed)
-        b_lo, b_hi = extend(b[0:4], 3, mode.b_signed), extend(b[4:8], 3, mode.b_signed)
         product = Signal(signed(18))                # stage 2: int8 product or int4 dot product
         if self.hard:
-            wide = Signal(signed(36))                   # stage 1
+            wide = Signal(signed(36))               # stage 1
+            a8, b8 = extend(a_in, 7, mode_in.a_signed), extend(b_in, 7, mode_in.b_signed)
             if self.int4:
-                int4 = Signal()
-                low_negative = Signal()
-                # 16-bit operands (|a_hi * 2**S + a_lo| < 2**15), so one 18 x 18 multiplier holds the product
+                # stage 0: the packed operands, 16 bits (|a_hi * 2**S + a_lo| < 2**15), so one 18 x 18
+                # multiplier holds the product; the packing adders stay out of the multiplier's cycle
+                a_lo, a_hi = extend(a_in[0:4], 3, mode_in.a_signed), extend(a_in[4:8], 3, mode_in.a_signed)
+                b_lo, b_hi = extend(b_in[0:4], 3, mode_in.b_signed), extend(b_in[4:8], 3, mode_in.b_signed)
                 packed_a, packed_b = Signal(signed(16)), Signal(signed(16))
-                m.d.comb += [packed_a.eq(Mux(mode.int4, a_lo + (a_hi << _S), a8)),
-                             packed_b.eq(Mux(mode.int4, b_hi + (b_lo << _S), b8))]
-                m.d.sync += [wide.eq(packed_a * packed_b),
-                             int4.eq(mode.int4), low_negative.eq((a_lo != 0) & (b_hi != 0) & (a_lo[4] ^ b_hi[4]))]
-                dot = (wide[_S:_S + 10] + low_negative)[:10].as_signed()
-                m.d.sync += product.eq(Mux(int4, dot, wide[:18].as_signed()))
+                int4, int4_1 = Signal(), Signal()
+                low_negative, low_negative_1 = Signal(), Signal()
+                m.d.sync += [packed_a.eq(Mux(mode_in.int4, a_lo + (a_hi << _S), a8)),
+                             packed_b.eq(Mux(mode_in.int4, b_hi + (b_lo << _S), b8)),
+                             int4.eq(mode_in.int4), low_negative.eq((a_lo != 0) & (b_hi != 0) & (a_lo[4] ^ b_hi[4]))]
+                m.d.sync += [wide.eq(packed_a * packed_b), int4_1.eq(int4), low_negative_1.eq(low_negative)]
+                dot = (wide[_S:_S + 10] + low_negative_1)[:10].as_signed()
+                m.d.sync += product.eq(Mux(int4_1, dot, wide[:18].as_signed()))
             else:
-                m.d.sync += wide.eq(a8 * b8)
-                m.d.sync += product.eq(wide[:18].as_signed())
+                a0, b0 = Signal(signed(9)), Signal(signed(9))     # stage 0
+                m.d.sync += [a0.eq(a8), b0.eq(b8), wide.eq(a0 * b0), product.eq(wide[:18].as_signed())]
         else:
+            a, b, mode = Signal(8), Signal(8), Signal(MODE)      # stage 0: the operands as received
+            m.d.sync += [a.eq(a_in), b.eq(b_in), mode.eq(mode_in)]
+            a8, b8 = extend(a, 7, mode.a_signed), extend(b, 7, mode.b_signed)
             halves = [Signal(signed(18), name=f"half{i}") for i in range(2)]      # stage 1
             if self.int4:
+                a_lo, a_hi = extend(a[0:4], 3, mode.a_signed), extend(a[4:8], 3, mode.a_signed)
+                b_lo, b_hi = extend(b[0:4], 3, mode.b_signed), extend(b[4:8], 3, mode.b_signed)
                 int8_halves = lut_multiply(a8, b8, terms=2)
                 m.d.sync += [halves[0].eq(Mux(mode.int4, lut_multiply(a_lo, b_lo)[0], int8_halves[0])),
                              halves[1].eq(Mux(mode.int4, lut_multiply(a_hi, b_hi)[0], int8_halves[1]))]
             else:
                 m.d.sync += [h.eq(v) for h, v in zip(halves, lut_multiply(a8, b8, terms=2))]
             m.d.sync += product.eq(halves[0] + halves[1])
-        ctrl1, ctrl = Signal(CTRL), Signal(CTRL)     # the k-step's control at stages 2 and 3
-        m.d.sync += [ctrl1.eq(self.ctrl_in), ctrl.eq(ctrl1)]
+
+        ctrl = self.ctrl_in                          # the k-step's control, delayed to stage 3
+        for stage in range(self.latency - 1):
+            ctrl_next = Signal(CTRL, name=f"ctrl{stage}")
+            m.d.sync += ctrl_next.eq(ctrl)
+            ctrl = ctrl_next
         acc = Signal(signed(32))
         total = Signal(signed(32))
         m.d.comb += total.eq(Mux(ctrl.first, 0, acc) + product)
@@ -134,7 +148,9 @@ class ProcessingElement(wiring.Component):
             m.d.sync += acc.eq(total)
             with m.If(ctrl.last):
                 m.d.sync += self.result.eq(total)
-        m.d.sync += [self.a_out.eq(a), self.b_out.eq(b), self.ctrl_out.eq(self.ctrl_in)]
+
+        m.d.sync += [self.a_out.eq(a_in), self.b_out.eq(b_in), self.ctrl_out.eq(self.ctrl_in),
+                     self.mode_out.eq(mode_in)]
         return m
 
 
@@ -178,14 +194,15 @@ class MacArray(wiring.Component):
             for j in range(C):
                 pe = pes[i][j]
                 m.submodules[f"pe_{i}_{j}"] = pe
-                m.d.comb += pe.mode.eq(self.mode)
                 if j == 0:
-                    m.d.comb += [pe.a_in.eq(delay(self.a[i], i, f"a{i}")),
-                                 pe.ctrl_in.eq(delay(self.ctrl, i, f"ctrl{i}"))]
+                    m.d.comb += [pe.a_in.eq(delay(self.a[i], FEED_STAGES + i, f"a{i}")),
+                                 pe.ctrl_in.eq(delay(self.ctrl, FEED_STAGES + i, f"ctrl{i}")),
+                                 pe.mode.eq(delay(self.mode, FEED_STAGES + i, f"mode{i}"))]
                 else:
-                    m.d.comb += [pe.a_in.eq(pes[i][j - 1].a_out), pe.ctrl_in.eq(pes[i][j - 1].ctrl_out)]
+                    m.d.comb += [pe.a_in.eq(pes[i][j - 1].a_out), pe.ctrl_in.eq(pes[i][j - 1].ctrl_out),
+                                 pe.mode.eq(pes[i][j - 1].mode_out)]
                 if i == 0:
-                    m.d.comb += pe.b_in.eq(delay(self.b[j], j, f"b{j}"))
+                    m.d.comb += pe.b_in.eq(delay(self.b[j], FEED_STAGES + j, f"b{j}"))
                 else:
                     m.d.comb += pe.b_in.eq(pes[i - 1][j].b_out)
         # Row i is complete when its last PE has latched (``latency - 1`` cycles after that PE passed the

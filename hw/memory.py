@@ -15,6 +15,8 @@ from amaranth.lib import data, fifo, stream, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
+from .skid import SkidBuffer
+
 __all__ = ["MemPort", "MemoryModel", "MemArbiter", "BlockReader"]
 
 
@@ -57,26 +59,33 @@ class MemoryModel(wiring.Component):
 
     def elaborate(self, platform):
         m = Module()
-        cfg, req = self.config, self.port.req
+        cfg = self.config
+        m.d.comb += self.port.req.ready.eq(1)
+        # With mem_latency >= 2 the request is registered before the RAM (one of the latency cycles): the
+        # arbiter's grant and payload mux then end at a register, not at the block RAM's inputs (FPGA timing).
+        # The order of accesses, and so what every read returns, is unchanged.
+        req_valid, req = self.port.req.valid, self.port.req.payload
+        if cfg.mem_latency >= 2:
+            req_valid, req = Signal(name="req_valid"), Signal.like(self.port.req.payload, name="req_payload")
+            m.d.sync += [req_valid.eq(self.port.req.valid), req.eq(self.port.req.payload)]
         rdata = Signal(cfg.mem_bits)
-        m.d.comb += req.ready.eq(1)
-        write = req.valid & req.payload.we
+        write = req_valid & req.we
         if self.storage == "amaranth":
             m.submodules.storage = storage = self.storage_memory
             wr = storage.write_port()
             rd = storage.read_port()
-            m.d.comb += [wr.addr.eq(req.payload.addr), wr.data.eq(req.payload.wdata), wr.en.eq(write),
-                         rd.addr.eq(req.payload.addr), rdata.eq(rd.data)]
+            m.d.comb += [wr.addr.eq(req.addr), wr.data.eq(req.wdata), wr.en.eq(write),
+                         rd.addr.eq(req.addr), rdata.eq(rd.data)]
         else:
             m.submodules.storage = Instance(
                 "tridsa_sim_mem", p_WIDTH=cfg.mem_bits, p_DEPTH=cfg.mem_depth, p_ABITS=cfg.addr_bits,
-                i_clk=ClockSignal(), i_addr=req.payload.addr, i_we=write, i_wdata=req.payload.wdata,
+                i_clk=ClockSignal(), i_addr=req.addr, i_we=write, i_wdata=req.wdata,
                 i_dump=self.dump, o_rdata=rdata)
-        # One cycle in the RAM, mem_latency - 1 more in a delay line.
+        # One cycle in the RAM, the rest (after the request register) in a delay line.
         valid = Signal()
-        m.d.sync += valid.eq(req.valid & ~req.payload.we)
+        m.d.sync += valid.eq(req_valid & ~req.we)
         payload = rdata
-        for stage in range(cfg.mem_latency - 1):
+        for stage in range(cfg.mem_latency - 1 - (cfg.mem_latency >= 2)):
             v, d = Signal(name=f"lat{stage}_valid"), Signal(cfg.mem_bits, name=f"lat{stage}_data")
             m.d.sync += [v.eq(valid), d.eq(payload)]
             valid, payload = v, d
@@ -92,6 +101,10 @@ class MemArbiter(wiring.Component):
 
     Read responses are returned to the requester that issued them; a FIFO of requester indices (one per
     read in flight) does the routing because the memory answers in order.
+
+    Every requester's requests pass through a :class:`~tridsa.hw.skid.SkidBuffer` first: a requester's
+    ``req.ready`` is then a register, so the grant (a function of every requester's ``valid``) never
+    reaches back into a requester's logic (FPGA timing). It costs one cycle of latency, not throughput.
     """
 
     def __init__(self, config, n):
@@ -105,7 +118,11 @@ class MemArbiter(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         n = self.n
-        ports = [self.port(i) for i in range(n)]
+        ports = []
+        for i in range(n):
+            m.submodules[f"skid{i}"] = skid = SkidBuffer(self.port(i).req.payload.shape())
+            wiring.connect(m, wiring.flipped(self.port(i).req), skid.i)
+            ports.append(skid.o)
         depth = 1
         while depth < self.config.mem_latency + 2:
             depth *= 2
@@ -123,22 +140,22 @@ class MemArbiter(wiring.Component):
                     with m.Case(start):
                         order = [(start + 1 + k) % n for k in range(n)]
                         for idx in reversed(order):
-                            with m.If(ports[idx].req.valid):
+                            with m.If(ports[idx].valid):
                                 m.d.comb += grant.eq(idx)
         m.d.sync += [stalled.eq(self.mem.req.valid & ~self.mem.req.ready), held.eq(grant)]
         with m.Switch(grant):
             for i, p in enumerate(ports):
                 with m.Case(i):
-                    m.d.comb += [self.mem.req.payload.eq(p.req.payload), self.mem.req.valid.eq(p.req.valid),
-                                 p.req.ready.eq(self.mem.req.ready)]
+                    m.d.comb += [self.mem.req.payload.eq(p.payload), self.mem.req.valid.eq(p.valid),
+                                 p.ready.eq(self.mem.req.ready)]
         accepted = self.mem.req.valid & self.mem.req.ready
         with m.If(accepted):
             m.d.sync += last.eq(grant)
         m.d.comb += [tags.w_data.eq(grant), tags.w_en.eq(accepted & ~self.mem.req.payload.we)]
         m.d.comb += tags.r_en.eq(self.mem.resp.valid)
-        for i, p in enumerate(ports):
-            m.d.comb += [p.resp.payload.eq(self.mem.resp.payload),
-                         p.resp.valid.eq(self.mem.resp.valid & (tags.r_data == i))]
+        for i in range(n):
+            m.d.comb += [self.port(i).resp.payload.eq(self.mem.resp.payload),
+                         self.port(i).resp.valid.eq(self.mem.resp.valid & (tags.r_data == i))]
         return m
 
 

@@ -5,18 +5,20 @@ the same key reuses the compiled model (Verilator) or vvp file (Icarus) and only
 """
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import hashlib
 import os
 import re
 import shutil
 import sys
+import tempfile
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
 from .toolchain import build_root, prepare_simulator
 
-__all__ = ["build_design", "run_test", "CocotbFailure", "gateware_sources"]
+__all__ = ["build_design", "run_directory", "run_test", "CocotbFailure", "gateware_sources"]
 
 
 class CocotbFailure(AssertionError):
@@ -127,6 +129,22 @@ def _build_locked(component_factory, toplevel, simulator, extra_sources, build_d
                 os.environ["MAKEFLAGS"] = old
     stamp.write_text("ok")
     return runner, build_dir
+
+
+@contextlib.contextmanager
+def run_directory(build_dir: Path):
+    """A fresh folder under ``build_dir/runs`` for one simulator run (memory images, logs, results).
+
+    It is removed when the ``with`` block ends, also when the run fails or is interrupted: a failure's
+    :class:`CocotbFailure` message carries the tail of the simulator log.
+    """
+    runs = Path(build_dir) / "runs"
+    runs.mkdir(exist_ok=True)
+    path = Path(tempfile.mkdtemp(dir=runs))
+    try:
+        yield path
+    finally:
+        shutil.rmtree(path, ignore_errors=True)
 
 
 def run_test(runner, build_dir: Path, toplevel: str, test_module: str, *, test_dir=None,

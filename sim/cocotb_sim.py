@@ -8,13 +8,12 @@ model ``$writememh``-s the final image.
 from __future__ import annotations
 
 import json
-import tempfile
 import time
 from pathlib import Path
 
 from ..sw.program import RunResult
 from .backend import Backend
-from .cocotb_run import build_design, run_test
+from .cocotb_run import build_design, run_directory, run_test
 from .memimage import read_hex, write_hex
 
 __all__ = ["CocotbBackend", "TOPLEVEL"]
@@ -47,21 +46,17 @@ class CocotbBackend(Backend):
     def run(self, program):
         self._check(program)
         runner, build_dir, counters = self._build()
-        (build_dir / "runs").mkdir(exist_ok=True)
-        run_dir = Path(tempfile.mkdtemp(dir=build_dir / "runs"))
-        write_hex(program.memory, run_dir / "mem_in.hex")
-        (run_dir / "program.json").write_text(json.dumps(
-            {"instructions": [hex(int(w)) for w in program.instructions], "max_cycles": self.max_cycles,
-             "counters": counters}))
-        start = time.perf_counter()
-        run_test(runner, build_dir, TOPLEVEL, "tridsa.sim.cocotb_top_tb", test_dir=run_dir,
-                 extra_env={"TRIDSA_RUN_DIR": str(run_dir)},
-                 plusargs=[f"+mem_in={run_dir / 'mem_in.hex'}", f"+mem_out={run_dir / 'mem_out.hex'}"])
-        wall = time.perf_counter() - start
-        status = json.loads((run_dir / "status.json").read_text())
-        memory = read_hex(run_dir / "mem_out.hex", self.config.mem_depth, self.config.mem_width)
-        for path in run_dir.iterdir():
-            path.unlink()
-        run_dir.rmdir()
+        with run_directory(build_dir) as run_dir:
+            write_hex(program.memory, run_dir / "mem_in.hex")
+            (run_dir / "program.json").write_text(json.dumps(
+                {"instructions": [hex(int(w)) for w in program.instructions], "max_cycles": self.max_cycles,
+                 "counters": counters}))
+            start = time.perf_counter()
+            run_test(runner, build_dir, TOPLEVEL, "tridsa.sim.cocotb_top_tb", test_dir=run_dir,
+                     extra_env={"TRIDSA_RUN_DIR": str(run_dir)},
+                     plusargs=[f"+mem_in={run_dir / 'mem_in.hex'}", f"+mem_out={run_dir / 'mem_out.hex'}"])
+            wall = time.perf_counter() - start
+            status = json.loads((run_dir / "status.json").read_text())
+            memory = read_hex(run_dir / "mem_out.hex", self.config.mem_depth, self.config.mem_width)
         counters = dict(status["counters"], wall_seconds=wall)
         return RunResult(memory=memory, error=status["error"], error_pc=status["error_pc"], counters=counters)

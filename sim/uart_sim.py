@@ -14,15 +14,12 @@ the simulation fast while the gateware stays the same (the divisor is a paramete
 from __future__ import annotations
 
 import atexit
-import os
 import socket
-import tempfile
 import threading
 import time
-from pathlib import Path
 
 from ..sw.fpga import FpgaBackend, Transport
-from .cocotb_run import build_design, run_test
+from .cocotb_run import build_design, run_directory, run_test
 
 __all__ = ["UartSimTransport", "UartSimBackend", "TOPLEVEL", "SIM_DIVISOR", "sim_timeout"]
 
@@ -54,16 +51,15 @@ class UartSimTransport(Transport):
         timeout = sim_timeout(divisor)
         runner, build_dir = build_design(lambda: FpgaCore(config, divisor, timeout), TOPLEVEL,
                                          f"{config.to_json()}:{divisor}:{timeout}", simulator)
-        (build_dir / "runs").mkdir(exist_ok=True)
-        run_dir = Path(tempfile.mkdtemp(dir=build_dir / "runs"))
         self._listener = socket.create_server(("127.0.0.1", 0))
         port = self._listener.getsockname()[1]
         self._failure = None
 
         def simulate():
             try:
-                run_test(runner, build_dir, TOPLEVEL, "tridsa.sim.uart_sim_tb", test_dir=run_dir,
-                         extra_env={"TRIDSA_UART_PORT": str(port), "TRIDSA_UART_DIVISOR": str(divisor)})
+                with run_directory(build_dir) as run_dir:     # removed however the simulation ends
+                    run_test(runner, build_dir, TOPLEVEL, "tridsa.sim.uart_sim_tb", test_dir=run_dir,
+                             extra_env={"TRIDSA_UART_PORT": str(port), "TRIDSA_UART_DIVISOR": str(divisor)})
             except BaseException as exc:          # reported to the driver by read()/write()
                 self._failure = exc
 

@@ -23,7 +23,7 @@ import numpy as np
 
 from .builder import ProgramBuilder
 from .config import ceil_div
-from .gemm_layout import PARAM_WORDS, PE_LATENCY, REQUANT_STAGES, GemmGeometry
+from .gemm_layout import FEED_STAGES, PARAM_WORDS, PE_LATENCY, REQUANT_STAGES, GemmGeometry
 from .gemm_ops import emit_gemm_batch, gemm_words, resolve_out_dtype
 from .operands import integer_matrix
 from .requant import OUT_FORMATS, Requant
@@ -32,9 +32,9 @@ __all__ = ["ConvShape", "Lowering", "conv2d_program", "conv_output_size", "choos
            "estimate_gemm_cycles", "GEMM_FIXED_CYCLES"]
 
 #: Cycles a GEMM instruction costs beyond its tiles are ``rows + cols + mem_latency + GEMM_FIXED_CYCLES``
-#: (array skew, read latency, and:) the MAC and requant pipelines plus 13 cycles of setup states,
+#: (array skew, read latency, and:) the MAC and requant pipelines plus 16 cycles of setup states, skid buffers,
 #: stream hand-offs and the last write, fitted to the gateware (tests/test_conv.py checks the model).
-GEMM_FIXED_CYCLES = PE_LATENCY + REQUANT_STAGES + 13
+GEMM_FIXED_CYCLES = FEED_STAGES + PE_LATENCY + REQUANT_STAGES + 16
 
 
 def _pair(value, name):

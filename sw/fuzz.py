@@ -73,17 +73,14 @@ _MEAN_WORD_CYCLES = 35
 
 
 def _gather_regions(fields, memory, config):
-    from .gather_golden import int32_words, out_words, row_words
+    from .gather_golden import gather_regions, out_words, row_words
     rw = row_words(config, fields["dim"], fields["dtype"])
     n, bags = fields["n_indices"], fields["n_bags"]
-    inputs = [(fields["table_addr"], fields["rows"] * rw), (fields["idx_addr"], int32_words(config, n)),
-              (fields["off_addr"], int32_words(config, bags + 1))]
-    if fields["weighted"]:
-        inputs.append((fields["w_addr"], int32_words(config, n)))
-    ow = out_words(config, fields["dim"])
+    inputs, output = gather_regions(fields, config)
+    ow = out_words(config, fields["dim"], fields["dtype"], fields["mode"])
     divide = _MEAN_WORD_CYCLES * bags * ow if fields["mode"] == 1 else 0
     cost = n * (rw + 4) + bags * (ow + 4) + divide + 50
-    return inputs, [(fields["out_addr"], bags * out_words(config, fields["dim"]))], cost
+    return inputs, [output], cost
 
 
 def _rng_regions(fields, memory, config):

@@ -28,8 +28,8 @@ from .config import ceil_div
 from .embedding import embedding_bag
 from .row_cache import simulate
 
-__all__ = ["DTYPES", "MODES", "BYPASS_BIT", "ROW_MASK", "row_words", "out_words", "line_words", "int32_words", "check_gather", "execute_gather",
-           "gather_counters", "COUNTER_NAMES"]
+__all__ = ["DTYPES", "MODES", "BYPASS_BIT", "ROW_MASK", "row_words", "out_words", "line_words", "int32_words",
+           "gather_regions", "check_gather", "execute_gather", "gather_counters", "COUNTER_NAMES"]
 
 #: mode field code -> pooling mode.
 MODES = ("sum", "mean", "max", "copy")
@@ -63,6 +63,17 @@ def int32_words(config, n: int) -> int:
     return ceil_div(n, config.mem_width // 4)
 
 
+def gather_regions(fields: dict, config) -> tuple:
+    """``(inputs, output)``: the ``(first word, words)`` regions a GATHER reads (table, indices, offsets,
+    and weights if weighted) and the one it writes (``n_bags`` rows of :func:`out_words`)."""
+    dim, dtype, n, bags = fields["dim"], fields["dtype"], fields["n_indices"], fields["n_bags"]
+    inputs = [(fields["table_addr"], fields["rows"] * row_words(config, dim, dtype)),
+              (fields["idx_addr"], int32_words(config, n)), (fields["off_addr"], int32_words(config, bags + 1))]
+    if fields["weighted"]:
+        inputs.append((fields["w_addr"], int32_words(config, n)))
+    return inputs, (fields["out_addr"], bags * out_words(config, dim, dtype, fields["mode"]))
+
+
 def _int32s(memory, addr: int, n: int) -> np.ndarray:
     words = memory[addr:addr + ceil_div(n, memory.shape[1] // 4)]
     return np.ascontiguousarray(words).reshape(-1).view("<i4")[:n].astype(np.int64)
@@ -83,12 +94,8 @@ def check_gather(memory: np.ndarray, fields: dict, config) -> int:
     if dim == 0 or row_words(config, dim, dtype) > line_words(config):
         return isa.ERRORS["BAD_SHAPE"]
     n, bags = fields["n_indices"], fields["n_bags"]
-    regions = [(fields["table_addr"], fields["rows"] * row_words(config, dim, dtype)),
-               (fields["idx_addr"], int32_words(config, n)), (fields["off_addr"], int32_words(config, bags + 1)),
-               (fields["out_addr"], bags * out_words(config, dim, dtype, fields["mode"]))]
-    if fields["weighted"]:
-        regions.append((fields["w_addr"], int32_words(config, n)))
-    if any(addr + words > config.mem_depth for addr, words in regions):
+    inputs, output = gather_regions(fields, config)
+    if any(addr + words > config.mem_depth for addr, words in inputs + [output]):
         return isa.ERRORS["ADDR_RANGE"]
     off = _int32s(memory, fields["off_addr"], bags + 1)
     if off[0] != 0 or np.any(np.diff(off) < 0) or off[-1] > n:

@@ -1,9 +1,9 @@
 """Checked, profiled offloading: run every layer on a gateware backend AND the golden model.
 
-:class:`CheckedAccelerator` has the driver's layer methods (``matmul``, ``conv2d``, ``embedding_bag``, ``sketch``),
-so any workload's ``forward(acc, ...)`` can run on it unchanged. Each call runs on both backends,
-the outputs must be equal bit for bit (else :class:`Mismatch`), and a :class:`LayerRecord` keeps the
-gateware's counters for reports.
+:class:`CheckedAccelerator` has the driver's layer methods (``matmul``, ``matmul_batch``, ``conv2d``,
+``embedding_bag``, ``sketch``), so any workload's ``forward(acc, ...)`` can run on it unchanged. Each call
+runs on both backends, the outputs must be equal bit for bit (else :class:`Mismatch`), and a
+:class:`LayerRecord` keeps the gateware's counters for reports (one per call, also for a batched GEMM).
 """
 from __future__ import annotations
 
@@ -38,6 +38,12 @@ class LayerRecord:
         return self.macs / self.bytes_moved if self.bytes_moved else float("nan")
 
 
+def _gemm_shape(a, b, args, kwargs) -> str:
+    """``"MxKxN precision"`` of a matmul call (``precision`` is the fifth argument after ``a, b``)."""
+    precision = kwargs.get("precision", args[4] if len(args) > 4 else "int8")
+    return f"{a.shape[0]}x{a.shape[1]}x{b.shape[1]} {precision}"
+
+
 class CheckedAccelerator:
     """Runs each offloaded layer on ``backend`` and on the golden model; records counters."""
 
@@ -66,8 +72,12 @@ class CheckedAccelerator:
         return got
 
     def matmul(self, a, b, *args, **kwargs):
-        precision = kwargs.get("precision", args[4] if len(args) > 4 else "int8")
-        return self._call("matmul", f"{a.shape[0]}x{a.shape[1]}x{b.shape[1]} {precision}", a, b, *args, **kwargs)
+        return self._call("matmul", _gemm_shape(a, b, args, kwargs), a, b, *args, **kwargs)
+
+    def matmul_batch(self, a, b, *args, **kwargs):
+        """One batched GEMM, one record: ``shape`` is ``batch x (M x K x N)``."""
+        return self._call("matmul_batch", f"{len(a)}x({_gemm_shape(a[0], b[0], args, kwargs)})", a, b,
+                          *args, **kwargs)
 
     def conv2d(self, x, w, *args, **kwargs):
         return self._call("conv2d", f"x{tuple(x.shape)} w{tuple(w.shape)}", x, w, *args, **kwargs)

@@ -46,7 +46,7 @@ def test_counter_names_follow_engines():
     assert all(n.startswith("gemm_") for n in names[4:]) and len(counter_names(SMALL)) > len(names)
 
 
-@pytest.mark.parametrize("backend", backend_params(("golden", "amaranth", "verilator")))
+@pytest.mark.parametrize("backend", backend_params())
 def test_missing_engine_op_is_illegal_opcode(backend):
     """A raw GATHER word on a chip without the gather engine: ILLEGAL_OPCODE at its index, nothing written."""
     memory = np.zeros((GEMM_ONLY.mem_depth, GEMM_ONLY.mem_width), dtype=np.uint8)
@@ -59,7 +59,7 @@ def test_missing_engine_op_is_illegal_opcode(backend):
     assert np.array_equal(got.memory, memory)
 
 
-@pytest.mark.parametrize("backend", backend_params(("amaranth", "verilator")))
+@pytest.mark.parametrize("backend", backend_params(("amaranth", "verilator", "icarus")))
 @pytest.mark.parametrize("precision", ["int8", "int4"])
 def test_gemm_only_chip_with_one_requant_lane(backend, precision, seed):
     """Per-channel requant through one multiplexed lane: bit-exact with golden, all output formats."""

@@ -61,6 +61,38 @@ def test_undefined_self_aliasing_is_rejected():
     assert reason is not None and "SKETCH" in reason
 
 
+@pytest.mark.parametrize("dtype", ["int8", "int32"])
+@pytest.mark.parametrize("mode", ["sum", "mean", "max", "copy"])
+def test_gather_region_model_is_exact(mode, dtype, seed):
+    """The fuzzer's GATHER output region is exactly the words golden writes, for every mode and table
+    type (mode copy writes table rows: an int8 row is a quarter of an int32 output row), so an output
+    that ends where the lowest input begins is legal and one word more is self-aliasing."""
+    from tridsa.sw.builder import ProgramBuilder
+    from tridsa.sw.gather_golden import execute_gather
+    from tridsa.sw.gather_ops import emit_gather
+    rng = np.random.default_rng(seed)
+    lo, hi = (-128, 128) if dtype == "int8" else (-2 ** 31, 2 ** 31)
+    table = rng.integers(lo, hi, (9, 5)).astype(dtype)             # one GATHER; a row of 1 or 2 words
+    builder = ProgramBuilder(SMALL)
+    builder.alloc(64)                                                # room below the inputs
+    emit_gather(builder, table, rng.integers(0, 9, 11), [0, 3, 3, 8], mode, name="g", cache_hints=False)
+    fields = isa.decode(builder.instructions[-1])[1]
+    inputs, (output,), _ = fuzz.REGIONS["GATHER"](fields, builder.memory, SMALL)
+    assert output[1] == 4 * (1 if (mode, dtype) == ("copy", "int8") else 2)      # 4 bags
+    before = builder.memory.copy()
+    before[output[0]:output[0] + output[1]] = 0xA5                  # golden writes every word, padding too
+    memory = before.copy()
+    assert execute_gather(memory, fields, SMALL) == 0
+    written = np.flatnonzero(np.any(memory != before, axis=1))
+    assert written.tolist() == list(range(output[0], output[0] + output[1]))
+    below = min(addr for addr, _ in inputs) - output[1]
+    for out_addr, aliased in ((below, False), (below + 1, True)):
+        program = builder.build()
+        program.instructions[-2] = isa.encode("GATHER", **dict(fields, out_addr=out_addr))
+        reason = fuzz.undefined_reason(program)
+        assert (reason is not None and "GATHER" in reason) == aliased, reason
+
+
 # ---- the differential runner and the shrinker, on deliberately broken backends -------------------
 class _Mutant:
     """A golden backend with one injected bug (to show the runner and the shrinker catch it)."""

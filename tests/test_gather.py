@@ -453,7 +453,7 @@ def test_driver_and_hardware_errors_on_backend(backend):
             acc.run(program)
 
 
-@pytest.mark.parametrize("backend", backend_params(("golden", "amaranth", "verilator")))
+@pytest.mark.parametrize("backend", backend_params())
 def test_weighted_index_range_ends_on_backend(backend, seed):
     """The fuzzer's hang, by hand: a weighted GATHER with legal offsets, bypass hints and one index equal
     to rows stops with INDEX_RANGE at it and leaves memory as it was, bit for bit on every backend."""

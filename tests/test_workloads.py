@@ -56,6 +56,13 @@ class RefAcc:
         acc = self._operand(a, precision) @ self._operand(b, precision)
         return self._output(acc, bias, requant, relu, out_dtype)
 
+    def matmul_batch(self, a, b, bias=None, requant=None, relu=False, precision="int8", out_dtype=None):
+        """Shared bias and requant only; a Python loop over the problems."""
+        self.calls.append(("matmul_batch", precision))
+        assert np.ndim(a) == np.ndim(b) == 3 and len(a) == len(b)
+        return np.stack([self._output(self._operand(x, precision) @ self._operand(y, precision), bias, requant, relu,
+                                      out_dtype) for x, y in zip(a, b)])
+
     def conv2d(self, x, w, bias=None, stride=1, padding=0, dilation=1, groups=1, requant=None, relu=False,
                precision="int8", out_dtype=None):
         self.calls.append(("conv2d" if groups == 1 else "conv2d_depthwise", precision))
@@ -198,7 +205,7 @@ def test_every_gemm_is_offloaded(name, precision, digits, ctr):
     ops = [op for op, _ in acc.calls]
     expected = {
         "cnn": ["conv2d", "conv2d", "conv2d_depthwise", "conv2d", "matmul"],
-        "transformer": ["matmul"] * (2 + 2 * 2 * 2 + 4),
+        "transformer": ["matmul"] * 2 + ["matmul_batch"] * 2 + ["matmul"] * 4,    # every sample and head batched
         "lstm": ["matmul"] * (1 + 8 + 1),
         "dlrm": ["matmul"] * 2 + ["embedding_bag"] + ["matmul"] * 2,     # one table-batched GATHER
     }[name]

@@ -11,8 +11,8 @@
     pool  mean over the 8 tokens (integer sum + dyadic rescale);  cls linear 32->10 -> int32 logits
 
 Post-LN as in BERT. ``precision="mixed"`` runs the two FFN GEMMs (the bulk of the MACs) with int4
-weights and int4 activations; everything else is int8. Every GEMM, including the attention products
-per sample and head, goes to ``acc.matmul``.
+weights and int4 activations; everything else is int8. Every GEMM goes to ``acc.matmul``, except the
+attention products: all samples' and heads' ``q k^T`` are one ``acc.matmul_batch``, their ``p v`` another.
 """
 from __future__ import annotations
 
@@ -101,16 +101,15 @@ class Transformer(QuantModel):
         mid = "int4" if self.precision == "mixed" else "int8"
         h0 = L["emb"](acc, tokens(x).reshape(bsz * T, -1))                   # int8, symmetric
         qkv = L["qkv"](acc, h0).reshape(bsz, T, 3, HEADS, DH)
-        ctx = np.empty((bsz, T, HEADS, DH), dtype=np.int8)
-        s_att = float(self.consts["att_scale"])
+        # (sample, head) pairs are the problems of one batched GEMM: (bsz * HEADS, T, DH) each
+        q, k, v = (np.ascontiguousarray(qkv[:, :, j].transpose(0, 2, 1, 3)).reshape(bsz * HEADS, T, DH)
+                   for j in range(3))
+        scores = acc.matmul_batch(q, np.ascontiguousarray(k.transpose(0, 2, 1)))     # int32 q k^T
+        p, _ = i_softmax(scores, float(self.consts["att_scale"]), out_bits=8)       # uint8, scale 2**-8
         rq_ctx = Requant(self.c("ctx_m"), self.c("ctx_sh"), 0, ROUNDING)
-        for i in range(bsz):
-            for h in range(HEADS):
-                q, k, v = qkv[i, :, 0, h], qkv[i, :, 1, h], qkv[i, :, 2, h]
-                scores = acc.matmul(q, np.ascontiguousarray(k.T))              # int32
-                p, _ = i_softmax(scores, s_att, out_bits=8)                     # uint8, scale 2**-8
-                ctx[i, :, h] = acc.matmul(p.astype(np.uint8), v, requant=rq_ctx, out_dtype="int8")
-        a = L["out"](acc, ctx.reshape(bsz * T, D))
+        ctx = acc.matmul_batch(p.astype(np.uint8), v, requant=rq_ctx, out_dtype="int8")
+        ctx = ctx.reshape(bsz, HEADS, T, DH).transpose(0, 2, 1, 3)                  # heads side by side
+        a = L["out"](acc, np.ascontiguousarray(ctx).reshape(bsz * T, D))
         r1 = self._residual(h0, a, "res1")                                    # int32, fine scale
         h1 = self._ln(r1.reshape(bsz, T, D), "ln1", "int8").reshape(bsz * T, D)
         h1f = h1 if mid == "int8" else self._ln(r1.reshape(bsz, T, D), "ln1f", mid).reshape(bsz * T, D)
