@@ -358,7 +358,7 @@ class GatherEngine(wiring.Component):
                     m.next = "FINISH"
             with m.State("MAIN"):
                 m.d.comb += in_main.eq(1)
-                with m.If((written == out_total) & queue.done & ~pool.busy & all_idle & no_pending):
+                with m.If((written == out_total) & queue.done & ~pool.busy & all_idle & no_pending & arbiter.idle):
                     m.next = "FINISH"
             with m.State("FINISH"):
                 m.d.comb += [self.done.eq(1), self.error.eq(error)]

@@ -36,7 +36,7 @@ class WordSplitter(wiring.Component):
     """Splits memory words into ``item_bits``-wide items, ``per_block`` items per block.
 
     A block starts on a word boundary; the unused items of a block's last word are dropped.
-    ``per_block`` must be stable while a command runs.
+    ``per_block`` must be stable from a cycle before a command's first word until its last.
     """
 
     def __init__(self, word_bits, item_bits, count_bits=16):
@@ -49,9 +49,11 @@ class WordSplitter(wiring.Component):
         m = Module()
         lane = Signal(range(max(2, self.lanes)))
         index = Signal.like(self.per_block)
+        last_index = Signal.like(self.per_block)       # per_block - 1, registered (FPGA timing)
+        m.d.sync += last_index.eq(self.per_block - 1)
         m.d.comb += [self.items.valid.eq(self.words.valid),
                      self.items.payload.eq(self.words.payload.word_select(lane, self.item_bits))]
-        block_end = index == self.per_block - 1
+        block_end = index == last_index
         with m.If(self.items.valid & self.items.ready):
             m.d.sync += [lane.eq(lane + 1), index.eq(index + 1)]
             end_of_word = (lane == self.lanes - 1) | block_end
@@ -135,12 +137,14 @@ class GemmEngine(wiring.Component):
 
         tw = {code: ceil_div(R * C * bits, cfg.mem_bits) for code, bits in OUT_BITS.items()}
         assert all(words & (words - 1) == 0 for words in tw.values())       # powers of two: a shift
-        bad_mode = ((f.int4 & (not cfg.int4)) | (f.rounding == 3) | (~f.requant & (f.out_format != 0)))
-        bad_shape = (f.m == 0) | (f.k == 0) | (f.n == 0)
+        bad_mode, bad_shape = Signal(), Signal()                          # registered in CHECK
 
         # ---- sequencer state -------------------------------------------------------------------
         a_ib, a_jb, a_ptr, a_base = Signal(16), Signal(16), Signal(32), Signal(32)
         b_ib, b_ptr = Signal(16), Signal(32)
+        mt_last, nt_last = Signal(16), Signal(16)               # mt - 1, nt - 1
+        more = {name: Signal(name=f"{name}_more") for name in ("a", "b", "p")}   # reads left (RUN)
+        final = {name: Signal(33, name=f"{name}_final") for name in more}         # the last block's pointer
         p_ptr = Signal(32)
         running = Signal()
         first, last, single = Signal(), Signal(), Signal()    # feeder: k-step flags, k_rows == 1
@@ -149,21 +153,23 @@ class GemmEngine(wiring.Component):
         out_done = Signal()
         with m.FSM() as fsm:
             with m.State("IDLE"):
+                # The instruction is latched in every idle cycle, not only on ``start``: ``start`` then
+                # steers only the state, not the enables of a few hundred registers (FPGA timing).
+                i = self.instr
+                m.d.sync += [f.eq(i), k_rows.eq(Mux(i.int4, (i.k + 1) >> 1, i.k)),
+                             mt.eq((i.m + R - 1) >> log2(R)), nt.eq((i.n + C - 1) >> log2(C)),
+                             left.eq(Mux(i.batch == 0, 1, i.batch))]
+                with m.Switch(i.out_format):
+                    for code, words in tw.items():
+                        with m.Case(code):
+                            m.d.sync += tile_shift.eq(log2(words))
                 with m.If(self.start):
-                    i = self.instr
-                    m.d.sync += [f.eq(i), k_rows.eq(Mux(i.int4, (i.k + 1) >> 1, i.k)),
-                                 mt.eq((i.m + R - 1) >> log2(R)), nt.eq((i.n + C - 1) >> log2(C)),
-                                 left.eq(Mux(i.batch == 0, 1, i.batch))]
-                    with m.Switch(i.out_format):
-                        for code, words in tw.items():
-                            with m.Case(code):
-                                m.d.sync += tile_shift.eq(log2(words))
                     m.next = "SETUP2"
             with m.State("SETUP2"):
                 m.d.sync += [first.eq(1), last.eq(k_rows == 1), single.eq(k_rows == 1), k_left.eq(k_rows - 1)]
                 m.d.sync += [a_bw.eq((k_rows + W // R - 1) >> log2(W // R)),
                              b_bw.eq((k_rows + W // C - 1) >> log2(W // C)),
-                             tiles.eq(mt * nt)]
+                             tiles.eq(mt * nt), mt_last.eq(mt - 1), nt_last.eq(nt - 1)]
                 m.next = "SETUP3"
             with m.State("SETUP3"):
                 m.d.sync += products
@@ -182,6 +188,8 @@ class GemmEngine(wiring.Component):
                 with m.If(left[1:] == 0):
                     m.next = "CHECK"
             with m.State("CHECK"):
+                m.d.sync += [bad_mode.eq((f.int4 & (not cfg.int4)) | (f.rounding == 3) | (~f.requant & (f.out_format != 0))),
+                             bad_shape.eq((f.m == 0) | (f.k == 0) | (f.n == 0))]
                 for name in problem:
                     m.d.sync += [end[name].eq(addr[name] + total[name]),
                                  beyond[name].eq(beyond_memory(cfg, addr[name], total[name]))]
@@ -206,6 +214,9 @@ class GemmEngine(wiring.Component):
                 with m.Else():
                     m.d.sync += [a_ib.eq(0), a_jb.eq(0), a_ptr.eq(f.a_addr), a_base.eq(f.a_addr), b_ib.eq(0),
                                  b_ptr.eq(f.b_addr), p_ptr.eq(f.p_addr)]
+                    m.d.sync += [flag.eq(1) for flag in more.values()]     # every region of a legal GEMM is non-empty
+                    m.d.sync += [final["a"].eq(end["a"] - a_words), final["b"].eq(end["b"] - b_bw),
+                                 final["p"].eq(end["p"] - PARAM_WORDS)]
                     m.next = "RUN"
             with m.State("RUN"):
                 m.d.comb += running.eq(1)
@@ -216,26 +227,30 @@ class GemmEngine(wiring.Component):
             m.d.sync += self.counters.busy.eq(self.counters.busy + 1)
 
         # ---- address generators: one block read command per tile (A, B) or column block (P) ----
-        # Each runs until its pointer (A: its problem base) reaches the end of the batch's region.
+        # Each runs until its pointer (A: its problem base) reaches the end of the batch's region. That test
+        # is made when the pointer moves, against the last block's pointer (``final``), and kept in a register
+        # (``more``), so a reader's ``cmd.valid`` is a register and no adder feeds a comparator; the
+        # block-index tests compare with registered ``mt - 1``, ``nt - 1`` (FPGA timing).
         ra, rb, rp = readers["a"].cmd, readers["b"].cmd, readers["p"].cmd
-        m.d.comb += [ra.payload.addr.eq(a_ptr), ra.payload.count.eq(a_bw), ra.valid.eq(running & (a_base != end["a"])),
-                     rb.payload.addr.eq(b_ptr), rb.payload.count.eq(b_bw), rb.valid.eq(running & (b_ptr != end["b"])),
-                     rp.payload.addr.eq(p_ptr), rp.payload.count.eq(PARAM_WORDS),
-                     rp.valid.eq(running & (p_ptr != end["p"]))]
+        m.d.comb += [ra.payload.addr.eq(a_ptr), ra.payload.count.eq(a_bw), ra.valid.eq(running & more["a"]),
+                     rb.payload.addr.eq(b_ptr), rb.payload.count.eq(b_bw), rb.valid.eq(running & more["b"]),
+                     rp.payload.addr.eq(p_ptr), rp.payload.count.eq(PARAM_WORDS), rp.valid.eq(running & more["p"])]
+        next_base = a_base + a_words
         with m.If(ra.valid & ra.ready):
-            with m.If(a_ib != mt - 1):
+            with m.If(a_ib != mt_last):
                 m.d.sync += [a_ib.eq(a_ib + 1), a_ptr.eq(a_ptr + a_bw)]
-            with m.Elif(a_jb != nt - 1):
+            with m.Elif(a_jb != nt_last):
                 m.d.sync += [a_ib.eq(0), a_jb.eq(a_jb + 1), a_ptr.eq(a_base)]
             with m.Else():                                      # next problem
-                m.d.sync += [a_ib.eq(0), a_jb.eq(0), a_base.eq(a_base + a_words), a_ptr.eq(a_base + a_words)]
+                m.d.sync += [a_ib.eq(0), a_jb.eq(0), a_base.eq(next_base), a_ptr.eq(next_base),
+                             more["a"].eq(a_base != final["a"])]
         with m.If(rb.valid & rb.ready):
-            with m.If(b_ib == mt - 1):
-                m.d.sync += [b_ib.eq(0), b_ptr.eq(b_ptr + b_bw)]
+            with m.If(b_ib == mt_last):
+                m.d.sync += [b_ib.eq(0), b_ptr.eq(b_ptr + b_bw), more["b"].eq(b_ptr != final["b"])]
             with m.Else():
                 m.d.sync += b_ib.eq(b_ib + 1)
         with m.If(rp.valid & rp.ready):
-            m.d.sync += p_ptr.eq(p_ptr + PARAM_WORDS)
+            m.d.sync += [p_ptr.eq(p_ptr + PARAM_WORDS), more["p"].eq(p_ptr != final["p"])]
 
         # ---- feeder ---------------------------------------------------------------------------
         # ``first``/``last`` (of a tile's k-steps) and ``can_start`` are registers computed a cycle ahead,
@@ -275,7 +290,7 @@ class GemmEngine(wiring.Component):
         p_slot = Signal(range(PARAM_WORDS))
         rows_left = Signal(32)          # rows of the current column block still to requantize
         have_rows = Signal()            # rows_left != 0, as a register (it gates the requant input)
-        with m.If(self.start):
+        with m.If(fsm.ongoing("IDLE")):
             m.d.sync += [p_slot.eq(0), rows_left.eq(0), have_rows.eq(0)]
         load_params = running & ~have_rows
         m.d.comb += p_words_in.ready.eq(load_params)
@@ -333,8 +348,8 @@ class GemmEngine(wiring.Component):
                              word.eq(0), lane.eq(0)]
             with m.Else():
                 m.d.sync += [word.eq(merged), lane.eq(lane + 1)]
-        with m.If(self.start):
+        with m.If(fsm.ongoing("IDLE")):
             m.d.sync += [c_ptr.eq(self.instr.c_addr), written.eq(0), word.eq(0), lane.eq(0), row_in_tile.eq(0),
                          pend_valid.eq(0)]
-        m.d.comb += out_done.eq(written == total["c"])
+        m.d.comb += out_done.eq((written == total["c"]) & arbiter.idle)
         return m

@@ -99,17 +99,19 @@ class MemArbiter(wiring.Component):
     A request that the memory stalls keeps its grant until accepted, so ``mem.req`` obeys the stream
     rules (payload stable while valid and not ready) even when other requesters become valid.
 
-    Read responses are returned to the requester that issued them; a FIFO of requester indices (one per
-    read in flight) does the routing because the memory answers in order.
+    Read responses are returned to the requester that issued them: the granted index travels down a
+    ``mem_latency``-long delay line beside the read, because the memory answers exactly that many cycles later.
 
     Every requester's requests pass through a :class:`~tridsa.hw.skid.SkidBuffer` first: a requester's
     ``req.ready`` is then a register, so the grant (a function of every requester's ``valid``) never
     reaches back into a requester's logic (FPGA timing). It costs one cycle of latency, not throughput.
+    A request a requester handed over may still wait in its buffer: ``idle`` is high when none does, and
+    an engine reports ``done`` only then (its last write has reached the memory).
     """
 
     def __init__(self, config, n):
         self.config, self.n = config, n
-        super().__init__({"mem": Out(MemPort(config)),
+        super().__init__({"mem": Out(MemPort(config)), "idle": Out(1),
                           **{f"p{i}": In(MemPort(config)) for i in range(n)}})
 
     def port(self, i):
@@ -123,10 +125,7 @@ class MemArbiter(wiring.Component):
             m.submodules[f"skid{i}"] = skid = SkidBuffer(self.port(i).req.payload.shape())
             wiring.connect(m, wiring.flipped(self.port(i).req), skid.i)
             ports.append(skid.o)
-        depth = 1
-        while depth < self.config.mem_latency + 2:
-            depth *= 2
-        m.submodules.tags = tags = fifo.SyncFIFO(width=max(1, (n - 1).bit_length()), depth=depth)
+        m.d.comb += self.idle.eq(~Cat(p.valid for p in ports).any())   # a skid entry implies o.valid
         last = Signal(range(n), init=n - 1)
         grant = Signal(range(n))
         stalled = Signal()          # a request was presented and not accepted: keep its grant
@@ -151,11 +150,14 @@ class MemArbiter(wiring.Component):
         accepted = self.mem.req.valid & self.mem.req.ready
         with m.If(accepted):
             m.d.sync += last.eq(grant)
-        m.d.comb += [tags.w_data.eq(grant), tags.w_en.eq(accepted & ~self.mem.req.payload.we)]
-        m.d.comb += tags.r_en.eq(self.mem.resp.valid)
+        tag = grant
+        for stage in range(self.config.mem_latency):
+            tag_next = Signal(range(n), name=f"tag{stage}")
+            m.d.sync += tag_next.eq(tag)
+            tag = tag_next
         for i in range(n):
             m.d.comb += [self.port(i).resp.payload.eq(self.mem.resp.payload),
-                         self.port(i).resp.valid.eq(self.mem.resp.valid & (tags.r_data == i))]
+                         self.port(i).resp.valid.eq(self.mem.resp.valid & (tag == i))]
         return m
 
 

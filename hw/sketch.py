@@ -280,7 +280,7 @@ class SketchEngine(wiring.Component):
                 m.next = "RUN"
             with m.State("RUN"):
                 m.d.comb += running.eq(1)
-                with m.If(Mux(is_rng, rng_done, sketch_done)):
+                with m.If(Mux(is_rng, rng_done, sketch_done) & arbiter.idle):
                     m.next = "FINISH"
             with m.State("FINISH"):
                 m.d.comb += [self.done.eq(1), self.error.eq(error)]

@@ -32,9 +32,9 @@ __all__ = ["ConvShape", "Lowering", "conv2d_program", "conv_output_size", "choos
            "estimate_gemm_cycles", "GEMM_FIXED_CYCLES"]
 
 #: Cycles a GEMM instruction costs beyond its tiles are ``rows + cols + mem_latency + GEMM_FIXED_CYCLES``
-#: (array skew, read latency, and:) the MAC and requant pipelines plus 16 cycles of setup states, skid buffers,
+#: (array skew, read latency, and:) the MAC and requant pipelines plus 17 cycles of setup states, skid buffers,
 #: stream hand-offs and the last write, fitted to the gateware (tests/test_conv.py checks the model).
-GEMM_FIXED_CYCLES = FEED_STAGES + PE_LATENCY + REQUANT_STAGES + 16
+GEMM_FIXED_CYCLES = FEED_STAGES + PE_LATENCY + REQUANT_STAGES + 17
 
 
 def _pair(value, name):
