@@ -11,11 +11,9 @@ Properties (``JOBS``):
   stable payload; its response FIFO never overflows and its credits never exceed the FIFO depth; it
   issues no read without a credit.
 * ``arbiter``: MemArbiter (3 requesters, memory always ready as :class:`MemoryModel`) routes every read
-  response to the requester that issued it, loses none, and its tag FIFO never over/underflows.
+  response to the requester that issued it and loses none.
 * ``arbiter_stall``: the same arbiter in front of a memory that may stall (``mem.req.ready`` free) keeps
-  its request stream stable. **Fails** today (a lower-priority requester can be replaced by a new one
-  while stalled); tridsa's memory never stalls, so this is a latent protocol violation, kept as an
-  expected failure for the owner of ``hw/memory.py``.
+  its request stream stable (it did not before the requesters' skid buffers; docs/reliability.md).
 * ``word_splitter``: WordSplitter's ``items`` keep valid and payload while stalled, and ``words`` is
   consumed only together with an item.
 * ``gemm_done``: the GEMM engine, started once with any instruction (shapes up to 2 x 2 x 2, one problem, any
