@@ -11,7 +11,7 @@ Counters count from the first instruction popped until ``halted``. The chip has 
 engine runs. Simulation backends load memory in bulk instead and keep ``host.req.valid`` low.
 """
 from amaranth import *
-from amaranth.lib import data, fifo, stream, wiring
+from amaranth.lib import fifo, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from ..sw import isa

@@ -4,7 +4,6 @@ from __future__ import annotations
 import os
 import time
 
-import numpy as np
 
 from ..sw.program import RunResult
 from .backend import Backend

@@ -6,7 +6,6 @@ with ``tridsa run FILE --backend B``.
 from __future__ import annotations
 
 import dataclasses
-import io
 import json
 from pathlib import Path
 

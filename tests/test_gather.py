@@ -17,7 +17,7 @@ from tridsa.sw.builder import ProgramBuilder
 from tridsa.sw.driver import AcceleratorError
 from tridsa.sw.embedding import embedding_bag, embedding_bag_rowwise, quantize_rowwise
 from tridsa.sw.gather_golden import BYPASS_BIT, COUNTER_NAMES, check_gather, gather_counters
-from tridsa.sw.gather_ops import TableBatch, emit_gather, gather_program, pack_int32
+from tridsa.sw.gather_ops import emit_gather, gather_program, pack_int32
 from tridsa.sw.golden import execute
 from tridsa.sw.cache_hints import hot_plan
 from tridsa.sw.row_cache import RowCache, simulate
