@@ -18,7 +18,8 @@ Properties (``JOBS``):
   consumed only together with an item.
 * ``gemm_done``: the GEMM engine, started once with any instruction (shapes up to 2 x 2 x 2, one problem, any
   addresses and modes) and an always-ready memory, pulses ``done`` within ``GEMM_BOUND`` cycles, exactly
-  once; its memory request stream keeps the protocol; an instruction with an error writes nothing.
+  once; its memory request stream keeps the protocol; an instruction with an error writes nothing; no
+  request is still pending when ``done`` pulses.
 
 ``python formal/check.py [JOB ...]`` runs jobs in ``build/formal/JOB`` and prints the verdicts.
 """
@@ -197,6 +198,9 @@ def gemm_done(bound=None):
     with m.If(dut.mem.req.valid & dut.mem.req.payload.we):
         m.d.sync += writes.eq(1)
     m.d.comb += Assert(~(dut.done & (dut.error != 0) & writes), "error_writes_nothing")
+    # every request (the last write included) has reached the memory when done pulses: the next instruction
+    # cannot overtake a write still waiting in the arbiter's skid buffer
+    m.d.comb += Assert(~(dut.done & dut.mem.req.valid), "done_after_last_request")
     return h
 
 
