@@ -9,9 +9,7 @@ from amaranth import Cat, Const, Module, Mux, Signal, Value, signed, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
-from ..sw.gemm_layout import REQUANT_STAGES
-
-assert REQUANT_STAGES == 12, "RequantUnit's stage bodies are written for 12 stages"
+from ..sw.config import REQUANT_REGISTERED, Config
 from ..sw.requant import (ACC_BITS, INT32_MAX, INT32_MIN, MULTIPLIER_BITS, OUT_FORMATS, OUT_RANGES, ROUNDING,
                           SHIFT_BITS, ZERO_POINT_BITS)
 
@@ -20,6 +18,9 @@ __all__ = ["RequantUnit"]
 _ROUNDING_BITS = max(ROUNDING.values()).bit_length()
 _FORMAT_BITS = max(OUT_FORMATS.values()).bit_length()
 _WIDE = 2 * ACC_BITS  # holds every product v*m (|v*m| < 2**62) and every shifted value
+_STEPS = 12           # logical steps of the pipeline (see RequantUnit)
+assert all(len(set(steps)) == n and set(steps) <= set(range(_STEPS)) and _STEPS - 1 in steps
+           for n, steps in REQUANT_REGISTERED.items()), "n distinct steps, the output register among them"
 
 
 class RequantUnit(wiring.Component):
@@ -34,6 +35,8 @@ class RequantUnit(wiring.Component):
         split into ``lanes // per_cycle`` chunks that go through one ``per_cycle``-wide pipeline, one
         chunk per cycle, and is reassembled before ``o``: a row then takes that many cycles, and the
         unit needs ``per_cycle`` multipliers instead of ``lanes`` (small FPGAs).
+    stages:
+        Register stages (``Config.requant_stages``, a key of :data:`tridsa.sw.config.REQUANT_REGISTERED`).
 
     Attributes
     ----------
@@ -50,16 +53,16 @@ class RequantUnit(wiring.Component):
         Cycles from an accepted input row (its last chunk) to its result on ``o`` when ``o`` never
         stalls: the ``stages`` pipeline stages, plus the reassembly register of a chunked unit.
 
-    The pipeline has 12 register stages, at most one wide adder or shifter each so that it keeps up
-    with the MAC array's clock on an FPGA: (1) bias add, (2) TFLite's left shift, (3) four 16 x 16
-    partial products of the 32 x 31 multiply (one hard multiplier each), (4, 5) their sum, (6, 7)
-    TFLite's doubling high multiply, (8) the rounding right shift, (9) the round-up decision, (10)
-    increment, (11) saturation and zero point, (12) clamp. The whole pipeline moves on unless its
-    last stage holds a row that ``o`` does not take (``i.ready = ~o.valid | o.ready``: one gate).
-    ``o.valid`` does not depend on ``o.ready``.
+    The pipeline has 12 logical steps, at most one wide adder or shifter each: (1) bias add, (2)
+    TFLite's left shift, (3) four 16 x 16 partial products of the 32 x 31 multiply (one hard multiplier
+    each), (4, 5) their sum, (6, 7) TFLite's doubling high multiply, (8) the rounding right shift, (9)
+    the round-up decision, (10) increment, (11) saturation and zero point, (12) clamp. With
+    ``stages=12`` each step ends in a register, so that the unit keeps up with the MAC array's clock on
+    an FPGA; otherwise only the steps ``REQUANT_REGISTERED[stages]`` lists (0-based) do and the others
+    are combinational: fewer flip-flops and a slower clock, the same results. The whole pipeline moves
+    on unless its last stage holds a row that ``o`` does not take (``i.ready = ~o.valid | o.ready``: one
+    gate). ``o.valid`` does not depend on ``o.ready``.
     """
-
-    stages = REQUANT_STAGES         # the driver's cycle model uses the same depth
 
     @staticmethod
     def input_layout(lanes: int) -> data.StructLayout:
@@ -76,7 +79,7 @@ class RequantUnit(wiring.Component):
         """Payload layout of ``o`` for ``lanes`` lanes."""
         return data.ArrayLayout(signed(ACC_BITS), lanes)
 
-    def __init__(self, lanes: int, per_cycle: int | None = None):
+    def __init__(self, lanes: int, per_cycle: int | None = None, stages: int = Config.requant_stages):
         if not isinstance(lanes, int) or isinstance(lanes, bool):
             raise TypeError(f"lanes must be an int (got {type(lanes).__name__})")
         if not 1 <= lanes <= 256:
@@ -84,7 +87,9 @@ class RequantUnit(wiring.Component):
         per_cycle = lanes if per_cycle is None else per_cycle
         if not isinstance(per_cycle, int) or isinstance(per_cycle, bool) or per_cycle < 1 or lanes % per_cycle:
             raise ValueError(f"per_cycle={per_cycle!r} is invalid: must be a divisor of lanes={lanes}")
-        self.lanes, self.per_cycle = lanes, per_cycle
+        if not isinstance(stages, int) or stages not in REQUANT_REGISTERED:
+            raise ValueError(f"stages={stages!r} is invalid: must be one of {sorted(REQUANT_REGISTERED)}")
+        self.lanes, self.per_cycle, self.stages = lanes, per_cycle, stages
         self.chunks = lanes // per_cycle
         self.latency = self.stages + (1 if self.chunks > 1 else 0)
         super().__init__({
@@ -106,7 +111,7 @@ class RequantUnit(wiring.Component):
         """Chunk k of a row goes in the k-th cycle; the pipeline's outputs fill ``o`` chunk by chunk."""
         m = Module()
         n, last = self.per_cycle, self.chunks - 1
-        m.submodules.core = core = RequantUnit(n)
+        m.submodules.core = core = RequantUnit(n, stages=self.stages)
         for name in ("enable", "rounding", "zero_point", "out_format", "relu"):
             m.d.comb += getattr(core, name).eq(getattr(self, name))
         sel = Signal(range(self.chunks))
@@ -155,10 +160,10 @@ class RequantUnit(wiring.Component):
         ]
 
         # Handshake: the whole pipeline moves on unless its last stage holds a row ``o`` does not take.
-        stages = self.stages
-        valid = [Signal(name=f"valid{k + 1}") for k in range(stages)]
+        # valid[j]: the j-th register stage (step registered[j]) holds a row.
+        registered = REQUANT_REGISTERED[self.stages]
+        valid = [Signal(name=f"valid{k + 1}") for k in range(self.stages)]
         move = Signal()
-        advance = [move] * stages
         m.d.comb += move.eq(~valid[-1] | self.o.ready)
         with m.If(move):
             m.d.sync += [v.eq(u) for v, u in zip(valid, [self.i.valid] + valid[:-1])]
@@ -170,11 +175,15 @@ class RequantUnit(wiring.Component):
             mult, shift = payload.multiplier[lane], payload.shift[lane]
 
             def stage(k, value, name):
-                """``value`` registered by stage ``k`` (0-based), i.e. when that stage advances."""
-                reg = Signal(Value.cast(value).shape(), name=f"{name}_{lane}")
-                with m.If(advance[k]):
-                    m.d.sync += reg.eq(value)
-                return reg
+                """``value`` at the end of step ``k`` (0-based): registered when the pipeline moves if
+                ``registered`` lists step ``k``, else combinational."""
+                sig = Signal(Value.cast(value).shape(), name=f"{name}_{lane}")
+                if k in registered:
+                    with m.If(move):
+                        m.d.sync += sig.eq(value)
+                else:
+                    m.d.comb += sig.eq(value)
+                return sig
 
             # 1: v = wrap32(x + bias); TFLite's left shift amount; effective multiplier and right shift.
             v = stage(0, (x + bias)[:ACC_BITS].as_signed(), "v")
@@ -222,8 +231,7 @@ class RequantUnit(wiring.Component):
             r_sat = Mux(~r[-1] & (upper != 0), INT32_MAX, Mux(r[-1] & ~upper.all(), INT32_MIN, r[:ACC_BITS].as_signed()))
             y = stage(10, r_sat + zp, "y")
             # 12: clamp(sat32(r + zp)) = clamp(r + zp) because lo, hi fit int32; min(max(y, lo), hi) is hi
-            # when relu puts lo above hi.
-            with m.If(advance[11]):
-                m.d.sync += self.o.payload[lane].eq(Mux(lo_above_hi | (y > hi), hi, Mux(y < lo, lo, y)))
+            # when relu puts lo above hi. Always registered (the table's last entry): o.valid's row.
+            m.d.comb += self.o.payload[lane].eq(stage(11, Mux(lo_above_hi | (y > hi), hi, Mux(y < lo, lo, y)), "out"))
 
         return m

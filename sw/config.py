@@ -11,7 +11,16 @@ import json
 
 from .isa import ENGINE_OPS
 
-__all__ = ["Config", "ceil_div"]
+__all__ = ["Config", "REQUANT_REGISTERED", "ceil_div"]
+
+#: ``Config.requant_stages`` -> which of the requant pipeline's 12 logical steps (0-based, see
+#: :class:`tridsa.hw.requant.RequantUnit`) end in a register; the others are combinational. The count
+#: of registered steps is the pipeline's latency; the last step (the output register) is always one.
+#: The compact choice cuts the steps into paths of about equal delay: bias add, left shift and the
+#: partial products (DSPs); the two sums; the nudge and the high half; the rounding shift, round-up
+#: decision and increment; saturation, zero point and clamp (at most two wide adders, or a shifter
+#: and an incrementer, after the first).
+REQUANT_REGISTERED = {12: tuple(range(12)), 5: (2, 4, 6, 9, 11)}
 
 
 def ceil_div(a: int, b: int) -> int:
@@ -61,6 +70,10 @@ class Config:
         How many PEs multiply with ``*`` (which synthesis maps to a hard DSP: SB_MAC16, MULT18X18D; INT4
         pairs share it) rather than LUT logic (None = all). Only the synthesized netlist changes: an FPGA
         build sets it to the DSPs the device has left.
+    requant_stages:
+        Register stages of the GEMM engine's requant pipeline, a key of :data:`REQUANT_REGISTERED`: 12
+        (one per logical step, for a fast clock) or 5 (fewer flip-flops, for a slow FPGA such as the
+        iCE40). It is the pipeline's latency in cycles; the results do not depend on it.
     """
 
     rows: int = 8
@@ -78,6 +91,7 @@ class Config:
     engines: tuple = tuple(ENGINE_OPS)
     requant_lanes: int | None = None
     hard_multipliers: int | None = None
+    requant_stages: int = 12
 
     def __post_init__(self):
         def need(ok, name, allowed):
@@ -107,6 +121,8 @@ class Config:
         need(self.hard_multipliers is None or (isinstance(self.hard_multipliers, int)
                                                and 0 <= self.hard_multipliers <= self.rows * self.cols),
              "hard_multipliers", f"None or an integer in 0..rows*cols={self.rows * self.cols}")
+        need(isinstance(self.requant_stages, int) and self.requant_stages in REQUANT_REGISTERED,
+             "requant_stages", f"one of {sorted(REQUANT_REGISTERED)}")
 
     # -- derived sizes -------------------------------------------------------------------------
     @property

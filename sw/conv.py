@@ -23,18 +23,20 @@ import numpy as np
 
 from .builder import ProgramBuilder
 from .config import ceil_div
-from .gemm_layout import FEED_STAGES, PARAM_WORDS, PE_LATENCY, REQUANT_STAGES, GemmGeometry
+from .gemm_layout import FEED_STAGES, PARAM_WORDS, PE_LATENCY, GemmGeometry
 from .gemm_ops import emit_gemm_batch, gemm_words, resolve_out_dtype
 from .operands import integer_matrix
 from .requant import OUT_FORMATS, Requant
 
 __all__ = ["ConvShape", "Lowering", "conv2d_program", "conv_output_size", "choose_lowering",
-           "estimate_gemm_cycles", "GEMM_FIXED_CYCLES"]
+           "estimate_gemm_cycles", "gemm_fixed_cycles"]
 
-#: Cycles a GEMM instruction costs beyond its tiles are ``rows + cols + mem_latency + GEMM_FIXED_CYCLES``
-#: (array skew, read latency, and:) the MAC and requant pipelines plus 17 cycles of setup states, skid buffers,
-#: stream hand-offs and the last write, fitted to the gateware (tests/test_conv.py checks the model).
-GEMM_FIXED_CYCLES = FEED_STAGES + PE_LATENCY + REQUANT_STAGES + 17
+
+def gemm_fixed_cycles(config) -> int:
+    """Cycles a GEMM instruction costs beyond its tiles: array skew, read latency, the MAC and requant
+    pipelines (``config.requant_stages``) plus 17 cycles of setup states, skid buffers, stream hand-offs
+    and the last write, fitted to the gateware (tests/test_conv.py checks the model)."""
+    return config.rows + config.cols + config.mem_latency + FEED_STAGES + PE_LATENCY + config.requant_stages + 17
 
 
 def _pair(value, name):
@@ -116,7 +118,7 @@ def estimate_gemm_cycles(config, m, k, n, int4=False, out_format=1, batch=1) -> 
     words = geo.a_block_words + geo.b_block_words + geo.tile_words + params
     requant = config.rows * (config.cols // config.lanes_requant) + params
     tile = max(geo.k_rows, max(config.rows, config.cols) + 1, requant, words)
-    fixed = config.rows + config.cols + config.mem_latency + GEMM_FIXED_CYCLES + max(1, batch).bit_length() - 1
+    fixed = gemm_fixed_cycles(config) + max(1, batch).bit_length() - 1
     return round(fixed + geo.k_rows + (batch * geo.mt * geo.nt - 1) * tile)
 
 

@@ -1,6 +1,7 @@
 # amaranth: UnusedElaboratable=no
-"""Chips with fewer engines (``Config.engines``) and a time-multiplexed requant (``Config.requant_lanes``):
-the configurations of the FPGA builds. Same Programs, same results as the full chip, bit for bit."""
+"""Chips with fewer engines (``Config.engines``), a time-multiplexed requant (``Config.requant_lanes``) and
+a compact requant pipeline (``Config.requant_stages``): the configurations of the FPGA builds. Same
+Programs, same results as the full chip, bit for bit."""
 import numpy as np
 import pytest
 
@@ -11,7 +12,8 @@ from tridsa.sw.builder import ProgramBuilder
 from tridsa.sw.golden import execute
 from tridsa.sw.program import Program
 
-GEMM_ONLY = SMALL.replace(engines=("gemm",), requant_lanes=1, hard_multipliers=5)   # 5 DSP PEs, 11 LUT PEs
+GEMM_ONLY = SMALL.replace(engines=("gemm",), requant_lanes=1, hard_multipliers=5,   # 5 DSP PEs, 11 LUT PEs
+                          requant_stages=5)
 
 
 def test_config_engines_and_requant_lanes():
@@ -29,6 +31,9 @@ def test_config_engines_and_requant_lanes():
     for bad in (-1, 65, 2.0):
         with pytest.raises(ValueError, match="Config.hard_multipliers"):
             Config(rows=8, cols=8, hard_multipliers=bad)
+    for bad in (7, 0, 12.0, None):
+        with pytest.raises(ValueError, match="Config.requant_stages"):
+            Config(requant_stages=bad)
 
 
 def test_driver_refuses_ops_of_missing_engines():
@@ -62,7 +67,8 @@ def test_missing_engine_op_is_illegal_opcode(backend):
 @pytest.mark.parametrize("backend", backend_params(("amaranth", "verilator", "icarus")))
 @pytest.mark.parametrize("precision", ["int8", "int4"])
 def test_gemm_only_chip_with_one_requant_lane(backend, precision, seed):
-    """Per-channel requant through one multiplexed lane: bit-exact with golden, all output formats."""
+    """Per-channel requant through one multiplexed lane of the compact pipeline: bit-exact with golden, all
+    output formats."""
     rng = np.random.default_rng(seed)
     lo, hi = (-8, 8) if precision == "int4" else (-128, 128)
     m, k, n = 9, 21, 7

@@ -1,3 +1,4 @@
+# amaranth: UnusedElaboratable=no
 """conv2d lowered to GEMMs (banded im2col) vs a direct NumPy convolution, every lowering, every backend."""
 import numpy as np
 import pytest
@@ -5,7 +6,8 @@ import pytest
 from conftest import SMALL, accelerator, backend_params
 from tridsa import Accelerator, Config, Requant
 from tridsa.sw.builder import ProgramBuilder
-from tridsa.sw.conv import ConvShape, Lowering, choose_lowering, conv2d_program, estimate_gemm_cycles
+from tridsa.sw.conv import (ConvShape, Lowering, choose_lowering, conv2d_program, estimate_gemm_cycles,
+                            gemm_fixed_cycles)
 from tridsa.sw.gemm_ops import emit_gemm_batch
 from tridsa.sw.requant import requantize
 
@@ -213,27 +215,38 @@ def test_regular_convs_keep_plain_im2col():
 
 
 def test_cycle_model_pipeline_depths_are_the_gateware_ones():
-    """The cycle model's pipeline depths (sw/gemm_layout.py) are those of the PE and the requant unit."""
+    """The cycle model's pipeline depths are those of the PE (sw/gemm_layout.py) and the requant unit
+    (Config.requant_stages)."""
     from tridsa.hw.mac_array import ProcessingElement
     from tridsa.hw.requant import RequantUnit
-    from tridsa.sw.gemm_layout import PE_LATENCY, REQUANT_STAGES
-    assert (ProcessingElement.latency, RequantUnit.stages) == (PE_LATENCY, REQUANT_STAGES)
+    from tridsa.sw.config import REQUANT_REGISTERED
+    from tridsa.sw.gemm_layout import PE_LATENCY
+    assert ProcessingElement.latency == PE_LATENCY
+    for stages in REQUANT_REGISTERED:
+        cfg = Config(requant_stages=stages)
+        assert RequantUnit(cfg.cols, stages=cfg.requant_stages).latency == stages
+        assert gemm_fixed_cycles(cfg) - gemm_fixed_cycles(Config()) == stages - Config().requant_stages
+
+
+GEMM_CASES = ((8, 24, 4, "int8", 1), (12, 18, 8, "int4", 1), (4, 5, 3, "int8", 1), (1, 1, 1, "int8", 1),
+              (32, 64, 16, "int4", 1), (64, 9, 16, "int8", 1), (16, 24, 8, "int8", 8), (16, 24, 8, "int4", 16),
+              (4, 5, 3, "int8", 4), (12, 18, 8, "int4", 3))
 
 
 @pytest.mark.parametrize("backend", backend_params(("amaranth",)))
-def test_cycle_model_matches_gateware(backend, seed):
-    """estimate_gemm_cycles is within 3 cycles of the gateware (SMALL config, int8 and int4, batched)."""
+@pytest.mark.parametrize("config, cases", [(SMALL, GEMM_CASES), (SMALL.replace(requant_stages=5), GEMM_CASES[::3])],
+                         ids=["requant12", "requant5"])
+def test_cycle_model_matches_gateware(backend, config, cases, seed):
+    """estimate_gemm_cycles is within 3 cycles of the gateware (SMALL config, int8 and int4, batched; and
+    a few of those with the compact requant pipeline)."""
     rng = np.random.default_rng(seed)
-    acc = accelerator(backend)
-    for m, k, n, precision, batch in ((8, 24, 4, "int8", 1), (12, 18, 8, "int4", 1), (4, 5, 3, "int8", 1),
-                                      (1, 1, 1, "int8", 1), (32, 64, 16, "int4", 1), (64, 9, 16, "int8", 1),
-                                      (16, 24, 8, "int8", 8), (16, 24, 8, "int4", 16), (4, 5, 3, "int8", 4),
-                                      (12, 18, 8, "int4", 3)):
+    acc = accelerator(backend, config)
+    for m, k, n, precision, batch in cases:
         lo, hi = (-8, 8) if precision == "int4" else (-128, 128)
         a = rng.integers(lo, hi, (batch, m, k)).astype(np.int8)
         b = rng.integers(lo, hi, (batch, k, n)).astype(np.int8)
-        builder = ProgramBuilder(SMALL)
+        builder = ProgramBuilder(config)
         emit_gemm_batch(builder, a, b, requant=Requant(1 << 20, 24), precision=precision)
         cycles = acc.run(builder.build()).counters["cycles"]
-        estimate = estimate_gemm_cycles(SMALL, m, k, n, precision == "int4", batch=batch)
+        estimate = estimate_gemm_cycles(config, m, k, n, precision == "int4", batch=batch)
         assert abs(cycles - estimate) <= 3, (m, k, n, precision, batch, cycles, estimate)

@@ -24,6 +24,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tridsa.hw.requant import RequantUnit
+from tridsa.sw.config import REQUANT_REGISTERED
 from tridsa.sw.requant import (INT32_MAX, INT32_MIN, OUT_FORMATS, OUT_RANGES, ROUNDING, Requant, requantize,
                                requantize_raw, round_shift, wrap_int32)
 
@@ -395,6 +396,8 @@ def test_unit_rejects_bad_lanes():
         RequantUnit(2.0)
     with pytest.raises(ValueError, match="per_cycle"):
         RequantUnit(4, per_cycle=3)
+    with pytest.raises(ValueError, match="stages"):
+        RequantUnit(4, stages=7)
 
 
 def _amaranth_run(dut, seed, commands, rows_per_cmd, latency_check=False):
@@ -460,39 +463,42 @@ def _amaranth_run(dut, seed, commands, rows_per_cmd, latency_check=False):
     return sum(checked)
 
 
-def test_unit_amaranth_sim():
+@pytest.mark.parametrize("stages", sorted(REQUANT_REGISTERED))
+def test_unit_amaranth_sim(stages):
     seed = _seed()
-    dut = RequantUnit(2)
+    dut = RequantUnit(2, stages=stages)
+    assert dut.latency == stages
     commands = random_commands(np.random.default_rng(seed))
     assert _amaranth_run(dut, seed, commands, rows_per_cmd=8, latency_check=True) == 8 * len(commands)
 
 
-@pytest.mark.parametrize("lanes, per_cycle", [(4, 1), (4, 2)])
-def test_unit_chunked_amaranth_sim(lanes, per_cycle):
+@pytest.mark.parametrize("lanes, per_cycle, stages", [(4, 1, 12), (4, 2, 12), (4, 2, 5)])
+def test_unit_chunked_amaranth_sim(lanes, per_cycle, stages):
     """A row split into chunks through a narrower pipeline gives the same rows, in order, under stalls."""
     seed = _seed()
-    dut = RequantUnit(lanes, per_cycle=per_cycle)
-    assert dut.chunks == lanes // per_cycle and dut.latency == dut.stages + 1
+    dut = RequantUnit(lanes, per_cycle=per_cycle, stages=stages)
+    assert dut.chunks == lanes // per_cycle and dut.latency == stages + 1
     commands = random_commands(np.random.default_rng(seed))
     assert _amaranth_run(dut, seed, commands, rows_per_cmd=6) == 6 * len(commands)
 
 
-def _design_key(lanes: int) -> str:
-    """Build cache key: lanes and the sources the Verilog is generated from."""
+def _design_key(lanes: int, stages: int) -> str:
+    """Build cache key: the parameters and the sources the Verilog is generated from."""
     digest = hashlib.sha256()
-    for module in ("tridsa.hw.requant", "tridsa.sw.requant"):
+    for module in ("tridsa.hw.requant", "tridsa.sw.requant", "tridsa.sw.config"):
         digest.update(Path(sys.modules[module].__file__).read_bytes())
-    return f"lanes={lanes}:{digest.hexdigest()[:16]}"
+    return f"lanes={lanes}:stages={stages}:{digest.hexdigest()[:16]}"
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("simulator", ["verilator", "icarus"])
-def test_unit_cocotb(simulator, tmp_path):
+@pytest.mark.parametrize("simulator, stages", [("verilator", 12), ("icarus", 12), ("verilator", 5)])
+def test_unit_cocotb(simulator, stages, tmp_path):
     from tridsa.sim.cocotb_run import build_design, run_test
 
     lanes = 3
     seed = _seed()
-    runner, build_dir = build_design(lambda: RequantUnit(lanes), "requant_top", _design_key(lanes), simulator)
+    runner, build_dir = build_design(lambda: RequantUnit(lanes, stages=stages), "requant_top",
+                                     _design_key(lanes, stages), simulator)
     pythonpath = os.pathsep.join([str(TESTS_DIR), *(p for p in sys.path if p)])
     run_test(runner, build_dir, "requant_top", "requant_tb", test_dir=tmp_path,
              extra_env={"PYTHONPATH": pythonpath, "TRIDSA_SEED": str(seed), "TRIDSA_LANES": str(lanes)})
