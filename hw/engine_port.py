@@ -20,5 +20,10 @@ def log2(x: int) -> int:
 
 
 def beyond_memory(config, addr, words):
-    """True when the region ``[addr, addr + words)`` does not fit the memory (an ADDR_RANGE error)."""
-    return (addr + words) > config.mem_depth
+    """True when the region ``[addr, addr + words)`` does not fit the memory (an ADDR_RANGE error).
+
+    Exact for every ``addr``, with an adder only ``addr_bits + 2`` wide: an address with a bit set at or
+    above ``addr_bits + 1`` is beyond memory whatever ``words`` is.
+    """
+    L = config.addr_bits + 1
+    return addr[L:].any() | ((addr[:L] + words) > config.mem_depth)

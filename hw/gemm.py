@@ -105,33 +105,38 @@ class GemmEngine(wiring.Component):
         wiring.connect(m, a_split.items, a_items.i)
         wiring.connect(m, b_split.items, b_items.i)
         m.submodules.array = array = MacArray(R, C, hard_multipliers=cfg.hard_multipliers, int4=cfg.int4)
-        m.submodules.requant = requant = RequantUnit(C, per_cycle=cfg.lanes_requant)
+        m.submodules.requant = requant = RequantUnit(C, per_cycle=cfg.lanes_requant, stages=cfg.requant_stages)
         # Rows of ~3 tiles are in flight between tile start and requant (skew + pipeline); 4 tiles of
         # buffering keep short-K tiles (k_rows near min_tile_cycles) streaming back to back.
         row_depth = 4 * R
         m.submodules.rows = rows = fifo.SyncFIFOBuffered(width=32 * C, depth=row_depth)
 
         # ---- geometry (registered in SETUP) ----------------------------------------------------
-        k_rows, mt, nt = Signal(16), Signal(16), Signal(16)
-        a_bw, b_bw, tile_shift = Signal(16), Signal(16), Signal(4)   # words per output tile = 2**tile_shift
-        tiles = Signal(32)
-        m.d.comb += [a_split.per_block.eq(k_rows), b_split.per_block.eq(k_rows)]
-        # Region sizes saturate at 2**L - 1 > mem_depth: a saturated size is out of range anyway, and every
-        # size of a legal instruction is exact.
+        # Sizes and pointers are L = addr_bits + 1 bits wide, not 32: tile counts, block sizes and region
+        # sizes saturate at 2**L - 1 > mem_depth. A saturated value makes its region out of range anyway
+        # (ADDR_RANGE, or BAD_SHAPE first), and every value of a legal instruction is exact and fits.
         L = cfg.addr_bits + 1
 
         def saturate(value):
             return Mux(value[L:].any(), (1 << L) - 1, value[:L]) if len(value) > L else value
 
-        problem = {"a": Signal(33), "b": Signal(33), "c": Signal(48), "p": Signal(20)}   # words of one problem
+        k_rows, mt, nt = Signal(16), Signal(L), Signal(L)
+        a_bw, b_bw, tile_shift = Signal(L), Signal(L), Signal(4)   # words per output tile = 2**tile_shift
+        tiles = Signal(2 * L)
+        m.d.comb += [a_split.per_block.eq(k_rows), b_split.per_block.eq(k_rows)]
+        problem = {"a": Signal(2 * L), "b": Signal(2 * L), "c": Signal(2 * L + 15), "p": Signal(L + 2)}
         products = [problem["a"].eq(mt * a_bw), problem["b"].eq(nt * b_bw), problem["c"].eq(tiles << tile_shift),
                     problem["p"].eq(nt * PARAM_WORDS)]
         a_words = Signal(L)                                             # one problem's A (the A base stride)
         step = {name: Signal(L, name=f"{name}_step") for name in problem}     # problem words << bits done
         total = {name: Signal(L, name=f"{name}_total") for name in problem}   # words of the whole batch
         left = Signal(16)                                               # bits of batch still to add
-        addr = {name: getattr(f, f"{name}_addr") for name in problem}
-        end = {name: Signal(33, name=f"{name}_end") for name in problem}      # addr + total (CHECK)
+        # Of each 32-bit address only the low L bits and "a higher bit is set" are kept (``beyond_memory``
+        # gives the same answer for ``Cat(low, high)``); the instruction latch's other bits go unused.
+        low = {name: getattr(f, f"{name}_addr")[:L] for name in problem}     # the address, if it is in range
+        high = {name: Signal(name=f"{name}_high") for name in problem}
+        zero_size = Signal()
+        end = {name: Signal(L, name=f"{name}_end") for name in problem}       # addr + total (CHECK)
         beyond = {name: Signal(name=f"{name}_beyond") for name in problem}    # registered in CHECK
         meets_c = {name: Signal(name=f"{name}_meets_c") for name in ("a", "b", "p")}
 
@@ -140,12 +145,12 @@ class GemmEngine(wiring.Component):
         bad_mode, bad_shape = Signal(), Signal()                          # registered in CHECK
 
         # ---- sequencer state -------------------------------------------------------------------
-        a_ib, a_jb, a_ptr, a_base = Signal(16), Signal(16), Signal(32), Signal(32)
-        b_ib, b_ptr = Signal(16), Signal(32)
-        mt_last, nt_last = Signal(16), Signal(16)               # mt - 1, nt - 1
+        a_ib, a_jb, a_ptr, a_base = Signal(L), Signal(L), Signal(L), Signal(L)
+        b_ib, b_ptr = Signal(L), Signal(L)
+        mt_last, nt_last = Signal(L), Signal(L)                 # mt - 1, nt - 1
         more = {name: Signal(name=f"{name}_more") for name in ("a", "b", "p")}   # reads left (RUN)
-        final = {name: Signal(33, name=f"{name}_final") for name in more}         # the last block's pointer
-        p_ptr = Signal(32)
+        final = {name: Signal(L, name=f"{name}_final") for name in more}          # the last block's pointer
+        p_ptr = Signal(L)
         running = Signal()
         first, last, single = Signal(), Signal(), Signal()    # feeder: k-step flags, k_rows == 1
         k_left = Signal(16)                                     # k-steps of the tile after this one
@@ -156,8 +161,10 @@ class GemmEngine(wiring.Component):
                 # The instruction is latched in every idle cycle, not only on ``start``: ``start`` then
                 # steers only the state, not the enables of a few hundred registers (FPGA timing).
                 i = self.instr
-                m.d.sync += [f.eq(i), k_rows.eq(Mux(i.int4, (i.k + 1) >> 1, i.k)),
-                             mt.eq((i.m + R - 1) >> log2(R)), nt.eq((i.n + C - 1) >> log2(C)),
+                m.d.sync += [high[name].eq(getattr(i, f"{name}_addr")[L:].any()) for name in problem]
+                m.d.sync += [f.eq(i), zero_size.eq((i.m == 0) | (i.k == 0) | (i.n == 0)),
+                             k_rows.eq(Mux(i.int4, (i.k + 1) >> 1, i.k)),
+                             mt.eq(saturate((i.m + R - 1) >> log2(R))), nt.eq(saturate((i.n + C - 1) >> log2(C))),
                              left.eq(Mux(i.batch == 0, 1, i.batch))]
                 with m.Switch(i.out_format):
                     for code, words in tw.items():
@@ -167,8 +174,8 @@ class GemmEngine(wiring.Component):
                     m.next = "SETUP2"
             with m.State("SETUP2"):
                 m.d.sync += [first.eq(1), last.eq(k_rows == 1), single.eq(k_rows == 1), k_left.eq(k_rows - 1)]
-                m.d.sync += [a_bw.eq((k_rows + W // R - 1) >> log2(W // R)),
-                             b_bw.eq((k_rows + W // C - 1) >> log2(W // C)),
+                m.d.sync += [a_bw.eq(saturate((k_rows + W // R - 1) >> log2(W // R))),
+                             b_bw.eq(saturate((k_rows + W // C - 1) >> log2(W // C))),
                              tiles.eq(mt * nt), mt_last.eq(mt - 1), nt_last.eq(nt - 1)]
                 m.next = "SETUP3"
             with m.State("SETUP3"):
@@ -189,13 +196,13 @@ class GemmEngine(wiring.Component):
                     m.next = "CHECK"
             with m.State("CHECK"):
                 m.d.sync += [bad_mode.eq((f.int4 & (not cfg.int4)) | (f.rounding == 3) | (~f.requant & (f.out_format != 0))),
-                             bad_shape.eq((f.m == 0) | (f.k == 0) | (f.n == 0))]
+                             bad_shape.eq(zero_size)]
                 for name in problem:
-                    m.d.sync += [end[name].eq(addr[name] + total[name]),
-                                 beyond[name].eq(beyond_memory(cfg, addr[name], total[name]))]
-                for name in meets_c:      # [addr, addr+total) meets [c_addr, c_addr+c_total)
-                    m.d.sync += meets_c[name].eq((addr[name] < f.c_addr + total["c"])
-                                                 & (f.c_addr < addr[name] + total[name]))
+                    m.d.sync += [end[name].eq(low[name] + total[name]),
+                                 beyond[name].eq(beyond_memory(cfg, Cat(low[name], high[name]), total[name]))]
+                for name in meets_c:      # [addr, addr+total) meets [c_addr, c_addr+c_total); used when in range
+                    m.d.sync += meets_c[name].eq((low[name] < low["c"] + total["c"])
+                                                 & (low["c"] < low[name] + total[name]))
                 m.next = "DECIDE"
             with m.State("DECIDE"):
                 # An illegal instruction ends here, before any memory access.
@@ -212,8 +219,8 @@ class GemmEngine(wiring.Component):
                     m.d.comb += [self.done.eq(1), self.error.eq(isa.ERRORS["OVERLAP"])]
                     m.next = "IDLE"
                 with m.Else():
-                    m.d.sync += [a_ib.eq(0), a_jb.eq(0), a_ptr.eq(f.a_addr), a_base.eq(f.a_addr), b_ib.eq(0),
-                                 b_ptr.eq(f.b_addr), p_ptr.eq(f.p_addr)]
+                    m.d.sync += [a_ib.eq(0), a_jb.eq(0), a_ptr.eq(low["a"]), a_base.eq(low["a"]), b_ib.eq(0),
+                                 b_ptr.eq(low["b"]), p_ptr.eq(low["p"])]
                     m.d.sync += [flag.eq(1) for flag in more.values()]     # every region of a legal GEMM is non-empty
                     m.d.sync += [final["a"].eq(end["a"] - a_words), final["b"].eq(end["b"] - b_bw),
                                  final["p"].eq(end["p"] - PARAM_WORDS)]
@@ -288,7 +295,7 @@ class GemmEngine(wiring.Component):
         p_words_in = readers["p"].words
         bias, mult, shift = (Signal(data.ArrayLayout(32, C), name=n) for n in ("bias", "mult", "shift"))
         p_slot = Signal(range(PARAM_WORDS))
-        rows_left = Signal(32)          # rows of the current column block still to requantize
+        rows_left = Signal(L + log2(R))  # rows of the current column block still to requantize
         have_rows = Signal()            # rows_left != 0, as a register (it gates the requant input)
         with m.If(fsm.ongoing("IDLE")):
             m.d.sync += [p_slot.eq(0), rows_left.eq(0), have_rows.eq(0)]
@@ -318,7 +325,7 @@ class GemmEngine(wiring.Component):
         word = Signal(cfg.mem_bits)               # rows of the word being assembled
         lane = Signal(range(cfg.mem_bits // (4 * C) + 1))
         row_in_tile = Signal(range(R))
-        c_ptr = Signal(32)
+        c_ptr = Signal(L)
         written = Signal(L)
         pend_valid, pend_addr, pend_data = Signal(), Signal(cfg.addr_bits), Signal(cfg.mem_bits)
         merged = Signal(cfg.mem_bits)
@@ -349,7 +356,7 @@ class GemmEngine(wiring.Component):
             with m.Else():
                 m.d.sync += [word.eq(merged), lane.eq(lane + 1)]
         with m.If(fsm.ongoing("IDLE")):
-            m.d.sync += [c_ptr.eq(self.instr.c_addr), written.eq(0), word.eq(0), lane.eq(0), row_in_tile.eq(0),
+            m.d.sync += [c_ptr.eq(self.instr.c_addr[:L]), written.eq(0), word.eq(0), lane.eq(0), row_in_tile.eq(0),
                          pend_valid.eq(0)]
         m.d.comb += out_done.eq((written == total["c"]) & arbiter.idle)
         return m

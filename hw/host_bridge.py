@@ -21,8 +21,7 @@ from amaranth.lib.wiring import In, Out
 
 from ..sw import fpga, isa
 from .counters import counter_layout
-from .gemm import WordSplitter
-from .memory import BlockReader, MemArbiter, MemPort
+from .memory import MemPort
 
 __all__ = ["HostBridge", "crc8_next"]
 
@@ -78,21 +77,15 @@ class HostBridge(wiring.Component):
         width = cfg.mem_width
         codes, cmds = fpga.REPLY_CODES, fpga.COMMANDS
 
-        m.submodules.arbiter = arbiter = MemArbiter(cfg, 2)
-        m.submodules.reader = reader = BlockReader(cfg, count_bits=16)
-        m.submodules.splitter = splitter = WordSplitter(cfg.mem_bits, 8, count_bits=(width + 1).bit_length())
-        wiring.connect(m, wiring.flipped(self.mem), arbiter.mem)
-        wiring.connect(m, reader.mem, arbiter.port(1))
-        wiring.connect(m, reader.words, splitter.words)
-        m.d.comb += splitter.per_block.eq(width)
-        write = arbiter.port(0)
-
+        # Memory: one word at a time through ``word`` (bytes shift in at the top and out at the bottom);
+        # the link is far slower than the memory, so the bridge needs no read buffer or arbiter.
+        req = self.mem.req
         # -- receive side --------------------------------------------------------------------
         header = Signal(8 * fpga.HEADER_BYTES)
         command, addr, count = header[:8], header[8:40], header[40:56]
         crc = Signal(8)
         words_left = Signal(16)
-        waddr = Signal(cfg.addr_bits)
+        mem_addr = Signal(cfg.addr_bits)                  # the next word to write or read
         word = Signal(cfg.mem_bits)
         instr = Signal(isa.INSTR_BITS)
         started = Signal()
@@ -118,9 +111,10 @@ class HostBridge(wiring.Component):
         with m.Elif(~timed_out):
             m.d.sync += idle.eq(idle + 1)
 
-        m.d.comb += [write.req.payload.addr.eq(waddr), write.req.payload.we.eq(1), write.req.payload.wdata.eq(word)]
-        with m.If(write.req.valid & write.req.ready):
-            m.d.sync += [write.req.valid.eq(0), waddr.eq(waddr + 1)]
+        writing = Signal()                                # a complete word waits for the memory
+        m.d.comb += [req.payload.addr.eq(mem_addr), req.payload.wdata.eq(word)]
+        with m.If(req.valid & req.ready):
+            m.d.sync += [writing.eq(0), mem_addr.eq(mem_addr + 1)]
 
         # -- reply side ----------------------------------------------------------------------
         tx_crc = Signal(8)
@@ -162,7 +156,7 @@ class HostBridge(wiring.Component):
                         with m.Elif(~in_range):
                             drain(codes["BAD_RANGE"])
                         with m.Else():
-                            m.d.sync += [waddr.eq(addr), words_left.eq(count)]
+                            m.d.sync += [mem_addr.eq(addr), words_left.eq(count)]
                             m.next = "WRITE"
                     with m.Elif(is_cmd["READ"]):
                         with m.If(busy):
@@ -170,8 +164,8 @@ class HostBridge(wiring.Component):
                         with m.Elif(~in_range):
                             reply(codes["BAD_RANGE"])
                         with m.Else():
-                            m.d.sync += bytes_left.eq(count * width)
-                            m.next = "READ_CMD"
+                            m.d.sync += [mem_addr.eq(addr), bytes_left.eq(count * width)]
+                            reply(codes["OK"])
                     with m.Elif(is_cmd["PUSH"]):
                         m.next = "PUSH"
                     with m.Elif(is_cmd["CLEAR"]):
@@ -186,7 +180,7 @@ class HostBridge(wiring.Component):
                 with m.Elif(timed_out):
                     reply(codes["TIMEOUT"])
             with m.State("WRITE"):                        # payload bytes -> words -> memory
-                m.d.comb += self.rx.ready.eq(~write.req.valid)
+                m.d.comb += [self.rx.ready.eq(~writing), req.valid.eq(writing), req.payload.we.eq(1)]
                 with m.If(got):
                     with m.If(words_left == 0):           # the payload checksum
                         reply(Mux(byte == crc, codes["OK"], codes["BAD_CHECKSUM"]))
@@ -194,7 +188,7 @@ class HostBridge(wiring.Component):
                         m.d.sync += [word.eq(Cat(word[8:], byte)), crc.eq(crc8_next(crc, byte)),
                                      index.eq(index + 1)]
                         with m.If(index == width - 1):
-                            m.d.sync += [write.req.valid.eq(1), index.eq(0), words_left.eq(words_left - 1)]
+                            m.d.sync += [writing.eq(1), index.eq(0), words_left.eq(words_left - 1)]
                 with m.Elif(timed_out):
                     reply(codes["TIMEOUT"])
             with m.State("PUSH"):
@@ -219,11 +213,6 @@ class HostBridge(wiring.Component):
                 m.d.comb += self.rx.ready.eq(1)
                 with m.If(timed_out):
                     m.next = "SEND_SYNC"
-            with m.State("READ_CMD"):
-                m.d.comb += [reader.cmd.valid.eq(1), reader.cmd.payload.addr.eq(addr),
-                             reader.cmd.payload.count.eq(count)]
-                with m.If(reader.cmd.ready):
-                    reply(codes["OK"])
             with m.State("SEND_SYNC"):
                 m.d.comb += [self.tx.valid.eq(1), self.tx.payload.eq(fpga.REP_SYNC)]
                 with m.If(sent):
@@ -236,24 +225,32 @@ class HostBridge(wiring.Component):
                     with m.If(code != codes["OK"]):
                         m.next = "SEND_CRC"
                     with m.Elif(is_cmd["READ"]):
-                        m.next = "SEND_READ"
+                        m.next = "READ_WORD"
                     with m.Elif(is_cmd["STATUS"]):
                         m.next = "SEND_STATUS"
                     with m.Elif(is_cmd["INFO"]):
                         m.next = "SEND_INFO"
                     with m.Else():
                         m.next = "SEND_CRC"
-            for state, source_valid, source in (
-                    ("SEND_READ", splitter.items.valid, splitter.items.payload),
-                    ("SEND_STATUS", 1, status.word_select(index, 8)),
-                    ("SEND_INFO", 1, info.word_select(index, 8))):
+            with m.State("READ_WORD"):                    # request the word at mem_addr
+                m.d.comb += [req.valid.eq(1), req.payload.we.eq(0)]
+                with m.If(req.ready):
+                    m.next = "READ_WAIT"
+            with m.State("READ_WAIT"):                    # its data comes back mem_latency cycles later
+                with m.If(self.mem.resp.valid):
+                    m.d.sync += [word.eq(self.mem.resp.payload), index.eq(0)]
+                    m.next = "SEND_READ"
+            for state, source in (("SEND_READ", word[:8]), ("SEND_STATUS", status.word_select(index, 8)),
+                                  ("SEND_INFO", info.word_select(index, 8))):
                 with m.State(state):
-                    m.d.comb += [self.tx.valid.eq(source_valid), self.tx.payload.eq(source)]
-                    if state == "SEND_READ":
-                        m.d.comb += splitter.items.ready.eq(self.tx.ready)
+                    m.d.comb += [self.tx.valid.eq(1), self.tx.payload.eq(source)]
                     with m.If(sent):
                         m.d.sync += [tx_crc.eq(crc8_next(tx_crc, source)), index.eq(index + 1),
                                      bytes_left.eq(bytes_left - 1)]
+                        if state == "SEND_READ":
+                            m.d.sync += word.eq(word >> 8)
+                            with m.If(index == width - 1):
+                                m.next = "READ_WORD"
                         with m.If(bytes_left == 1):
                             m.next = "SEND_CRC"
             with m.State("SEND_CRC"):

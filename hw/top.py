@@ -60,14 +60,19 @@ class Top(wiring.Component):
         m = Module()
         cfg = self.config
         m.submodules.memory = self.memory
-        m.submodules.queue = queue = fifo.SyncFIFOBuffered(width=isa.INSTR_BITS, depth=cfg.queue_depth)
+        if cfg.queue_depth:
+            m.submodules.queue = queue = fifo.SyncFIFOBuffered(width=isa.INSTR_BITS, depth=cfg.queue_depth)
+            m.d.comb += [queue.w_data.eq(self.cmd.payload), queue.w_en.eq(self.cmd.valid),
+                         self.cmd.ready.eq(queue.w_rdy)]
+        else:                               # no queue: the dispatcher reads the host's stream directly
+            queue = fifo.FIFOInterface(width=isa.INSTR_BITS, depth=0)
+            m.d.comb += [queue.r_data.eq(self.cmd.payload), queue.r_rdy.eq(self.cmd.valid),
+                         self.cmd.ready.eq(queue.r_en)]
         engines = {name: ENGINES[name](cfg) for name in cfg.engines}
         for name, engine in engines.items():
             m.submodules[name] = engine
         m.d.comb += self.memory.dump.eq(self.dump)
 
-        m.d.comb += [queue.w_data.eq(self.cmd.payload), queue.w_en.eq(self.cmd.valid),
-                     self.cmd.ready.eq(queue.w_rdy)]
         word = queue.r_data
         opcode = word[:isa.OPCODE_BITS]
         pc = Signal(32)

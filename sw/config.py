@@ -51,7 +51,9 @@ class Config:
     mem_latency:
         Read latency of the memory in cycles (>= 1). The port accepts one request per cycle.
     queue_depth:
-        Depth of the command queue in instructions.
+        Depth of the command queue in instructions (0 or a power of two). 0 leaves the queue out: the
+        dispatcher takes each instruction straight from the host's stream, which holds it until taken
+        (on an FPGA the UART bridge's instruction buffer is then the only copy: the smallest chip).
     cache_sets, cache_ways:
         Geometry of the gather engine's set-associative row cache (LRU replacement).
     cache_row_bytes:
@@ -106,7 +108,7 @@ class Config:
              "mem_width", f"a power of two <= 512 bytes and a multiple of 4*cols={4 * self.cols} and rows={self.rows}")
         need(_is_pow2(self.mem_depth) and 16 <= self.mem_depth <= 1 << 24, "mem_depth", "a power of two in 16..2**24")
         need(isinstance(self.mem_latency, int) and 1 <= self.mem_latency <= 64, "mem_latency", "an integer in 1..64")
-        need(_is_pow2(self.queue_depth) and self.queue_depth >= 2, "queue_depth", "a power of two >= 2")
+        need(self.queue_depth == 0 or _is_pow2(self.queue_depth), "queue_depth", "0 or a power of two")
         need(_is_pow2(self.cache_sets), "cache_sets", "a power of two")
         need(isinstance(self.cache_ways, int) and 1 <= self.cache_ways <= 16, "cache_ways", "an integer in 1..16")
         need(_is_pow2(self.cache_row_bytes) and self.cache_row_bytes >= 4, "cache_row_bytes", "a power of two >= 4")

@@ -1,6 +1,7 @@
 # amaranth: UnusedElaboratable=no
-"""Chips with fewer engines (``Config.engines``), a time-multiplexed requant (``Config.requant_lanes``) and
-a compact requant pipeline (``Config.requant_stages``): the configurations of the FPGA builds. Same
+"""Chips with fewer engines (``Config.engines``), a time-multiplexed requant (``Config.requant_lanes``),
+a compact requant pipeline (``Config.requant_stages``) and no command queue (``queue_depth=0``): the
+configurations of the FPGA builds. Same
 Programs, same results as the full chip, bit for bit."""
 import numpy as np
 import pytest
@@ -13,7 +14,7 @@ from tridsa.sw.golden import execute
 from tridsa.sw.program import Program
 
 GEMM_ONLY = SMALL.replace(engines=("gemm",), requant_lanes=1, hard_multipliers=5,   # 5 DSP PEs, 11 LUT PEs
-                          requant_stages=5)
+                          requant_stages=5, queue_depth=0)                          # no command queue
 
 
 def test_config_engines_and_requant_lanes():
@@ -34,6 +35,9 @@ def test_config_engines_and_requant_lanes():
     for bad in (7, 0, 12.0, None):
         with pytest.raises(ValueError, match="Config.requant_stages"):
             Config(requant_stages=bad)
+    for bad in (3, -1, 2.0):
+        with pytest.raises(ValueError, match="Config.queue_depth"):
+            Config(queue_depth=bad)
 
 
 def test_driver_refuses_ops_of_missing_engines():
