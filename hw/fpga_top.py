@@ -158,11 +158,12 @@ class Board:
 
 
 BOARDS = {
-    # iCE40 UP5K: 5,280 logic cells, 30 x 4 kbit EBR, 8 SB_MAC16. A 4 x 4 array (16 MACs/cycle) of LUT
-    # multipliers; the GEMM engine only; one requant lane, whose 32 x 31 multiply takes 4 SB_MAC16.
+    # iCE40 UP5K: 5,280 logic cells, 30 x 4 kbit EBR, 8 SB_MAC16. The area-first chip (docs/fpga.md): a 1 x 1
+    # INT8 array on one SB_MAC16, the GEMM engine only, no command queue, the serial requant unit, 1 KiB of
+    # memory in EBR. It fills ~97% of the logic cells; a 16-MAC array does not fit beside the sequencer.
     "icebreaker": Board("icebreaker", "ice40", "amaranth_boards.icebreaker:ICEBreakerPlatform", "clk12", 12e6, 30e6,
-                        Config(rows=4, cols=4, int4=False, mem_width=16, mem_depth=256, mem_latency=1,
-                               queue_depth=2, engines=("gemm",), requant_lanes=1, hard_multipliers=0),
+                        Config(rows=1, cols=1, int4=False, mem_width=4, mem_depth=256, mem_latency=2,
+                               queue_depth=0, engines=("gemm",), requant_lanes=1, requant_stages=0),
                         "rx=6 tx=9"),
     # ECP5-85F: 84k LUT4, 208 DP16KD, 156 MULT18X18D. A 16 x 16 INT8 array, the GEMM engine only: 136 PEs on
     # MULT18X18D, 120 in LUTs; 4 requant lanes (16 MULT18X18D). With INT4 the 120 LUT PEs do not fit.

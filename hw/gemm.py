@@ -91,7 +91,8 @@ class GemmEngine(wiring.Component):
         wiring.connect(m, arbiter.mem, wiring.flipped(self.mem))
         readers = {}
         for idx, name in enumerate(("a", "b", "p")):
-            readers[name] = m.submodules[f"{name}_reader"] = BlockReader(cfg)
+            # a block is at most 2**L - 1 words (L below)
+            readers[name] = m.submodules[f"{name}_reader"] = BlockReader(cfg, count_bits=cfg.addr_bits + 1)
             wiring.connect(m, readers[name].mem, arbiter.port(idx))
         writer = arbiter.port(3)
         m.submodules.a_split = a_split = WordSplitter(cfg.mem_bits, 8 * R)

@@ -21,6 +21,7 @@ from amaranth.lib.wiring import In, Out
 
 from ..sw import fpga, isa
 from .counters import counter_layout
+from .engine_port import beyond_memory
 from .memory import MemPort
 
 __all__ = ["HostBridge", "crc8_next"]
@@ -81,13 +82,15 @@ class HostBridge(wiring.Component):
         # the link is far slower than the memory, so the bridge needs no read buffer or arbiter.
         req = self.mem.req
         # -- receive side --------------------------------------------------------------------
-        header = Signal(8 * fpga.HEADER_BYTES)
+        # Header and PUSH payload bytes shift into one register (the header is decoded before the payload
+        # arrives): the header is its top HEADER_BYTES bytes.
+        instr = Signal(isa.INSTR_BITS)
+        header = instr[-8 * fpga.HEADER_BYTES:]
         command, addr, count = header[:8], header[8:40], header[40:56]
         crc = Signal(8)
         words_left = Signal(16)
         mem_addr = Signal(cfg.addr_bits)                  # the next word to write or read
         word = Signal(cfg.mem_bits)
-        instr = Signal(isa.INSTR_BITS)
         started = Signal()
         busy = started & ~self.halted
         status = Cat(self.halted, busy, C(0, 6), self.error, self.error_pc, Value.cast(self.counters))
@@ -97,12 +100,11 @@ class HostBridge(wiring.Component):
         code = Signal(8)
         idle = Signal(range(self.timeout + 1))
         timed_out = idle == self.timeout
-        # Decoded from the header into registers every cycle: the header is complete at least one byte time
-        # before CHECK uses them, and CHECK's decision then starts from registers (FPGA timing).
+        # Decoded from the header into registers (is_cmd only until the payload starts): the header is complete
+        # at least one byte time before CHECK uses them, and CHECK's decision then starts from registers.
         in_range = Signal()
-        m.d.sync += in_range.eq((count != 0) & (addr + count <= cfg.mem_depth))
+        m.d.sync += in_range.eq((count != 0) & ~beyond_memory(cfg, addr, count))
         is_cmd = {name: Signal(name=f"is_{name.lower()}") for name in cmds}
-        m.d.sync += [is_cmd[name].eq(command == code) for name, code in cmds.items()]
 
         byte = self.rx.payload
         got = self.rx.valid & self.rx.ready
@@ -129,7 +131,7 @@ class HostBridge(wiring.Component):
             m.d.sync += code.eq(next_code)
             m.next = "DRAIN"
 
-        with m.FSM():
+        with m.FSM() as fsm:
             with m.State("IDLE"):
                 m.d.comb += self.rx.ready.eq(1)
                 with m.If(got & (byte == fpga.REQ_SYNC)):
@@ -138,7 +140,7 @@ class HostBridge(wiring.Component):
             with m.State("HEADER"):
                 m.d.comb += self.rx.ready.eq(1)
                 with m.If(got):
-                    m.d.sync += [header.eq(Cat(header[8:], byte)), crc.eq(crc8_next(crc, byte)),
+                    m.d.sync += [instr.eq(Cat(instr[8:], byte)), crc.eq(crc8_next(crc, byte)),
                                  index.eq(index + 1)]
                     with m.If(index == fpga.HEADER_BYTES - 1):
                         m.next = "CHECK"
@@ -257,4 +259,6 @@ class HostBridge(wiring.Component):
                 m.d.comb += [self.tx.valid.eq(1), self.tx.payload.eq(tx_crc)]
                 with m.If(sent):
                     m.next = "IDLE"
+        with m.If(fsm.ongoing("HEADER") | fsm.ongoing("CHECK")):
+            m.d.sync += [is_cmd[name].eq(command == code) for name, code in cmds.items()]
         return m

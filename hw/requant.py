@@ -5,13 +5,16 @@ Bit-exact with :func:`tridsa.sw.requant.requantize_raw` (the module docstring of
 """
 from __future__ import annotations
 
+from collections import namedtuple
+from types import SimpleNamespace
+
 from amaranth import Cat, Const, Module, Mux, Signal, Value, signed, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
-from ..sw.config import REQUANT_REGISTERED, Config
+from ..sw.config import REQUANT_REGISTERED, REQUANT_SERIAL_CYCLES, Config
 from ..sw.requant import (ACC_BITS, INT32_MAX, INT32_MIN, MULTIPLIER_BITS, OUT_FORMATS, OUT_RANGES, ROUNDING,
-                          SHIFT_BITS, ZERO_POINT_BITS)
+                          SHIFT_BITS, SHIFT_MAX, ZERO_POINT_BITS)
 
 __all__ = ["RequantUnit"]
 
@@ -21,6 +24,58 @@ _WIDE = 2 * ACC_BITS  # holds every product v*m (|v*m| < 2**62) and every shifte
 _STEPS = 12           # logical steps of the pipeline (see RequantUnit)
 assert all(len(set(steps)) == n and set(steps) <= set(range(_STEPS)) and _STEPS - 1 in steps
            for n, steps in REQUANT_REGISTERED.items()), "n distinct steps, the output register among them"
+# The serial unit's schedule: accept, one step per multiplier bit, nudge (2), high half, SHIFT_MAX shift
+# steps, round-up decision, round (2), saturate, clamp (the output register).
+assert REQUANT_SERIAL_CYCLES == 1 + MULTIPLIER_BITS + 3 + SHIFT_MAX + 5
+
+_Command = namedtuple("_Command", "tflite even enable zp lo hi lo_above_hi")   # decoded, registered
+
+
+# The arithmetic both implementations share (see :mod:`tridsa.sw.requant` for the specification).
+def _left_shift(cmd, shift):
+    """TFLite's left shift ``max(31 - s, 0)``; 0 in the other modes."""
+    return Mux(cmd.tflite & (shift < 31), 31 - shift, 0)[:5]
+
+
+def _multiplier(cmd, mult):
+    """The multiplier, 1 with requant disabled (then ``p = v``)."""
+    return Mux(cmd.enable, mult, 1)[:MULTIPLIER_BITS]
+
+
+def _right_shift(cmd, shift):
+    """The rounding right shift ``e``: ``s``, TFLite's ``max(s - 31, 0)``, 0 with requant disabled."""
+    return Mux(~cmd.enable, 0, Mux(cmd.tflite, Mux(shift > 31, shift - 31, 0), shift))[:SHIFT_BITS]
+
+
+def _nudge(p):
+    """TFLite's SaturatingRoundingDoublingHighMul nudge for the product ``p`` (``a * m`` never overflows)."""
+    return Mux(p[-1], 1 - (1 << 30), 1 << 30)
+
+
+def _high(q):
+    """The nudged product divided by 2**31, truncating: floor, plus one for a negative inexact quotient."""
+    return (q >> 31) + (q[-1] & (q[:31] != 0))
+
+
+def _round_up(cmd, floor, top, below, negative):
+    """Round ``floor = p >> e`` up when remainder > half + t (half = 2**(e-1) - 1), i.e. ``top`` (bit e-1 of
+    p) and (t = 0 or ``below``: a lower remainder bit is set); t = (p < 0) for TFLite, 1 for a half-even
+    tie that would leave floor + zp even, else 0."""
+    t = Mux(cmd.tflite, negative, cmd.even & ~(floor[0] ^ cmd.zp[0]))
+    return top & (~t | below)
+
+
+def _saturate_add_zp(cmd, r):
+    """sat32(r) + zp: the saturation from the bits above bit 31 (no comparator)."""
+    upper = r[31:]
+    r_sat = Mux(~r[-1] & (upper != 0), INT32_MAX, Mux(r[-1] & ~upper.all(), INT32_MIN, r[:ACC_BITS].as_signed()))
+    return r_sat + cmd.zp
+
+
+def _clamp(cmd, y):
+    """clamp(sat32(r + zp)) = clamp(r + zp) because lo, hi fit int32; min(max(y, lo), hi) is hi when relu
+    puts lo above hi."""
+    return Mux(cmd.lo_above_hi | (y > cmd.hi), cmd.hi, Mux(y < cmd.lo, cmd.lo, y))
 
 
 class RequantUnit(wiring.Component):
@@ -36,7 +91,8 @@ class RequantUnit(wiring.Component):
         chunk per cycle, and is reassembled before ``o``: a row then takes that many cycles, and the
         unit needs ``per_cycle`` multipliers instead of ``lanes`` (small FPGAs).
     stages:
-        Register stages (``Config.requant_stages``, a key of :data:`tridsa.sw.config.REQUANT_REGISTERED`).
+        ``Config.requant_stages``: register stages of the pipeline (a key of
+        :data:`tridsa.sw.config.REQUANT_REGISTERED`), or 0 for the serial unit (below).
 
     Attributes
     ----------
@@ -51,7 +107,10 @@ class RequantUnit(wiring.Component):
         Results, one row per input row in order, as int32 numbers of the output format.
     latency: int
         Cycles from an accepted input row (its last chunk) to its result on ``o`` when ``o`` never
-        stalls: the ``stages`` pipeline stages, plus the reassembly register of a chunked unit.
+        stalls: the ``stages`` pipeline stages (``REQUANT_SERIAL_CYCLES`` serial), plus the reassembly
+        register of a chunked unit.
+    interval: int
+        Cycles between two accepted chunks: 1, or ``REQUANT_SERIAL_CYCLES`` for the serial unit.
 
     The pipeline has 12 logical steps, at most one wide adder or shifter each: (1) bias add, (2)
     TFLite's left shift, (3) four 16 x 16 partial products of the 32 x 31 multiply (one hard multiplier
@@ -62,6 +121,10 @@ class RequantUnit(wiring.Component):
     are combinational: fewer flip-flops and a slower clock, the same results. The whole pipeline moves
     on unless its last stage holds a row that ``o`` does not take (``i.ready = ~o.valid | o.ready``: one
     gate). ``o.valid`` does not depend on ``o.ready``.
+
+    The serial unit (``stages=0``, the smallest: no multiplier, no barrel shifter for the rounding shift)
+    takes one chunk at a time and iterates over the bits of the multiplier and of the right shift, on a
+    fixed schedule of ``REQUANT_SERIAL_CYCLES`` cycles whatever the data.
     """
 
     @staticmethod
@@ -87,11 +150,12 @@ class RequantUnit(wiring.Component):
         per_cycle = lanes if per_cycle is None else per_cycle
         if not isinstance(per_cycle, int) or isinstance(per_cycle, bool) or per_cycle < 1 or lanes % per_cycle:
             raise ValueError(f"per_cycle={per_cycle!r} is invalid: must be a divisor of lanes={lanes}")
-        if not isinstance(stages, int) or stages not in REQUANT_REGISTERED:
-            raise ValueError(f"stages={stages!r} is invalid: must be one of {sorted(REQUANT_REGISTERED)}")
+        if not isinstance(stages, int) or stages not in (0, *REQUANT_REGISTERED):
+            raise ValueError(f"stages={stages!r} is invalid: must be 0 or one of {sorted(REQUANT_REGISTERED)}")
         self.lanes, self.per_cycle, self.stages = lanes, per_cycle, stages
         self.chunks = lanes // per_cycle
-        self.latency = self.stages + (1 if self.chunks > 1 else 0)
+        self.interval = 1 if stages else REQUANT_SERIAL_CYCLES
+        self.latency = (stages or REQUANT_SERIAL_CYCLES) + (1 if self.chunks > 1 else 0)
         super().__init__({
             "i": In(stream.Signature(self.input_layout(lanes))),
             "enable": In(1),
@@ -105,7 +169,7 @@ class RequantUnit(wiring.Component):
     def elaborate(self, platform):
         if self.chunks > 1:
             return self._elaborate_chunked()
-        return self._elaborate_pipeline()
+        return self._elaborate_pipeline() if self.stages else self._elaborate_serial()
 
     def _elaborate_chunked(self):
         """Chunk k of a row goes in the k-th cycle; the pipeline's outputs fill ``o`` chunk by chunk."""
@@ -136,28 +200,32 @@ class RequantUnit(wiring.Component):
                 m.d.sync += valid.eq(1)
         return m
 
-    def _elaborate_pipeline(self):
-        m = Module()
-        lanes = self.lanes
-
-        # Command-constant decode, registered (the constants are stable a cycle before the first row).
+    def _decode(self, m):
+        """The command constants, decoded into registers (they are stable a cycle before the first row)."""
         tflite, even, enable = Signal(), Signal(), Signal()
         zp = Signal(signed(ZERO_POINT_BITS))
         lo, hi = Signal(signed(ACC_BITS + 1)), Signal(signed(ACC_BITS + 1))
         lo_above_hi = Signal()
         zp_now = Mux(self.enable, self.zero_point, 0)
         fmt_lo, fmt_hi = Signal(signed(ACC_BITS + 1)), Signal(signed(ACC_BITS + 1))
+        above_lo, above_hi = Signal(), Signal()     # zp_now > fmt_lo, zp_now > fmt_hi: constants, no chain
         with m.Switch(self.out_format):
             for name, code in OUT_FORMATS.items():
+                low, high = OUT_RANGES[name]
                 with m.Case(code):
-                    m.d.comb += [fmt_lo.eq(OUT_RANGES[name][0]), fmt_hi.eq(OUT_RANGES[name][1])]
-        lo_now = Mux(self.relu & (zp_now > fmt_lo), zp_now, fmt_lo)
+                    m.d.comb += [fmt_lo.eq(low), fmt_hi.eq(high), above_lo.eq(zp_now > low), above_hi.eq(zp_now > high)]
         m.d.sync += [
             enable.eq(self.enable),
             tflite.eq(self.enable & (self.rounding == ROUNDING["tflite"])),
             even.eq(self.enable & (self.rounding == ROUNDING["half_even"])),
-            zp.eq(zp_now), lo.eq(lo_now), hi.eq(fmt_hi), lo_above_hi.eq(lo_now > fmt_hi),
+            zp.eq(zp_now), lo.eq(Mux(self.relu & above_lo, zp_now, fmt_lo)), hi.eq(fmt_hi),
+            lo_above_hi.eq(self.relu & above_hi),   # the raised lower bound (zp) is above hi >= fmt_lo
         ]
+        return _Command(tflite, even, enable, zp, lo, hi, lo_above_hi)
+
+    def _elaborate_pipeline(self):
+        m = Module()
+        cmd = self._decode(m)
 
         # Handshake: the whole pipeline moves on unless its last stage holds a row ``o`` does not take.
         # valid[j]: the j-th register stage (step registered[j]) holds a row.
@@ -170,7 +238,7 @@ class RequantUnit(wiring.Component):
         m.d.comb += [self.i.ready.eq(move), self.o.valid.eq(valid[-1])]
 
         payload = self.i.payload
-        for lane in range(lanes):
+        for lane in range(self.lanes):
             x, bias = payload.x[lane], payload.bias[lane]
             mult, shift = payload.multiplier[lane], payload.shift[lane]
 
@@ -187,9 +255,9 @@ class RequantUnit(wiring.Component):
 
             # 1: v = wrap32(x + bias); TFLite's left shift amount; effective multiplier and right shift.
             v = stage(0, (x + bias)[:ACC_BITS].as_signed(), "v")
-            left = stage(0, Mux(tflite & (shift < 31), 31 - shift, 0)[:5], "left")
-            m1 = stage(0, Mux(enable, mult, 1)[:MULTIPLIER_BITS], "m1")
-            e1 = stage(0, Mux(~enable, 0, Mux(tflite, Mux(shift > 31, shift - 31, 0), shift))[:SHIFT_BITS], "e1")
+            left = stage(0, _left_shift(cmd, shift), "left")
+            m1 = stage(0, _multiplier(cmd, mult), "m1")
+            e1 = stage(0, _right_shift(cmd, shift), "e1")
             # 2: a = wrap32(v << left).
             a2 = stage(1, (v << left)[:ACC_BITS].as_signed(), "a2")
             m2, e2 = stage(1, m1, "m2"), stage(1, e1, "e2")
@@ -206,11 +274,10 @@ class RequantUnit(wiring.Component):
             p = stage(4, (base + (mid << 16))[:_WIDE].as_signed(), "p")
             e5 = stage(4, e4, "e5")
             # 6: TFLite's SaturatingRoundingDoublingHighMul, first the nudge (a * m never overflows).
-            q = stage(5, (p + Mux(p[_WIDE - 1], 1 - (1 << 30), 1 << 30))[:_WIDE].as_signed(), "q")
+            q = stage(5, (p + _nudge(p))[:_WIDE].as_signed(), "q")
             p6, e6 = stage(5, p, "p6"), stage(5, e5, "e6")
             # 7: truncating division by 2**31: floor, plus one for a negative inexact quotient.
-            high = (q >> 31) + (q[_WIDE - 1] & (q[:31] != 0))
-            p7 = stage(6, Mux(tflite, high, p6)[:_WIDE].as_signed(), "p7")
+            p7 = stage(6, Mux(cmd.tflite, _high(q), p6)[:_WIDE].as_signed(), "p7")
             e7 = stage(6, e6, "e7")
             # 8: floor(p / 2**e), the remainder and half the divisor: masks of the low e and e - 1 bits.
             mask = Cat(Const(i, 7) < e7 for i in range(_WIDE))
@@ -219,19 +286,117 @@ class RequantUnit(wiring.Component):
             top = stage(7, (p7.as_unsigned() & mask & ~half) != 0, "top")     # remainder >= divisor / 2
             below = stage(7, (p7.as_unsigned() & half) != 0, "below")         # remainder bits under that
             negative = stage(7, p7[_WIDE - 1], "negative")
-            # 9: round up when remainder > half + t (half = 2**(e-1) - 1), i.e. top and (t = 0 or below);
-            # t = (p < 0) for TFLite, 1 for a half-even tie that would leave floor + zp even, else 0.
-            t = Mux(tflite, negative, even & ~(floor[0] ^ zp[0]))
+            # 9: round up (see _round_up); 10: r = floor + up.
             f9 = stage(8, floor, "f9")
-            up9 = stage(8, top & (~t | below), "up9")
-            # 10: r = floor + up.
+            up9 = stage(8, _round_up(cmd, floor, top, below, negative), "up9")
             r = stage(9, f9 + up9, "r")
-            # 11: sat32(r) + zp: the saturation from the bits above bit 31 (no comparator).
-            upper = r[31:]
-            r_sat = Mux(~r[-1] & (upper != 0), INT32_MAX, Mux(r[-1] & ~upper.all(), INT32_MIN, r[:ACC_BITS].as_signed()))
-            y = stage(10, r_sat + zp, "y")
-            # 12: clamp(sat32(r + zp)) = clamp(r + zp) because lo, hi fit int32; min(max(y, lo), hi) is hi
-            # when relu puts lo above hi. Always registered (the table's last entry): o.valid's row.
-            m.d.comb += self.o.payload[lane].eq(stage(11, Mux(lo_above_hi | (y > hi), hi, Mux(y < lo, lo, y)), "out"))
+            # 11: sat32(r) + zp; 12: clamp, always registered (the table's last entry): o.valid's row.
+            y = stage(10, _saturate_add_zp(cmd, r), "y")
+            m.d.comb += self.o.payload[lane].eq(stage(11, _clamp(cmd, y), "out"))
 
+        return m
+
+    def _elaborate_serial(self):
+        """Per lane, ``hi`` (33 bits, signed) and ``lo`` (31 bits) hold the 64-bit value ``hi * 2**31 + lo``.
+        One step adds ``a`` or nothing to ``hi`` and shifts the pair right by a bit. Schedule (cycles after
+        the accepting one): 31 steps over the multiplier's bits, LSB first, leave ``p = a * m``; NUDGE (two
+        cycles) and HIGH make TFLite's doubling high multiply; 62 SHIFT steps, the first ``e`` of which
+        shift (adding nothing) while ``top`` keeps the bit shifted out last and ``below`` whether an
+        earlier one was set;
+        DECIDE (registers the round-up bit), ROUND (two cycles), SATURATE, CLAMP (into ``o``, waiting while
+        ``o`` holds an untaken result)."""
+        m = Module()
+        cmd = self._decode(m)
+        payload = self.i.payload
+        shapes = {"a": signed(ACC_BITS), "hi": signed(ACC_BITS + 1), "lo": 31, "mult": MULTIPLIER_BITS,
+                  "e": SHIFT_BITS, "top": 1, "below": 1, "up": 1, "carry": 1, "inexact": 1, "y": signed(ACC_BITS + 1)}
+        lanes = [SimpleNamespace(**{name: Signal(shape, name=f"{name}_{k}") for name, shape in shapes.items()})
+                 for k in range(self.lanes)]
+        count = Signal(range(SHIFT_MAX))
+        valid = Signal()
+        m.d.comb += self.o.valid.eq(valid)
+        with m.If(self.o.valid & self.o.ready):
+            m.d.sync += valid.eq(0)
+
+        def value(lane):
+            return Cat(lane.lo, lane.hi).as_signed()
+
+        def load(lane, v):
+            """``hi, lo = v`` (|v| < 2**63)."""
+            return [lane.lo.eq(v[:31]), lane.hi.eq(v >> 31)]
+
+        def step(lane, add):
+            s = lane.hi + Mux(add, lane.a, 0)
+            return [lane.hi.eq(s >> 1), lane.lo.eq(Cat(lane.lo[1:], s[0]))]
+
+        with m.FSM() as fsm:
+            with m.State("IDLE"):
+                m.d.comb += self.i.ready.eq(1)
+                with m.If(self.i.valid):
+                    for k, lane in enumerate(lanes):
+                        shift = payload.shift[k]
+                        v = (payload.x[k] + payload.bias[k])[:ACC_BITS].as_signed()
+                        m.d.sync += [lane.a.eq((v << _left_shift(cmd, shift))[:ACC_BITS].as_signed()),
+                                     lane.mult.eq(_multiplier(cmd, payload.multiplier[k])),
+                                     lane.e.eq(_right_shift(cmd, shift)), lane.hi.eq(0), lane.lo.eq(0)]
+                    m.d.sync += count.eq(0)
+                    m.next = "MULTIPLY"
+            with m.State("MULTIPLY"):
+                for lane in lanes:
+                    m.d.sync += lane.mult.eq(lane.mult >> 1)
+                m.d.sync += count.eq(count + 1)
+                with m.If(count == MULTIPLIER_BITS - 1):
+                    m.d.sync += count.eq(0)
+                    m.next = "NUDGE"
+            with m.State("NUDGE"):
+                m.next = "NUDGE_HI"
+            with m.State("NUDGE_HI"):
+                for lane in lanes:
+                    m.d.sync += lane.inexact.eq(lane.lo != 0)
+                m.next = "HIGH"
+            with m.State("HIGH"):
+                for lane in lanes:
+                    with m.If(cmd.tflite):     # _high, with q[:31] != 0 registered in NUDGE_HI
+                        m.d.sync += load(lane, lane.hi + (lane.hi[-1] & lane.inexact))
+                    m.d.sync += [lane.top.eq(0), lane.below.eq(0)]
+                m.next = "SHIFT"
+            with m.State("SHIFT"):
+                for lane in lanes:
+                    with m.If(count < lane.e):
+                        m.d.sync += [lane.top.eq(lane.lo[0]), lane.below.eq(lane.below | lane.top)]
+                m.d.sync += count.eq(count + 1)
+                with m.If(count == SHIFT_MAX - 1):
+                    m.next = "DECIDE"
+            with m.State("DECIDE"):
+                for lane in lanes:
+                    m.d.sync += lane.up.eq(_round_up(cmd, value(lane), lane.top, lane.below, lane.hi[-1]))
+                m.next = "ROUND"
+            with m.State("ROUND"):
+                m.next = "ROUND_HI"
+            with m.State("ROUND_HI"):
+                m.next = "SATURATE"
+            with m.State("SATURATE"):
+                for lane in lanes:
+                    m.d.sync += lane.y.eq(_saturate_add_zp(cmd, value(lane)))
+                m.next = "CLAMP"
+            with m.State("CLAMP"):
+                with m.If(~valid | self.o.ready):
+                    for k, lane in enumerate(lanes):
+                        m.d.sync += self.o.payload[k].eq(_clamp(cmd, lane.y))
+                    m.d.sync += valid.eq(1)
+                    m.next = "IDLE"
+        # The datapath steps, by state: one adder for the multiply and shift steps; one for NUDGE and ROUND,
+        # which add a signed ``amount`` (|amount| < 2**31) to ``hi, lo`` in two cycles: ``lo`` and a carry,
+        # then ``hi`` (two short carry chains instead of a 64-bit one).
+        multiply = fsm.ongoing("MULTIPLY")
+        state = {name: fsm.ongoing(name) for name in ("NUDGE", "NUDGE_HI", "ROUND", "ROUND_HI")}
+        for lane in lanes:
+            with m.If(multiply | (fsm.ongoing("SHIFT") & (count < lane.e))):
+                m.d.sync += step(lane, multiply & lane.mult[0])
+            amount = Mux(state["NUDGE"] | state["NUDGE_HI"], _nudge(value(lane)), lane.up)
+            with m.If((state["NUDGE"] & cmd.tflite) | state["ROUND"]):
+                low = lane.lo + amount[:31]
+                m.d.sync += [lane.lo.eq(low[:31]), lane.carry.eq(low[31])]
+            with m.If((state["NUDGE_HI"] & cmd.tflite) | state["ROUND_HI"]):
+                m.d.sync += lane.hi.eq(lane.hi + (amount >> 31) + lane.carry)
         return m

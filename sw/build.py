@@ -209,8 +209,8 @@ def build(board: str, config=None, out_dir="build", *, baud: int = 115200, frequ
             "dsp_fallback": fallback,
             "note": ("the design needs more hard multipliers than the device has: all multipliers are LUT logic"
                      if fallback else f"{pe_hard} PEs multiply on {mult_cell}, {cfg.rows * cfg.cols - pe_hard} in LUTs; "
-                     f"the other {max(0, cells.get(mult_cell, 0) - pe_hard)} {mult_cell} are the requant and "
-                     "sequencer multipliers"),
+                     f"the other {max(0, cells.get(mult_cell, 0) - pe_hard)} {mult_cell} are the sequencer's"
+                     + (" and the requant's multipliers" if cfg.requant_stages else " multipliers (the requant is serial)")),
         },
         "yosys_cells": cells,
         "critical_path": _critical_path(pnr),

@@ -11,7 +11,7 @@ import json
 
 from .isa import ENGINE_OPS
 
-__all__ = ["Config", "REQUANT_REGISTERED", "ceil_div"]
+__all__ = ["Config", "REQUANT_REGISTERED", "REQUANT_SERIAL_CYCLES", "ceil_div"]
 
 #: ``Config.requant_stages`` -> which of the requant pipeline's 12 logical steps (0-based, see
 #: :class:`tridsa.hw.requant.RequantUnit`) end in a register; the others are combinational. The count
@@ -21,6 +21,10 @@ __all__ = ["Config", "REQUANT_REGISTERED", "ceil_div"]
 #: decision and increment; saturation, zero point and clamp (at most two wide adders, or a shifter
 #: and an incrementer, after the first).
 REQUANT_REGISTERED = {12: tuple(range(12)), 5: (2, 4, 6, 9, 11)}
+
+#: Cycles per value of the serial requant unit (``Config.requant_stages = 0``): its latency and the
+#: interval between two inputs.
+REQUANT_SERIAL_CYCLES = 102
 
 
 def ceil_div(a: int, b: int) -> int:
@@ -75,7 +79,9 @@ class Config:
     requant_stages:
         Register stages of the GEMM engine's requant pipeline, a key of :data:`REQUANT_REGISTERED`: 12
         (one per logical step, for a fast clock) or 5 (fewer flip-flops, for a slow FPGA such as the
-        iCE40). It is the pipeline's latency in cycles; the results do not depend on it.
+        iCE40). It is the pipeline's latency in cycles; the results do not depend on it. 0 is the serial
+        unit: no multiplier or barrel shifter, :data:`REQUANT_SERIAL_CYCLES` cycles per value (the
+        smallest FPGAs; a tile's output rows then take ``rows * cols / requant_lanes`` times that).
     """
 
     rows: int = 8
@@ -123,10 +129,20 @@ class Config:
         need(self.hard_multipliers is None or (isinstance(self.hard_multipliers, int)
                                                and 0 <= self.hard_multipliers <= self.rows * self.cols),
              "hard_multipliers", f"None or an integer in 0..rows*cols={self.rows * self.cols}")
-        need(isinstance(self.requant_stages, int) and self.requant_stages in REQUANT_REGISTERED,
-             "requant_stages", f"one of {sorted(REQUANT_REGISTERED)}")
+        need(isinstance(self.requant_stages, int) and self.requant_stages in (0, *REQUANT_REGISTERED),
+             "requant_stages", f"0 (serial) or one of {sorted(REQUANT_REGISTERED)}")
 
     # -- derived sizes -------------------------------------------------------------------------
+    @property
+    def requant_latency(self) -> int:
+        """Cycles from a requant input to its output: the pipeline's stages, or the serial unit's."""
+        return self.requant_stages or REQUANT_SERIAL_CYCLES
+
+    @property
+    def requant_interval(self) -> int:
+        """Cycles between two inputs of one requant lane: 1 (pipelined) or the serial unit's cycles."""
+        return 1 if self.requant_stages else REQUANT_SERIAL_CYCLES
+
     @property
     def addr_bits(self) -> int:
         """Bits of a memory word address."""

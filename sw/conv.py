@@ -36,7 +36,7 @@ def gemm_fixed_cycles(config) -> int:
     """Cycles a GEMM instruction costs beyond its tiles: array skew, read latency, the MAC and requant
     pipelines (``config.requant_stages``) plus 17 cycles of setup states, skid buffers, stream hand-offs
     and the last write, fitted to the gateware (tests/test_conv.py checks the model)."""
-    return config.rows + config.cols + config.mem_latency + FEED_STAGES + PE_LATENCY + config.requant_stages + 17
+    return config.rows + config.cols + config.mem_latency + FEED_STAGES + PE_LATENCY + config.requant_latency + 17
 
 
 def _pair(value, name):
@@ -116,9 +116,16 @@ def estimate_gemm_cycles(config, m, k, n, int4=False, out_format=1, batch=1) -> 
     geo = GemmGeometry(config, m, k, n, int4, out_format)
     params = PARAM_WORDS / geo.mt                       # parameter words per tile
     words = geo.a_block_words + geo.b_block_words + geo.tile_words + params
-    requant = config.rows * (config.cols // config.lanes_requant) + params
+    chunks = config.cols // config.lanes_requant
+    values = config.rows * chunks                       # requant inputs per tile
+    requant = values * config.requant_interval
+    if config.requant_interval == 1:
+        requant += params               # the parameter load stalls a pipelined unit; a serial one hides it
     tile = max(geo.k_rows, max(config.rows, config.cols) + 1, requant, words)
-    fixed = gemm_fixed_cycles(config) + max(1, batch).bit_length() - 1
+    # The last tile's requant inputs leave the unit one interval apart (the fixed cost counts its rows at one
+    # per cycle and the unit's latency once), and a chunked unit reassembles a row in one more register.
+    drain = (values - 1) * (config.requant_interval - 1) + values - config.rows + (chunks > 1)
+    fixed = gemm_fixed_cycles(config) + max(1, batch).bit_length() - 1 + drain
     return round(fixed + geo.k_rows + (batch * geo.mt * geo.nt - 1) * tile)
 
 

@@ -101,6 +101,7 @@ async def requant_stream(dut):
     lanes = int(os.environ["TRIDSA_LANES"])
     seed = int(os.environ["TRIDSA_SEED"])
     rows_per_cmd = int(os.environ.get("TRIDSA_ROWS", "12"))
+    interval = int(os.environ.get("TRIDSA_INTERVAL", "1"))     # cycles per row of the unit
     dut._log.info(f"TRIDSA_SEED={seed} lanes={lanes}")
     rng = np.random.default_rng(seed)
     layout = RequantUnit.input_layout(lanes)
@@ -129,7 +130,7 @@ async def requant_stream(dut):
         sent = received = 0
         holding = False
         stalled = None  # payload of a valid output that was not taken last cycle
-        for cycle in range(rows_per_cmd * 40 + 100):
+        for cycle in range(rows_per_cmd * (40 + interval) + 100):
             if received == rows_per_cmd:
                 break
             if cycle:

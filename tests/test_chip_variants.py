@@ -1,8 +1,7 @@
 # amaranth: UnusedElaboratable=no
 """Chips with fewer engines (``Config.engines``), a time-multiplexed requant (``Config.requant_lanes``),
 a compact requant pipeline (``Config.requant_stages``) and no command queue (``queue_depth=0``): the
-configurations of the FPGA builds. Same
-Programs, same results as the full chip, bit for bit."""
+configurations of the FPGA builds. Same Programs, same results as the full chip, bit for bit."""
 import numpy as np
 import pytest
 
@@ -32,7 +31,7 @@ def test_config_engines_and_requant_lanes():
     for bad in (-1, 65, 2.0):
         with pytest.raises(ValueError, match="Config.hard_multipliers"):
             Config(rows=8, cols=8, hard_multipliers=bad)
-    for bad in (7, 0, 12.0, None):
+    for bad in (7, -1, 12.0, None):
         with pytest.raises(ValueError, match="Config.requant_stages"):
             Config(requant_stages=bad)
     for bad in (3, -1, 2.0):
@@ -73,17 +72,31 @@ def test_missing_engine_op_is_illegal_opcode(backend):
 def test_gemm_only_chip_with_one_requant_lane(backend, precision, seed):
     """Per-channel requant through one multiplexed lane of the compact pipeline: bit-exact with golden, all
     output formats."""
+    _check_requant_matmul(GEMM_ONLY, backend, precision, "half_even", seed)
+
+
+SERIAL = GEMM_ONLY.replace(requant_stages=0, requant_lanes=2)      # the serial requant unit, two lanes
+
+
+@pytest.mark.parametrize("backend", backend_params(("amaranth", "verilator")))
+@pytest.mark.parametrize("precision, rounding", [("int8", "tflite"), ("int4", "half_up")])
+def test_gemm_only_chip_with_serial_requant(backend, precision, rounding, seed):
+    """The serial requant unit (Config.requant_stages=0) in the whole chip: bit-exact with golden."""
+    _check_requant_matmul(SERIAL, backend, precision, rounding, seed)
+
+
+def _check_requant_matmul(config, backend, precision, rounding, seed):
     rng = np.random.default_rng(seed)
     lo, hi = (-8, 8) if precision == "int4" else (-128, 128)
     m, k, n = 9, 21, 7
     a = rng.integers(lo, hi, (m, k), dtype=np.int8)
     b = rng.integers(lo, hi, (k, n), dtype=np.int8)
     bias = rng.integers(-2000, 2000, n, dtype=np.int32)
-    rq = Requant(rng.integers(1 << 29, 1 << 31, n), rng.integers(4, 12, n), zero_point=3, rounding="half_even")
+    rq = Requant(rng.integers(1 << 29, 1 << 31, n), rng.integers(4, 40, n), zero_point=3, rounding=rounding)
     for out_dtype in ("int8", "int32"):
         requant = rq if out_dtype == "int8" else None
-        want = accelerator("golden", GEMM_ONLY).matmul(a, b, bias, requant, relu=True, precision=precision,
-                                                      out_dtype=out_dtype)
-        got = accelerator(backend, GEMM_ONLY).matmul(a, b, bias, requant, relu=True, precision=precision,
-                                                    out_dtype=out_dtype)
+        want = accelerator("golden", config).matmul(a, b, bias, requant, relu=True, precision=precision,
+                                                   out_dtype=out_dtype)
+        got = accelerator(backend, config).matmul(a, b, bias, requant, relu=True, precision=precision,
+                                                 out_dtype=out_dtype)
         np.testing.assert_array_equal(got, want, err_msg=f"seed {seed}")

@@ -222,10 +222,10 @@ def test_cycle_model_pipeline_depths_are_the_gateware_ones():
     from tridsa.sw.config import REQUANT_REGISTERED
     from tridsa.sw.gemm_layout import PE_LATENCY
     assert ProcessingElement.latency == PE_LATENCY
-    for stages in REQUANT_REGISTERED:
+    for stages in (0, *REQUANT_REGISTERED):
         cfg = Config(requant_stages=stages)
-        assert RequantUnit(cfg.cols, stages=cfg.requant_stages).latency == stages
-        assert gemm_fixed_cycles(cfg) - gemm_fixed_cycles(Config()) == stages - Config().requant_stages
+        assert RequantUnit(cfg.cols, stages=cfg.requant_stages).latency == cfg.requant_latency
+        assert gemm_fixed_cycles(cfg) - gemm_fixed_cycles(Config()) == cfg.requant_latency - Config().requant_stages
 
 
 GEMM_CASES = ((8, 24, 4, "int8", 1), (12, 18, 8, "int4", 1), (4, 5, 3, "int8", 1), (1, 1, 1, "int8", 1),
@@ -234,11 +234,13 @@ GEMM_CASES = ((8, 24, 4, "int8", 1), (12, 18, 8, "int4", 1), (4, 5, 3, "int8", 1
 
 
 @pytest.mark.parametrize("backend", backend_params(("amaranth",)))
-@pytest.mark.parametrize("config, cases", [(SMALL, GEMM_CASES), (SMALL.replace(requant_stages=5), GEMM_CASES[::3])],
-                         ids=["requant12", "requant5"])
+@pytest.mark.parametrize("config, cases", [(SMALL, GEMM_CASES), (SMALL.replace(requant_stages=5), GEMM_CASES[::3]),
+                                           (SMALL.replace(requant_lanes=1), GEMM_CASES[::3]),
+                                           (SMALL.replace(requant_stages=0, requant_lanes=2), GEMM_CASES[::3])],
+                         ids=["requant12", "requant5", "requant_chunked", "requant_serial"])
 def test_cycle_model_matches_gateware(backend, config, cases, seed):
     """estimate_gemm_cycles is within 3 cycles of the gateware (SMALL config, int8 and int4, batched; and
-    a few of those with the compact requant pipeline)."""
+    a few of those with the compact requant pipeline, one requant lane, and the serial unit on two lanes)."""
     rng = np.random.default_rng(seed)
     acc = accelerator(backend, config)
     for m, k, n, precision, batch in cases:

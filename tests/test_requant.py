@@ -24,7 +24,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tridsa.hw.requant import RequantUnit
-from tridsa.sw.config import REQUANT_REGISTERED
+from tridsa.sw.config import REQUANT_REGISTERED, REQUANT_SERIAL_CYCLES
 from tridsa.sw.requant import (INT32_MAX, INT32_MIN, OUT_FORMATS, OUT_RANGES, ROUNDING, Requant, requantize,
                                requantize_raw, round_shift, wrap_int32)
 
@@ -421,7 +421,7 @@ def _amaranth_run(dut, seed, commands, rows_per_cmd, latency_check=False):
             sent = received = 0
             holding = False
             stalled = None
-            for _ in range(rows_per_cmd * 40 + 50):
+            for _ in range(rows_per_cmd * (40 + dut.chunks * dut.interval) + 50):
                 if received == rows_per_cmd:
                     break
                 if not holding and sent < rows_per_cmd and rng.random() < p_valid:
@@ -452,7 +452,7 @@ def _amaranth_run(dut, seed, commands, rows_per_cmd, latency_check=False):
             ctx.set(dut.i.valid, 1)
             await ctx.tick()
             ctx.set(dut.i.valid, 0)
-            for cycle in range(1, 20):
+            for cycle in range(1, dut.latency + 5):
                 if ctx.get(dut.o.valid):
                     break
                 await ctx.tick()
@@ -463,21 +463,23 @@ def _amaranth_run(dut, seed, commands, rows_per_cmd, latency_check=False):
     return sum(checked)
 
 
-@pytest.mark.parametrize("stages", sorted(REQUANT_REGISTERED))
+@pytest.mark.parametrize("stages", [0, *sorted(REQUANT_REGISTERED)])
 def test_unit_amaranth_sim(stages):
+    """Pipelines of every depth, and the serial unit (stages=0), bit-exact under random stalls."""
     seed = _seed()
     dut = RequantUnit(2, stages=stages)
-    assert dut.latency == stages
+    assert dut.latency == (stages or REQUANT_SERIAL_CYCLES)
     commands = random_commands(np.random.default_rng(seed))
-    assert _amaranth_run(dut, seed, commands, rows_per_cmd=8, latency_check=True) == 8 * len(commands)
+    rows = 8 if stages else 3
+    assert _amaranth_run(dut, seed, commands, rows_per_cmd=rows, latency_check=True) == rows * len(commands)
 
 
-@pytest.mark.parametrize("lanes, per_cycle, stages", [(4, 1, 12), (4, 2, 12), (4, 2, 5)])
+@pytest.mark.parametrize("lanes, per_cycle, stages", [(4, 1, 12), (4, 2, 12), (4, 2, 5), (4, 2, 0)])
 def test_unit_chunked_amaranth_sim(lanes, per_cycle, stages):
     """A row split into chunks through a narrower pipeline gives the same rows, in order, under stalls."""
     seed = _seed()
     dut = RequantUnit(lanes, per_cycle=per_cycle, stages=stages)
-    assert dut.chunks == lanes // per_cycle and dut.latency == stages + 1
+    assert dut.chunks == lanes // per_cycle and dut.latency == (stages or REQUANT_SERIAL_CYCLES) + 1
     commands = random_commands(np.random.default_rng(seed))
     assert _amaranth_run(dut, seed, commands, rows_per_cmd=6) == 6 * len(commands)
 
@@ -491,7 +493,7 @@ def _design_key(lanes: int, stages: int) -> str:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("simulator, stages", [("verilator", 12), ("icarus", 12), ("verilator", 5)])
+@pytest.mark.parametrize("simulator, stages", [("verilator", 12), ("icarus", 12), ("verilator", 5), ("verilator", 0)])
 def test_unit_cocotb(simulator, stages, tmp_path):
     from tridsa.sim.cocotb_run import build_design, run_test
 
@@ -501,4 +503,6 @@ def test_unit_cocotb(simulator, stages, tmp_path):
                                      _design_key(lanes, stages), simulator)
     pythonpath = os.pathsep.join([str(TESTS_DIR), *(p for p in sys.path if p)])
     run_test(runner, build_dir, "requant_top", "requant_tb", test_dir=tmp_path,
-             extra_env={"PYTHONPATH": pythonpath, "TRIDSA_SEED": str(seed), "TRIDSA_LANES": str(lanes)})
+             extra_env={"PYTHONPATH": pythonpath, "TRIDSA_SEED": str(seed), "TRIDSA_LANES": str(lanes),
+                        "TRIDSA_INTERVAL": str(1 if stages else REQUANT_SERIAL_CYCLES),
+                        "TRIDSA_ROWS": "12" if stages else "3"})
