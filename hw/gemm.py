@@ -22,7 +22,7 @@ from amaranth.lib.wiring import In, Out
 from ..sw import isa
 from ..sw.config import ceil_div
 from ..sw.gemm_layout import OUT_BITS, PARAM_WORDS
-from .engine_port import beyond_memory, engine_ports, log2
+from .engine_port import engine_ports, log2
 from .instr import instr_layout
 from .mac_array import MacArray
 from .memory import BlockReader, MemArbiter
@@ -132,8 +132,8 @@ class GemmEngine(wiring.Component):
         step = {name: Signal(L, name=f"{name}_step") for name in problem}     # problem words << bits done
         total = {name: Signal(L, name=f"{name}_total") for name in problem}   # words of the whole batch
         left = Signal(16)                                               # bits of batch still to add
-        # Of each 32-bit address only the low L bits and "a higher bit is set" are kept (``beyond_memory``
-        # gives the same answer for ``Cat(low, high)``); the instruction latch's other bits go unused.
+        # Of each 32-bit address only the low L bits and "a higher bit is set" are kept (an address with a
+        # high bit set is beyond memory, as in ``beyond_memory``); the instruction latch's other bits go unused.
         low = {name: getattr(f, f"{name}_addr")[:L] for name in problem}     # the address, if it is in range
         high = {name: Signal(name=f"{name}_high") for name in problem}
         zero_size = Signal()
@@ -199,8 +199,8 @@ class GemmEngine(wiring.Component):
                 m.d.sync += [bad_mode.eq((f.int4 & (not cfg.int4)) | (f.rounding == 3) | (~f.requant & (f.out_format != 0))),
                              bad_shape.eq(zero_size)]
                 for name in problem:
-                    m.d.sync += [end[name].eq(low[name] + total[name]),
-                                 beyond[name].eq(beyond_memory(cfg, Cat(low[name], high[name]), total[name]))]
+                    reach = low[name] + total[name]              # one adder: the end and the range check
+                    m.d.sync += [end[name].eq(reach), beyond[name].eq(high[name] | (reach > cfg.mem_depth))]
                 for name in meets_c:      # [addr, addr+total) meets [c_addr, c_addr+c_total); used when in range
                     m.d.sync += meets_c[name].eq((low[name] < low["c"] + total["c"])
                                                  & (low["c"] < low[name] + total[name]))

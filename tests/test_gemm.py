@@ -284,6 +284,10 @@ ILLEGAL = [
     ([isa.encode("GEMM", **_gemm_fields(k=0))], "BAD_SHAPE"),
     ([isa.encode("GEMM", **_gemm_fields(c_addr=SMALL.mem_depth - 1))], "ADDR_RANGE"),
     ([isa.encode("NOP"), isa.encode("GEMM", **_gemm_fields(a_addr=(1 << 32) - 1))], "ADDR_RANGE"),
+    # a high address bit alone (the low addr_bits + 1 bits look in range); sizes beyond any memory
+    ([isa.encode("GEMM", **_gemm_fields(b_addr=1 << 24))], "ADDR_RANGE"),
+    ([isa.encode("GEMM", **_gemm_fields(m=(1 << 16) - 1, c_addr=40, p_addr=50))], "ADDR_RANGE"),
+    ([isa.encode("GEMM", **_gemm_fields(k=(1 << 16) - 1, int4=1))], "ADDR_RANGE"),
     ([isa.encode("GEMM", **_gemm_fields(c_addr=4))], "OVERLAP"),
     ([isa.encode("GEMM", **_gemm_fields(p_addr=10))], "OVERLAP"),
     # batched: problem 1 fits alone, the batch's C (3 x 4 words) does not; A of the batch past the end
