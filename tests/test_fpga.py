@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from conftest import SMALL
-from tridsa import Accelerator, Config
+from tridsa import Accelerator, Config, Requant
 from tridsa.sw import fpga, isa
 from tridsa.sw.builder import ProgramBuilder
 from tridsa.sw.fpga import COMMANDS, LinkError, REPLY_CODES, HostLink, Transport, crc8, request_frame
@@ -203,16 +203,22 @@ def test_uart_protocol_errors_recover(uart_sim, seed):
 
 
 @pytest.mark.slow
-def test_accelerator_uart_sim_backend(seed):
+@pytest.mark.parametrize("board", [None, "icebreaker"])
+def test_accelerator_uart_sim_backend(board, seed):
+    """The driver over the simulated UART: SMALL, and the icebreaker board's own Config (no command queue,
+    the serial requant unit) with a requantized int8 output."""
+    from tridsa.hw.fpga_top import BOARDS
+    config = BOARDS[board].config if board else SMALL
     rng = np.random.default_rng(seed)
     a = rng.integers(-128, 128, (6, 10)).astype(np.int8)
     b = rng.integers(-128, 128, (10, 7)).astype(np.int8)
-    acc = Accelerator("uart-sim", SMALL)
+    requant = Requant(rng.integers(1 << 29, 1 << 31, 7), rng.integers(6, 14, 7), zero_point=-3) if board else None
+    acc = Accelerator("uart-sim", config)
     try:
-        y = acc.matmul(a, b)
+        y = acc.matmul(a, b, requant=requant)
     finally:
         acc.backend.close()
-    assert np.array_equal(y, Accelerator("golden", SMALL).matmul(a, b))
+    assert np.array_equal(y, Accelerator("golden", config).matmul(a, b, requant=requant))
     assert acc.last_run.backend == "uart-sim" and acc.last_run.cycles > 0
 
 
