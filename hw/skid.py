@@ -9,9 +9,11 @@ __all__ = ["SkidBuffer"]
 class SkidBuffer(wiring.Component):
     """Passes a stream of ``shape`` payloads through at full rate, one cycle later.
 
-    ``i.ready``, ``o.valid`` and ``o.payload`` are registers, so neither side's handshake logic reaches
-    the other's (FPGA timing across module boundaries). The second entry (``skid``) catches the item that
-    ``i`` delivers in the cycle ``o`` stalls, because ``i.ready`` cannot drop in that cycle.
+    ``i.ready`` and ``o.valid`` are registers and ``o.payload`` is one of two registers, so neither
+    side's handshake logic reaches the other's (FPGA timing across module boundaries). It is a two-entry
+    FIFO: the second entry catches the item that ``i`` delivers in the cycle ``o`` stalls, because
+    ``i.ready`` cannot drop in that cycle. An entry is written only from the ``i`` side, so ``o.ready``
+    (an arbiter's grant, say) drives three flip-flops, not the enables of every payload bit.
     """
 
     def __init__(self, shape):
@@ -19,13 +21,19 @@ class SkidBuffer(wiring.Component):
 
     def elaborate(self, platform):
         m = Module()
-        skid, skid_valid = Signal.like(self.i.payload), Signal()
-        m.d.comb += self.i.ready.eq(~skid_valid)
-        with m.If(~self.o.valid | self.o.ready):
-            with m.If(skid_valid):                  # i.ready is low: nothing new arrives this cycle
-                m.d.sync += [self.o.payload.eq(skid), skid_valid.eq(0)]
-            with m.Else():
-                m.d.sync += [self.o.valid.eq(self.i.valid), self.o.payload.eq(self.i.payload)]
-        with m.Elif(self.i.valid & self.i.ready):
-            m.d.sync += [skid.eq(self.i.payload), skid_valid.eq(1)]
+        entries = [Signal.like(self.i.payload, name=f"entry{k}") for k in range(2)]
+        head, tail, full = Signal(), Signal(), Signal()    # entry to read, entry to write, both hold items
+        push, pop = self.i.valid & self.i.ready, self.o.valid & self.o.ready
+        m.d.comb += [self.i.ready.eq(~full), self.o.payload.eq(Mux(head, entries[1], entries[0]))]
+        with m.If(push):
+            m.d.sync += tail.eq(~tail)
+            for k, entry in enumerate(entries):
+                with m.If(tail == k):
+                    m.d.sync += entry.eq(self.i.payload)
+        with m.If(pop):
+            m.d.sync += head.eq(~head)
+        with m.If(push & ~pop):
+            m.d.sync += [self.o.valid.eq(1), full.eq(self.o.valid)]
+        with m.Elif(pop & ~push):
+            m.d.sync += [self.o.valid.eq(full), full.eq(0)]
         return m
