@@ -57,22 +57,24 @@ def _add_config_args(parser) -> None:
                            help=f"Config.{name}")
 
 
-def config_from_args(ns) -> Config:
-    """The Config of ``--config FILE.json`` (or ``Config()``) with the individual flags applied.
+def config_from_args(ns, base: Config | None = None) -> Config:
+    """The Config of ``--config FILE.json`` (its fields over ``base``, or ``Config()``) with the individual
+    flags applied.
 
     Raises :class:`CliError` with one line for a missing or malformed file and for invalid values.
     """
-    data = {}
+    data = base.to_dict() if base is not None else {}
     if getattr(ns, "config", None):
         path = Path(ns.config)
         if not path.is_file():
             raise CliError(f"--config: no such file {path}")
         try:
-            data = json.loads(path.read_text())
+            loaded = json.loads(path.read_text())
         except (json.JSONDecodeError, UnicodeDecodeError) as exc:
             raise CliError(f"--config: {path} is not valid JSON ({exc})") from None
-        if not isinstance(data, dict):
+        if not isinstance(loaded, dict):
             raise CliError(f"--config: {path} must hold a JSON object of Config fields")
+        data.update(loaded)
     data.update({name: getattr(ns, name) for name in _CONFIG_FLAGS if getattr(ns, name, None) is not None})
     try:
         return Config.from_dict(data)
@@ -215,8 +217,11 @@ def _cmd_bench(ns, extra) -> int:
 
 def _cmd_build(ns, extra) -> int:
     build = _require("tridsa.sw.build", "sw/build.py")
-    config = config_from_args(ns)
-    report = build.build(ns.board, config, ns.out)
+    from ..hw.fpga_top import BOARDS
+    board = BOARDS.get(ns.board)              # an unknown name: build() says which boards exist
+    config = config_from_args(ns, board.config if board else None)
+    report = build.build(ns.board, config, ns.out, baud=ns.baud,
+                         frequency=None if ns.mhz is None else ns.mhz * 1e6)
     for key, value in (report or {}).items():
         print(f"{key}: {value}")
     return 0
@@ -284,9 +289,13 @@ def _parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("build", help="FPGA bitstream with timing and resource report (sw/build.py)",
                        description="Build the top level for a board with the open FPGA flow and print the "
-                       "timing/resource report (tridsa.sw.build.build).")
+                       "timing/resource report (tridsa.sw.build.build). --config and the Config flags change "
+                       "the board's own Config (hw/fpga_top.py BOARDS).")
     p.add_argument("--board", required=True, metavar="NAME", help="board name, e.g. icebreaker or ulx3s-85f")
     p.add_argument("--out", default="build", metavar="DIR", help="build folder (default: %(default)s)")
+    p.add_argument("--mhz", type=float, default=None, metavar="F",
+                   help="clock to build for, in MHz (default: the board's target; use one the report's Fmax meets)")
+    p.add_argument("--baud", type=int, default=115200, metavar="N", help="UART baud rate (default: %(default)s)")
     _add_config_args(p)
     p.set_defaults(handler=_cmd_build)
 

@@ -227,7 +227,7 @@ def test_accelerator_uart_sim_backend(board, seed):
 # bitstream. ECP5: the packed INT4 PEs take one MULT18X18D each. iCE40 UP5K: the board's own area-first
 # Config (a 1x1 array on an SB_MAC16, the serial requant unit; docs/fpga.md).
 SMOKE_MHZ = 50         # a clock the tiny ECP5 build meets with margin (it reaches 69-88 MHz; docs/fpga.md)
-ICE40_SMOKE_MHZ = 20   # the iCE40 board Config reaches 24-27 MHz at 97% of the logic cells (docs/fpga.md)
+ICE40_SMOKE_MHZ = 20   # the iCE40 board Config reaches 24-27 MHz at 97-98% of the logic cells (docs/fpga.md)
 TINY = Config(rows=2, cols=2, mem_width=8, mem_depth=64, mem_latency=2, queue_depth=2, engines=("gemm",),
               requant_lanes=1)
 
