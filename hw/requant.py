@@ -302,14 +302,14 @@ class RequantUnit(wiring.Component):
         the accepting one): 31 steps over the multiplier's bits, LSB first, leave ``p = a * m``; NUDGE (two
         cycles) and HIGH make TFLite's doubling high multiply; 62 SHIFT steps, the first ``e`` of which
         shift (adding nothing) while ``top`` keeps the bit shifted out last and ``below`` whether an
-        earlier one was set;
-        DECIDE (registers the round-up bit), ROUND (two cycles), SATURATE, CLAMP (into ``o``, waiting while
-        ``o`` holds an untaken result)."""
+        earlier one was set; DECIDE (registers the round-up bit), ROUND (two cycles), SATURATE, CLAMP (into
+        ``o``, waiting while ``o`` holds an untaken result)."""
         m = Module()
         cmd = self._decode(m)
         payload = self.i.payload
         shapes = {"a": signed(ACC_BITS), "hi": signed(ACC_BITS + 1), "lo": 31, "mult": MULTIPLIER_BITS,
-                  "e": SHIFT_BITS, "top": 1, "below": 1, "up": 1, "carry": 1, "inexact": 1, "y": signed(ACC_BITS + 1)}
+                  "e": SHIFT_BITS, "top": 1, "below": 1, "up": 1, "carry": 1, "inexact": 1,
+                  "y": signed(ACC_BITS + 1)}
         lanes = [SimpleNamespace(**{name: Signal(shape, name=f"{name}_{k}") for name, shape in shapes.items()})
                  for k in range(self.lanes)]
         count = Signal(range(SHIFT_MAX))
