@@ -4,7 +4,6 @@ from __future__ import annotations
 import os
 import time
 
-
 from ..sw.program import RunResult
 from .backend import Backend
 from .memimage import from_ints, to_ints

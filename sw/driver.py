@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import dataclasses
 
-
 from . import isa
 from .builder import ProgramBuilder
 from .config import Config

@@ -5,7 +5,6 @@ same final image, error code and failing instruction index bit for bit. It is no
 """
 from __future__ import annotations
 
-
 from . import isa
 from .program import Program, RunResult
 
