@@ -198,12 +198,12 @@ class GemmEngine(wiring.Component):
             with m.State("CHECK"):
                 m.d.sync += [bad_mode.eq((f.int4 & (not cfg.int4)) | (f.rounding == 3) | (~f.requant & (f.out_format != 0))),
                              bad_shape.eq(zero_size)]
+                # one adder per region for its end, its range check and the overlap checks
+                reach = {name: low[name] + total[name] for name in problem}
                 for name in problem:
-                    reach = low[name] + total[name]              # one adder: the end and the range check
-                    m.d.sync += [end[name].eq(reach), beyond[name].eq(high[name] | (reach > cfg.mem_depth))]
+                    m.d.sync += [end[name].eq(reach[name]), beyond[name].eq(high[name] | (reach[name] > cfg.mem_depth))]
                 for name in meets_c:      # [addr, addr+total) meets [c_addr, c_addr+c_total); used when in range
-                    m.d.sync += meets_c[name].eq((low[name] < low["c"] + total["c"])
-                                                 & (low["c"] < low[name] + total[name]))
+                    m.d.sync += meets_c[name].eq((low[name] < reach["c"]) & (low["c"] < reach[name]))
                 m.next = "DECIDE"
             with m.State("DECIDE"):
                 # An illegal instruction ends here, before any memory access.
