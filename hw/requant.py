@@ -12,7 +12,7 @@ from amaranth import Cat, Const, Module, Mux, Signal, Value, signed, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
-from ..sw.config import REQUANT_REGISTERED, REQUANT_SERIAL_CYCLES, Config
+from ..sw.config import REQUANT_REGISTERED, REQUANT_SERIAL_CYCLES, Config, requant_timing
 from ..sw.requant import (ACC_BITS, INT32_MAX, INT32_MIN, MULTIPLIER_BITS, OUT_FORMATS, OUT_RANGES, ROUNDING,
                           SHIFT_BITS, SHIFT_MAX, ZERO_POINT_BITS)
 
@@ -154,8 +154,8 @@ class RequantUnit(wiring.Component):
             raise ValueError(f"stages={stages!r} is invalid: must be 0 or one of {sorted(REQUANT_REGISTERED)}")
         self.lanes, self.per_cycle, self.stages = lanes, per_cycle, stages
         self.chunks = lanes // per_cycle
-        self.interval = 1 if stages else REQUANT_SERIAL_CYCLES
-        self.latency = (stages or REQUANT_SERIAL_CYCLES) + (1 if self.chunks > 1 else 0)
+        latency, self.interval = requant_timing(stages)
+        self.latency = latency + (1 if self.chunks > 1 else 0)
         super().__init__({
             "i": In(stream.Signature(self.input_layout(lanes))),
             "enable": In(1),
@@ -361,9 +361,6 @@ class RequantUnit(wiring.Component):
                     m.d.sync += [lane.top.eq(0), lane.below.eq(0)]
                 m.next = "SHIFT"
             with m.State("SHIFT"):
-                for lane in lanes:
-                    with m.If(count < lane.e):
-                        m.d.sync += [lane.top.eq(lane.lo[0]), lane.below.eq(lane.below | lane.top)]
                 m.d.sync += count.eq(count + 1)
                 with m.If(count == SHIFT_MAX - 1):
                     m.next = "DECIDE"
@@ -391,8 +388,11 @@ class RequantUnit(wiring.Component):
         multiply = fsm.ongoing("MULTIPLY")
         state = {name: fsm.ongoing(name) for name in ("NUDGE", "NUDGE_HI", "ROUND", "ROUND_HI")}
         for lane in lanes:
-            with m.If(multiply | (fsm.ongoing("SHIFT") & (count < lane.e))):
+            shifting = fsm.ongoing("SHIFT") & (count < lane.e)
+            with m.If(multiply | shifting):
                 m.d.sync += step(lane, multiply & lane.mult[0])
+            with m.If(shifting):             # the bit leaving ``lo`` and whether an earlier one was set
+                m.d.sync += [lane.top.eq(lane.lo[0]), lane.below.eq(lane.below | lane.top)]
             amount = Mux(state["NUDGE"] | state["NUDGE_HI"], _nudge(value(lane)), lane.up)
             with m.If((state["NUDGE"] & cmd.tflite) | state["ROUND"]):
                 low = lane.lo + amount[:31]

@@ -11,7 +11,7 @@ import json
 
 from .isa import ENGINE_OPS
 
-__all__ = ["Config", "REQUANT_REGISTERED", "REQUANT_SERIAL_CYCLES", "ceil_div"]
+__all__ = ["Config", "REQUANT_REGISTERED", "REQUANT_SERIAL_CYCLES", "ceil_div", "requant_timing"]
 
 #: ``Config.requant_stages`` -> which of the requant pipeline's 12 logical steps (0-based, see
 #: :class:`tridsa.hw.requant.RequantUnit`) end in a register; the others are combinational. The count
@@ -25,6 +25,12 @@ REQUANT_REGISTERED = {12: tuple(range(12)), 5: (2, 4, 6, 9, 11)}
 #: Cycles per value of the serial requant unit (``Config.requant_stages = 0``): its latency and the
 #: interval between two inputs.
 REQUANT_SERIAL_CYCLES = 102
+
+
+def requant_timing(stages: int) -> tuple:
+    """``(latency, interval)`` in cycles of a requant lane with ``stages`` (``Config.requant_stages``): a
+    pipeline takes an input every cycle, the serial unit one per ``REQUANT_SERIAL_CYCLES``."""
+    return (stages, 1) if stages else (REQUANT_SERIAL_CYCLES, REQUANT_SERIAL_CYCLES)
 
 
 def ceil_div(a: int, b: int) -> int:
@@ -136,12 +142,12 @@ class Config:
     @property
     def requant_latency(self) -> int:
         """Cycles from a requant input to its output: the pipeline's stages, or the serial unit's."""
-        return self.requant_stages or REQUANT_SERIAL_CYCLES
+        return requant_timing(self.requant_stages)[0]
 
     @property
     def requant_interval(self) -> int:
         """Cycles between two inputs of one requant lane: 1 (pipelined) or the serial unit's cycles."""
-        return 1 if self.requant_stages else REQUANT_SERIAL_CYCLES
+        return requant_timing(self.requant_stages)[1]
 
     @property
     def addr_bits(self) -> int:

@@ -34,7 +34,7 @@ __all__ = ["ConvShape", "Lowering", "conv2d_program", "conv_output_size", "choos
 
 def gemm_fixed_cycles(config) -> int:
     """Cycles a GEMM instruction costs beyond its tiles: array skew, read latency, the MAC and requant
-    pipelines (``config.requant_stages``) plus 17 cycles of setup states, skid buffers, stream hand-offs
+    pipelines (``config.requant_latency``) plus 17 cycles of setup states, skid buffers, stream hand-offs
     and the last write, fitted to the gateware (tests/test_conv.py checks the model)."""
     return config.rows + config.cols + config.mem_latency + FEED_STAGES + PE_LATENCY + config.requant_latency + 17
 
