@@ -78,7 +78,7 @@ def test_gemm_only_chip_with_one_requant_lane(backend, precision, seed):
 SERIAL = GEMM_ONLY.replace(requant_stages=0, requant_lanes=2)      # the serial requant unit, two lanes
 
 
-@pytest.mark.parametrize("backend", backend_params(("amaranth", "verilator")))
+@pytest.mark.parametrize("backend", backend_params(("amaranth", "verilator", "icarus")))
 @pytest.mark.parametrize("precision, rounding", [("int8", "tflite"), ("int4", "half_up")])
 def test_gemm_only_chip_with_serial_requant(backend, precision, rounding, seed):
     """The serial requant unit (Config.requant_stages=0) in the whole chip: bit-exact with golden."""

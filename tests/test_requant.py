@@ -493,7 +493,8 @@ def _design_key(lanes: int, stages: int) -> str:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("simulator, stages", [("verilator", 12), ("icarus", 12), ("verilator", 5), ("verilator", 0)])
+@pytest.mark.parametrize("simulator, stages", [("verilator", 12), ("icarus", 12), ("verilator", 5), ("verilator", 0),
+                                                 ("icarus", 0)])
 def test_unit_cocotb(simulator, stages, tmp_path):
     from tridsa.sim.cocotb_run import build_design, run_test
 
