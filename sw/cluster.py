@@ -99,8 +99,8 @@ def map_tasks(fn, items, workers: int | None = None, retries: int = 2, progress=
     retries:
         How often one item is submitted again after its worker died; then :class:`ClusterError`.
     progress:
-        Called as ``progress(done, total, retry)`` after each finished task (``retry`` None) and
-        each retry.
+        Called as ``progress(done, total, item, outcome)`` after each finished task (``item`` its index,
+        ``outcome`` its result) and after each retry (``outcome`` the :class:`Retry`).
 
     Returns
     -------
@@ -133,12 +133,12 @@ def map_tasks(fn, items, workers: int | None = None, retries: int = 2, progress=
             retried.append(Retry(i, attempts[i], f"{type(exc).__name__}: {reason}"))
             queue.insert(0, i)
             if progress:
-                progress(done, len(items), retried[-1])
+                progress(done, len(items), i, retried[-1])
             continue
         except ray.exceptions.RayTaskError as exc:
             raise exc.as_instanceof_cause() from None
         done += 1
         if progress:
-            progress(done, len(items), None)
+            progress(done, len(items), i, results[i])
     return results, retried
 

@@ -31,7 +31,7 @@ from .cluster import connect
 from .config import Config
 from .sharding import Plan, plan, row_lookups
 
-__all__ = ["Chip", "MultiChipResult", "local_bags", "run_sharded", "run_single"]
+__all__ = ["Chip", "MultiChipResult", "local_bags", "dlrm_plan", "run_sharded", "run_single", "traffic"]
 
 _STAT_KEYS = ("cycles", "macs", "gather_lookups", "gather_bytes_read")
 
@@ -128,6 +128,40 @@ def _take_bags(indices, offsets, samples):
     return indices[lo:hi], offsets[samples] - lo
 
 
+def traffic(layout: Plan, sparse, batch: int, dim: int) -> dict:
+    """What one step of ``layout`` moves, without running it: per chip its ``samples`` and ``lookups``
+    (indices of its shards over the whole batch), and the ``[source][destination]`` byte matrices
+    ``all_to_all`` (pooled int32 rows; pieces of one table on one chip are summed before sending) and
+    ``input_dist`` (the indices and one offset per bag that each shard's chip needs from a sample's owner)."""
+    chips = layout.chips
+    slices = _slices(batch, chips)
+    sparse = [(np.asarray(i, np.int64), np.asarray(o, np.int64)) for i, o in sparse]
+    a2a, input_dist = np.zeros((chips, chips), np.int64), np.zeros((chips, chips), np.int64)
+    lookups = [0] * chips
+    for c in range(chips):
+        held = layout.on_chip(c)
+        for shard in held:
+            idx_all, off_all = local_bags(*sparse[shard.table], shard.start, shard.end)
+            lookups[c] += len(idx_all)
+            for d, samples in enumerate(slices):
+                if d != c:
+                    idx, _ = _take_bags(idx_all, off_all, samples)
+                    input_dist[d, c] += 4 * (len(idx) + len(samples))
+        for d, samples in enumerate(slices):
+            if d != c:
+                a2a[c, d] += len({s.table for s in held}) * len(samples) * dim * 4
+    return dict(samples=[len(s) for s in slices], lookups=lookups, all_to_all=a2a, input_dist=input_dist)
+
+
+def dlrm_plan(model, sparse, chips: int, strategy: str = "auto", profile=None) -> Plan:
+    """:func:`tridsa.sw.sharding.plan` of ``model``'s tables, balancing the row counts of ``profile`` (index
+    arrays, one per table; default the indices of ``sparse``)."""
+    tables = model.embedding_tables()
+    rows = [len(t) for t in tables]
+    counts = row_lookups(profile if profile is not None else [np.asarray(i) for i, _ in sparse], rows)
+    return plan(rows, [t.shape[1] * t.dtype.itemsize for t in tables], counts, chips, strategy)
+
+
 def run_sharded(model, dense, sparse, chips: int, backend: str = "golden", config: Config | None = None,
                 strategy: str = "auto", profile=None, address: str | None = None,
                 num_cpus: int | None = None) -> MultiChipResult:
@@ -144,10 +178,8 @@ def run_sharded(model, dense, sparse, chips: int, backend: str = "golden", confi
     dense = np.asarray(dense)
     sparse = [(np.asarray(i, np.int64), np.asarray(o, np.int64)) for i, o in sparse]
     slices = _slices(len(dense), chips)
-    rows = [len(t) for t in tables]
     dim = tables[0].shape[1]
-    counts = row_lookups(profile if profile is not None else [i for i, _ in sparse], rows)
-    layout = plan(rows, [t.shape[1] * t.dtype.itemsize for t in tables], counts, chips, strategy)
+    layout = dlrm_plan(model, sparse, chips, strategy, profile)
     cpus = ray.cluster_resources().get("CPU", 1)
     actor = ray.remote(num_cpus=min(1.0, cpus / chips))(Chip)
     shards = [layout.on_chip(c) for c in range(chips)]
@@ -160,23 +192,17 @@ def run_sharded(model, dense, sparse, chips: int, backend: str = "golden", confi
                   for c in range(chips)]
         bottoms = ray.get(bottoms)
         embeds = [ray.get(e) if e is not None else (None, dict.fromkeys(_STAT_KEYS, 0)) for e in embeds]
-        a2a, input_dist = np.zeros((chips, chips), np.int64), np.zeros((chips, chips), np.int64)
         pooled = np.zeros((len(dense), len(tables), dim), np.int64)
         for c in range(chips):
             for k, shard in enumerate(shards[c]):
                 pooled[:, shard.table] += embeds[c][0][:, k]
-                for d, samples in enumerate(slices):
-                    if d != c:
-                        idx, _ = _take_bags(*bags[c][k], samples)
-                        input_dist[d, c] += 4 * (len(idx) + len(samples))
-            for d, samples in enumerate(slices):     # pieces of one table on one chip are summed before sending
-                if d != c:
-                    a2a[c, d] += len({s.table for s in shards[c]}) * len(samples) * dim * 4
         pooled = pooled.astype(np.int32)         # the int32 wrap-around of the single-chip sum
         tops = ray.get([a.top.remote(bottoms[c][0], pooled[slices[c]]) for c, a in enumerate(actors)])
     finally:
         for a in actors:
             ray.kill(a)
+    moved = traffic(layout, sparse, len(dense), dim)
+    a2a = moved["all_to_all"]
     held = layout.chip_bytes()
     figures = []
     for c in range(chips):
@@ -191,14 +217,18 @@ def run_sharded(model, dense, sparse, chips: int, backend: str = "golden", confi
         figures[-1]["cycles"] = (None if figures[-1]["mlp_cycles"] is None or figures[-1]["gather_cycles"] is None
                                  else figures[-1]["mlp_cycles"] + figures[-1]["gather_cycles"])
     logits = np.concatenate([t[0] for t in tops])
-    return MultiChipResult(logits, pooled, layout, figures, a2a, input_dist)
+    return MultiChipResult(logits, pooled, layout, figures, a2a, moved["input_dist"])
 
 
 def run_single(model, dense, sparse, backend: str = "golden", config: Config | None = None):
-    """The reference: ``(logits, pooled embeddings, cycles)`` of the whole step on one accelerator."""
+    """The reference on one accelerator: ``(logits, pooled embeddings, figures)``, figures with ``cycles``,
+    ``gather_cycles``, ``mlp_cycles`` (None on golden) and ``macs``."""
     from .driver import Accelerator
-    meter = _Meter(Accelerator(backend, config or Config()))
-    pooled = model.embeddings(meter, sparse)
-    logits = model.top(meter, model.bottom(meter, np.asarray(dense)), pooled)
-    return logits, pooled, meter.totals
-
+    acc = Accelerator(backend, config or Config())
+    gather, mlp = _Meter(acc), _Meter(acc)
+    pooled = model.embeddings(gather, sparse)
+    logits = model.top(mlp, model.bottom(mlp, np.asarray(dense)), pooled)
+    cycles = None if None in (gather.totals["cycles"], mlp.totals["cycles"]) else \
+        gather.totals["cycles"] + mlp.totals["cycles"]
+    return logits, pooled, dict(cycles=cycles, gather_cycles=gather.totals["cycles"],
+                                mlp_cycles=mlp.totals["cycles"], macs=mlp.totals["macs"])

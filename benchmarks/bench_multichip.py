@@ -1,0 +1,128 @@
+"""``tridsa bench multichip``: the DLRM step sharded over N accelerators (:mod:`tridsa.sw.multichip`), checked
+bit for bit against one chip, and a scaling model for 1-64 chips.
+
+Measured (on ``backend``, one Ray actor per chip): per-chip cycles of the gather (its embedding shards
+over the whole batch) and of the MLPs (its slice of the batch), MACs, lookups, bytes read by the gather
+engine, embedding bytes held, and the all-to-all volume of pooled embeddings (and of the input
+distribution of indices). ``bit_exact``: the sharded logits and pooled embeddings equal the single-chip
+run's.
+
+Scaling model (strong scaling, the same global batch): for N chips the planner's shards give every
+chip its lookups and samples (:func:`tridsa.sw.multichip.traffic`); its cycles are predicted by
+straight lines fitted to the measured chips (gather cycles vs lookups, MLP cycles vs samples: the
+single-chip run and every chip of the sharded run are the points), and a step takes
+``max over chips (gather + MLP cycles) + max over chips (all-to-all bytes sent or received) / link``
+with ``link_bytes_per_cycle`` an assumption of the model (default 16 B/cycle per chip, e.g. a
+3.2 GB/s link at a 200 MHz chip clock). On the golden backend (no clock) only the all-to-all term is
+modelled.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from tridsa.sw.cluster import connect
+from tridsa.sw.config import Config
+from tridsa.sw.multichip import dlrm_plan, run_sharded, run_single, traffic
+from tridsa.sw.workloads.dlrm import load_dlrm, synthetic_ctr
+
+from .report import Progress, line_plot, markdown_table, write_json
+
+__all__ = ["run", "fit_line", "SCALING_CHIPS"]
+
+SCALING_CHIPS = (1, 2, 4, 8, 16, 32, 64)
+
+
+def fit_line(xs, ys):
+    """``(intercept, slope)`` of the least-squares line through ``(xs, ys)``; through the origin when every
+    ``x`` is the same (one distinct point fixes only a slope)."""
+    xs, ys = np.asarray(xs, np.float64), np.asarray(ys, np.float64)
+    if len(set(xs.tolist())) < 2:
+        return 0.0, float(ys.sum() / xs.sum()) if xs.sum() else 0.0
+    slope, intercept = np.polyfit(xs, ys, 1)
+    return float(intercept), float(slope)
+
+
+def _scaling(model, sparse, batch, dim, strategy, points, link):
+    """Modelled step for every chip count of :data:`SCALING_CHIPS` that fits the batch."""
+    gather = fit_line([p["lookups"] for p in points if p["lookups"]],
+                      [p["gather_cycles"] for p in points if p["lookups"]]) if points else None
+    mlp = fit_line([p["samples"] for p in points], [p["mlp_cycles"] for p in points]) if points else None
+    rows = []
+    for n in SCALING_CHIPS:
+        if n > batch:
+            break
+        moved = traffic(dlrm_plan(model, sparse, n, strategy), sparse, batch, dim)
+        a2a = moved["all_to_all"]
+        link_bytes = int(max(np.max(a2a.sum(axis=1)), np.max(a2a.sum(axis=0))))
+        row = dict(chips=n, all_to_all_bytes=int(a2a.sum()), busiest_link_bytes=link_bytes,
+                   all_to_all_cycles=link_bytes / link)
+        if points:
+            compute = [(gather[0] + gather[1] * lk if lk else 0.0) + mlp[0] + mlp[1] * s
+                       for lk, s in zip(moved["lookups"], moved["samples"])]
+            row.update(compute_cycles=max(compute), step_cycles=max(compute) + link_bytes / link)
+            row["samples_per_kcycle"] = 1000 * batch / row["step_cycles"]
+        rows.append(row)
+    fit = None if not points else dict(gather_cycles=dict(intercept=gather[0], per_lookup=gather[1]),
+                                       mlp_cycles=dict(intercept=mlp[0], per_sample=mlp[1]))
+    return rows, fit
+
+
+def run(config: Config, backend: str = "verilator", out_dir="benchmarks/out", chips: int = 2,
+        strategy: str = "auto", batch: int = 64, link_bytes_per_cycle: float = 16.0, address=None,
+        seed: int = 0) -> dict:
+    if link_bytes_per_cycle <= 0:
+        raise ValueError(f"link_bytes_per_cycle={link_bytes_per_cycle} is invalid: must be > 0")
+    out_dir = Path(out_dir)
+    connect(address)                     # an unreachable cluster fails here, before any work
+    model = load_dlrm("int8")
+    dense, sparse, _ = synthetic_ctr(batch, seed)
+    with Progress(2, "multichip") as bar:
+        bar.step(f"1 chip on {backend}")
+        logits, pooled, single = run_single(model, dense, sparse, backend, config)
+        bar.step(f"{chips} chips on {backend} (Ray actors)")
+        result = run_sharded(model, dense, sparse, chips, backend, config, strategy, address=address)
+    bit_exact = bool(np.array_equal(result.logits, logits) and np.array_equal(result.pooled, pooled))
+    dim = pooled.shape[2]
+    clocked = single["cycles"] is not None
+    points = []
+    if clocked:
+        total_lookups = sum(len(i) for i, _ in sparse)
+        points.append(dict(lookups=total_lookups, samples=batch, gather_cycles=single["gather_cycles"],
+                           mlp_cycles=single["mlp_cycles"]))
+        points += [dict(lookups=c["lookups"], samples=c["samples"], gather_cycles=c["gather_cycles"],
+                        mlp_cycles=c["mlp_cycles"]) for c in result.chips]
+    scaling, fit = _scaling(model, sparse, batch, dim, strategy, points, link_bytes_per_cycle)
+
+    print(f"## DLRM on {chips} chips ({backend}, {strategy} sharding, batch {batch}): "
+          f"bit-exact with one chip: {'yes' if bit_exact else 'NO'}\n")
+    print(markdown_table(result.chips, ["chip", "samples", "shards", "embedding_bytes", "lookups",
+                                        "gather_cycles", "mlp_cycles", "cycles", "macs", "gather_bytes_read",
+                                        "all_to_all_sent", "all_to_all_received"]))
+    print(f"\nall-to-all of pooled embeddings: {result.all_to_all_bytes} bytes; input distribution (indices, "
+          f"offsets): {int(result.input_dist.sum())} bytes; one chip: {single['cycles']} cycles\n")
+    print(f"## Scaling model ({link_bytes_per_cycle:g} B/cycle per chip link"
+          + (", cycles fitted to the measured chips)\n" if clocked else "; golden has no clock: "
+             "all-to-all only)\n"))
+    print(markdown_table(scaling, ["chips", "compute_cycles", "all_to_all_bytes", "busiest_link_bytes",
+                                   "all_to_all_cycles", "step_cycles", "samples_per_kcycle"], digits=1))
+    xs = [r["chips"] for r in scaling]
+    series = {"all-to-all (busiest link / bandwidth)": (xs, [r["all_to_all_cycles"] for r in scaling])}
+    if clocked:
+        series = {"step": (xs, [r["step_cycles"] for r in scaling]),
+                  "compute (busiest chip)": (xs, [r["compute_cycles"] for r in scaling]), **series}
+    plot = line_plot(out_dir / "multichip_scaling.png", series, xlabel="chips", ylabel="cycles per step",
+                     logx=True, title=f"DLRM step, batch {batch}, {strategy} sharding, "
+                     f"{link_bytes_per_cycle:g} B/cycle links (model)")
+    report = dict(
+        produced_by=f"tridsa bench multichip --chips {chips} --backend {backend} (per-chip figures: "
+                    f"{'RTL counters on ' + backend if clocked else 'golden model, no cycles'}; scaling: model)",
+        backend=backend, config=config.to_dict(), chips=chips, strategy=strategy, batch=batch, seed=seed,
+        bit_exact=bit_exact, single_chip=single, per_chip=result.chips,
+        all_to_all_bytes=result.all_to_all_bytes, all_to_all_matrix=result.all_to_all,
+        input_dist_bytes=int(result.input_dist.sum()), plan=result.plan.describe(),
+        scaling=dict(link_bytes_per_cycle=link_bytes_per_cycle, fit=fit, points=scaling), plots=[str(plot)])
+    write_json(out_dir / "multichip.json", report)
+    report["ok"] = bit_exact
+    return report
