@@ -69,10 +69,10 @@ def connect(address: str | None = None, num_cpus: int | None = None, timeout: fl
     Returns the ``ray`` module. Already connected: nothing happens (one instance per process).
     """
     ray = ray_module()
-    if ray.is_initialized():
-        return ray
     if address is not None:
         _check_reachable(address, timeout)
+    if ray.is_initialized():
+        return ray
     try:
         if address is None:
             ray.init(num_cpus=num_cpus, include_dashboard=False, log_to_driver=False, logging_level="WARNING")

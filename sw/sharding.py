@@ -9,8 +9,8 @@ whole table, in int32 wrap-around arithmetic too).
 :func:`plan` weighs each row by ``row_bytes / total_bytes + lookups / total_lookups`` (the expected
 lookups per row come from an index sample: :func:`row_lookups`), so a chip's load is its share of the
 memory plus its share of the gather traffic. Strategy ``"table"`` keeps every table whole, ``"row"``
-cuts every table over all chips, ``"auto"`` cuts a table into as many pieces as its share of the
-total load asks for (a table holding a quarter of the load on 8 chips gets 2); pieces are placed
+cuts every table into one range of equal row count per chip (TorchRec's row-wise), ``"auto"`` cuts a
+table into as many ranges of equal load as its share of the total load asks for (a table holding a quarter of the load on 8 chips gets 2); pieces are placed
 heaviest first on the least loaded chip that holds no other piece of the same table (LPT).
 """
 from __future__ import annotations
@@ -93,7 +93,9 @@ def plan(table_rows, row_bytes, lookups, chips: int, strategy: str = "auto") -> 
     for t, cost in enumerate(costs):
         share = cost.sum()              # of a total of 2 (bytes share + lookups share)
         k = {"table": 1, "row": chips}.get(strategy) or max(1, int(np.ceil(share * chips / 2 - 1e-9)))
-        cuts = _cuts(cost, min(k, len(cost)))
+        k = min(k, len(cost))
+        even = np.cumsum([0] + [len(p) for p in np.array_split(np.arange(len(cost)), k)])
+        cuts = _cuts(cost, k) if strategy == "auto" else [int(c) for c in even]
         pieces += [(float(cost[a:b].sum()), t, a, b) for a, b in zip(cuts, cuts[1:])]
     load, shards = [0.0] * chips, []
     for weight, t, a, b in sorted(pieces, key=lambda p: (-p[0], p[1], p[2])):
