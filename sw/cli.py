@@ -32,6 +32,7 @@ _BENCHES = {
     "models": "end-to-end workloads (benchmarks/bench_models.py)",
     "multichip": "DLRM sharded over N accelerators (Ray actors): bit-exact check, per-chip figures, all-to-all "
                  "bytes and a 1-64 chip scaling model (benchmarks/bench_multichip.py)",
+    "ray": "wall-clock time of a sweep and a fuzz campaign on Ray with 1 and 2 workers (benchmarks/bench_ray.py)",
 }
 
 
@@ -228,7 +229,9 @@ def _cmd_bench(ns, extra) -> int:
         kwargs.update(conv=not ns.no_conv, precisions=tuple(ns.precision or ("int8", "int4")), seed=ns.seed)
     if ns.bench == "multichip":
         kwargs.update(chips=ns.chips, strategy=ns.strategy, batch=ns.batch,
-                      link_bytes_per_cycle=ns.link_bandwidth, address=ns.address)
+                      link_bytes_per_cycle=ns.link_bandwidth)
+    if ns.bench in ("multichip", "ray"):
+        kwargs["address"] = ns.address
     report = module.run(config, ns.backend, ns.out, **kwargs)
     summary = report.get("summary") if isinstance(report, dict) else None
     summary = summary if isinstance(summary, dict) else {}          # bench models: a list of workloads
@@ -296,8 +299,8 @@ def _parser() -> argparse.ArgumentParser:
     bench = p.add_subparsers(dest="bench", metavar="NAME", parser_class=_Parser, required=True)
     for name, text in _BENCHES.items():
         b = bench.add_parser(name, help=text, description=text)
-        b.add_argument("--backend", default="verilator", choices=BACKENDS, metavar="B",
-                       help=f"one of {', '.join(BACKENDS)} (default: %(default)s; amaranth is far too slow)")
+        b.add_argument("--backend", default="golden" if name == "ray" else "verilator", choices=BACKENDS,
+                       metavar="B", help=f"one of {', '.join(BACKENDS)} (default: %(default)s; amaranth is far too slow)")
         b.add_argument("--out", default="benchmarks/out", metavar="DIR", help="output folder (default: %(default)s)")
         b.add_argument("--quick", action="store_true", help="a subset that runs in about two minutes")
         _add_config_args(b)
@@ -315,6 +318,7 @@ def _parser() -> argparse.ArgumentParser:
             b.add_argument("--batch", type=_positive, default=64, metavar="B", help="global batch (default: %(default)s)")
             b.add_argument("--link-bandwidth", type=float, default=16.0, metavar="BYTES",
                            help="bytes per cycle of a chip's link in the scaling model (default: %(default)s)")
+        if name in ("multichip", "ray"):
             _add_address_arg(b)
         b.set_defaults(handler=_cmd_bench)
 
