@@ -131,21 +131,16 @@ def pack_params(bias: np.ndarray, multiplier: np.ndarray, shift: np.ndarray, geo
     return out.reshape(-1, cfg.mem_width)
 
 
-def _tile_bits(values: np.ndarray, bits: int) -> np.ndarray:
-    """Flat ints -> little-endian bit array of ``bits`` per value."""
-    v = (np.asarray(values, np.int64) & ((1 << bits) - 1)).astype(np.uint64)
-    return ((v[:, None] >> np.arange(bits, dtype=np.uint64)) & 1).astype(np.uint8).ravel()
-
-
 def pack_c(tiles: np.ndarray, geo: GemmGeometry) -> np.ndarray:
     """Output tiles (mt*nt in column-block-major order, rows, cols) ints -> memory words."""
     cfg = geo.config
-    words = []
-    for tile in tiles:
-        bits = _tile_bits(tile.ravel(), geo.out_bits)
-        bits = np.concatenate([bits, np.zeros(geo.tile_words * cfg.mem_bits - len(bits), np.uint8)])
-        words.append(np.packbits(bits, bitorder="little").reshape(geo.tile_words, cfg.mem_width))
-    return np.concatenate(words)
+    bits = geo.out_bits
+    values = (np.asarray(tiles, np.int64).reshape(len(tiles), -1) & ((1 << bits) - 1)).astype(np.uint64)
+    flat = ((values[:, :, None] >> np.arange(bits, dtype=np.uint64)) & 1).astype(np.uint8).reshape(len(tiles), -1)
+    packed = np.packbits(flat, axis=1, bitorder="little")
+    out = np.zeros((len(tiles), geo.tile_words * cfg.mem_width), np.uint8)
+    out[:, :packed.shape[1]] = packed
+    return out.reshape(-1, cfg.mem_width)
 
 
 def unpack_c(words: np.ndarray, geo: GemmGeometry) -> np.ndarray:
