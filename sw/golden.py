@@ -1,11 +1,14 @@
 """Golden model: a NumPy interpreter of the instruction stream.
 
 It defines what every instruction does to the memory image; every gateware backend must produce the
-same final image, error code and failing instruction index bit for bit. It is not cycle accurate.
+same final image, error code and failing instruction index bit for bit. Its ``cycles`` are the cycle
+model's (:mod:`tridsa.sw.cycle_model`) for the instructions that ran without error: an estimate of the
+gateware's counter, not a definition.
 """
 from __future__ import annotations
 
 from . import isa
+from .cycle_model import instruction_cycles, program_cycles
 from .program import Program, RunResult
 
 __all__ = ["execute", "EXECUTORS"]
@@ -40,7 +43,7 @@ def execute(program: Program) -> RunResult:
     """Run ``program`` and return the final memory image, error status and instruction count."""
     memory = program.memory.copy()
     config = program.config
-    retired, error, error_pc = 0, 0, 0
+    retired, error, error_pc, costs = 0, 0, 0, []
     for pc, word in enumerate(program.instructions):
         op, fields = isa.decode(int(word))
         if op is None or not config.has_op(op.name):
@@ -49,10 +52,12 @@ def execute(program: Program) -> RunResult:
         if op.name == "HALT":
             break
         if op.name != "NOP":
+            cost = instruction_cycles(op.name, fields, config, memory)
             error = EXECUTORS[op.name](memory, fields, config)
             if error:
                 error_pc = pc
                 break
+            costs.append(cost)
         retired += 1
     return RunResult(memory=memory, error=error, error_pc=error_pc,
-                     counters={"cycles": None, "retired": retired})
+                     counters={"cycles": program_cycles(costs), "retired": retired})
