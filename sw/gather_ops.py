@@ -175,7 +175,7 @@ def run_gather(config, run, table, indices, offsets=None, mode="sum", per_sample
     A call whose table and operands fit the accelerator memory is one Program. Otherwise only the rows
     the call touches are staged (FBGEMM's UVM-cache idea: the table stays in host memory, the
     accelerator memory holds the rows of the current Program) and the bags are split over as many
-    Programs as their staged rows need. ``run(program) -> RunResult``. Returns ``(out, runs, counters)``:
+    Programs as their staged rows need (a bag too large even alone runs a cache line of columns at a time). ``run(program) -> RunResult``. Returns ``(out, runs, counters)``:
     the (n_bags, dim) result, the ``(program, result)`` of every Program and the cache model's counters.
     """
     tab = _host_table(table)
@@ -194,25 +194,33 @@ def run_gather(config, run, table, indices, offsets=None, mode="sum", per_sample
     n_bags = off.size - 1
     out = np.zeros((n_bags, tab.shape[1]), tab.dtype if mode == "copy" else np.int32)
     runs, counters = [], {}
-    first, size = 0, max(1, n_bags)
+    first, size, width = 0, max(1, n_bags), tab.shape[1]
     while first < n_bags or not runs:
         last = min(n_bags, first + size)
         lo, hi = off[first], off[last]
         rows, local = np.unique(idx[lo:hi], return_inverse=True)
+        staged = tab[rows] if rows.size else tab[:1]
         try:
-            program, call = gather_program(config, tab[rows] if rows.size else tab[:1], local, off[first:last + 1] - lo,
-                                           mode, None if weights is None else weights[lo:hi], True,
-                                           cache_hints=cache_hints)
+            parts = []
+            for col in range(0, tab.shape[1], width):
+                program, call = gather_program(config, staged[:, col:col + width], local, off[first:last + 1] - lo,
+                                               mode, None if weights is None else weights[lo:hi], True,
+                                               cache_hints=cache_hints)
+                parts.append((col, program, call))
         except ProblemTooLarge:
-            if size == 1:
+            if size > 1:
+                size = max(1, size // 2)
+            elif width > _chunk(config, tab.dtype):     # one bag at a time: one cache line of columns at a time
+                width = _chunk(config, tab.dtype)
+            else:
                 raise
-            size = max(1, size // 2)
             continue
-        result = run(program)
-        runs.append((program, result))
-        out[first:last] = call.result(program, result.memory)
-        for key, value in call.golden_counters.items():
-            counters[key] = counters.get(key, 0) + value
+        for col, program, call in parts:
+            result = run(program)
+            runs.append((program, result))
+            out[first:last, col:col + width] = call.result(program, result.memory)
+            for key, value in call.golden_counters.items():
+                counters[key] = counters.get(key, 0) + value
         first = last
     return out, runs, counters
 

@@ -93,13 +93,10 @@ def words_from_bytes(data: np.ndarray, width: int) -> np.ndarray:
 def _blocks(mat_bytes: np.ndarray, lanes: int, block_words: int, width: int) -> np.ndarray:
     """(lanes*blocks, k_rows) bytes -> (blocks*block_words, width): each block is its k-rows, k major."""
     n_blocks = mat_bytes.shape[0] // lanes
-    out = []
-    for b in range(n_blocks):
-        krows = mat_bytes[b * lanes:(b + 1) * lanes].T          # (k_rows, lanes)
-        words = words_from_bytes(krows, width)
-        pad = block_words - len(words)
-        out.append(np.concatenate([words, np.zeros((pad, width), np.uint8)]))
-    return np.concatenate(out)
+    krows = mat_bytes.reshape(n_blocks, lanes, -1).transpose(0, 2, 1).reshape(n_blocks, -1)
+    out = np.zeros((n_blocks, block_words * width), np.uint8)
+    out[:, :krows.shape[1]] = krows
+    return out.reshape(-1, width)
 
 
 def pack_a(a: np.ndarray, geo: GemmGeometry) -> np.ndarray:
