@@ -68,7 +68,7 @@ OPS = (
               "(0 or 1: one problem)", default=0),
         Field("accumulate", 1, "1: the int32 tiles already at c_addr (partial sums of an earlier K chunk, laid out "
               "as an int32 C) replace the bias; the result overwrites them from c_addr in out_format "
-              "(docs/architecture.md, K splits)", default=0),
+              "(docs/workloads.md, Any size)", default=0),
     )),
     Op("GATHER", 0x20, "embedding_bag: pool table rows per bag through the row cache (see docs/gather.md).", (
         Field("table_addr", _ADDR, "table: `rows` rows of `dim` int8/int32 elements, each row on whole words"),

@@ -68,7 +68,6 @@ def plan_gemm(config, batch, m, k, n, int4=False, out_format=1) -> GemmPlan:
         words = _words(config, m, k, n, int4, out_format, False)
         if words <= depth_words:
             per = min(batch, depth_words // words, FIELD_LIMIT)
-            programs = ceil_div(batch, per)
             cycles = (batch // per) * estimate_gemm_cycles(config, m, k, n, int4, out_format, per)
             if batch % per:
                 cycles += estimate_gemm_cycles(config, m, k, n, int4, out_format, batch % per)
@@ -77,7 +76,9 @@ def plan_gemm(config, batch, m, k, n, int4=False, out_format=1) -> GemmPlan:
     mt, nt = ceil_div(m, R), ceil_div(n, C)
     best = None
     first_chunks = ceil_div(k, FIELD_LIMIT)
-    for chunks in range(first_chunks, first_chunks + 32):
+    if first_chunks > 1 and not config.accumulate:
+        raise ProblemTooLarge(f"K={k} needs a K split, and this Config has no GEMM accumulate mode")
+    for chunks in range(first_chunks, first_chunks + (32 if config.accumulate else 1)):
         depth = ceil_div(k, chunks)
         if depth < 1 or (chunks > 1 and ceil_div(k, depth) != chunks):
             continue
@@ -100,7 +101,8 @@ def plan_gemm(config, batch, m, k, n, int4=False, out_format=1) -> GemmPlan:
             break
     if best is None:
         raise ProblemTooLarge(f"a {m} x {k} x {n} GEMM does not fit Config.mem_depth={config.mem_depth} words even "
-                              "as one row block by one column block of one K chunk; use a larger mem_depth")
+                              "as one row block by one column block" + (" of one K chunk" if config.accumulate else
+                                                                        " (no accumulate mode to split K)"))
     return best[1]
 
 

@@ -96,3 +96,22 @@ def test_accumulate_mode_on_gateware(backend, seed):
             partial = call.result(program, result.memory)
         np.testing.assert_array_equal(partial, np.stack([reference(a[g], b[g], bias, rq, True, out_dtype)
                                                          for g in range(2)]))
+
+
+@pytest.mark.parametrize("backend", backend_params(("golden", "amaranth")))
+def test_accumulate_needs_the_mode(backend):
+    """On a chip built without the accumulate mode (Config.accumulate=False) an accumulate GEMM is BAD_MODE
+    and writes nothing; the tiling driver then never splits K (it still tiles M and N)."""
+    from tridsa.sw.builder import ProblemTooLarge
+    from tridsa.sw import isa
+    config = SMALL.replace(accumulate=False)
+    problems = gemm_problems(config, np.ones((1, 4, 8), np.int8), np.ones((1, 8, 4), np.int8))
+    builder = ProgramBuilder(config)
+    emit_problems(builder, problems, "c", "last", np.zeros((1, 4, 4), np.int64))
+    program = builder.build()
+    result = Accelerator(backend, config).backend.run(program)
+    assert result.error == isa.ERRORS["BAD_MODE"] and result.error_pc == 0
+    np.testing.assert_array_equal(result.memory, program.memory)
+    assert plan_gemm(config.replace(mem_depth=256), 1, 90, 300, 70).chunks(300) == 1
+    with pytest.raises(ProblemTooLarge, match="no accumulate mode"):
+        plan_gemm(config.replace(mem_depth=64), 1, 9, 300, 7)
