@@ -220,10 +220,9 @@ class Accelerator:
         """``a @ Omega`` (``Omega.T @ a`` if ``transpose``), Omega (K, k) generated in the accelerator.
 
         ``a`` is int8/uint8-valued, the result int32; Omega is ``tridsa.sw.sketch_dist.omega(key, counter,
-        K, k, dist, **dist_params)``. See :func:`tridsa.sw.sketch_ops.sketch_program` and docs/sketch.md.
+        K, k, dist, **dist_params)``. Any size (:func:`tridsa.sw.sketch_ops.run_sketch`); see docs/sketch.md.
         """
-        from .sketch_ops import sketch_program
-        program, finish, call = sketch_program(self.config, a, k, key, counter, dist, transpose, **dist_params)
-        result = self.run(program)
-        self._stats(result, program, call.adds, self.config.rows * 4 * self.config.rng_lanes)
-        return finish(result.memory)
+        from .sketch_ops import run_sketch
+        y, runs, adds = run_sketch(self.config, self.run, a, k, key, counter, dist, transpose, **dist_params)
+        self._stats_runs(runs, adds, self.config.rows * 4 * self.config.rng_lanes)
+        return y

@@ -115,3 +115,32 @@ def test_accumulate_needs_the_mode(backend):
     assert plan_gemm(config.replace(mem_depth=256), 1, 90, 300, 70).chunks(300) == 1
     with pytest.raises(ProblemTooLarge, match="no accumulate mode"):
         plan_gemm(config.replace(mem_depth=64), 1, 9, 300, 7)
+
+
+def test_split_sketch_and_embeddings(seed):
+    """sketch and embedding_bag larger than TINY's memory: same bits as unsplit and as the formulas."""
+    from tridsa.sw.embedding import embedding_bag
+    from tridsa.sw.sketch_dist import omega
+    rng = np.random.default_rng(seed)
+    tiny, small = Accelerator("golden", TINY), Accelerator("golden", SMALL)
+    a = rng.integers(-128, 128, (21, 150)).astype(np.int8)
+    counter = (0xFFFFFFF0, 0xFFFFFFFF, 7, 0)                 # the K chunks' counters carry across words
+    for dist, params in (("rademacher", {}), ("uniform", dict(lo=-3, hi=5))):
+        y = tiny.sketch(a, 6, (5, 9), counter, dist, **params)
+        assert tiny.last_run.programs > 1
+        np.testing.assert_array_equal(y, small.sketch(a, 6, (5, 9), counter, dist, **params))
+        np.testing.assert_array_equal(y, a.astype(np.int64) @ omega((5, 9), counter, 150, 6, dist, **params))
+    np.testing.assert_array_equal(tiny.sketch(a.T, 5, (1, 2), transpose=True), small.sketch(a.T, 5, (1, 2), transpose=True))
+    table = rng.integers(-128, 128, (3000, 20)).astype(np.int8)    # 3000 rows x 2 words: larger than TINY
+    idx = rng.integers(0, 3000, 90)
+    off = np.sort(rng.integers(0, 91, 12))
+    off[0] = 0
+    got = tiny.embedding_bag(table, idx, off, "sum", padding_idx=int(idx[3]))
+    assert tiny.last_run.programs > 1
+    np.testing.assert_array_equal(got, embedding_bag(table, idx, off, "sum", padding_idx=int(idx[3])))
+    tables = [rng.integers(-128, 128, (rows, 16)).astype(np.int8) for rows in (5000, 7, 300)]
+    indices = [rng.integers(0, len(t), 8 * 3) for t in tables]
+    offsets = [np.arange(8) * 3] * 3
+    out = tiny.embedding_bags(tables, indices, offsets)
+    for t in range(3):
+        np.testing.assert_array_equal(out[:, t], embedding_bag(tables[t], indices[t], offsets[t]))
