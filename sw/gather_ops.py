@@ -175,8 +175,9 @@ def run_gather(config, run, table, indices, offsets=None, mode="sum", per_sample
     A call whose table and operands fit the accelerator memory is one Program. Otherwise only the rows
     the call touches are staged (FBGEMM's UVM-cache idea: the table stays in host memory, the
     accelerator memory holds the rows of the current Program) and the bags are split over as many
-    Programs as their staged rows need (a bag too large even alone runs a cache line of columns at a time). ``run(program) -> RunResult``. Returns ``(out, runs, counters)``:
-    the (n_bags, dim) result, the ``(program, result)`` of every Program and the cache model's counters.
+    Programs as their staged rows need; a bag too large even alone runs a cache line of columns at a time
+    and, in modes sum and max, as sub-bags combined on the host (int32 wrap-around sum, max): exact.
+    ``run(program) -> RunResult``. Returns ``(out, runs, counters)``: the (n_bags, dim) result, the ``(program, result)`` of every Program and the cache model's counters.
     """
     tab = _host_table(table)
     if tab.shape[0] * row_words(config, min(tab.shape[1], _chunk(config, tab.dtype)), _DTYPE_CODES[tab.dtype]) \
@@ -191,6 +192,30 @@ def run_gather(config, run, table, indices, offsets=None, mode="sum", per_sample
             return call.result(program, result.memory), [(program, result)], call.golden_counters
     idx, off, weights, mode = normalize_bags(tab, indices, offsets, mode, per_sample_weights, include_last_offset,
                                              padding_idx)
+    longest = int(np.diff(off).max(initial=0))
+    while True:
+        try:
+            if longest >= int(np.diff(off).max(initial=0)):
+                return _staged(config, run, tab, idx, off, weights, mode, cache_hints)
+            # sum and max of a bag too large for the memory: sub-bags of at most ``longest`` rows, combined here
+            counts = np.maximum(1, -(-np.diff(off) // longest))          # sub-bags per bag
+            starts = np.cumsum(counts) - counts                          # each bag's first sub-bag
+            within = np.arange(counts.sum()) - np.repeat(starts, counts)
+            sub_off = np.append(np.repeat(off[:-1], counts) + longest * within, off[-1])
+            parts, runs, counters = _staged(config, run, tab, idx, sub_off, weights, mode, cache_hints)
+            if mode == "max":
+                return np.maximum.reduceat(parts, starts), runs, counters
+            total = np.add.reduceat(parts.astype(np.int64), starts)
+            return (((total + (1 << 31)) & 0xFFFFFFFF) - (1 << 31)).astype(np.int32), runs, counters
+        except ProblemTooLarge:
+            if mode not in ("sum", "max") or longest <= 1:
+                raise
+            longest = max(1, min(longest, int(np.diff(off).max(initial=0))) // 2)
+
+
+def _staged(config, run, tab, idx, off, weights, mode, cache_hints):
+    """:func:`run_gather`'s staged path for validated bags (``off``: n_bags + 1 offsets); raises
+    ProblemTooLarge if one bag's rows do not fit even a cache line of columns at a time."""
     n_bags = off.size - 1
     out = np.zeros((n_bags, tab.shape[1]), tab.dtype if mode == "copy" else np.int32)
     runs, counters = [], {}

@@ -9,7 +9,7 @@ from .gemm_layout import GemmGeometry, pack_a, pack_b, pack_c, pack_params, unpa
 from .operands import PRECISIONS, int32_vector, integer_matrix, operand_signedness
 from .requant import OUT_FORMATS, ROUNDING, Requant
 
-__all__ = ["GemmCall", "GemmProblems", "STAGES", "emit_gemm", "emit_gemm_batch", "emit_problems", "gemm_problems",
+__all__ = ["GemmCall", "GemmProblems", "emit_gemm", "emit_gemm_batch", "emit_problems", "gemm_problems",
            "gemm_words", "resolve_out_dtype"]
 
 _NUMPY_OUT = {"int32": np.int32, "int8": np.int8, "uint8": np.uint8, "int4": np.int8}
@@ -112,10 +112,6 @@ def gemm_problems(config, a, b, bias=None, requant=None, relu=False, precision="
     return GemmProblems(a, b, biases, np.stack(mults).astype(np.int64), np.stack(shifts).astype(np.int64),
                         requants[0] is not None, zero_point, rounding, bool(relu), precision == "int4",
                         a_signed, b_signed, out)
-
-
-#: K-split stages of :func:`emit_problems`: which part of the sum an instruction computes.
-STAGES = ("whole", "first", "middle", "last")
 
 
 def emit_problems(builder, problems: GemmProblems, name="c", stage="whole", partials=None) -> GemmCall:

@@ -78,7 +78,7 @@ def plan_gemm(config, batch, m, k, n, int4=False, out_format=1) -> GemmPlan:
     first_chunks = ceil_div(k, FIELD_LIMIT)
     if first_chunks > 1 and not config.accumulate:
         raise ProblemTooLarge(f"K={k} needs a K split, and this Config has no GEMM accumulate mode")
-    for chunks in range(first_chunks, first_chunks + (32 if config.accumulate else 1)):
+    for chunks in range(first_chunks, (k if config.accumulate else first_chunks) + 1):
         depth = ceil_div(k, chunks)
         if depth < 1 or (chunks > 1 and ceil_div(k, depth) != chunks):
             continue

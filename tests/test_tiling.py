@@ -138,6 +138,10 @@ def test_split_sketch_and_embeddings(seed):
     got = tiny.embedding_bag(table, idx, off, "sum", padding_idx=int(idx[3]))
     assert tiny.last_run.programs > 1
     np.testing.assert_array_equal(got, embedding_bag(table, idx, off, "sum", padding_idx=int(idx[3])))
+    weights = rng.integers(-9, 9, 90)
+    np.testing.assert_array_equal(tiny.embedding_bag(table, idx, off, "sum", weights),
+                                  embedding_bag(table, idx, off, "sum", weights))
+    np.testing.assert_array_equal(tiny.embedding_bag(table, idx, off, "max"), embedding_bag(table, idx, off, "max"))
     tables = [rng.integers(-128, 128, (rows, 16)).astype(np.int8) for rows in (5000, 7, 300)]
     indices = [rng.integers(0, len(t), 8 * 3) for t in tables]
     offsets = [np.arange(8) * 3] * 3
