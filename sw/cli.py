@@ -32,6 +32,7 @@ _BENCHES = {
     "rng": "sketch engine: random bits per cycle and sketch multiplies (benchmarks/bench_rng.py)",
     "models": "end-to-end workloads (benchmarks/bench_models.py)",
     "sim": "simulation speed per backend: fixed cost per call and marginal cycles/s (benchmarks/bench_sim.py)",
+    "zoo": "the model zoo at full size: ResNet-50, MobileNetV2, BERT-base layer, LSTM, DLRM (benchmarks/bench_zoo.py)",
 }
 
 
@@ -220,6 +221,8 @@ def _cmd_bench(ns, extra) -> int:
         if ns.shapes:
             kwargs["shapes"] = module.parse_shapes(ns.shapes)
         kwargs.update(conv=not ns.no_conv, precisions=tuple(ns.precision or ("int8", "int4")), seed=ns.seed)
+    if ns.bench == "zoo":
+        kwargs.update(models=ns.models.split(",") if ns.models else None, readme=ns.readme)
     report = module.run(config, ns.backend, ns.out, **kwargs)
     summary = report.get("summary") if isinstance(report, dict) else None
     summary = summary if isinstance(summary, dict) else {}          # bench models: a list of workloads
@@ -305,6 +308,11 @@ def _parser() -> argparse.ArgumentParser:
                            "cocotb-verilator, icarus, amaranth; --backend is not used)")
             b.add_argument("--flags", action="store_true",
                            help="also build the fast model with each compiler option alone and measure it")
+        if name == "zoo":
+            b.add_argument("--models", metavar="A,B", help="zoo models to run (default: all of resnet50, mobilenetv2, "
+                           "bert, lstm, dlrm)")
+            b.add_argument("--readme", metavar="README.md", help="also write the summary table into this file "
+                           "between its 'bench zoo' markers")
         b.set_defaults(handler=_cmd_bench)
 
     p = sub.add_parser("build", help="FPGA bitstream with timing and resource report (sw/build.py)",
