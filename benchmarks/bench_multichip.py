@@ -13,8 +13,8 @@ straight lines fitted to the measured chips (gather cycles vs lookups, MLP cycle
 single-chip run and every chip of the sharded run are the points), and a step takes
 ``max over chips (gather + MLP cycles) + max over chips (all-to-all bytes sent or received) / link``
 with ``link_bytes_per_cycle`` an assumption of the model (default 16 B/cycle per chip, e.g. a
-3.2 GB/s link at a 200 MHz chip clock). On the golden backend (no clock) only the all-to-all term is
-modelled.
+3.2 GB/s link at a 200 MHz chip clock). Cycles are RTL counters on a gateware backend and the cycle
+model's (:mod:`tridsa.sw.cycle_model`) on golden.
 """
 from __future__ import annotations
 
@@ -47,8 +47,8 @@ def fit_line(xs, ys):
 def _scaling(model, sparse, batch, dim, strategy, points, link):
     """Modelled step for every chip count of :data:`SCALING_CHIPS` that fits the batch."""
     gather = fit_line([p["lookups"] for p in points if p["lookups"]],
-                      [p["gather_cycles"] for p in points if p["lookups"]]) if points else None
-    mlp = fit_line([p["samples"] for p in points], [p["mlp_cycles"] for p in points]) if points else None
+                      [p["gather_cycles"] for p in points if p["lookups"]])
+    mlp = fit_line([p["samples"] for p in points], [p["mlp_cycles"] for p in points])
     rows = []
     for n in SCALING_CHIPS:
         if n > batch:
@@ -56,16 +56,14 @@ def _scaling(model, sparse, batch, dim, strategy, points, link):
         moved = traffic(dlrm_plan(model, sparse, n, strategy), sparse, batch, dim)
         a2a = moved["all_to_all"]
         link_bytes = int(max(np.max(a2a.sum(axis=1)), np.max(a2a.sum(axis=0))))
-        row = dict(chips=n, all_to_all_bytes=int(a2a.sum()), busiest_link_bytes=link_bytes,
-                   all_to_all_cycles=link_bytes / link)
-        if points:
-            compute = [(gather[0] + gather[1] * lk if lk else 0.0) + mlp[0] + mlp[1] * s
-                       for lk, s in zip(moved["lookups"], moved["samples"])]
-            row.update(compute_cycles=max(compute), step_cycles=max(compute) + link_bytes / link)
-            row["samples_per_kcycle"] = 1000 * batch / row["step_cycles"]
-        rows.append(row)
-    fit = None if not points else dict(gather_cycles=dict(intercept=gather[0], per_lookup=gather[1]),
-                                       mlp_cycles=dict(intercept=mlp[0], per_sample=mlp[1]))
+        compute = max((gather[0] + gather[1] * lk if lk else 0.0) + mlp[0] + mlp[1] * s
+                      for lk, s in zip(moved["lookups"], moved["samples"]))
+        step = compute + link_bytes / link
+        rows.append(dict(chips=n, compute_cycles=compute, all_to_all_bytes=int(a2a.sum()),
+                         busiest_link_bytes=link_bytes, all_to_all_cycles=link_bytes / link, step_cycles=step,
+                         samples_per_kcycle=1000 * batch / step))
+    fit = dict(gather_cycles=dict(intercept=gather[0], per_lookup=gather[1]),
+               mlp_cycles=dict(intercept=mlp[0], per_sample=mlp[1]))
     return rows, fit
 
 
@@ -85,14 +83,11 @@ def run(config: Config, backend: str = "verilator", out_dir="benchmarks/out", ch
         result = run_sharded(model, dense, sparse, chips, backend, config, strategy, address=address)
     bit_exact = bool(np.array_equal(result.logits, logits) and np.array_equal(result.pooled, pooled))
     dim = pooled.shape[2]
-    clocked = single["cycles"] is not None
-    points = []
-    if clocked:
-        total_lookups = sum(len(i) for i, _ in sparse)
-        points.append(dict(lookups=total_lookups, samples=batch, gather_cycles=single["gather_cycles"],
-                           mlp_cycles=single["mlp_cycles"]))
-        points += [dict(lookups=c["lookups"], samples=c["samples"], gather_cycles=c["gather_cycles"],
-                        mlp_cycles=c["mlp_cycles"]) for c in result.chips]
+    points = [dict(lookups=sum(len(i) for i, _ in sparse), samples=batch, gather_cycles=single["gather_cycles"],
+                   mlp_cycles=single["mlp_cycles"])]
+    points += [dict(lookups=c["lookups"], samples=c["samples"], gather_cycles=c["gather_cycles"],
+                    mlp_cycles=c["mlp_cycles"]) for c in result.chips]
+    source = "the cycle model (sw/cycle_model.py)" if backend == "golden" else f"RTL counters on {backend}"
     scaling, fit = _scaling(model, sparse, batch, dim, strategy, points, link_bytes_per_cycle)
 
     print(f"## DLRM on {chips} chips ({backend}, {strategy} sharding, batch {batch}): "
@@ -102,22 +97,20 @@ def run(config: Config, backend: str = "verilator", out_dir="benchmarks/out", ch
                                         "all_to_all_sent", "all_to_all_received"]))
     print(f"\nall-to-all of pooled embeddings: {result.all_to_all_bytes} bytes; input distribution (indices, "
           f"offsets): {int(result.input_dist.sum())} bytes; one chip: {single['cycles']} cycles\n")
-    print(f"## Scaling model ({link_bytes_per_cycle:g} B/cycle per chip link"
-          + (", cycles fitted to the measured chips)\n" if clocked else "; golden has no clock: "
-             "all-to-all only)\n"))
+    print(f"## Scaling model ({link_bytes_per_cycle:g} B/cycle per chip link, cycles fitted to the measured "
+          f"chips: {source})\n")
     print(markdown_table(scaling, ["chips", "compute_cycles", "all_to_all_bytes", "busiest_link_bytes",
                                    "all_to_all_cycles", "step_cycles", "samples_per_kcycle"], digits=1))
     xs = [r["chips"] for r in scaling]
-    series = {"all-to-all (busiest link / bandwidth)": (xs, [r["all_to_all_cycles"] for r in scaling])}
-    if clocked:
-        series = {"step": (xs, [r["step_cycles"] for r in scaling]),
-                  "compute (busiest chip)": (xs, [r["compute_cycles"] for r in scaling]), **series}
+    series = {"step": (xs, [r["step_cycles"] for r in scaling]),
+              "compute (busiest chip)": (xs, [r["compute_cycles"] for r in scaling]),
+              "all-to-all (busiest link / bandwidth)": (xs, [r["all_to_all_cycles"] for r in scaling])}
     plot = line_plot(out_dir / "multichip_scaling.png", series, xlabel="chips", ylabel="cycles per step",
                      logx=True, title=f"DLRM step, batch {batch}, {strategy} sharding, "
                      f"{link_bytes_per_cycle:g} B/cycle links (model)")
     report = dict(
         produced_by=f"tridsa bench multichip --chips {chips} --backend {backend} (per-chip figures: "
-                    f"{'RTL counters on ' + backend if clocked else 'golden model, no cycles'}; scaling: model)",
+                    f"{source}; scaling: model)",
         backend=backend, config=config.to_dict(), chips=chips, strategy=strategy, batch=batch, seed=seed,
         bit_exact=bit_exact, single_chip=single, per_chip=result.chips,
         all_to_all_bytes=result.all_to_all_bytes, all_to_all_matrix=result.all_to_all,

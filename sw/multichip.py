@@ -16,7 +16,7 @@ One step of :func:`run_sharded` on ``N`` chips with a global batch of ``B`` samp
 
 Steps 1-2 and 4 run on all actors at once. The result equals ``model.forward`` on one chip bit for bit:
 the MLPs and the interaction are row-wise and the pooled sums are associative mod 2**32.
-Reported per chip: cycles (gather and MLP; None on the golden backend, which has no clock), MACs,
+Reported per chip: cycles (gather and MLP; the cycle model's on the golden backend), MACs,
 lookups, bytes read by the gather engine, embedding bytes held, all-to-all bytes sent and received;
 and the all-to-all matrices of pooled embeddings and of the input distribution (the indices and
 offsets each chip needs from the owners of the samples, 4 bytes each).
@@ -222,7 +222,7 @@ def run_sharded(model, dense, sparse, chips: int, backend: str = "golden", confi
 
 def run_single(model, dense, sparse, backend: str = "golden", config: Config | None = None):
     """The reference on one accelerator: ``(logits, pooled embeddings, figures)``, figures with ``cycles``,
-    ``gather_cycles``, ``mlp_cycles`` (None on golden) and ``macs``."""
+    ``gather_cycles``, ``mlp_cycles`` and ``macs``."""
     from .driver import Accelerator
     acc = Accelerator(backend, config or Config())
     gather, mlp = _Meter(acc), _Meter(acc)

@@ -69,7 +69,7 @@ WORKLOADS = {"gemm": _gemm, "gather": _gather, "dlrm": _dlrm}
 
 
 def _figures(runs) -> dict:
-    """cycles, MACs, utilization and hit rate summed over a workload's calls (cycles None on golden)."""
+    """cycles, MACs, utilization and hit rate summed over a workload's calls (cycles: the cycle model's on golden)."""
     cycles = [r.cycles for r in runs]
     total = None if None in cycles else sum(cycles)
     macs = sum(r.macs for r in runs)
@@ -190,7 +190,7 @@ def sweep(configs, workloads, backend: str = "golden", out_dir="sweep", workers:
     runs = [r for r in results if "workload" in r]
     out.mkdir(parents=True, exist_ok=True)
     plots = []
-    if any(r["cycles"] is not None for r in runs):
+    if any(r["cycles"] is not None for r in runs):         # every backend but the FPGA link counts cycles
         plots += [_plot(out / "sweep_cycles_vs_array.png", runs, "pes", "cycles", "array size (PEs)", "cycles",
                         f"cycles vs array size ({backend})"),
                   _plot(out / "sweep_cycles_vs_memory.png", runs, "memory_bytes", "cycles", "memory (bytes)",
@@ -202,7 +202,7 @@ def sweep(configs, workloads, backend: str = "golden", out_dir="sweep", workers:
                            "row cache (rows)", "hit rate", f"row cache hit rate vs cache size ({backend})",
                            maximize=True))
     report = dict(produced_by=f"tridsa sweep --backend {backend} (figures: "
-                  + ("golden model: no cycles" if backend == "golden" else f"RTL counters on {backend}") + ")",
+                  + ("cycle model, sw/cycle_model.py" if backend == "golden" else f"RTL counters on {backend}") + ")",
                   backend=backend, workers=workers, seconds=seconds, points=len(points),
                   all_exact=all(r["exact"] for r in runs), results=results,
                   retried=[dataclasses.asdict(r) for r in retried], plots=plots)
@@ -227,7 +227,7 @@ def main(argv=None) -> int:
     parser.add_argument("--workloads", default=",".join(WORKLOADS), metavar="W,...",
                         help=f"some of {', '.join(WORKLOADS)} (default: all)")
     parser.add_argument("--backend", default="golden", choices=BACKENDS,
-                        help="backend of every point (default: %(default)s; golden has no cycles)")
+                        help="backend of every point (default: %(default)s: cycles from the cycle model)")
     parser.add_argument("--fpga", metavar="BOARD", help="also build every Config for this board (tridsa build)")
     parser.add_argument("--workers", type=int, metavar="N", help="tasks in flight (default: the cluster's CPUs)")
     parser.add_argument("--address", metavar="HOST:PORT", help="join this Ray cluster (default: a local instance)")

@@ -113,6 +113,7 @@ def test_bench_multichip_writes_json(local_ray, tmp_path, capsys):
     assert report["bit_exact"] is True and report["chips"] == 2 and len(report["per_chip"]) == 2
     assert report["all_to_all_bytes"] == sum(map(sum, report["all_to_all_matrix"])) > 0
     assert [p["chips"] for p in report["scaling"]["points"]] == [1, 2, 4, 8, 16]     # batch 16
+    assert all(c["cycles"] == c["gather_cycles"] + c["mlp_cycles"] > 0 for c in report["per_chip"])  # cycle model
     assert (tmp_path / "multichip_scaling.png").stat().st_size > 0
     assert "bit-exact with one chip: yes" in capsys.readouterr().out
 

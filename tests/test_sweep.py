@@ -131,8 +131,10 @@ def test_sweep_writes_results_and_plots(local_ray, tmp_path, capsys):
     assert report["points"] == 4 and report["all_exact"] and not report["retried"]
     gather = sorted((r["cache_rows"], r["hit_rate"]) for r in report["results"] if r["workload"] == "gather")
     assert gather[0][0] == 8 and gather[1][0] == 64 and 0 < gather[0][1] < gather[1][1] < 1
-    assert all(r["cycles"] is None for r in report["results"])              # golden has no clock
-    assert (tmp_path / "sweep_hit_rate_vs_cache.png").stat().st_size > 0
+    gemm = [r for r in report["results"] if r["workload"] == "gemm"]
+    assert all(r["cycles"] > 0 and 0 < r["utilization"] <= 1 for r in gemm)     # golden: the cycle model
+    for name in ("hit_rate_vs_cache", "cycles_vs_array", "cycles_vs_memory", "utilization_vs_array"):
+        assert (tmp_path / f"sweep_{name}.png").stat().st_size > 0
     assert main(["sweep", "--workloads", "resnet", "--out", str(tmp_path)]) == 2
 
 
