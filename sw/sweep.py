@@ -8,9 +8,10 @@ task per Config running :func:`tridsa.sw.build.build` (fits, Fmax, resources). T
 are retried (:func:`tridsa.sw.cluster.map_tasks`) and listed in the report.
 
 Writes ``DIR/sweep.json`` (every point, the retries, the wall-clock time and the number of workers) and
-Pareto plots: ``sweep_cycles_vs_array.png``, ``sweep_cycles_vs_memory.png``,
-``sweep_utilization_vs_array.png`` and ``sweep_hit_rate_vs_cache.png`` (every point, and per workload
-the front of points no other point beats with fewer resources).
+Pareto plots: ``sweep_cycles_vs_array.png``, ``sweep_cycles_vs_memory.png`` (fewer cycles with fewer
+resources), ``sweep_utilization_vs_array.png`` (higher utilization of a larger array) and
+``sweep_hit_rate_vs_cache.png`` (higher hit rate with a smaller cache): every point, and per workload
+the front of points no other point dominates.
 """
 from __future__ import annotations
 
@@ -76,8 +77,7 @@ def _figures(runs) -> dict:
     peak = max(r.peak_macs_per_cycle for r in runs)
     lookups = sum(r.counters.get("gather_lookups", 0) for r in runs)
     hits = sum(r.counters.get("gather_hits", 0) for r in runs)
-    return dict(cycles=total, macs=macs,
-                utilization=macs / (peak * total) if total and macs else (0.0 if total else None),
+    return dict(cycles=total, macs=macs, utilization=macs / (peak * total) if total and macs else None,
                 hit_rate=hits / lookups if lookups else None)
 
 
@@ -128,18 +128,19 @@ def grid(arrays, mem_depths, caches, base: Config | None = None) -> list:
     return configs
 
 
-def pareto_front(points, x: str, y: str, maximize: bool = False) -> list:
-    """The points no other point beats: none with ``x`` at most as large and ``y`` better (smaller, or
-    larger with ``maximize``), sorted by ``x``."""
+def pareto_front(points, x: str, y: str, maximize_y: bool = False, maximize_x: bool = False) -> list:
+    """The points no other point dominates (at least as good in ``x`` and ``y``, better in one; "good" is
+    smaller unless ``maximize_*``), sorted by ``x``."""
+    sx, sy = (-1 if maximize_x else 1), (-1 if maximize_y else 1)
     front, best = [], None
-    for p in sorted(points, key=lambda p: (p[x], -p[y] if maximize else p[y])):
-        if best is None or (p[y] > best if maximize else p[y] < best):
+    for p in sorted(points, key=lambda p: (sx * p[x], sy * p[y])):
+        if best is None or sy * p[y] < best:
             front.append(p)
-            best = p[y]
-    return front
+            best = sy * p[y]
+    return sorted(front, key=lambda p: p[x])
 
 
-def _plot(path, results, x, y, xlabel, ylabel, title, maximize=False):
+def _plot(path, results, x, y, xlabel, ylabel, title, maximize_y=False, maximize_x=False):
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -150,7 +151,7 @@ def _plot(path, results, x, y, xlabel, ylabel, title, maximize=False):
             if not pts:
                 continue
             line = ax.plot([p[x] for p in pts], [p[y] for p in pts], "o", alpha=0.4, label=f"{workload}")[0]
-            front = pareto_front(pts, x, y, maximize)
+            front = pareto_front(pts, x, y, maximize_y, maximize_x)
             ax.plot([p[x] for p in front], [p[y] for p in front], "-", color=line.get_color(),
                     label=f"{workload} Pareto front")
         ax.set_xscale("log", base=2)
@@ -196,11 +197,12 @@ def sweep(configs, workloads, backend: str = "golden", out_dir="sweep", workers:
                   _plot(out / "sweep_cycles_vs_memory.png", runs, "memory_bytes", "cycles", "memory (bytes)",
                         "cycles", f"cycles vs memory ({backend})"),
                   _plot(out / "sweep_utilization_vs_array.png", runs, "pes", "utilization", "array size (PEs)",
-                        "MAC utilization", f"utilization vs array size ({backend})", maximize=True)]
+                        "MAC utilization", f"utilization vs array size ({backend})", maximize_y=True,
+                        maximize_x=True)]
     if any(r["hit_rate"] is not None for r in runs):
         plots.append(_plot(out / "sweep_hit_rate_vs_cache.png", runs, "cache_rows", "hit_rate",
                            "row cache (rows)", "hit rate", f"row cache hit rate vs cache size ({backend})",
-                           maximize=True))
+                           maximize_y=True))
     report = dict(produced_by=f"tridsa sweep --backend {backend} (figures: "
                   + ("cycle model, sw/cycle_model.py" if backend == "golden" else f"RTL counters on {backend}") + ")",
                   backend=backend, workers=workers, seconds=seconds, points=len(points),

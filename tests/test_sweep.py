@@ -111,7 +111,9 @@ def test_unreachable_address_fails_fast(capsys):
 def test_pareto_front():
     pts = [dict(x=1, y=9), dict(x=2, y=5), dict(x=2, y=7), dict(x=4, y=6), dict(x=8, y=1)]
     assert [(p["x"], p["y"]) for p in sweep.pareto_front(pts, "x", "y")] == [(1, 9), (2, 5), (8, 1)]
-    assert [(p["x"], p["y"]) for p in sweep.pareto_front(pts, "x", "y", maximize=True)] == [(1, 9)]
+    assert [(p["x"], p["y"]) for p in sweep.pareto_front(pts, "x", "y", maximize_y=True)] == [(1, 9)]
+    both = sweep.pareto_front(pts, "x", "y", maximize_y=True, maximize_x=True)
+    assert [(p["x"], p["y"]) for p in both] == [(1, 9), (2, 7), (4, 6), (8, 1)]
 
 
 def test_grid_widens_the_memory_port_and_names_bad_values():
@@ -133,6 +135,7 @@ def test_sweep_writes_results_and_plots(local_ray, tmp_path, capsys):
     assert gather[0][0] == 8 and gather[1][0] == 64 and 0 < gather[0][1] < gather[1][1] < 1
     gemm = [r for r in report["results"] if r["workload"] == "gemm"]
     assert all(r["cycles"] > 0 and 0 < r["utilization"] <= 1 for r in gemm)     # golden: the cycle model
+    assert all(r["utilization"] is None for r in report["results"] if r["workload"] == "gather")   # no MACs
     for name in ("hit_rate_vs_cache", "cycles_vs_array", "cycles_vs_memory", "utilization_vs_array"):
         assert (tmp_path / f"sweep_{name}.png").stat().st_size > 0
     assert main(["sweep", "--workloads", "resnet", "--out", str(tmp_path)]) == 2
