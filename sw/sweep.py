@@ -215,15 +215,14 @@ def sweep(configs, workloads, backend: str = "golden", out_dir="sweep", workers:
 def main(argv=None) -> int:
     """``tridsa sweep``: exit 0 if every point matched the golden model, 1 if not, 2 on a usage error."""
     from .cli import CliError, config_from_args
-    from .cluster import ClusterError, Retry
+    from .cluster import ClusterError, Retry, connect
     from .progress import Progress
     from ..sim.backend import BACKENDS
     parser = argparse.ArgumentParser(prog="tridsa sweep", description=(
         "Design-space sweep: Configs x workloads as Ray tasks (local Ray, or a cluster with --address); "
         "writes sweep.json and Pareto plots. docs/multichip.md"))
     parser.add_argument("--array", default="4x4,8x8,16x16", metavar="RxC,...", help="array shapes (default: %(default)s)")
-    parser.add_argument("--mem-depth", default=str(Config().mem_depth), metavar="N,...",
-                        help="memory depths in words (default: %(default)s)")
+    parser.add_argument("--mem-depth", metavar="N,...", help="memory depths in words (default: the base Config's)")
     parser.add_argument("--cache", default="4x4,16x4,64x4", metavar="SETSxWAYS,...",
                         help="row cache geometries (default: %(default)s)")
     parser.add_argument("--workloads", default=",".join(WORKLOADS), metavar="W,...",
@@ -243,10 +242,12 @@ def main(argv=None) -> int:
         if ns.workers is not None and ns.workers < 1:
             raise CliError("--workers must be >= 1")
         base = config_from_args(argparse.Namespace(config=ns.config))
-        configs = grid(_parse_list(ns.array, "array", _pair), _parse_list(ns.mem_depth, "mem-depth", int),
+        depths = _parse_list(ns.mem_depth, "mem-depth", int) if ns.mem_depth else [base.mem_depth]
+        configs = grid(_parse_list(ns.array, "array", _pair), depths,
                        _parse_list(ns.cache, "cache", _pair), base)
         workloads = _parse_list(ns.workloads, "workloads", str)
         total = len(configs) * len(workloads) + (len(configs) if ns.fpga else 0)
+        connect(ns.address)                 # before any work: an unreachable cluster fails here
         with Progress(total, "sweep") as bar:
             def progress(done, total, item, outcome):
                 if isinstance(outcome, Retry):

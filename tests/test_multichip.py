@@ -119,10 +119,11 @@ def test_bench_multichip_writes_json(local_ray, tmp_path, capsys):
 
 
 @pytest.mark.slow
-def test_sharded_step_on_amaranth_counts_cycles(local_ray, tmp_path):
-    """A gateware backend on two chips: bit-exact, and every chip reports its gather and MLP cycles."""
+def test_sharded_step_on_verilator_counts_cycles(local_ray, tmp_path):
+    """The gateware on two chips (two Verilator models, one per actor): bit-exact, and every chip reports
+    its gather and MLP cycles from the RTL counters."""
     from benchmarks.bench_multichip import run
-    report = run(SMALL, "amaranth", tmp_path, chips=2, batch=4)
+    report = run(SMALL, "verilator", tmp_path, chips=2, batch=4)
     assert report["bit_exact"] is True
     assert all(c["mlp_cycles"] > 0 and c["cycles"] >= c["mlp_cycles"] for c in report["per_chip"])
     assert report["scaling"]["points"][1]["step_cycles"] > 0
