@@ -7,7 +7,8 @@ within seconds with :class:`ClusterError`, before Ray's own, much longer, retry 
 :func:`map_tasks` runs ``fn(item)`` for every item as Ray tasks, at most ``workers`` at a time, and
 returns the results in item order. A task whose worker process dies (killed, out of memory, node lost)
 is submitted again, up to ``retries`` times, and every such event is reported as a :class:`Retry`; an
-exception raised by ``fn`` itself is a result of the work and is raised again here, not retried.
+exception raised by ``fn`` itself is a result of the work and is raised again here (as itself, or as a
+:class:`TaskError` with its message when Ray cannot rebuild it), not retried.
 """
 from __future__ import annotations
 
@@ -15,11 +16,15 @@ import dataclasses
 import importlib.util
 import socket
 
-__all__ = ["ClusterError", "Retry", "connect", "map_tasks", "ray_module"]
+__all__ = ["ClusterError", "Retry", "TaskError", "connect", "map_tasks", "ray_module"]
 
 
 class ClusterError(RuntimeError):
     """Ray is missing, the cluster address is unreachable, or a task kept losing its worker."""
+
+
+class TaskError(RuntimeError):
+    """A task raised an exception that Ray could not pass back as itself (its message is kept)."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -137,6 +142,9 @@ def map_tasks(fn, items, workers: int | None = None, retries: int = 2, progress=
             continue
         except ray.exceptions.RayTaskError as exc:
             raise exc.as_instanceof_cause() from None
+        except ray.exceptions.RayError as exc:      # e.g. an exception Ray cannot bring back to this process
+            lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+            raise TaskError(f"task {i} failed: {lines[-1] if lines else type(exc).__name__}") from None  # the cause
         done += 1
         if progress:
             progress(done, len(items), i, results[i])

@@ -36,6 +36,11 @@ __all__ = ["Chip", "MultiChipResult", "local_bags", "dlrm_plan", "run_sharded", 
 _STAT_KEYS = ("cycles", "macs", "gather_lookups", "gather_bytes_read")
 
 
+def _total(*values):
+    """The sum of cycle counts, None if one is unknown (a backend without a cycle counter)."""
+    return None if None in values else sum(values)
+
+
 class _Meter:
     """An Accelerator proxy that adds up the counters of every ``matmul`` / ``embedding_bag`` call."""
 
@@ -207,15 +212,14 @@ def run_sharded(model, dense, sparse, chips: int, backend: str = "golden", confi
     figures = []
     for c in range(chips):
         gather, mlp = embeds[c][1], [bottoms[c][1], tops[c][1]]
-        cycles = [m["cycles"] for m in mlp]
+        gather_cycles = gather["cycles"] if shards[c] else 0
+        mlp_cycles = _total(*(m["cycles"] for m in mlp))
         figures.append(dict(
             chip=c, samples=len(slices[c]), shards=len(shards[c]), embedding_bytes=held[c],
-            planned_load=layout.load[c], gather_cycles=gather["cycles"] if shards[c] else 0,
-            mlp_cycles=None if None in cycles else sum(cycles), macs=sum(m["macs"] for m in mlp),
+            planned_load=layout.load[c], gather_cycles=gather_cycles, mlp_cycles=mlp_cycles,
+            cycles=_total(gather_cycles, mlp_cycles), macs=sum(m["macs"] for m in mlp),
             lookups=gather["gather_lookups"], gather_bytes_read=gather["gather_bytes_read"],
             all_to_all_sent=int(a2a[c].sum()), all_to_all_received=int(a2a[:, c].sum())))
-        figures[-1]["cycles"] = (None if figures[-1]["mlp_cycles"] is None or figures[-1]["gather_cycles"] is None
-                                 else figures[-1]["mlp_cycles"] + figures[-1]["gather_cycles"])
     logits = np.concatenate([t[0] for t in tops])
     return MultiChipResult(logits, pooled, layout, figures, a2a, moved["input_dist"])
 
@@ -228,7 +232,5 @@ def run_single(model, dense, sparse, backend: str = "golden", config: Config | N
     gather, mlp = _Meter(acc), _Meter(acc)
     pooled = model.embeddings(gather, sparse)
     logits = model.top(mlp, model.bottom(mlp, np.asarray(dense)), pooled)
-    cycles = None if None in (gather.totals["cycles"], mlp.totals["cycles"]) else \
-        gather.totals["cycles"] + mlp.totals["cycles"]
-    return logits, pooled, dict(cycles=cycles, gather_cycles=gather.totals["cycles"],
+    return logits, pooled, dict(cycles=_total(gather.totals["cycles"], mlp.totals["cycles"]), gather_cycles=gather.totals["cycles"],
                                 mlp_cycles=mlp.totals["cycles"], macs=mlp.totals["macs"])

@@ -87,8 +87,11 @@ def run_point(point: dict) -> dict:
     config = Config.from_dict(point["config"])
     start = time.perf_counter()
     if "board" in point:
-        from .build import build
-        report = build(point["board"], config, point["out"])
+        from .build import DesignTooLarge, build
+        try:
+            report = dict(build(point["board"], config, point["out"]), fits=True)
+        except DesignTooLarge as exc:                # a finding of the sweep, not a failure
+            report = dict(fits=False, over={bel: list(v) for bel, v in exc.over.items()})
         return dict(point, report=report, seconds=time.perf_counter() - start)
     from .driver import Accelerator
     run = WORKLOADS[point["workload"]]
@@ -259,6 +262,9 @@ def main(argv=None) -> int:
     except (CliError, ClusterError, ValueError) as exc:
         print(f"tridsa sweep: error: {exc}", file=sys.stderr)
         return 2
+    except RuntimeError as exc:                      # a point failed (a simulator, a build tool)
+        print(f"tridsa sweep: failed: {str(exc).strip().splitlines()[0]}", file=sys.stderr)
+        return 1
     print(f"sweep: {report['points']} points in {report['seconds']:.1f} s on {ns.workers or 'all'} workers, "
           f"{len(report['retried'])} retried; every result bit-exact with golden: "
           f"{'yes' if report['all_exact'] else 'NO'}; wrote {Path(ns.out) / 'sweep.json'}")

@@ -88,9 +88,22 @@ def test_a_worker_killed_mid_campaign_is_retried_and_nothing_is_lost(ship_test_c
     _same_campaign(serial, ray_run)
 
 
-def test_map_tasks_raises_the_tasks_own_error(local_ray):
+class NeedsTwoArguments(RuntimeError):
+    """An exception Ray cannot rebuild in the caller (its constructor takes two arguments)."""
+
+    def __init__(self, a, b):
+        super().__init__(f"needs {a} and {b}")
+
+
+def _raise_needs_two(x):
+    raise NeedsTwoArguments(x, x + 1)
+
+
+def test_map_tasks_raises_the_tasks_own_error(ship_test_classes):
     with pytest.raises(ZeroDivisionError):
         cluster.map_tasks(lambda x: 1 // x, [1, 0], workers=2)
+    with pytest.raises(cluster.TaskError, match="task 0 failed: .*needs 5 and 6"):
+        cluster.map_tasks(_raise_needs_two, [5], workers=1)
 
 
 def test_unreachable_address_fails_fast(capsys):
