@@ -109,7 +109,8 @@ def run(config: Config, backend: str = "verilator", out_dir="benchmarks/out", ch
                      logx=True, title=f"DLRM step, batch {batch}, {strategy} sharding, "
                      f"{link_bytes_per_cycle:g} B/cycle links (model)")
     report = dict(
-        produced_by=f"tridsa bench multichip --chips {chips} --backend {backend} (per-chip figures: "
+        produced_by=f"tridsa bench multichip --chips {chips} --backend {backend} --strategy {strategy} --batch {batch} "
+                    f"--link-bandwidth {link_bytes_per_cycle:g} (per-chip figures: "
                     f"{source}; scaling: model)",
         backend=backend, config=config.to_dict(), chips=chips, strategy=strategy, batch=batch, seed=seed,
         bit_exact=bit_exact, single_chip=single, per_chip=result.chips,
