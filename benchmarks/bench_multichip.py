@@ -27,7 +27,7 @@ from tridsa.sw.config import Config
 from tridsa.sw.multichip import dlrm_plan, run_sharded, run_single, traffic
 from tridsa.sw.workloads.dlrm import load_dlrm, synthetic_ctr
 
-from .report import Progress, line_plot, markdown_table, write_json
+from .report import Progress, line_plot, markdown_table, publish_image, write_json, write_section
 
 __all__ = ["run", "fit_line", "SCALING_CHIPS"]
 
@@ -69,7 +69,9 @@ def _scaling(model, sparse, batch, dim, strategy, points, link):
 
 def run(config: Config, backend: str = "verilator", out_dir="benchmarks/out", chips: int = 2,
         strategy: str = "auto", batch: int = 64, link_bytes_per_cycle: float = 16.0, address=None,
-        seed: int = 0) -> dict:
+        seed: int = 0, publish: bool = False) -> dict:
+    """Measure and model (see the module docstring); ``publish`` also writes the tables into the docs'
+    ``bench-multichip`` section and the plot into docs/img."""
     if link_bytes_per_cycle <= 0:
         raise ValueError(f"link_bytes_per_cycle={link_bytes_per_cycle} is invalid: must be > 0")
     out_dir = Path(out_dir)
@@ -90,17 +92,20 @@ def run(config: Config, backend: str = "verilator", out_dir="benchmarks/out", ch
     source = "the cycle model (sw/cycle_model.py)" if backend == "golden" else f"RTL counters on {backend}"
     scaling, fit = _scaling(model, sparse, batch, dim, strategy, points, link_bytes_per_cycle)
 
-    print(f"## DLRM on {chips} chips ({backend}, {strategy} sharding, batch {batch}): "
-          f"bit-exact with one chip: {'yes' if bit_exact else 'NO'}\n")
-    print(markdown_table(result.chips, ["chip", "samples", "shards", "embedding_bytes", "lookups",
-                                        "gather_cycles", "mlp_cycles", "cycles", "macs", "gather_bytes_read",
-                                        "all_to_all_sent", "all_to_all_received"]))
-    print(f"\nall-to-all of pooled embeddings: {result.all_to_all_bytes} bytes; input distribution (indices, "
-          f"offsets): {int(result.input_dist.sum())} bytes; one chip: {single['cycles']} cycles\n")
-    print(f"## Scaling model ({link_bytes_per_cycle:g} B/cycle per chip link, cycles fitted to the measured "
-          f"chips: {source})\n")
-    print(markdown_table(scaling, ["chips", "compute_cycles", "all_to_all_bytes", "busiest_link_bytes",
-                                   "all_to_all_cycles", "step_cycles", "samples_per_kcycle"], digits=1))
+    source_line = (f"`tridsa bench multichip --chips {chips} --backend {backend} --strategy {strategy} --batch {batch}`"
+                   f" ({source}; scaling: model)")
+    text = "\n".join([
+        f"DLRM on {chips} chips ({backend}, {strategy} sharding, batch {batch}): bit-exact with one chip: "
+        f"{'yes' if bit_exact else 'NO'}; one chip: {single['cycles']} cycles; {source_line}", "",
+        markdown_table(result.chips, ["chip", "samples", "shards", "embedding_bytes", "lookups", "gather_cycles",
+                                      "mlp_cycles", "cycles", "macs", "gather_bytes_read", "all_to_all_sent",
+                                      "all_to_all_received"]), "",
+        f"All-to-all of pooled embeddings: {result.all_to_all_bytes} bytes; input distribution (indices, "
+        f"offsets): {int(result.input_dist.sum())} bytes.", "",
+        f"Scaling model ({link_bytes_per_cycle:g} B/cycle per chip link, cycles fitted to the measured chips):", "",
+        markdown_table(scaling, ["chips", "compute_cycles", "all_to_all_bytes", "busiest_link_bytes",
+                                 "all_to_all_cycles", "step_cycles", "samples_per_kcycle"], digits=1)])
+    print(text)
     xs = [r["chips"] for r in scaling]
     series = {"step": (xs, [r["step_cycles"] for r in scaling]),
               "compute (busiest chip)": (xs, [r["compute_cycles"] for r in scaling]),
@@ -118,5 +123,8 @@ def run(config: Config, backend: str = "verilator", out_dir="benchmarks/out", ch
         input_dist_bytes=int(result.input_dist.sum()), plan=result.plan.describe(),
         scaling=dict(link_bytes_per_cycle=link_bytes_per_cycle, fit=fit, points=scaling), plots=[str(plot)])
     write_json(out_dir / "multichip.json", report)
+    if publish:
+        write_section("bench-multichip", text)
+        publish_image(plot)
     report["ok"] = bit_exact
     return report

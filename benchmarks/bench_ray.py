@@ -18,20 +18,22 @@ from tridsa.sw.config import Config
 from tridsa.sw.fuzz_ray import fuzz_ray
 from tridsa.sw.sweep import grid, sweep
 
-from .report import Progress, markdown_table, write_json
+from .report import Progress, markdown_table, write_json, write_section
 
 __all__ = ["run"]
 
 
-def run(config: Config, backend: str = "golden", out_dir="benchmarks/out", workers=(1, 2), programs: int = 300,
-        address=None, quick: bool = False, repeats: int = 2) -> dict:
+def run(config: Config, backend: str = "golden", out_dir="benchmarks/out", workers=(1, 2), programs: int = 1000,
+        address=None, quick: bool = False, repeats: int = 2, publish: bool = False) -> dict:
+    """Time the jobs (see the module docstring); ``publish`` also writes the table into the docs'
+    ``bench-ray`` section."""
     out_dir = Path(out_dir)
     ray = connect(address)
     cpus = int(ray.cluster_resources().get("CPU", 1))
     programs = 80 if quick else programs
-    configs = grid([(4, 4), (8, 8)], [config.mem_depth], [(4, 2), (16, 4)] if quick else [(4, 2), (8, 4), (16, 4), (64, 4)],
-                   config)
-    workloads = ["gather", "dlrm"]
+    configs = grid([(4, 4), (8, 8)] if quick else [(4, 4), (8, 8), (16, 16)], [config.mem_depth],
+                   [(4, 2), (16, 4)] if quick else [(4, 2), (8, 4), (16, 4), (64, 4)], config)
+    workloads = ["gather", "dlrm", "gemm"]
     rows, reports = [], []
 
     def timed(job, work, n):
@@ -65,9 +67,15 @@ def run(config: Config, backend: str = "golden", out_dir="benchmarks/out", worke
     same = all((r.programs, r.instructions, r.ops, r.errors, [f[:2] for f in r.failures]) ==
                (reports[0].programs, reports[0].instructions, reports[0].ops, reports[0].errors,
                 [f[:2] for f in reports[0].failures]) for r in reports)
-    print(f"## Ray: 1 vs more workers ({cpus} CPUs in the Ray instance; machine load average in the table)\n")
-    print(markdown_table(rows, ["job", "workers", "seconds", "speedup", "load", "retried"], digits=2))
-    print(f"\nfuzz reports identical for every worker count: {'yes' if same else 'NO'}")
+    text = "\n".join([
+        f"`tridsa bench ray --backend {backend}{' --quick' if quick else ''}`: wall-clock seconds (best of {repeats}) "
+        f"with {cpus} CPUs in the Ray instance on a {os.cpu_count()}-core machine; `load` is the machine's "
+        "1-minute load average when the run started (other work shares the cores)", "",
+        markdown_table(rows, ["job", "workers", "seconds", "speedup", "load", "retried"], digits=2), "",
+        f"Fuzz reports identical for every worker count: {'yes' if same else 'NO'}."])
+    print(text)
+    if publish:
+        write_section("bench-ray", text)
     write_json(out_dir / "ray.json", dict(
         produced_by=f"tridsa bench ray --backend {backend} (wall-clock seconds on this machine)",
         backend=backend, ray_cpus=cpus, machine_cpus=os.cpu_count(), rows=rows, fuzz_identical=same))

@@ -245,7 +245,7 @@ def _cmd_bench(ns, extra) -> int:
         kwargs.update(chips=ns.chips, strategy=ns.strategy, batch=ns.batch,
                       link_bytes_per_cycle=ns.link_bandwidth)
     if ns.bench in ("multichip", "ray"):
-        kwargs["address"] = ns.address
+        kwargs.update(address=ns.address, publish=ns.publish)
     if ns.bench == "zoo":
         kwargs.update(models=ns.models.split(",") if ns.models else None, readme=ns.readme)
     report = module.run(config, ns.backend, ns.out, **kwargs)
@@ -338,6 +338,8 @@ def _parser() -> argparse.ArgumentParser:
                            help="bytes per cycle of a chip's link in the scaling model (default: %(default)s)")
         if name in ("multichip", "ray"):
             _add_address_arg(b)
+            b.add_argument("--publish", action="store_true",
+                           help="also write the tables into docs/multichip.md (between its bench markers)")
         if name == "sim":
             b.add_argument("--backends", metavar="A,B", help="backends to measure (default: verilator, "
                            "cocotb-verilator, icarus, amaranth; --backend is not used)")
