@@ -5,7 +5,8 @@ starts every worker process, best of ``repeats`` runs: ``tridsa sweep`` of a gri
 (:func:`tridsa.sw.sweep.sweep`) and ``tridsa fuzz --ray`` of ``programs`` Programs
 (:func:`tridsa.sw.fuzz_ray.fuzz_ray`, checked equal to each other's report). Speed-up is the 1-worker
 time over the N-worker time; on a shared machine it also depends on what else runs, so the table
-prints the load average next to it.
+prints the load average next to it and a reference job without tridsa (6 tasks of 1 CPU-second each):
+its speed-up is what the machine allows at that moment.
 """
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ import os
 import time
 from pathlib import Path
 
-from tridsa.sw.cluster import connect
+from tridsa.sw.cluster import connect, map_tasks
 from tridsa.sw.config import Config
 from tridsa.sw.fuzz_ray import fuzz_ray
 from tridsa.sw.sweep import grid, sweep
@@ -21,6 +22,13 @@ from tridsa.sw.sweep import grid, sweep
 from .report import Progress, markdown_table, write_json, write_section
 
 __all__ = ["run"]
+
+
+def _spin(_):
+    """One second of CPU time in a busy loop: what the machine gives a task, without any tridsa work."""
+    start = time.process_time()
+    while time.process_time() - start < 1.0:
+        pass
 
 
 def run(config: Config, backend: str = "golden", out_dir="benchmarks/out", workers=(1, 2), programs: int = 1000,
@@ -50,6 +58,7 @@ def run(config: Config, backend: str = "golden", out_dir="benchmarks/out", worke
             best[2]["retried"] if isinstance(best[2], dict) else best[2].retried)))
         return best[2]
 
+    run_spin = lambda n: dict(retried=map_tasks(_spin, range(6), workers=n)[1])
     run_sweep = lambda n: sweep(configs, workloads, backend, out_dir / f"ray-sweep-{n}", workers=n)
     run_fuzz = lambda n: fuzz_ray(config, backend, programs, seed=0, workers=n)
     with Progress(2 * len(workers) + 1, "ray") as bar:
@@ -57,6 +66,7 @@ def run(config: Config, backend: str = "golden", out_dir="benchmarks/out", worke
         sweep(configs[:1], workloads, backend, out_dir / "ray-warmup", workers=max(workers))
         fuzz_ray(config, backend, 4 * max(workers), seed=1, workers=max(workers))
         for n in workers:
+            timed("reference: 6 tasks of 1 CPU-second", run_spin, n)
             bar.step(f"sweep, {n} workers")
             timed(f"sweep ({len(configs) * len(workloads)} points, {backend})", run_sweep, n)
             bar.step(f"fuzz, {n} workers")
