@@ -29,40 +29,14 @@ import numpy as np
 
 from .cluster import connect
 from .config import Config
+from .metered import KEYS, Metered
 from .sharding import Plan, plan, row_lookups
 
 __all__ = ["Chip", "MultiChipResult", "local_bags", "dlrm_plan", "run_sharded", "run_single", "traffic"]
 
-_STAT_KEYS = ("cycles", "macs", "gather_lookups", "gather_bytes_read")
-
-
 def _total(*values):
     """The sum of cycle counts, None if one is unknown (a backend without a cycle counter)."""
     return None if None in values else sum(values)
-
-
-class _Meter:
-    """An Accelerator proxy that adds up the counters of every ``matmul`` / ``embedding_bag`` call."""
-
-    def __init__(self, acc):
-        self.acc, self.config = acc, acc.config
-        self.totals = dict.fromkeys(_STAT_KEYS, 0)
-
-    def _add(self):
-        run = self.acc.last_run.as_dict()
-        for key in _STAT_KEYS:
-            value = run.get(key)
-            self.totals[key] = None if value is None or self.totals[key] is None else self.totals[key] + value
-
-    def matmul(self, *args, **kwargs):
-        out = self.acc.matmul(*args, **kwargs)
-        self._add()
-        return out
-
-    def embedding_bag(self, *args, **kwargs):
-        out = self.acc.embedding_bag(*args, **kwargs)
-        self._add()
-        return out
 
 
 class Chip:
@@ -77,16 +51,16 @@ class Chip:
         self.model, self.tables = model, list(tables)
 
     def bottom(self, dense):
-        meter = _Meter(self.acc)
+        meter = Metered(self.acc)
         return self.model.bottom(meter, dense), meter.totals
 
     def embed(self, indices_list, offsets_list):
         from .gather_ops import TableBatch
-        meter = _Meter(self.acc)
+        meter = Metered(self.acc)
         return TableBatch(self.tables)(meter, indices_list, offsets_list, "sum"), meter.totals
 
     def top(self, b, emb):
-        meter = _Meter(self.acc)
+        meter = Metered(self.acc)
         return self.model.top(meter, b, emb), meter.totals
 
 
@@ -196,7 +170,7 @@ def run_sharded(model, dense, sparse, chips: int, backend: str = "golden", confi
         embeds = [actors[c].embed.remote([i for i, _ in bags[c]], [o for _, o in bags[c]]) if shards[c] else None
                   for c in range(chips)]
         bottoms = ray.get(bottoms)
-        embeds = [ray.get(e) if e is not None else (None, dict.fromkeys(_STAT_KEYS, 0)) for e in embeds]
+        embeds = [ray.get(e) if e is not None else (None, dict.fromkeys(KEYS, 0)) for e in embeds]
         pooled = np.zeros((len(dense), len(tables), dim), np.int64)
         for c in range(chips):
             for k, shard in enumerate(shards[c]):
@@ -229,7 +203,7 @@ def run_single(model, dense, sparse, backend: str = "golden", config: Config | N
     ``gather_cycles``, ``mlp_cycles`` and ``macs``."""
     from .driver import Accelerator
     acc = Accelerator(backend, config or Config())
-    gather, mlp = _Meter(acc), _Meter(acc)
+    gather, mlp = Metered(acc), Metered(acc)
     pooled = model.embeddings(gather, sparse)
     logits = model.top(mlp, model.bottom(mlp, np.asarray(dense)), pooled)
     return logits, pooled, dict(cycles=_total(gather.totals["cycles"], mlp.totals["cycles"]), gather_cycles=gather.totals["cycles"],

@@ -32,8 +32,7 @@ __all__ = ["WORKLOADS", "grid", "run_point", "sweep", "pareto_front", "main"]
 
 def _gemm(acc):
     rng = np.random.default_rng(0)
-    a, b = rng.integers(-128, 128, (64, 64)), rng.integers(-128, 128, (64, 64))
-    return acc.matmul(a, b), [acc.last_run]
+    return acc.matmul(rng.integers(-128, 128, (64, 64)), rng.integers(-128, 128, (64, 64)))
 
 
 def _gather(acc):
@@ -41,44 +40,25 @@ def _gather(acc):
     rows = 1280
     table = np.random.default_rng(0).integers(-128, 128, (rows, 64)).astype(np.int8)
     idx, off = make_bags(100, 20, rows, dist="zipf", alpha=1.0, rng=0)
-    return acc.embedding_bag(table, idx, off), [acc.last_run]
+    return acc.embedding_bag(table, idx, off)
 
 
 def _dlrm(acc):
     from .workloads.dlrm import load_dlrm, synthetic_ctr
-    runs = []
-
-    class Recorder:                     # every driver call's counters
-        config = acc.config
-
-        def matmul(self, *args, **kwargs):
-            out = acc.matmul(*args, **kwargs)
-            runs.append(acc.last_run)
-            return out
-
-        def embedding_bag(self, *args, **kwargs):
-            out = acc.embedding_bag(*args, **kwargs)
-            runs.append(acc.last_run)
-            return out
-
     dense, sparse, _ = synthetic_ctr(32, 0)
-    return load_dlrm("int8").forward(Recorder(), dense, sparse), runs
+    return load_dlrm("int8").forward(acc, dense, sparse)
 
 
-#: workload name -> function(acc) -> (output array, RunStats of every driver call).
+#: workload name -> function(acc) -> output array (``acc``: anything with the driver's layer methods).
 WORKLOADS = {"gemm": _gemm, "gather": _gather, "dlrm": _dlrm}
 
 
-def _figures(runs) -> dict:
-    """cycles, MACs, utilization and hit rate summed over a workload's calls (cycles: the cycle model's on golden)."""
-    cycles = [r.cycles for r in runs]
-    total = None if None in cycles else sum(cycles)
-    macs = sum(r.macs for r in runs)
-    peak = max(r.peak_macs_per_cycle for r in runs)
-    lookups = sum(r.counters.get("gather_lookups", 0) for r in runs)
-    hits = sum(r.counters.get("gather_hits", 0) for r in runs)
-    return dict(cycles=total, macs=macs, utilization=macs / (peak * total) if total and macs else None,
-                hit_rate=hits / lookups if lookups else None)
+def _figures(totals: dict, config: Config) -> dict:
+    """cycles, MACs, INT8 MAC utilization and row-cache hit rate of a workload's summed counters."""
+    cycles, macs, lookups = totals["cycles"], totals["macs"], totals["gather_lookups"]
+    return dict(cycles=cycles, macs=macs,
+                utilization=macs / (config.peak_macs_int8 * cycles) if cycles and macs else None,
+                hit_rate=totals["gather_hits"] / lookups if lookups else None)
 
 
 def run_point(point: dict) -> dict:
@@ -94,10 +74,12 @@ def run_point(point: dict) -> dict:
             report = dict(fits=False, over={bel: list(v) for bel, v in exc.over.items()})
         return dict(point, report=report, seconds=time.perf_counter() - start)
     from .driver import Accelerator
+    from .metered import Metered
     run = WORKLOADS[point["workload"]]
-    got, runs = run(Accelerator(point["backend"], config))
-    want, _ = run(Accelerator("golden", config))
-    return dict(point, **_figures(runs), exact=bool(np.array_equal(got, want)),
+    acc = Metered(Accelerator(point["backend"], config))
+    got = run(acc)
+    want = run(Accelerator("golden", config))
+    return dict(point, **_figures(acc.totals, config), exact=bool(np.array_equal(got, want)),
                 seconds=time.perf_counter() - start)
 
 
