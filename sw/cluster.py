@@ -2,7 +2,10 @@
 
 :func:`connect` starts a local Ray instance (the default) or joins a running cluster (``address``,
 e.g. ``"10.0.0.5:6379"``, ``"ray://head:10001"`` or ``"auto"``); an address nobody answers on fails
-within seconds with :class:`ClusterError`, before Ray's own, much longer, retry loop.
+within seconds with :class:`ClusterError`, before Ray's own, much longer, retry loop. Clusters started
+with ``ray start`` (Ray >= 2.59) use token authentication: when a token is at hand (``RAY_AUTH_TOKEN``,
+``RAY_AUTH_TOKEN_PATH`` or ``~/.ray/auth_token``) and ``RAY_AUTH_MODE`` is unset, joining sends it
+(a cluster without authentication ignores it).
 
 :func:`map_tasks` runs ``fn(item)`` for every item as Ray tasks, at most ``workers`` at a time, and
 returns the results in item order. A task whose worker process dies (killed, out of memory, node lost)
@@ -14,7 +17,9 @@ from __future__ import annotations
 
 import dataclasses
 import importlib.util
+import os
 import socket
+from pathlib import Path
 
 __all__ = ["ClusterError", "Retry", "TaskError", "connect", "map_tasks", "ray_module"]
 
@@ -68,14 +73,22 @@ def _check_reachable(address: str, timeout: float) -> None:
                            "`ray start --head` or leave --address out for a local instance") from None
 
 
+def _token_available() -> bool:
+    """True if Ray finds an authentication token (its variables, or the default token file)."""
+    return bool(os.environ.get("RAY_AUTH_TOKEN") or os.environ.get("RAY_AUTH_TOKEN_PATH")
+                or (Path.home() / ".ray" / "auth_token").is_file())
+
+
 def connect(address: str | None = None, num_cpus: int | None = None, timeout: float = 5.0):
     """Start a local Ray instance with ``num_cpus`` CPUs (default: all), or join the cluster at ``address``.
 
     Returns the ``ray`` module. Already connected: nothing happens (one instance per process).
     """
-    ray = ray_module()
     if address is not None:
         _check_reachable(address, timeout)
+        if "RAY_AUTH_MODE" not in os.environ and _token_available():   # read when ray is imported
+            os.environ["RAY_AUTH_MODE"] = "token"     # `ray start` clusters want it; others ignore the token
+    ray = ray_module()
     if ray.is_initialized():
         return ray
     try:
@@ -84,7 +97,8 @@ def connect(address: str | None = None, num_cpus: int | None = None, timeout: fl
         else:
             ray.init(address=address, log_to_driver=False, logging_level="WARNING")
     except ConnectionError as exc:
-        raise ClusterError(f"--address {address}: {exc}") from None
+        raise ClusterError(f"--address {address}: {exc} (a cluster with token authentication needs its token "
+                           "here: ~/.ray/auth_token, RAY_AUTH_TOKEN or RAY_AUTH_TOKEN_PATH)") from None
     return ray
 
 
