@@ -93,7 +93,8 @@ def connect(address: str | None = None, num_cpus: int | None = None, timeout: fl
         return ray
     try:
         if address is None:
-            ray.init(num_cpus=num_cpus, include_dashboard=False, log_to_driver=False, logging_level="WARNING")
+            ray.init(address="local", num_cpus=num_cpus, include_dashboard=False, log_to_driver=False,
+                     logging_level="WARNING")         # "local": a new instance, not one `ray start` left
         else:
             ray.init(address=address, log_to_driver=False, logging_level="WARNING")
     except ConnectionError as exc:
