@@ -1,0 +1,77 @@
+"""onnx's own backend node tests (onnx.backend.test.BackendTest) on the golden and Verilator backends.
+
+The cases are generated in memory by onnx; every case of the included families must pass. Excluded,
+with the reason:
+
+* none of the included families is excluded. Cases of the families that are not int8/uint8
+  (``test_quantizelinear_e4m3fn``, ``_int4``, ``_uint16``, ... and their DequantizeLinear twins) are
+  not in the brief; they run on the host (onnx's ReferenceEvaluator) and pass too, so they stay in.
+
+On Verilator the cases whose node the accelerator runs (QLinearMatMul, QLinearConv, MatMulInteger,
+ConvInteger; Gather/QuantizeLinear/DequantizeLinear are host nodes, their results do not depend on the
+backend) run through the shared small-Config simulator: a few seconds per case.
+"""
+import re
+import unittest
+import warnings
+
+import onnx.backend.test
+import pytest
+
+from tridsa.sw.onnx_backend import backend
+
+from conftest import SMALL
+
+#: The families the brief asks for.
+FAMILIES = r"test_(qlinearmatmul_.*|qlinearconv.*|matmulinteger.*|convinteger_.*|quantizelinear.*|dequantizelinear.*|gather_.*)"
+#: The families whose node runs on the accelerator (the Verilator run).
+OFFLOADED = r"test_(qlinearmatmul_.*|qlinearconv.*|matmulinteger.*|convinteger_.*)"
+
+
+def _cases(name, pattern):
+    """The ``_cpu`` test methods of onnx's BackendTest for backend ``name`` matching ``pattern``."""
+    with warnings.catch_warnings():           # onnx's case generators warn while building some cases
+        warnings.simplefilter("ignore")
+        suite = onnx.backend.test.BackendTest(backend(name, config=SMALL), __name__)
+    suite.include(f"^{pattern}_cpu$")
+    tests = {}
+    for case in suite.test_cases.values():
+        for method in unittest.defaultTestLoader.getTestCaseNames(case):
+            if re.match(f"^{pattern}_cpu$", method):
+                tests[method] = case(method)
+    return tests
+
+
+_GOLDEN = _cases("golden", FAMILIES)
+_VERILATOR = _cases("verilator", OFFLOADED)
+
+
+def _run(test):
+    result = unittest.TestResult()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        test.run(result)
+    problems = result.errors + result.failures
+    assert not problems, problems[0][1]
+    assert not result.skipped, result.skipped[0][1]
+
+
+def test_families_are_all_there():
+    """Every family of the brief has cases (a renamed onnx case would silently vanish otherwise)."""
+    names = set(_GOLDEN)
+    for family in ("qlinearmatmul_2D", "qlinearmatmul_3D", "qlinearconv", "matmulinteger", "convinteger_with",
+                   "quantizelinear_cpu", "quantizelinear_axis", "dequantizelinear_cpu", "dequantizelinear_axis",
+                   "gather_0", "gather_negative_indices"):
+        assert any(n.startswith(f"test_{family}") for n in names), family
+    assert len(_VERILATOR) >= 12
+
+
+@pytest.mark.parametrize("name", sorted(_GOLDEN))
+def test_onnx_node_golden(name):
+    _run(_GOLDEN[name])
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", sorted(_VERILATOR))
+def test_onnx_node_verilator(name):
+    _run(_VERILATOR[name])
