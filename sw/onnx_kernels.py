@@ -85,13 +85,16 @@ def _scalar(zero_point, name) -> int | None:
 HOST_OUTPUT_STAGE = "output stage on the host (engine requant not provably exact)"
 
 
-def _finish(acc_out: np.ndarray, requant, out: OutputQuant | None, stats):
-    """``(output, stats, note)`` from the engine result: as is, or through the host output stage."""
+def _finish(acc_out: np.ndarray, requant, out: OutputQuant | None, stats, pieces: int):
+    """``(output, stats, note)`` from the engine result: as is, or through the host output stage.
+
+    ``pieces``: the factor K grew by (operands split in int8 pieces), noted as it costs MACs."""
+    notes = [f"K x{pieces} (operands split in int8 pieces)"] if pieces > 1 else []
     if out is None or requant is not None:
-        return acc_out, stats, ""
+        return acc_out, stats, "; ".join(notes)
     y = host_output_stage(acc_out, out.scale, out.zero_point, out.dtype)
     y = np.maximum(y, np.asarray(out.zero_point).astype(out.dtype)) if out.relu else y
-    return y, stats, HOST_OUTPUT_STAGE
+    return y, stats, "; ".join(notes + [HOST_OUTPUT_STAGE])
 
 
 def _choose_requant(out: OutputQuant | None, shape: tuple, axis: int, bound: np.ndarray):
@@ -152,7 +155,7 @@ def integer_matmul(acc, a, a_zero_point, b_centered, bias=None, out: OutputQuant
         bias_total = wrap_int32(user_bias[None, :] - za * sums)
         y = acc.matmul_batch(np.ascontiguousarray(a_b), np.ascontiguousarray(b_b), bias=bias_total,
                              requant=requant, relu=relu, out_dtype=out_dtype).reshape(out_shape)
-    return _finish(y, requant, out, acc.last_run)
+    return _finish(y, requant, out, acc.last_run, len(a_pieces) * len(b_pieces))
 
 
 def conv_pads(auto_pad: str, size: tuple, kernel: tuple, strides: tuple, dilations: tuple, pads) -> list:
@@ -225,7 +228,7 @@ def integer_conv(acc, x, x_zero_point, w_centered, bias=None, out: OutputQuant |
                    out_dtype=out_dtype)
     if rank1:
         y = y[:, :, 0, :]
-    return _finish(y, requant, out, acc.last_run)
+    return _finish(y, requant, out, acc.last_run, len(pieces))
 
 
 def gather_reduce(acc, table, indices, mode: str, keepdims: bool):
