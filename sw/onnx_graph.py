@@ -210,9 +210,10 @@ class GraphRun:
             self._host(node, label, note=reason)
 
     def _host(self, node, label, note=""):
-        if node.op_type in COMPUTE_OPS and not note:
-            reason = ("not part of a quantized pattern the accelerator runs" if not node.domain
-                      or (node.domain, node.op_type) not in NODE_HANDLERS else "offload disabled")
+        foreign = node.domain not in ("", "ai.onnx", "ai.onnx.ml")
+        if (node.op_type in COMPUTE_OPS or foreign) and not note:
+            reason = ("not part of a quantized pattern the accelerator runs" if not foreign
+                      else f"{node.domain} op without an accelerator kernel (onnxruntime runs it)")
             if self.strict:
                 raise OffloadError(f"node {label!r} ({node.op_type}) cannot run on the accelerator: {reason}")
             self.notice(f"node {label!r} ({node.op_type}) runs on the host: {reason}")
