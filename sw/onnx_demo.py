@@ -210,7 +210,7 @@ def compare(name: str, fmt: str, backend_name: str, config, out_dir: Path, batch
         raise AssertionError(f"{name} {fmt}: {backend_name} differs from golden")
     step = output_step(model)
     accuracy = lambda y: float(np.mean(np.argmax(y, axis=-1) == labels))    # noqa: E731
-    steps = lambda y: float(np.max(np.abs(ours.astype(np.float64) - y)) / step)    # noqa: E731
+    steps = lambda y: float(np.round(np.max(np.abs(ours.astype(np.float64) - y)) / step))    # noqa: E731
     return Comparison(name, fmt, ours.size, int(np.sum(ours == ort_out)), steps(ort_out),
                       int(np.sum(ours == ort_plain)), steps(ort_plain),
                       accuracy(float_out), accuracy(ort_out), accuracy(ours), rep.records)

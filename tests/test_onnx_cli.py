@@ -1,0 +1,64 @@
+"""``tridsa run model.onnx`` and the ONNX part of the demo (torch.onnx export + onnxruntime quantization)."""
+import numpy as np
+import onnx
+import pytest
+from onnx import TensorProto, helper, numpy_helper
+from onnx.reference import ReferenceEvaluator
+
+from tridsa import Config
+from tridsa.sw.cli import main
+
+from test_onnx_ops import qlinear_matmul_model
+
+
+def cli(capsys, *argv):
+    code = main(list(argv))
+    out = capsys.readouterr()
+    return code, out.out, out.err
+
+
+def test_run_onnx_model(capsys, tmp_path, seed):
+    rng = np.random.default_rng(seed)
+    model, feeds = qlinear_matmul_model(rng, 6, 10, 5, np.uint8, np.int8, np.uint8, True)
+    onnx.save(model, tmp_path / "m.onnx")
+    np.save(tmp_path / "a.npy", feeds["a"])
+    code, out, err = cli(capsys, "run", str(tmp_path / "m.onnx"), "--input", str(tmp_path / "a.npy"),
+                         "--output", str(tmp_path / "y.npy"), "--rows", "4", "--cols", "4")
+    assert code == 0, err
+    assert "qmm" in out and "gemm" in out and "4x4 array" in out
+    (expected,) = ReferenceEvaluator(model).run(None, feeds)
+    np.testing.assert_array_equal(np.load(tmp_path / "y.npy"), expected)
+
+
+def test_run_onnx_errors(capsys, tmp_path):
+    node = helper.make_node("QLinearMatMul", ["a", "b"], ["y"], name="broken_node")
+    graph = helper.make_graph([node], "g", [helper.make_tensor_value_info("a", TensorProto.UINT8, [2, 2])],
+                              [helper.make_tensor_value_info("y", TensorProto.UINT8, [2, 2])],
+                              [numpy_helper.from_array(np.zeros((2, 2), np.uint8), "b")])
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 21)]), tmp_path / "bad.onnx")
+    np.save(tmp_path / "a.npy", np.zeros((2, 2), np.uint8))
+    code, _, err = cli(capsys, "run", str(tmp_path / "bad.onnx"), "--input", str(tmp_path / "a.npy"))
+    assert code == 2 and "broken_node" in err and err.count("\n") == 1
+    float_mm = helper.make_graph([helper.make_node("MatMul", ["a", "b"], ["y"], name="float_mm")], "g",
+                                 [helper.make_tensor_value_info("a", TensorProto.FLOAT, [2, 2])],
+                                 [helper.make_tensor_value_info("y", TensorProto.FLOAT, [2, 2])],
+                                 [numpy_helper.from_array(np.ones((2, 2), np.float32), "b")])
+    onnx.save(helper.make_model(float_mm, opset_imports=[helper.make_opsetid("", 21)]), tmp_path / "f.onnx")
+    np.save(tmp_path / "f.npy", np.ones((2, 2), np.float32))
+    code, _, err = cli(capsys, "run", str(tmp_path / "f.onnx"), "--input", str(tmp_path / "f.npy"), "--strict")
+    assert code == 1 and "float_mm" in err
+    code, _, err = cli(capsys, "run", str(tmp_path / "f.onnx"))
+    assert code == 2 and "give one --input" in err
+
+
+@pytest.mark.parametrize("fmt", ["QOperator", "QDQ"])
+def test_demo_cnn_against_onnxruntime(tmp_path, fmt):
+    """The repo's CNN through torch.onnx and quantize_static: tridsa's logits equal onnxruntime's but for
+    rare one-step differences, same accuracy as the float model within a point."""
+    pytest.importorskip("torch", reason="the ONNX demo exports with torch (a test extra)")
+    pytest.importorskip("onnxruntime", reason="the ONNX demo quantizes with onnxruntime (a test extra)")
+    from tridsa.sw.onnx_demo import compare
+    c = compare("cnn", fmt, "golden", Config(), tmp_path, batch=2)
+    assert c.equal >= 0.99 * c.outputs and c.max_steps <= 1
+    assert abs(c.accuracy_tridsa - c.accuracy_float) <= 0.01
+    assert [r.engine for r in c.records].count("gemm") == 5          # four convolutions and the classifier
