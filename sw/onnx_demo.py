@@ -247,7 +247,8 @@ def run(backend_name: str, config, out_dir: Path, batch: int = 8) -> dict:
             print(f"    logits equal to onnxruntime's: {c.equal}/{c.outputs} (largest difference {c.max_steps:.0f} "
                   f"quantization steps); with its graph optimizations off: {c.equal_plain}/{c.outputs} "
                   f"({c.max_steps_plain:.0f})")
-            print(format_report(c.records, f"  per node, batch of {batch} on {backend_name}:").replace("\n", "\n    "))
+            print(format_report(c.records, f"  per node, batch of {batch} on {backend_name}:", host_rows=False)
+                  .replace("\n", "\n    "))
             summary[f"{name}_{fmt}"] = dict(equal=c.equal, outputs=c.outputs, max_steps=c.max_steps,
                                             equal_plain=c.equal_plain, max_steps_plain=c.max_steps_plain,
                                             accuracy_float=c.accuracy_float, accuracy_ort=c.accuracy_ort,

@@ -271,17 +271,27 @@ class HostEvaluators:
         return self.cache[key].run(None, feeds)
 
 
-def format_report(records, title: str = "") -> str:
-    """A per-node table: engine, cycles and MAC utilization of every step of a run."""
+def format_report(records, title: str = "", host_rows: bool = True) -> str:
+    """A per-node table: engine, cycles and MAC utilization of every step of a run.
+
+    ``host_rows`` False folds the host nodes into one line counting them by op."""
     lines = [title] if title else []
     lines.append(f"{'node':<28}{'op':<30}{'engine':<8}{'cycles':>9}{'MACs':>10}{'util':>8}")
     for r in records:
+        if not host_rows and r.engine == "host":
+            continue
         name = ",".join(r.nodes)
         name = name if len(name) <= 27 else name[:24] + "..."
         cycles = "-" if r.cycles is None else str(r.cycles)
         util = "-" if r.utilization is None else f"{r.utilization * 100:.1f}%"
         lines.append(f"{name:<28}{r.op[:29]:<30}{r.engine:<8}{cycles:>9}{r.macs:>10}{util:>8}")
     offloaded = [r for r in records if r.engine != "host"]
+    if not host_rows:
+        ops = {}
+        for r in records:
+            if r.engine == "host":
+                ops[r.op] = ops.get(r.op, 0) + 1
+        lines.append("host: " + ", ".join(f"{op} x{n}" for op, n in sorted(ops.items(), key=lambda kv: -kv[1])))
     cycles = [r.cycles for r in offloaded if r.cycles is not None]
     total = f"{len(offloaded)} of {len(records)} steps on the accelerator"
     if cycles:
