@@ -72,7 +72,7 @@ class Step:
 class GraphPlan:
     """The checked model, its initializers and the steps that run it."""
 
-    def __init__(self, model: onnx.ModelProto, offload: bool = True):
+    def __init__(self, model: onnx.ModelProto):
         onnx.checker.check_model(model)
         self.model = model
         graph = model.graph
@@ -98,9 +98,9 @@ class GraphPlan:
         for i, node in enumerate(nodes):
             if i in taken:
                 continue
-            group = self._match(i, nodes, producer, only_consumer) if offload else None
+            group = self._match(i, nodes, producer, only_consumer)
             if group is None:
-                kind = "node" if offload and (node.domain, node.op_type) in NODE_HANDLERS else "host"
+                kind = "node" if (node.domain, node.op_type) in NODE_HANDLERS else "host"
                 group = (kind, [i])
             kind, members = group
             taken.update(members)
@@ -212,8 +212,8 @@ class GraphRun:
     def _host(self, node, label, note=""):
         foreign = node.domain not in ("", "ai.onnx", "ai.onnx.ml")
         if (node.op_type in COMPUTE_OPS or foreign) and not note:
-            reason = ("not part of a quantized pattern the accelerator runs" if not foreign
-                      else f"{node.domain} op without an accelerator kernel (onnxruntime runs it)")
+            reason = (f"{node.domain} op without an accelerator kernel (onnxruntime runs it)" if foreign
+                      else "not part of a quantized pattern the accelerator runs")
             if self.strict:
                 raise OffloadError(f"node {label!r} ({node.op_type}) cannot run on the accelerator: {reason}")
             self.notice(f"node {label!r} ({node.op_type}) runs on the host: {reason}")

@@ -49,6 +49,10 @@ class OutputQuant:
     relu: bool = False
 
 
+#: Most int8 pieces an operand is split into (8-bit values minus 8-bit zero points need two).
+_MAX_PIECES = 4
+
+
 def operand_pieces(x: np.ndarray) -> list:
     """Same-dtype int8 or uint8 arrays summing to ``x`` (one if it fits, else int8 pieces)."""
     lo, hi = (int(x.min()), int(x.max())) if x.size else (0, 0)
@@ -56,6 +60,8 @@ def operand_pieces(x: np.ndarray) -> list:
         return [x.astype(np.int8)]
     if 0 <= lo and hi <= 255:
         return [x.astype(np.uint8)]
+    if max(-lo, hi) > _MAX_PIECES * 127:
+        raise Unsupported(f"operand values in [{lo}, {hi}] (more than {_MAX_PIECES} int8 pieces)")
     pieces, rest = [], x.astype(np.int64)
     while rest.any() or not pieces:
         piece = np.clip(rest, -128, 127)
@@ -65,7 +71,7 @@ def operand_pieces(x: np.ndarray) -> list:
 
 
 def _engine_operand(x: np.ndarray) -> np.ndarray:
-    """``x`` itself as an engine operand when its dtype is int8/uint8, else checked pieces."""
+    """``x`` itself (an int8/uint8 array), or Unsupported for another dtype."""
     if x.dtype in (np.int8, np.uint8):
         return x
     raise Unsupported(f"input of type {x.dtype} (the GEMM engine multiplies int8/uint8)")

@@ -283,3 +283,16 @@ def test_qdq_conv_and_gather_on_verilator(seed):
     rep = check_exact(model_of(nodes, {"idx": idx}, dict(table=table, axes=np.array([1], np.int64)), ["y"]),
                       {"idx": idx}, name="verilator")
     assert rep.records[0].engine == "gather" and rep.records[0].cycles > 0
+
+
+def test_run_node_and_run_model(seed):
+    rng = np.random.default_rng(seed)
+    a, b = _q(rng, np.uint8, (3, 4)), _q(rng, np.int8, (4, 2))
+    node = helper.make_node("MatMulInteger", ["a", "b"], ["y"])
+    be = backend("golden", config=SMALL)
+    (y,) = be.run_node(node, [a, b])
+    np.testing.assert_array_equal(y, a.astype(np.int32) @ b.astype(np.int32))
+    model, feeds = qlinear_matmul_model(rng, 2, 3, 4, np.int8, np.int8, np.int8, False)
+    (y,) = be.run_model(model, [feeds["a"]])
+    np.testing.assert_array_equal(y, ReferenceEvaluator(model).run(None, feeds)[0])
+    assert be.supports_device("CPU") and not be.supports_device("CUDA")
