@@ -219,11 +219,32 @@ class GraphRun:
             self.notice(f"node {label!r} ({node.op_type}) runs on the host: {reason}")
             note = reason
         inputs = [self(n) if n else None for n in node.input]
-        outputs = self.evaluators.run(node, label, inputs)
+        outputs = self.evaluators.run(node, label, inputs, self)
         for name, value in zip(node.output, outputs):
             if name:
                 self.values[name] = value
         self.records.append(NodeRecord((label,), node.op_type, "host", note=note))
+
+
+def outer_scope_names(node) -> list:
+    """Names the subgraphs of ``node`` read from enclosing scopes (neither defined nor produced inside)."""
+    names = []
+
+    def visit(graph, known):
+        known = known | {i.name for i in graph.input} | {t.name for t in graph.initializer}
+        for inner in graph.node:
+            for name in inner.input:
+                if name and name not in known and name not in names:
+                    names.append(name)
+            for attr in inner.attribute:
+                for sub in ([attr.g] if attr.type == onnx.AttributeProto.GRAPH else list(attr.graphs)):
+                    visit(sub, known)
+            known = known | set(inner.output)
+
+    for attr in node.attribute:
+        for graph in ([attr.g] if attr.type == onnx.AttributeProto.GRAPH else list(attr.graphs)):
+            visit(graph, set())
+    return names
 
 
 class HostEvaluators:
@@ -236,13 +257,23 @@ class HostEvaluators:
         self.plan = plan
         self.cache = {}
 
-    def run(self, node, label, inputs) -> list:
+    def run(self, node, label, inputs, outer) -> list:
+        """Outputs of ``node`` for ``inputs``; ``outer(name)`` gives tensors its subgraphs read from the
+        enclosing graph (``Loop``/``If``/``Scan`` bodies)."""
         if node.domain in ("", "ai.onnx", "ai.onnx.ml"):
             from onnx.reference import ReferenceEvaluator
+            implicit = outer_scope_names(node)
             if id(node) not in self.cache:
-                self.cache[id(node)] = ReferenceEvaluator(node, opsets=self.plan.opsets,
+                proto = node
+                if implicit:                 # a one-node graph whose inputs include what the bodies read
+                    from onnx import helper
+                    proto = helper.make_graph(
+                        [node], "node", [helper.make_empty_tensor_value_info(n) for n in list(node.input) + implicit
+                                         if n], [helper.make_empty_tensor_value_info(n) for n in node.output if n])
+                self.cache[id(node)] = ReferenceEvaluator(proto, opsets=self.plan.opsets,
                                                           functions=list(self.plan.model.functions) or None)
             feeds = {n: v for n, v in zip(node.input, inputs) if n}
+            feeds.update({n: outer(n) for n in implicit})
             return self.cache[id(node)].run(None, feeds)
         return self._onnxruntime(node, label, inputs)
 

@@ -296,3 +296,18 @@ def test_run_node_and_run_model(seed):
     (y,) = be.run_model(model, [feeds["a"]])
     np.testing.assert_array_equal(y, ReferenceEvaluator(model).run(None, feeds)[0])
     assert be.supports_device("CPU") and not be.supports_device("CUDA")
+
+
+def test_host_node_with_a_subgraph_reading_the_outer_scope():
+    """An If whose branches read a tensor of the enclosing graph (as exported Loop bodies do) runs on the host."""
+    out = helper.make_tensor_value_info("r", TensorProto.FLOAT, [2])
+    then_g = helper.make_graph([helper.make_node("Add", ["t", "t"], ["r"])], "then", [], [out])
+    else_g = helper.make_graph([helper.make_node("Neg", ["t"], ["r"])], "else", [], [out])
+    nodes = [helper.make_node("Abs", ["x"], ["t"]),
+             helper.make_node("If", ["c"], ["y"], then_branch=then_g, else_branch=else_g)]
+    for cond in (True, False):
+        feeds = {"x": np.array([-1.5, 2.0], np.float32), "c": np.array(cond)}
+        graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2]),
+                                               helper.make_tensor_value_info("c", TensorProto.BOOL, [])],
+                                  [helper.make_tensor_value_info("y", TensorProto.FLOAT, [2])])
+        check_exact(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 21)]), feeds)
