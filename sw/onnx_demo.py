@@ -2,8 +2,8 @@
 with ``onnxruntime.quantization.quantize_static`` (QOperator and QDQ formats), run through the ONNX backend
 (:mod:`tridsa.sw.onnx_backend`) and compared with onnxruntime's own output on the same quantized model.
 
-Needs torch (to export) and onnxruntime (to quantize and compare), both test extras; without them the demo
-says which is missing and skips this part. The .onnx files are generated at demo time into the output folder.
+Needs torch (to export), onnxruntime (to quantize and compare) and scikit-learn (calibration digits), all
+test extras; without them the demo says which is missing and skips this part. The .onnx files are generated at demo time into the output folder.
 """
 from __future__ import annotations
 
@@ -22,10 +22,14 @@ MODELS = ("cnn", "transformer")
 FORMATS = ("QOperator", "QDQ")
 
 
+#: Modules the demo needs -> their PyPI packages (all test extras).
+NEEDS = {"torch": "torch", "onnxruntime": "onnxruntime", "sklearn": "scikit-learn"}
+
+
 def missing_packages() -> list:
-    """The packages this demo needs that are not installed."""
+    """The PyPI packages this demo needs that are not installed."""
     import importlib.util
-    return [p for p in ("torch", "onnxruntime") if importlib.util.find_spec(p) is None]
+    return [package for module, package in NEEDS.items() if importlib.util.find_spec(module) is None]
 
 
 # -- the repo's float models as torch modules ----------------------------------------------------------
@@ -234,7 +238,7 @@ def run(backend_name: str, config, out_dir: Path, batch: int = 8) -> dict:
     missing = missing_packages()
     print("\n== ONNX: torch.onnx export -> onnxruntime quantize_static -> tridsa ONNX backend")
     if missing:
-        print(f"  skipped: needs {' and '.join(missing)} (pip install {' '.join(missing)}; both are test extras)")
+        print(f"  skipped: needs {', '.join(missing)} (pip install {' '.join(missing)}; test extras of tridsa)")
         return {}
     summary = {}
     notices = []

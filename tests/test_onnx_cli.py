@@ -62,3 +62,10 @@ def test_demo_cnn_against_onnxruntime(tmp_path, fmt):
     assert c.equal >= 0.99 * c.outputs and c.max_steps <= 1
     assert abs(c.accuracy_tridsa - c.accuracy_float) <= 0.01
     assert [r.engine for r in c.records].count("gemm") == 5          # four convolutions and the classifier
+
+
+def test_demo_says_what_is_missing(capsys, monkeypatch):
+    from tridsa.sw import onnx_demo
+    monkeypatch.setattr(onnx_demo, "NEEDS", {"no_such_module_xyz": "no-such-package"})
+    assert onnx_demo.run("golden", Config(), None) == {}
+    assert "skipped: needs no-such-package (pip install no-such-package" in capsys.readouterr().out
