@@ -18,8 +18,8 @@ the reference's two float64 operations are exact:
 returns the :class:`~tridsa.sw.requant.Requant`; otherwise (a bound too large, a scale outside the
 engine's ``m``/``shift`` range, zero or not finite, a zero point or scale that is not per output channel)
 it returns ``None``: the GEMM then runs on the engine with int32 output and :func:`host_output_stage`
-evaluates the reference's own float64 expression on that exact accumulator, which is bit-exact by
-construction (the same IEEE-754 operations on the same operands).
+finishes on the host in exact integer arithmetic that rounds where the reference's float64 rounds (the
+product and the sum to 53 significant bits, half to even, then ``rint``): bit-exact in every case.
 """
 from __future__ import annotations
 
@@ -83,12 +83,52 @@ def engine_requant(scale: np.ndarray, zero_point: int, bound: np.ndarray) -> Req
     return Requant(np.array(mults, np.int64), np.array(shifts, np.int64), int(zero_point), "half_even")
 
 
-def host_output_stage(acc: np.ndarray, scale: np.ndarray, zero_point: np.ndarray, dtype) -> np.ndarray:
-    """The reference's output stage on an exact int32 accumulator: ``clip(rint(acc * scale + zero_point))``.
+def _round_bits(value: int, bits: int = 53) -> int:
+    """``value`` rounded (half to even) to ``bits`` significant bits: IEEE binary64 rounding of an integer
+    significand (the exponent is kept apart)."""
+    excess = abs(value).bit_length() - bits
+    if excess <= 0:
+        return value
+    return _rint_shift(value, excess) << excess
 
-    ``scale`` and ``zero_point`` broadcast against ``acc`` as in the reference (``int32 * float32`` is a
-    float64 product, the zero point a float64 sum).
+
+def _rint_shift(value: int, shift: int) -> int:
+    """``value * 2**-shift`` rounded half to even (``shift >= 0``)."""
+    if shift <= 0:
+        return value << -shift
+    floor = value >> shift
+    rest = value - (floor << shift)
+    half = 1 << (shift - 1)
+    return floor + (rest > half or (rest == half and floor & 1))
+
+
+def _exact_output(c: int, f: float, z: int) -> int:
+    """``rint(fl64(fl64(c * f) + z))`` in integers, for a finite ``f`` (any float64 value)."""
+    if f == 0.0:
+        return _rint_shift(z, 0)
+    mantissa, exponent = np.frexp(f)
+    m, s = int(np.ldexp(mantissa, 53)), 53 - int(exponent)         # f = m * 2**-s exactly
+    if s < 0:
+        m, s = m << -s, 0
+    product = _round_bits(c * m)                                     # fl64(c * f) = product * 2**-s
+    total = _round_bits(product + (z << s))                          # fl64(... + z)
+    return _rint_shift(total, s)
+
+
+def host_output_stage(acc: np.ndarray, scale: np.ndarray, zero_point, dtype) -> np.ndarray:
+    """The reference's output stage ``clip(rint(acc * scale + zero_point))`` on the exact int32
+    accumulator, computed in integers: the float64 product and sum are rounded as IEEE-754 binary64
+    does (round to nearest even on 53 significant bits), then rounded half to even and clipped.
+
+    ``scale`` and ``zero_point`` broadcast against ``acc`` as in the reference. A scale that is not finite
+    (no integer meaning) is evaluated as the reference does, in float64.
     """
     info = np.iinfo(dtype)
-    value = acc.astype(np.int32) * scale + zero_point
-    return np.clip(np.rint(value), info.min, info.max).astype(dtype)
+    acc = np.asarray(acc).astype(np.int32)
+    scale = np.asarray(scale)
+    if not np.isfinite(scale).all():
+        value = acc * scale + zero_point
+        return np.clip(np.rint(value), info.min, info.max).astype(dtype)
+    c, f, z = np.broadcast_arrays(acc, scale.astype(np.float64), np.asarray(zero_point).astype(np.int64))
+    flat = [_exact_output(int(ci), float(fi), int(zi)) for ci, fi, zi in zip(c.ravel(), f.ravel(), z.ravel())]
+    return np.clip(np.array(flat, dtype=object), info.min, info.max).astype(dtype).reshape(c.shape)

@@ -1,5 +1,7 @@
 """The ONNX backend against onnx's ReferenceEvaluator: random quantized ops, rounding ties, the host output
 stage, QDQ patterns, Gather -> Reduce, notices, strict offload and malformed models."""
+from fractions import Fraction
+
 import numpy as np
 import onnx
 import pytest
@@ -8,7 +10,7 @@ from onnx.reference import ReferenceEvaluator
 
 from tridsa.sw.onnx_backend import OffloadError, backend
 from tridsa.sw.onnx_kernels import HOST_OUTPUT_STAGE
-from tridsa.sw.onnx_requant import engine_requant
+from tridsa.sw.onnx_requant import engine_requant, host_output_stage
 from tridsa.sw.requant import requantize
 
 from conftest import SMALL
@@ -96,6 +98,30 @@ def test_requant_refuses_what_it_cannot_prove():
     assert engine_requant(tiny, 3, np.array([1 << 24])) is None                # C * f + z not exact
     assert engine_requant(np.array([2.0 ** -70], np.float32), 0, np.array([10])) is None   # shift > 62
     assert engine_requant(np.array([0.0], np.float32), 0, np.array([10])) is None
+
+
+def test_host_output_stage_is_the_reference_float64_arithmetic_in_integers(seed):
+    """The integer emulation of the reference's float64 product, sum and rint equals numpy's float64 on
+    accumulators over the whole int32 range, where both float64 operations round (double rounding)."""
+    rng = np.random.default_rng(seed)
+    n = 40000
+    acc = rng.integers(-(1 << 31), 1 << 31, n).astype(np.int32)
+    acc[: n // 4] = (acc[: n // 4] >> 20) << 20 | 0x80000        # products whose low bits sit near a tie
+    scale = (rng.uniform(1, 2, n) * 2.0 ** rng.integers(-40, -20, n)).astype(np.float32)
+    zero = rng.integers(-128, 128, n).astype(np.int8)
+    expected = np.clip(np.rint(acc * scale + zero), -128, 127).astype(np.int8)    # onnx's reference arithmetic
+    np.testing.assert_array_equal(host_output_stage(acc, scale, zero, np.int8), expected)
+    # constructed: C * f = q/2 + 2**-31 exactly (just above a half), a 54-bit product that float64 rounds
+    m = rng.integers(1 << 23, 1 << 24, 400) | 1
+    c = np.array([pow(int(v), -1, 1 << 30) for v in m], np.int64)
+    c = np.where(((c * m - 1) >> 30) % 2 == 1, c, c + (1 << 30))            # q odd: a tie at q/2
+    f = (m * 2.0 ** -31).astype(np.float32)
+    c = c.astype(np.int32)
+    z = np.zeros(400, np.int32)
+    expected = np.rint(c * f + z)                                           # the reference's float64
+    np.testing.assert_array_equal(host_output_stage(c, f, z, np.int32), expected.astype(np.int32))
+    exact = np.array([round(Fraction(int(ci)) * Fraction(float(fi))) for ci, fi in zip(c, f)])
+    assert (exact != expected).sum() > 50, "float64 rounding must change some of these results"
 
 
 def test_host_output_stage_when_requant_is_not_exact(seed, monkeypatch):
