@@ -146,15 +146,16 @@ def quantize(name: str, float_path: Path, fmt: str, out_path: Path) -> Path:
             return next(self.batches, None)
 
     root = logging.getLogger()
-    level = root.level
-    root.setLevel(logging.ERROR)                  # quantize_static logs a pre-processing hint as a warning
-    try:
+    level, handlers = root.level, list(root.handlers)
+    root.setLevel(logging.ERROR)      # quantize_static logs a pre-processing hint on the root logger (which
+    try:                              # also installs a root handler: removed again below)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             quantize_static(str(float_path), str(out_path), Reader(), quant_format=getattr(QuantFormat, fmt),
                             activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8, per_channel=True)
     finally:
         root.setLevel(level)
+        root.handlers[:] = handlers
     return out_path
 
 
