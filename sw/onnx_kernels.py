@@ -77,7 +77,7 @@ def _engine_operand(x: np.ndarray) -> np.ndarray:
     raise Unsupported(f"input of type {x.dtype} (the GEMM engine multiplies int8/uint8)")
 
 
-def _scalar(zero_point, name) -> int | None:
+def _scalar(zero_point) -> int | None:
     """A per-tensor zero point as an int (0 for None), or None if it has several values."""
     if zero_point is None:
         return 0
@@ -110,7 +110,7 @@ def _choose_requant(out: OutputQuant | None, shape: tuple, axis: int, bound: np.
     if np.dtype(out.dtype) not in OUT_DTYPES:
         raise Unsupported(f"output type {np.dtype(out.dtype)}")
     scale = channel_values(out.scale, shape, axis)
-    zero_point = _scalar(out.zero_point, "zero point")
+    zero_point = _scalar(out.zero_point)
     if scale is None or zero_point is None:
         return None
     return engine_requant(scale.astype(np.asarray(out.scale).dtype), zero_point, bound)
@@ -152,7 +152,7 @@ def integer_matmul(acc, a, a_zero_point, b_centered, bias=None, out: OutputQuant
     b_centered = np.asarray(b_centered, dtype=np.int64)
     if a.ndim < 2 or b_centered.ndim < 2:
         raise Unsupported("1-D matmul operand")
-    za = _scalar(a_zero_point, "a_zero_point")
+    za = _scalar(a_zero_point)
     if za is None:      # per-row (or otherwise varying) zero point: explicit centered pieces, no correction
         a_pieces = operand_pieces(a.astype(np.int64) - np.asarray(a_zero_point).astype(np.int64))
         za = 0
@@ -217,7 +217,7 @@ def integer_conv(acc, x, x_zero_point, w_centered, bias=None, out: OutputQuant |
     w_centered = np.asarray(w_centered, dtype=np.int64)
     if x.ndim not in (3, 4) or w_centered.ndim != x.ndim:
         raise Unsupported(f"{x.ndim - 2}-D convolution (the engine runs 1-D and 2-D)")
-    zx = _scalar(x_zero_point, "x_zero_point")
+    zx = _scalar(x_zero_point)
     if zx is None:
         raise Unsupported("x_zero_point with several values")
     if x.ndim == 3:                                    # 1-D conv as a 2-D conv of height 1
@@ -239,7 +239,7 @@ def integer_conv(acc, x, x_zero_point, w_centered, bias=None, out: OutputQuant |
     cout, cin_g = w_centered.shape[:2]
     xp = np.pad(x, ((0, 0), (0, 0), (pads[0], pads[2]), (pads[1], pads[3])), constant_values=zx)
     pieces = operand_pieces(w_centered)
-    n, cin = x.shape[:2]
+    n = x.shape[0]
     if len(pieces) > 1:                                # every group's channels once per piece
         xp = np.broadcast_to(xp.reshape(n, group, 1, cin_g, *xp.shape[2:]),
                              (n, group, len(pieces), cin_g, *xp.shape[2:])).reshape(n, -1, *xp.shape[2:])
@@ -250,11 +250,7 @@ def integer_conv(acc, x, x_zero_point, w_centered, bias=None, out: OutputQuant |
     bound = x_max * np.abs(w_centered).reshape(cout, -1).sum(axis=1) + np.abs(user_bias)
     oh = (xp.shape[2] - dilations[0] * (kernel[0] - 1) - 1) // strides[0] + 1
     ow = (xp.shape[3] - dilations[1] * (kernel[1] - 1) - 1) // strides[1] + 1
-    out_shape = (n, cout, oh, ow)
-    if rank1:
-        requant = _choose_requant(out, (n, cout, ow), 1, bound)
-    else:
-        requant = _choose_requant(out, out_shape, 1, bound)
+    requant = _choose_requant(out, (n, cout, ow) if rank1 else (n, cout, oh, ow), 1, bound)
     out_dtype = None if requant is None else OUT_DTYPES[np.dtype(out.dtype)]
     relu = bool(out is not None and out.relu and requant is not None)
     weights = w_big.astype(pieces[0].dtype)

@@ -131,7 +131,7 @@ NODE_HANDLERS = {
 
 
 # -- QDQ pattern ---------------------------------------------------------------------------------------
-def _dq_arrays(dq_node, q, scale, zero_point, weight_axis=None):
+def _dq_arrays(dq_node, q, scale, zero_point):
     """A DequantizeLinear's ``(q - zero_point)`` as int and its scale, both broadcast to ``q``'s shape."""
     attrs = attributes(dq_node)
     if attrs.get("block_size", 0):
@@ -150,7 +150,8 @@ def _dq_arrays(dq_node, q, scale, zero_point, weight_axis=None):
     return q.astype(np.int64) - zp, full_scale
 
 
-def _per_tensor(dq_node, q, scale, zero_point, what):
+def _per_tensor(q, scale, zero_point, what):
+    """The scale and zero point of a per-tensor quantized int8/uint8 input, or Unsupported."""
     if np.size(scale) != 1 or (zero_point is not None and np.size(zero_point) != 1):
         raise Unsupported(f"{what} quantized per channel (the engine needs a per-tensor input zero point)")
     if np.asarray(q).dtype not in (np.int8, np.uint8):
@@ -173,7 +174,7 @@ def qdq_group(acc, nodes, get):
     dq = [get.producer(name) for name in anchor.input if name]
     x_q, x_scale, x_zp = (get(n) if n else None for n in (list(dq[0].input) + [""])[:3])
     w_q, w_scale, w_zp = (get(n) if n else None for n in (list(dq[1].input) + [""])[:3])
-    x_scale, x_zp = _per_tensor(dq[0], x_q, x_scale, x_zp, "the input")
+    x_scale, x_zp = _per_tensor(x_q, x_scale, x_zp, "the input")
     w_centered, w_scale_full = _dq_arrays(dq[1], w_q, w_scale, w_zp)
     y_scale, y_zp = (get(n) if n else None for n in (list(q_node.input) + [""])[1:3])
     q_attrs = attributes(q_node)
@@ -199,8 +200,7 @@ def qdq_group(acc, nodes, get):
         x_q, w_centered = _gemm_operands(np.asarray(x_q), w_centered, attrs if anchor.op_type == "Gemm" else {})
         if anchor.op_type == "Gemm" and attrs.get("transB", 0):
             w_scale_full = np.swapaxes(w_scale_full, -1, -2)
-        channel_axis = w_centered.ndim - 1
-        w_col = _column_scale(w_scale_full, channel_axis)
+        w_col = _column_scale(w_scale_full, w_centered.ndim - 1)
     bias = None
     if len(dq) > 2:
         b_q, b_scale, b_zp = (get(n) if n else None for n in (list(dq[2].input) + [""])[:3])
