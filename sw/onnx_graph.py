@@ -14,14 +14,12 @@ emits) run in onnxruntime, one node per session. Every step appends a :class:`No
 from __future__ import annotations
 
 import dataclasses
-import sys
 
-import numpy as np
 import onnx
 from onnx import numpy_helper
 
 from .onnx_kernels import Unsupported
-from .onnx_ops import NODE_HANDLERS, attributes, gather_group, qdq_group
+from .onnx_ops import NODE_HANDLERS, gather_group, qdq_group
 
 __all__ = ["GraphPlan", "GraphRun", "NodeRecord", "OffloadError", "format_report"]
 
@@ -94,7 +92,7 @@ class GraphPlan:
             users = consumers.get(name, [])
             return users[0] if len(users) == 1 and name not in graph_outputs else None
 
-        taken, steps, step_at = set(), [], {}
+        taken, steps = set(), []
         for i, node in enumerate(nodes):
             if i in taken:
                 continue
@@ -104,7 +102,6 @@ class GraphPlan:
                 group = (kind, [i])
             kind, members = group
             taken.update(members)
-            step_at[i] = len(steps)
             steps.append(Step([nodes[j] for j in members], [labels[j] for j in members], kind))
         # DequantizeLinear nodes that only feed QDQ patterns run only on demand
         anchored = {id(s.nodes[0]) for s in steps if s.kind == "qdq"}
@@ -146,7 +143,7 @@ class GraphPlan:
 class GraphRun:
     """One execution of a :class:`GraphPlan` on an Accelerator; ``records`` holds one entry per step run."""
 
-    def __init__(self, plan: GraphPlan, acc, strict: bool, notice, evaluators: dict):
+    def __init__(self, plan: GraphPlan, acc, strict: bool, notice, evaluators: "HostEvaluators"):
         self.plan, self.acc, self.strict, self.notice = plan, acc, strict, notice
         self.evaluators = evaluators
         self.values = dict(plan.initializers)
