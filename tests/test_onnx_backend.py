@@ -15,8 +15,11 @@ import re
 import unittest
 import warnings
 
+import numpy as np
 import onnx.backend.test
+import onnx.backend.test.case.node
 import pytest
+from onnx import numpy_helper
 
 from tridsa.sw.onnx_backend import backend
 
@@ -24,6 +27,8 @@ from conftest import SMALL
 
 #: The families the brief asks for.
 FAMILIES = r"test_(qlinearmatmul_.*|qlinearconv.*|matmulinteger.*|convinteger_.*|quantizelinear.*|dequantizelinear.*|gather_.*)"
+#: The families whose node the GEMM engine runs.
+OFFLOADED = r"test_(qlinearmatmul_.*|qlinearconv.*|matmulinteger.*|convinteger_.*)"
 
 
 def _cases(name, pattern):
@@ -62,6 +67,31 @@ def test_families_are_all_there():
                    "gather_0", "gather_negative_indices"):
         assert any(n.startswith(f"test_{family}") for n in names), family
     assert set(_VERILATOR) == names
+
+
+def _exact_cases():
+    """onnx's node cases whose node runs on the GEMM engine, as (name, model, data_sets)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        cases = onnx.backend.test.case.node.collect_testcases(None)
+    return [c for c in cases if re.match(f"^{OFFLOADED}$", c.name)]
+
+
+@pytest.mark.parametrize("name", ["golden", pytest.param("verilator", marks=pytest.mark.slow)])
+def test_offloaded_cases_are_bit_exact(name):
+    """BackendTest compares with rtol=1e-3 (an int32 output could be off by one and pass): here every
+    output of the offloaded cases equals onnx's expected output exactly, and ran on the GEMM engine."""
+    cases = _exact_cases()
+    assert len(cases) == 12
+    be = backend(name, config=SMALL)
+    for case in cases:
+        rep = be.prepare(case.model)
+        for inputs, expected in case.data_sets:
+            outputs = rep.run([numpy_helper.to_array(v) if hasattr(v, "raw_data") else v for v in inputs])
+            for got, want in zip(outputs, expected):
+                want = numpy_helper.to_array(want) if hasattr(want, "raw_data") else np.asarray(want)
+                assert got.dtype == want.dtype and np.array_equal(got, want), case.name
+        assert [r.engine for r in rep.records] == ["gemm"], case.name
 
 
 @pytest.mark.parametrize("name", sorted(_GOLDEN))
