@@ -250,6 +250,8 @@ def integer_conv(acc, x, x_zero_point, w_centered, bias=None, out: OutputQuant |
     bound = x_max * np.abs(w_centered).reshape(cout, -1).sum(axis=1) + np.abs(user_bias)
     oh = (xp.shape[2] - dilations[0] * (kernel[0] - 1) - 1) // strides[0] + 1
     ow = (xp.shape[3] - dilations[1] * (kernel[1] - 1) - 1) // strides[1] + 1
+    if oh < 1 or ow < 1:
+        raise Unsupported("the kernel does not fit the padded input (empty output)")
     requant = _choose_requant(out, (n, cout, ow) if rank1 else (n, cout, oh, ow), 1, bound)
     out_dtype = None if requant is None else OUT_DTYPES[np.dtype(out.dtype)]
     relu = bool(out is not None and out.relu and requant is not None)
