@@ -337,3 +337,32 @@ def test_host_node_with_a_subgraph_reading_the_outer_scope():
                                                helper.make_tensor_value_info("c", TensorProto.BOOL, [])],
                                   [helper.make_tensor_value_info("y", TensorProto.FLOAT, [2])])
         check_exact(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 21)]), feeds)
+
+
+def test_qlinear_conv_sweep(seed):
+    """Random QLinearConv shapes, groups, strides, dilations, pads / auto_pad, dtypes and zero points."""
+    rng = np.random.default_rng(seed)
+    be = backend("golden", config=SMALL, notice=lambda message: None)
+    for _ in range(25):
+        xd, wd, yd = (rng.choice([np.int8, np.uint8]) for _ in range(3))
+        g, cin_g, cout_g = int(rng.integers(1, 4)), int(rng.integers(1, 4)), int(rng.integers(1, 4))
+        kh, kw = (int(v) for v in rng.integers(1, 4, 2))
+        x = _q(rng, xd, (int(rng.integers(1, 3)), cin_g * g, int(rng.integers(kh + 2, 9)), int(rng.integers(kw + 2, 9))))
+        cout = cout_g * g
+        per_channel = bool(rng.integers(0, 2))
+        attrs = dict(strides=[int(v) for v in rng.integers(1, 3, 2)], group=g)
+        if rng.random() < 0.3:
+            attrs["auto_pad"] = str(rng.choice(["SAME_UPPER", "SAME_LOWER", "VALID"]))
+        else:
+            attrs.update(pads=[int(v) for v in rng.integers(0, 3, 4)], dilations=[int(v) for v in rng.integers(1, 3, 2)])
+        inits = dict(xs=np.array(rng.uniform(0.001, 0.1), np.float32), xz=_q(rng, xd, ()),
+                     w=_q(rng, wd, (cout, cin_g, kh, kw)),
+                     ws=(rng.uniform(0.001, 0.05, cout) if per_channel else np.array(0.01)).astype(np.float32),
+                     wz=_q(rng, wd, (cout,) if per_channel else ()), ys=np.array(rng.uniform(0.01, 0.5), np.float32),
+                     yz=_q(rng, yd, ()), B=rng.integers(-3000, 3000, cout).astype(np.int32))
+        node = helper.make_node("QLinearConv", ["x", "xs", "xz", "w", "ws", "wz", "ys", "yz", "B"], ["y"], **attrs)
+        model = model_of([node], {"x": x}, inits, ["y"])
+        (expected,) = ReferenceEvaluator(model).run(None, {"x": x})
+        rep = be.prepare(model)
+        np.testing.assert_array_equal(rep.run({"x": x})[0], expected, err_msg=str(attrs))
+        assert rep.records[0].engine == "gemm"
