@@ -1,4 +1,6 @@
 """``tridsa run model.onnx`` and the ONNX part of the demo (torch.onnx export + onnxruntime quantization)."""
+import re
+
 import numpy as np
 import onnx
 import pytest
@@ -8,6 +10,7 @@ from onnx.reference import ReferenceEvaluator
 from tridsa import Config
 from tridsa.sw.cli import main
 
+from conftest import SMALL
 from test_onnx_ops import qlinear_matmul_model
 
 
@@ -15,6 +18,13 @@ def cli(capsys, *argv):
     code = main(list(argv))
     out = capsys.readouterr()
     return code, out.out, out.err
+
+
+@pytest.fixture
+def small_config_file(tmp_path):
+    path = tmp_path / "small.json"
+    path.write_text(SMALL.to_json())
+    return path
 
 
 def test_run_onnx_model(capsys, tmp_path, seed):
@@ -69,3 +79,16 @@ def test_demo_says_what_is_missing(capsys, monkeypatch):
     monkeypatch.setattr(onnx_demo, "NEEDS", {"no_such_module_xyz": "no-such-package"})
     assert onnx_demo.run("golden", Config(), None) == {}
     assert "skipped: needs no-such-package (pip install no-such-package" in capsys.readouterr().out
+
+
+@pytest.mark.slow
+def test_run_onnx_model_verilator_check(capsys, tmp_path, small_config_file, seed):
+    rng = np.random.default_rng(seed)
+    model, feeds = qlinear_matmul_model(rng, 5, 12, 6, np.int8, np.int8, np.int8, True)
+    onnx.save(model, tmp_path / "m.onnx")
+    np.save(tmp_path / "a.npy", feeds["a"])
+    code, out, err = cli(capsys, "run", str(tmp_path / "m.onnx"), "--input", str(tmp_path / "a.npy"),
+                         "--backend", "verilator", "--check", "--config", str(small_config_file))
+    assert code == 0, err
+    assert "check: outputs equal the golden backend's bit for bit" in out
+    assert re.search(r"qmm\s+QLinearMatMul\s+gemm\s+\d+", out)            # cycles measured on the gateware
