@@ -195,8 +195,9 @@ class GraphRun:
             return
         for name, value in zip(step.nodes[-1].output, outputs):
             self.values[name] = value
+        utilization = stats.utilization if stats.macs else None        # the gather engine does no MACs
         self.records.append(NodeRecord(tuple(step.labels), step.op, engine, stats.cycles, stats.macs,
-                                       stats.utilization, note))
+                                       utilization, note))
 
     def _fallback(self, step: Step, reason: str):
         where = f"node {step.labels[0]!r} ({step.op})"
