@@ -25,7 +25,8 @@ import numpy as np
 import onnx
 from onnx.backend.base import Backend, BackendRep
 
-from .onnx_graph import GraphPlan, GraphRun, HostEvaluators, NodeRecord, OffloadError, format_report
+from .onnx_graph import GraphPlan, GraphRun, NodeRecord, format_report
+from .onnx_host import HostEvaluators, OffloadError
 
 __all__ = ["backend", "OnnxBackend", "OnnxRep", "OffloadError", "NodeRecord"]
 

@@ -8,8 +8,8 @@ if something else needs their output (e.g. a pattern that falls back to the host
 :class:`GraphRun` executes a plan for one set of inputs. An engine step that raises
 :class:`~tridsa.sw.onnx_kernels.Unsupported` runs its nodes on the host instead, after a one-line
 notice (or raises :class:`OffloadError` naming the node when ``strict``). Host nodes run in onnx's
-``ReferenceEvaluator``; nodes of other domains (``com.microsoft`` ops that onnxruntime's quantizer
-emits) run in onnxruntime, one node per session. Every step appends a :class:`NodeRecord`.
+``ReferenceEvaluator``, nodes of other domains in onnxruntime (:mod:`tridsa.sw.onnx_host`). Every step
+appends a :class:`NodeRecord`.
 """
 from __future__ import annotations
 
@@ -18,18 +18,15 @@ import dataclasses
 import onnx
 from onnx import numpy_helper
 
+from .onnx_host import HostEvaluators, OffloadError
 from .onnx_kernels import Unsupported
 from .onnx_ops import NODE_HANDLERS, gather_group, qdq_group
 
-__all__ = ["GraphPlan", "GraphRun", "NodeRecord", "OffloadError", "format_report"]
+__all__ = ["GraphPlan", "GraphRun", "NodeRecord", "format_report"]
 
 #: Compute ops that run on the host when they are not part of an offloaded pattern (each gets a notice).
 COMPUTE_OPS = {"MatMul", "Conv", "Gemm", "ConvTranspose", "QLinearMatMul", "QLinearConv", "MatMulInteger",
                "ConvInteger", "QGemm"}
-
-
-class OffloadError(RuntimeError):
-    """With ``strict=True``: a compute node cannot run on the accelerator (the message names it)."""
 
 
 @dataclasses.dataclass
@@ -143,7 +140,7 @@ class GraphPlan:
 class GraphRun:
     """One execution of a :class:`GraphPlan` on an Accelerator; ``records`` holds one entry per step run."""
 
-    def __init__(self, plan: GraphPlan, acc, strict: bool, notice, evaluators: "HostEvaluators"):
+    def __init__(self, plan: GraphPlan, acc, strict: bool, notice, evaluators: HostEvaluators):
         self.plan, self.acc, self.strict, self.notice = plan, acc, strict, notice
         self.evaluators = evaluators
         self.values = dict(plan.initializers)
@@ -222,82 +219,6 @@ class GraphRun:
             if name:
                 self.values[name] = value
         self.records.append(NodeRecord((label,), node.op_type, "host", note=note))
-
-
-def outer_scope_names(node) -> list:
-    """Names the subgraphs of ``node`` read from enclosing scopes (neither defined nor produced inside)."""
-    names = []
-
-    def visit(graph, known):
-        known = known | {i.name for i in graph.input} | {t.name for t in graph.initializer}
-        for inner in graph.node:
-            for name in inner.input:
-                if name and name not in known and name not in names:
-                    names.append(name)
-            for attr in inner.attribute:
-                for sub in ([attr.g] if attr.type == onnx.AttributeProto.GRAPH else list(attr.graphs)):
-                    visit(sub, known)
-            known = known | set(inner.output)
-
-    for attr in node.attribute:
-        for graph in ([attr.g] if attr.type == onnx.AttributeProto.GRAPH else list(attr.graphs)):
-            visit(graph, set())
-    return names
-
-
-class HostEvaluators:
-    """Runs single nodes on the host: onnx's ReferenceEvaluator for the ONNX domains, onnxruntime for others.
-
-    Evaluators are built once per node and reused across runs.
-    """
-
-    def __init__(self, plan: GraphPlan):
-        self.plan = plan
-        self.cache = {}
-
-    def run(self, node, label, inputs, outer) -> list:
-        """Outputs of ``node`` for ``inputs``; ``outer(name)`` gives tensors its subgraphs read from the
-        enclosing graph (``Loop``/``If``/``Scan`` bodies)."""
-        if node.domain in ("", "ai.onnx", "ai.onnx.ml"):
-            from onnx.reference import ReferenceEvaluator
-            implicit = outer_scope_names(node)
-            if id(node) not in self.cache:
-                proto = node
-                if implicit:                 # a one-node graph whose inputs include what the bodies read
-                    from onnx import helper
-                    proto = helper.make_graph(
-                        [node], "node", [helper.make_empty_tensor_value_info(n) for n in list(node.input) + implicit
-                                         if n], [helper.make_empty_tensor_value_info(n) for n in node.output if n])
-                self.cache[id(node)] = ReferenceEvaluator(proto, opsets=self.plan.opsets,
-                                                          functions=list(self.plan.model.functions) or None)
-            feeds = {n: v for n, v in zip(node.input, inputs) if n}
-            feeds.update({n: outer(n) for n in implicit})
-            return self.cache[id(node)].run(None, feeds)
-        return self._onnxruntime(node, label, inputs)
-
-    def _onnxruntime(self, node, label, inputs):
-        try:
-            import onnxruntime
-        except ImportError:
-            raise OffloadError(f"node {label!r} ({node.domain}.{node.op_type}) needs onnxruntime to run on the "
-                               "host: pip install onnxruntime") from None
-        from onnx import helper
-        key = (id(node), tuple((v.dtype.str, v.shape) for v in inputs if v is not None))
-        if key not in self.cache:
-            graph_inputs = [helper.make_tensor_value_info(n, helper.np_dtype_to_tensor_dtype(v.dtype), v.shape)
-                            for n, v in zip(node.input, inputs) if n]
-            outputs = []
-            for name in node.output:
-                info = onnx.ValueInfoProto()
-                info.name = name
-                outputs.append(info)
-            graph = helper.make_graph([node], "node", graph_inputs, outputs)
-            model = helper.make_model(graph, opset_imports=[helper.make_opsetid(d, v) for d, v in self.plan.opsets.items()])
-            model.ir_version = self.plan.model.ir_version
-            self.cache[key] = onnxruntime.InferenceSession(model.SerializeToString(),
-                                                           providers=["CPUExecutionProvider"])
-        feeds = {n: v for n, v in zip(node.input, inputs) if n}
-        return self.cache[key].run(None, feeds)
 
 
 def format_report(records, title: str = "", host_rows: bool = True) -> str:
