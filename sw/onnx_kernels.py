@@ -116,31 +116,6 @@ def _choose_requant(out: OutputQuant | None, shape: tuple, axis: int, bound: np.
     return engine_requant(scale.astype(np.asarray(out.scale).dtype), zero_point, bound)
 
 
-def _in_parts(acc, run, n: int):
-    """``run(lo, hi) -> array`` over rows ``[0, n)`` on ``acc``, halving the row range while the problem
-    does not fit the accelerator memory (:class:`~tridsa.sw.builder.ProblemTooLarge`); returns the parts
-    concatenated and the calls' RunStats summed."""
-    from .builder import ProblemTooLarge
-
-    def attempt(lo, hi):
-        try:
-            return [(run(lo, hi), acc.last_run)]
-        except ProblemTooLarge as exc:
-            if hi - lo == 1:
-                raise Unsupported(f"one row is too large for the accelerator memory ({exc})") from None
-            mid = (lo + hi) // 2
-            return attempt(lo, mid) + attempt(mid, hi)
-
-    parts = attempt(0, n)
-    stats = parts[0][1]
-    if len(parts) > 1:
-        cycles = [p[1].cycles for p in parts]
-        stats = dataclasses.replace(stats, instructions=sum(p[1].instructions for p in parts),
-                                    cycles=None if None in cycles else sum(cycles),
-                                    macs=sum(p[1].macs for p in parts), counters={})
-    return np.concatenate([p[0] for p in parts]), stats
-
-
 def integer_matmul(acc, a, a_zero_point, b_centered, bias=None, out: OutputQuant | None = None):
     """``(a - a_zero_point) @ b_centered + bias`` (int32, wrapping) then ``out``; numpy matmul broadcasting.
 
@@ -177,19 +152,15 @@ def integer_matmul(acc, a, a_zero_point, b_centered, bias=None, out: OutputQuant
     if b_centered.ndim == 2:
         bias_total = wrap_int32(user_bias - za * b_centered.sum(axis=0))
         flat = big_a.reshape(-1, big_a.shape[-1])
-        y, stats = _in_parts(acc, lambda lo, hi: acc.matmul(flat[lo:hi], big_b, bias=bias_total, requant=requant,
-                                                            relu=relu, out_dtype=out_dtype), len(flat))
-        y = y.reshape(out_shape)
+        y = acc.matmul(flat, big_b, bias=bias_total, requant=requant, relu=relu, out_dtype=out_dtype)
     else:
         a_b = np.broadcast_to(big_a, batch_shape + big_a.shape[-2:]).reshape(-1, *big_a.shape[-2:])
         b_b = np.broadcast_to(big_b, batch_shape + big_b.shape[-2:]).reshape(-1, *big_b.shape[-2:])
         sums = np.broadcast_to(b_centered, batch_shape + (k, n)).reshape(-1, k, n).sum(axis=1)
         bias_total = wrap_int32(user_bias[None, :] - za * sums)
-        y, stats = _in_parts(acc, lambda lo, hi: acc.matmul_batch(
-            np.ascontiguousarray(a_b[lo:hi]), np.ascontiguousarray(b_b[lo:hi]), bias=bias_total[lo:hi],
-            requant=requant, relu=relu, out_dtype=out_dtype), len(a_b))
-        y = y.reshape(out_shape)
-    return _finish(y, requant, out, stats, len(a_pieces) * len(b_pieces))
+        y = acc.matmul_batch(np.ascontiguousarray(a_b), np.ascontiguousarray(b_b), bias=bias_total,
+                             requant=requant, relu=relu, out_dtype=out_dtype)
+    return _finish(y.reshape(out_shape), requant, out, acc.last_run, len(a_pieces) * len(b_pieces))
 
 
 def conv_pads(auto_pad: str, size: tuple, kernel: tuple, strides: tuple, dilations: tuple, pads) -> list:
@@ -256,12 +227,11 @@ def integer_conv(acc, x, x_zero_point, w_centered, bias=None, out: OutputQuant |
     out_dtype = None if requant is None else OUT_DTYPES[np.dtype(out.dtype)]
     relu = bool(out is not None and out.relu and requant is not None)
     weights = w_big.astype(pieces[0].dtype)
-    y, stats = _in_parts(acc, lambda lo, hi: acc.conv2d(
-        np.ascontiguousarray(xp[lo:hi]), weights, bias=bias_total, stride=tuple(strides), padding=0,
-        dilation=tuple(dilations), groups=int(group), requant=requant, relu=relu, out_dtype=out_dtype), n)
+    y = acc.conv2d(np.ascontiguousarray(xp), weights, bias=bias_total, stride=tuple(strides), padding=0,
+                   dilation=tuple(dilations), groups=int(group), requant=requant, relu=relu, out_dtype=out_dtype)
     if rank1:
         y = y[:, :, 0, :]
-    return _finish(y, requant, out, stats, len(pieces))
+    return _finish(y, requant, out, acc.last_run, len(pieces))
 
 
 def gather_reduce(acc, table, indices, mode: str, keepdims: bool):
@@ -283,10 +253,7 @@ def gather_reduce(acc, table, indices, mode: str, keepdims: bool):
         bad = int(flat[(flat < -rows) | (flat >= rows)][0])
         raise IndexError(f"Gather index {bad} is out of bounds for a table of {rows} rows")
     length = indices.shape[-1]
-    bags = flat.reshape(-1, length) % rows
-    sums, stats = _in_parts(acc, lambda lo, hi: acc.embedding_bag(
-        table, bags[lo:hi].reshape(-1), np.arange(0, (hi - lo) * length, length), mode="sum"), len(bags))
-    sums = sums.astype(np.int64)
+    sums = acc.embedding_bag(table, flat % rows, np.arange(0, flat.size, length), mode="sum").astype(np.int64)
     info = np.iinfo(table.dtype)
     span = 1 << info.bits
     sums = (sums - info.min) % span + info.min                     # wrap to the table's type
@@ -295,4 +262,4 @@ def gather_reduce(acc, table, indices, mode: str, keepdims: bool):
     y = sums.astype(table.dtype).reshape(indices.shape[:-1] + (table.shape[1],))
     if keepdims:
         y = np.expand_dims(y, indices.ndim - 1)
-    return y, stats, ""
+    return y, acc.last_run, ""
