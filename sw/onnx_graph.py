@@ -22,7 +22,7 @@ from .onnx_host import HostEvaluators, OffloadError
 from .onnx_kernels import Unsupported
 from .onnx_ops import NODE_HANDLERS, gather_group, qdq_group
 
-__all__ = ["GraphPlan", "GraphRun", "NodeRecord", "format_report"]
+__all__ = ["GraphPlan", "GraphRun", "NodeRecord", "format_report", "sum_records"]
 
 #: Compute ops that run on the host when they are not part of an offloaded pattern (each gets a notice).
 COMPUTE_OPS = {"MatMul", "Conv", "Gemm", "ConvTranspose", "QLinearMatMul", "QLinearConv", "MatMulInteger",
@@ -219,6 +219,19 @@ class GraphRun:
             if name:
                 self.values[name] = value
         self.records.append(NodeRecord((label,), node.op_type, "host", note=note))
+
+
+def sum_records(runs: list) -> list:
+    """One record per step of several runs of one plan (lists of records in the same order): cycles and
+    MACs summed, utilization over the sum."""
+    merged = []
+    for same in zip(*runs):
+        cycles = None if any(r.cycles is None for r in same) else sum(r.cycles for r in same)
+        macs = sum(r.macs for r in same)
+        capacity = sum(r.macs / r.utilization for r in same if r.utilization)
+        merged.append(dataclasses.replace(same[0], cycles=cycles, macs=macs,
+                                          utilization=macs / capacity if capacity else None))
+    return merged
 
 
 def format_report(records, title: str = "", host_rows: bool = True) -> str:

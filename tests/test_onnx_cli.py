@@ -68,7 +68,7 @@ def test_demo_cnn_against_onnxruntime(tmp_path, fmt):
     pytest.importorskip("torch", reason="the ONNX demo exports with torch (a test extra)")
     pytest.importorskip("onnxruntime", reason="the ONNX demo quantizes with onnxruntime (a test extra)")
     from tridsa.sw.onnx_demo import compare
-    c = compare("cnn", fmt, "golden", Config(), tmp_path, batch=2)
+    c = compare("cnn", fmt, "golden", Config(), tmp_path)
     assert c.equal >= 0.99 * c.outputs and c.max_steps <= 1
     assert abs(c.accuracy_tridsa - c.accuracy_float) <= 0.01
     assert [r.engine for r in c.records].count("gemm") == 5          # four convolutions and the classifier
