@@ -15,6 +15,7 @@ Writes ``sim.json``, ``sim.png`` (wall time vs cycles, log-log) and the Markdown
 """
 from __future__ import annotations
 
+import os
 import time
 
 import numpy as np
@@ -111,8 +112,10 @@ def run(config: Config | None = None, backend: str = "verilator", out_dir="bench
         flag_rows = _flag_sweep(config, sizes["verilator"][-1], rng, bar) if flags else []
     table = markdown_table(rows, [("backend", "backend"), ("program", "Program"), ("cycles", "cycles"),
                                   ("wall_ms", "wall ms per call"), ("cycles_per_s", "cycles/s")], digits=1)
-    source = (f"RTL cycle counter; wall time of `acc.matmul` on this machine; Config "
-              f"{config.rows}x{config.cols}, written by `tridsa bench sim{' --quick' if quick else ''}`")
+    load = os.getloadavg()[0]
+    source = (f"RTL cycle counter; wall time of `acc.matmul` on this machine ({os.cpu_count()} cores, load average "
+              f"{load:.1f} at the end); Config {config.rows}x{config.cols}; written by "
+              f"`tridsa bench sim{' --quick' if quick else ''}{' --flags' if flags else ''}`")
     text = table + f"\n\n({source})"
     if flag_rows:
         text += "\n\n" + markdown_table(flag_rows, [("build", "fast Verilator model built with"), ("cycles", "cycles"),
