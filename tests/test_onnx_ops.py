@@ -366,3 +366,34 @@ def test_qlinear_conv_sweep(seed):
         rep = be.prepare(model)
         np.testing.assert_array_equal(rep.run({"x": x})[0], expected, err_msg=str(attrs))
         assert rep.records[0].engine == "gemm"
+
+
+@pytest.mark.parametrize("quantized_output", [True, False])
+def test_qgemm_matches_onnxruntime(seed, quantized_output):
+    """com.microsoft.QGemm (which onnx has no reference for) against onnxruntime's kernel. onnxruntime
+    requantizes in float32 where tridsa follows QLinearMatMul's float64 reference, so a value within float32
+    rounding of a half step may land one step apart (about one value in 10**5 in the demo's CNN)."""
+    ort = pytest.importorskip("onnxruntime", reason="onnxruntime (a test extra) is the oracle for QGemm")
+    rng = np.random.default_rng(seed)
+    m, k, n = 16, 40, 12
+    a = _q(rng, np.uint8, (m, k))
+    inits = dict(a_scale=np.array(0.02, np.float32), a_zp=np.array(120, np.uint8), B=_q(rng, np.int8, (n, k)),
+                 b_scale=rng.uniform(0.005, 0.02, n).astype(np.float32), b_zp=np.zeros(n, np.int8),
+                 C=rng.integers(-3000, 3000, n).astype(np.int32), y_scale=np.array(0.15, np.float32),
+                 y_zp=np.array(100, np.uint8))
+    names = ["a", "a_scale", "a_zp", "B", "b_scale", "b_zp", "C"] + (["y_scale", "y_zp"] if quantized_output else [])
+    node = helper.make_node("QGemm", names, ["y"], domain="com.microsoft", transB=1, alpha=0.75, name="qgemm")
+    out_type = TensorProto.UINT8 if quantized_output else TensorProto.FLOAT
+    graph = helper.make_graph([node], "g", [helper.make_tensor_value_info("a", TensorProto.UINT8, [m, k])],
+                              [helper.make_tensor_value_info("y", out_type, [m, n])],
+                              [numpy_helper.from_array(v, name) for name, v in inits.items() if name in names])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17), helper.make_opsetid("com.microsoft", 1)])
+    model.ir_version = 9
+    (expected,) = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"]).run(None, {"a": a})
+    rep = backend("golden", config=SMALL).prepare(model)
+    (y,) = rep.run([a])
+    if quantized_output:
+        assert np.abs(y.astype(int) - expected).max() <= 1 and np.mean(y == expected) >= 0.99
+    else:
+        np.testing.assert_array_equal(y, expected)
+    assert rep.records[0].engine == "gemm"
