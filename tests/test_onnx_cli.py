@@ -92,3 +92,17 @@ def test_run_onnx_model_verilator_check(capsys, tmp_path, small_config_file, see
     assert code == 0, err
     assert "check: outputs equal the golden backend's bit for bit" in out
     assert re.search(r"qmm\s+QLinearMatMul\s+gemm\s+\d+", out)            # cycles measured on the gateware
+
+
+@pytest.mark.slow
+def test_demo_cnn_on_verilator_matches_golden(tmp_path, monkeypatch):
+    """The demo's gateware run (here the first digits, as on the slow simulators) is bit-exact with golden
+    and reports cycles and utilization per offloaded node."""
+    pytest.importorskip("torch", reason="the ONNX demo exports with torch (a test extra)")
+    pytest.importorskip("onnxruntime", reason="the ONNX demo quantizes with onnxruntime (a test extra)")
+    from tridsa.sw import onnx_demo
+    monkeypatch.setattr(onnx_demo, "FULL_SPLIT_BACKENDS", ("golden",))
+    c = onnx_demo.compare("cnn", "QOperator", "verilator", SMALL, tmp_path)
+    assert c.backend_digits == onnx_demo.SLOW_BACKEND_SAMPLES and c.digits == 540
+    gemm = [r for r in c.records if r.engine == "gemm"]
+    assert len(gemm) == 5 and all(r.cycles > 0 and 0 < r.utilization <= 1 for r in gemm)
