@@ -31,6 +31,8 @@ _BENCHES = {
     "gather": "gather engine: embedding_bag on synthetic DLRM traffic (benchmarks/bench_gather.py)",
     "rng": "sketch engine: random bits per cycle and sketch multiplies (benchmarks/bench_rng.py)",
     "models": "end-to-end workloads (benchmarks/bench_models.py)",
+    "onnx": "quantized ONNX models (torch.onnx + onnxruntime quantize_static) through the ONNX backend "
+            "(benchmarks/bench_onnx.py)",
     "sim": "simulation speed per backend: fixed cost per call and marginal cycles/s (benchmarks/bench_sim.py)",
     "zoo": "the model zoo at full size: ResNet-50, MobileNetV2, BERT-base layer, LSTM, DLRM (benchmarks/bench_zoo.py)",
 }
