@@ -106,3 +106,13 @@ def test_demo_cnn_on_verilator_matches_golden(tmp_path, monkeypatch):
     assert c.backend_digits == onnx_demo.SLOW_BACKEND_SAMPLES and c.digits == 540
     gemm = [r for r in c.records if r.engine == "gemm"]
     assert len(gemm) == 5 and all(r.cycles > 0 and 0 < r.utilization <= 1 for r in gemm)
+
+
+def test_bench_onnx_quick(capsys, tmp_path):
+    """``tridsa bench onnx --quick`` (CNN only, golden) prints its table naming its command and writes JSON."""
+    pytest.importorskip("torch", reason="the ONNX bench exports with torch (a test extra)")
+    pytest.importorskip("onnxruntime", reason="the ONNX bench quantizes with onnxruntime (a test extra)")
+    code, out, err = cli(capsys, "bench", "onnx", "--backend", "golden", "--quick", "--out", str(tmp_path))
+    assert code == 0, err
+    assert "| cnn | QOperator |" in out and "| cnn | QDQ |" in out and "written by `tridsa bench onnx --backend golden --quick`" in out
+    assert (tmp_path / "onnx.json").is_file()
