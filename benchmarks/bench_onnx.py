@@ -43,8 +43,9 @@ def run(config, backend: str, out_dir: str, quick: bool = False) -> dict:
         ("tridsa", "tridsa acc."), ("equal", f"logits equal to onnxruntime's of {rows[0]['outputs']} (max steps apart)"),
         ("equal_plain", "same, its optimizations off"), ("steps", "steps on the accelerator"),
         ("digits", f"digits on {backend}"), ("cycles", "cycles"), ("utilization", "MAC utilization")])
-    source = (f"accuracies on the {rows[0]['split']}-digit test split; cycles: RTL cycle counter on {backend}, "
-              f"summed over the offloaded steps; Config {config.rows}x{config.cols}; onnxruntime "
+    counter = "the golden backend's cycle model" if backend == "golden" else f"RTL cycle counter on {backend}"
+    source = (f"accuracies on the {rows[0]['split']}-digit test split; cycles: {counter}, summed over the "
+              f"offloaded steps; Config {config.rows}x{config.cols}; onnxruntime "
               f"{onnxruntime.__version__}, torch {torch.__version__}; written by "
               f"`tridsa bench onnx --backend {backend}{' --quick' if quick else ''}`")
     text = table + f"\n\n({source})"

@@ -103,7 +103,8 @@ class OnnxBackend(Backend):
     def prepare(self, model, device: str = "CPU", strict: bool | None = None, **kwargs) -> OnnxRep:
         """Check ``model`` (``onnx.checker``; a ModelProto, bytes or a path) and plan it."""
         if not self.supports_device(device):
-            raise ValueError(f"device={device!r} is not supported: tridsa runs on 'CPU' (the host driving the accelerator)")
+            raise ValueError(f"device={device!r} is not supported: tridsa runs on 'CPU' "
+                             "(the host driving the accelerator)")
         if isinstance(model, (str, bytes)) or hasattr(model, "__fspath__"):
             model = onnx.load_model_from_string(model) if isinstance(model, bytes) else onnx.load(model)
         plan = GraphPlan(model)

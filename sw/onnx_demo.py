@@ -3,7 +3,8 @@ with ``onnxruntime.quantization.quantize_static`` (QOperator and QDQ formats), r
 (:mod:`tridsa.sw.onnx_backend`) and compared with onnxruntime's own output on the same quantized model.
 
 Needs torch (to export), onnxruntime (to quantize and compare) and scikit-learn (calibration digits), all
-test extras; without them the demo says which is missing and skips this part. The .onnx files are generated at demo time into the output folder.
+test extras; without them the demo says which is missing and skips this part. The .onnx files are
+generated at demo time into the output folder.
 """
 from __future__ import annotations
 
@@ -266,14 +267,15 @@ def run(backend_name: str, config, out_dir: Path) -> dict:
         for fmt in FORMATS:
             c = compare(name, fmt, backend_name, config, out_dir / "onnx", notices.append)
             offloaded = [r for r in c.records if r.engine != "host"]
-            print(f"  {name} {fmt}: float accuracy {c.accuracy_float * 100:.2f}% | onnxruntime {c.accuracy_ort * 100:.2f}%"
+            print(f"  {name} {fmt}: float accuracy {c.accuracy_float * 100:.2f}% | "
+                  f"onnxruntime {c.accuracy_ort * 100:.2f}%"
                   f" | tridsa {c.accuracy_tridsa * 100:.2f}% (test split, {c.digits} digits)")
             print(f"    logits equal to onnxruntime's: {c.equal}/{c.outputs} (largest difference {c.max_steps:.0f} "
                   f"quantization steps); with its graph optimizations off: {c.equal_plain}/{c.outputs} "
                   f"({c.max_steps_plain:.0f})")
-            print(format_report(c.records, f"  per node, {c.backend_digits} digits on {backend_name} (bit-exact with golden):",
-                                host_rows=False)
-                  .replace("\n", "\n    "))
+            checked = "" if backend_name == "golden" else " (bit-exact with golden)"
+            title = f"  per node, {c.backend_digits} digits on {backend_name}{checked}:"
+            print(format_report(c.records, title, host_rows=False).replace("\n", "\n    "))
             summary[f"{name}_{fmt}"] = dict(equal=c.equal, outputs=c.outputs, max_steps=c.max_steps,
                                             equal_plain=c.equal_plain, max_steps_plain=c.max_steps_plain,
                                             accuracy_float=c.accuracy_float, accuracy_ort=c.accuracy_ort,

@@ -85,7 +85,8 @@ class HostEvaluators:
                 info.name = name
                 outputs.append(info)
             graph = helper.make_graph([node], "node", graph_inputs, outputs)
-            model = helper.make_model(graph, opset_imports=[helper.make_opsetid(d, v) for d, v in self.plan.opsets.items()])
+            imports = [helper.make_opsetid(domain, version) for domain, version in self.plan.opsets.items()]
+            model = helper.make_model(graph, opset_imports=imports)
             model.ir_version = self.plan.model.ir_version
             self.cache[key] = onnxruntime.InferenceSession(model.SerializeToString(),
                                                            providers=["CPUExecutionProvider"])
