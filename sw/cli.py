@@ -31,6 +31,9 @@ _BENCHES = {
     "gather": "gather engine: embedding_bag on synthetic DLRM traffic (benchmarks/bench_gather.py)",
     "rng": "sketch engine: random bits per cycle and sketch multiplies (benchmarks/bench_rng.py)",
     "models": "end-to-end workloads (benchmarks/bench_models.py)",
+    "multichip": "DLRM sharded over N accelerators (Ray actors): bit-exact check, per-chip figures, all-to-all "
+                 "bytes and a 1-64 chip scaling model (benchmarks/bench_multichip.py)",
+    "ray": "wall-clock time of a sweep and a fuzz campaign on Ray with 1 and 2 workers (benchmarks/bench_ray.py)",
     "onnx": "quantized ONNX models (torch.onnx + onnxruntime quantize_static) through the ONNX backend "
             "(benchmarks/bench_onnx.py)",
     "sim": "simulation speed per backend: fixed cost per call and marginal cycles/s (benchmarks/bench_sim.py)",
@@ -125,6 +128,23 @@ def _bench_module(name: str):
         raise CliError(f"{module} resolves to {spec.origin}, not to {folder}: another 'benchmarks' "
                        "package shadows tridsa's")
     return importlib.import_module(module)
+
+
+def _positive(text: str) -> int:
+    """argparse type: an integer >= 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer >= 1")
+    return value
+
+
+def _add_address_arg(parser) -> None:
+    parser.add_argument("--address", metavar="HOST:PORT",
+                        help="join the Ray cluster there (HOST:PORT, ray://HOST:PORT or auto; default: a local "
+                             "Ray instance; see docs/multichip.md)")
 
 
 # -- subcommands -------------------------------------------------------------------------------------
@@ -274,6 +294,11 @@ def _cmd_bench(ns, extra) -> int:
         if ns.shapes:
             kwargs["shapes"] = module.parse_shapes(ns.shapes)
         kwargs.update(conv=not ns.no_conv, precisions=tuple(ns.precision or ("int8", "int4")), seed=ns.seed)
+    if ns.bench == "multichip":
+        kwargs.update(chips=ns.chips, strategy=ns.strategy, batch=ns.batch,
+                      link_bytes_per_cycle=ns.link_bandwidth)
+    if ns.bench in ("multichip", "ray"):
+        kwargs.update(address=ns.address, publish=ns.publish)
     if ns.bench == "zoo":
         kwargs.update(models=ns.models.split(",") if ns.models else None, readme=ns.readme)
     report = module.run(config, ns.backend, ns.out, **kwargs)
@@ -354,8 +379,8 @@ def _parser() -> argparse.ArgumentParser:
     bench = p.add_subparsers(dest="bench", metavar="NAME", parser_class=_Parser, required=True)
     for name, text in _BENCHES.items():
         b = bench.add_parser(name, help=text, description=text)
-        b.add_argument("--backend", default="verilator", choices=BACKENDS, metavar="B",
-                       help=f"one of {', '.join(BACKENDS)} (default: %(default)s; amaranth is far too slow)")
+        b.add_argument("--backend", default="golden" if name == "ray" else "verilator", choices=BACKENDS,
+                       metavar="B", help=f"one of {', '.join(BACKENDS)} (default: %(default)s; amaranth is far too slow)")
         b.add_argument("--out", default="benchmarks/out", metavar="DIR", help="output folder (default: %(default)s)")
         b.add_argument("--quick", action="store_true", help="a subset that runs in about two minutes")
         _add_config_args(b)
@@ -365,6 +390,18 @@ def _parser() -> argparse.ArgumentParser:
             b.add_argument("--precision", action="append", choices=("int8", "int4"),
                            help="run only this precision (repeatable; default both)")
             b.add_argument("--seed", type=int, default=0, help="seed of the random operands (default: 0)")
+        if name == "multichip":
+            from .sharding import STRATEGIES
+            b.add_argument("--chips", type=_positive, default=2, metavar="N", help="accelerators (default: %(default)s)")
+            b.add_argument("--strategy", default="auto", choices=STRATEGIES,
+                           help="table sharding: auto (planner), table (table-wise), row (row-wise) (default: %(default)s)")
+            b.add_argument("--batch", type=_positive, default=64, metavar="B", help="global batch (default: %(default)s)")
+            b.add_argument("--link-bandwidth", type=float, default=16.0, metavar="BYTES",
+                           help="bytes per cycle of a chip's link in the scaling model (default: %(default)s)")
+        if name in ("multichip", "ray"):
+            _add_address_arg(b)
+            b.add_argument("--publish", action="store_true",
+                           help="also write the tables into docs/multichip.md (between its bench markers)")
         if name == "sim":
             b.add_argument("--backends", metavar="A,B", help="backends to measure (default: verilator, "
                            "cocotb-verilator, icarus, amaranth; --backend is not used)")
@@ -391,7 +428,9 @@ def _parser() -> argparse.ArgumentParser:
 
     for name, module, hint, text in (
             ("demo", "tridsa.sw.demo", "sw/demo.py", "run the end-to-end demo (arguments go to tridsa.sw.demo)"),
-            ("fuzz", "tridsa.sw.fuzz", "sw/fuzz.py", "cross-backend random testing (arguments go to tridsa.sw.fuzz)")):
+            ("fuzz", "tridsa.sw.fuzz", "sw/fuzz.py", "cross-backend random testing (arguments go to tridsa.sw.fuzz)"),
+            ("sweep", "tridsa.sw.sweep", "sw/sweep.py",
+             "design-space sweep of Configs x workloads on Ray (arguments go to tridsa.sw.sweep)")):
         p = sub.add_parser(name, help=text, description=text + "; --help shows its own options once it exists.",
                            add_help=False)
         p.set_defaults(handler=_forward(module, hint, p), forwards=True)
@@ -409,13 +448,14 @@ def main(argv=None) -> int:
         parser.error(f"unrecognized arguments: {' '.join(extra)}")
     from ..sim.toolchain import SimulatorMissing
     from .builder import ProblemTooLarge
+    from .cluster import ClusterError
     prog = " ".join(["tridsa", ns.command] + ([ns.bench] if ns.command == "bench" else []))
     try:
         return ns.handler(ns, extra)
     except KeyboardInterrupt:
         print(f"{prog}: interrupted", file=sys.stderr)
         return 130
-    except (CliError, SimulatorMissing, ProblemTooLarge, ValueError, TypeError, IndexError,
+    except (CliError, ClusterError, SimulatorMissing, ProblemTooLarge, ValueError, TypeError, IndexError,
             FileNotFoundError) as exc:
         if ns.debug:
             raise
