@@ -205,11 +205,33 @@ class MacArray(wiring.Component):
             "out_row": Out(data.ArrayLayout(signed(32), cols)),
         })
 
+    def pe_kinds(self, family):
+        """``[row][col] -> (kind, dsp_delay)`` of each :class:`ProcessingElement` when built for ``family``."""
+        R, C = self.rows, self.cols
+        mac8 = family == "ice40" and not self.int4
+
+        def hard(i, j):
+            return j < C and i * C + j < self.hard_multipliers
+
+        def kind(i, j):
+            if not hard(i, j):
+                return "lut", 0
+            if mac8:
+                return "mac8", int(j % 2 == 0 and hard(i, j + 1))
+            return "mult18", 0
+        return [[kind(i, j) for j in range(C)] for i in range(R)]
+
+    def dsp_blocks(self, family):
+        """DSP blocks (MULT18X18D / SB_MAC16) the array uses when built for ``family``: one per hard PE, or
+        with SB_MAC16 one per pair of PEs that share it and one per lone hard PE."""
+        kinds = [k for row in self.pe_kinds(family) for k in row]
+        mac8 = [delayed for kind, delayed in kinds if kind == "mac8"]
+        return sum(kind == "mult18" for kind, _ in kinds) + len(mac8) - sum(mac8)
+
     def elaborate(self, platform):
         m = Module()
         R, C = self.rows, self.cols
         family = platform_family(platform) if self.family == "auto" else self.family
-        mac8 = family == "ice40" and not self.int4
 
         def delay(value, cycles, name):
             for stage in range(cycles):
@@ -218,17 +240,8 @@ class MacArray(wiring.Component):
                 value = reg
             return value
 
-        def hard(i, j):
-            return 0 <= j < C and i * C + j < self.hard_multipliers
-
-        def make(i, j):
-            if not hard(i, j):
-                return ProcessingElement("lut", int4=self.int4)
-            if mac8:
-                return ProcessingElement("mac8", int4=False, dsp_delay=int(j % 2 == 0 and hard(i, j + 1)))
-            return ProcessingElement("mult18", int4=self.int4, primitive=self.primitives)
-
-        pes = [[make(i, j) for j in range(C)] for i in range(R)]
+        pes = [[ProcessingElement(kind, int4=self.int4 and kind != "mac8", primitive=self.primitives, dsp_delay=delayed)
+                for kind, delayed in row] for row in self.pe_kinds(family)]
         for i in range(R):
             for j in range(C):
                 pe = pes[i][j]

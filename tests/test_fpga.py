@@ -259,3 +259,70 @@ def test_synthesis_smoke_ice40(tmp_path):
     assert report["resources"]["LUT"]["used"] <= report["resources"]["LUT"]["available"]
     # the PE is the one multiplier left: the serial requant and the sequencer's setup need none in LUTs
     assert report["multipliers"]["array_hard"] == 1 and report["multipliers"]["inferred_hard"] >= 1
+
+
+# -- build reports and their errors (no toolchain run) -------------------------------------------
+def test_fmax_spread_and_overused_resources():
+    from tridsa.sw.build import fmax_spread, overused
+    assert fmax_spread([71.0, 64.5, 80.25]) == {"min": 64.5, "median": 71.0, "max": 80.25, "runs": 3}
+    assert fmax_spread([70.0, 60.0])["median"] == 65.0
+    log = ("Info: Device utilisation:\nInfo: \t          TRELLIS_COMB: 99105/ 83640   118%\n"
+           "Info: \t          MULT18X18D:      12/    156     7%\n")
+    assert overused(log) == {"TRELLIS_COMB": (99105, 83640)}
+
+
+def test_design_too_large_says_what_overflows_by_how_much():
+    from tridsa.sw.build import DesignTooLarge, build
+    err = DesignTooLarge("ulx3s-85f", TINY, {"TRELLIS_COMB": (99105, 83640)})
+    assert "LUT (TRELLIS_COMB) needs 99105 of 83640 (15465 over, 18% too many)" in str(err)
+    # the MAC array's DSP blocks are counted before synthesis: 16 x 16 PEs on 156 MULT18X18D
+    with pytest.raises(DesignTooLarge, match=r"DSP \(MULT18X18D\) needs 256 of 156 \(100 over.*hard_multipliers"):
+        build("ulx3s-85f", Config(rows=16, cols=16, mem_width=64, engines=("gemm",)), "unused")
+    # iCE40: two INT8 PEs per SB_MAC16, 8 on the UP5K: 4 x 8 needs 16
+    with pytest.raises(DesignTooLarge, match=r"DSP \(ICESTORM_DSP\) needs 16 of 8 \(8 over"):
+        build("icebreaker", Config(rows=4, cols=8, int4=False, mem_width=32, engines=("gemm",)), "unused")
+
+
+def _fake_report(board, fmax, target):
+    return {"board": board, "device": "LFE5U-85F", "config": TINY.to_dict(), "macs_per_cycle_int8": 4,
+            "macs_per_cycle_int4": 8, "gmacs_int8": 4 * min(fmax, target) / 1e3, "gmacs_int4": 8 * min(fmax, target) / 1e3,
+            "target_mhz": target, "fmax_mhz": fmax, "timing_met": fmax >= target,
+            "fmax_spread": {"min": fmax - 3, "median": fmax, "max": fmax + 2, "runs": 3},
+            "resources": {"LUT": {"used": 6000, "available": 83640}, "FF": {"used": 4000, "available": 83640},
+                          "DSP": {"used": 12, "available": 156}, "BRAM": {"used": 2, "available": 208}},
+            "critical_path": {"from": "a.Q", "to": "b.D", "logic_ns": 1.0, "routing_ns": 9.0},
+            "files": {"report": "build/report.json"}}
+
+
+def test_cli_build_fails_when_timing_is_not_met(monkeypatch, capsys, tmp_path):
+    """``--mhz`` above what the build reaches: the achieved Fmax is printed, exit code 1, timing_met false."""
+    from tridsa.sw import build as build_module
+    from tridsa.sw.cli import main
+    asked = {}
+
+    def fake_build(board, config, out, *, baud, seeds, frequency):
+        asked.update(board=board, frequency=frequency, seeds=seeds)
+        return _fake_report(board, 88.6, frequency / 1e6)
+    monkeypatch.setattr(build_module, "build", fake_build)
+    assert main(["build", "--board", "ulx3s-85f", "--mhz", "200", "--seeds", "3", "--out", str(tmp_path)]) == 1
+    out, err = capsys.readouterr()
+    assert "timing_met: False" in out and "Fmax 88.6 MHz < 200.0 MHz" in err
+    assert asked == {"board": "ulx3s-85f", "frequency": 200e6, "seeds": 3}
+    assert main(["build", "--board", "ulx3s-85f", "--mhz", "50", "--out", str(tmp_path)]) == 0
+
+
+def test_publish_writes_tables_from_reports(monkeypatch, tmp_path):
+    from tridsa.sw import fpga_results
+    monkeypatch.setattr(fpga_results, "RESULTS", tmp_path / "results")
+    page = tmp_path / "page.md"
+    page.write_text(f"intro\n{fpga_results.BEGIN}\nold table\n{fpga_results.END}\nrest\n")
+    fpga_results.publish(_fake_report("ulx3s-85f", 88.6, 125.0), pages=[page])
+    fpga_results.publish(_fake_report("icebreaker", 31.0, 30.0), pages=[page])
+    text = page.read_text()
+    assert "old table" not in text and text.startswith("intro\n") and text.endswith("rest\n")
+    rows = [line for line in text.splitlines() if line.startswith("| icebreaker") or line.startswith("| ulx3s")]
+    assert len(rows) == 2
+    assert "**88.6** (85.6 / 88.6 / 90.6 over 3 seeds)" in rows[1] and "| **no** |" in rows[1]
+    assert "| 4 / 8 | 0.12 / 0.24 |" in rows[0] and "| yes |" in rows[0] and "12 / 156" in rows[0]
+    with pytest.raises(RuntimeError, match="markers"):
+        fpga_results.publish(_fake_report("icebreaker", 31.0, 30.0), pages=[tmp_path / "results" / "icebreaker.json"])

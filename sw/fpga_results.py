@@ -1,0 +1,70 @@
+"""The boards' results table in README.md and docs/fpga.md, written from the build reports.
+
+``tridsa build --publish`` stores the build's ``report.json`` as ``benchmarks/fpga/<board>.json`` and
+rewrites the table between the ``<!-- fpga-boards:begin -->`` and ``<!-- fpga-boards:end -->`` markers of
+both pages from every stored report, so no figure is copied by hand.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+__all__ = ["publish", "render_table", "RESULTS", "PAGES"]
+
+ROOT = Path(__file__).resolve().parent.parent
+RESULTS = ROOT / "benchmarks" / "fpga"
+PAGES = (ROOT / "README.md", ROOT / "docs" / "fpga.md")
+BEGIN, END = "<!-- fpga-boards:begin -->", "<!-- fpga-boards:end -->"
+
+
+def _number(value, digits=1):
+    return "-" if value is None else f"{value:,.{digits}f}" if isinstance(value, float) else f"{value:,}"
+
+
+def _row(report: dict) -> str:
+    cfg, res = report["config"], report["resources"]
+    spread = report.get("fmax_spread")
+    fmax = f"**{_number(report['fmax_mhz'])}**" + (
+        f" ({_number(spread['min'])} / {_number(spread['median'])} / {_number(spread['max'])} over {spread['runs']} seeds)"
+        if spread and spread["runs"] > 1 else "")
+    macs = f"{report['macs_per_cycle_int8']}" + (f" / {report['macs_per_cycle_int4']}" if report["macs_per_cycle_int4"] else " / -")
+    gmacs = f"{_number(report['gmacs_int8'], 2)}" + (f" / {_number(report['gmacs_int4'], 2)}" if report.get("gmacs_int4") else " / -")
+
+    def use(kind):
+        r = res.get(kind, {})
+        return f"{_number(r.get('used'))} / {_number(r.get('available'))}" if r.get("available") else "-"
+    shape = f"{cfg['rows']}x{cfg['cols']} {'INT4+INT8' if cfg['int4'] else 'INT8'}"
+    return (f"| {report['board']} ({report['device']}) | {shape} | {macs} | {gmacs} | {fmax} | {_number(report['target_mhz'])} "
+            f"| {'yes' if report['timing_met'] else '**no**'} | {use('LUT')} | {use('FF')} | {use('DSP')} | {use('BRAM')} |")
+
+
+def render_table(reports) -> str:
+    """The Markdown table of ``reports`` (dicts as :func:`tridsa.sw.build.build` returns them)."""
+    lines = ["| board | array | MACs/cycle INT8 / INT4 | GMAC/s INT8 / INT4 | Fmax MHz (min / median / max) "
+             "| target MHz | timing met | LUT | FF | DSP | BRAM |",
+             "|---|---|---|---|---|---|---|---|---|---|---|"]
+    lines += [_row(r) for r in reports]
+    return "\n".join(lines)
+
+
+def _stored_reports() -> list:
+    return [json.loads(p.read_text()) for p in sorted(RESULTS.glob("*.json"))]
+
+
+def publish(report: dict, pages=PAGES) -> Path:
+    """Store ``report`` as the board's result and rewrite the table on ``pages``; returns the stored file."""
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    stored = {k: v for k, v in report.items() if k != "files"}
+    path = RESULTS / f"{report['board']}.json"
+    path.write_text(json.dumps(stored, indent=2) + "\n")
+    table = render_table(_stored_reports())
+    note = ("GMAC/s at the target clock when timing is met, else at the achieved Fmax; Fmax spread over nextpnr "
+            "seeds (`tridsa build --seeds N`). Written by `tridsa build --publish` from `benchmarks/fpga/*.json`.")
+    for page in pages:
+        text = page.read_text()
+        if BEGIN not in text or END not in text:
+            raise RuntimeError(f"{page} has no {BEGIN} ... {END} markers for the FPGA table")
+        head, rest = text.split(BEGIN, 1)
+        _, tail = rest.split(END, 1)
+        page.write_text(f"{head}{BEGIN}\n{table}\n\n{note}\n{END}{tail}")
+    return path
