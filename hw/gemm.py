@@ -105,7 +105,8 @@ class GemmEngine(wiring.Component):
         m.submodules.b_items = b_items = SkidBuffer(8 * C)
         wiring.connect(m, a_split.items, a_items.i)
         wiring.connect(m, b_split.items, b_items.i)
-        m.submodules.array = array = MacArray(R, C, hard_multipliers=cfg.hard_multipliers, int4=cfg.int4)
+        m.submodules.array = array = MacArray(R, C, hard_multipliers=cfg.hard_multipliers, int4=cfg.int4,
+                                              family=cfg.pe_family or "auto")
         m.submodules.requant = requant = RequantUnit(C, per_cycle=cfg.lanes_requant, stages=cfg.requant_stages)
         # Rows of ~3 tiles are in flight between tile start and requant (skew + pipeline); 4 tiles of
         # buffering keep short-K tiles (k_rows near min_tile_cycles) streaming back to back.

@@ -24,7 +24,7 @@ from .dsp import LATENCY as DSP_LATENCY, Mac16Dual8x8, Mult18x18, platform_famil
 
 assert PE_LATENCY == 4 and DSP_LATENCY == 2, "ProcessingElement is written for four stages, two of them a DSP's"
 
-__all__ = ["CTRL", "MODE", "ProcessingElement", "MacArray"]
+__all__ = ["CTRL", "MODE", "ProcessingElement", "MacArray", "pe_kinds", "dsp_blocks"]
 
 CTRL = data.StructLayout({"valid": 1, "first": 1, "last": 1})
 MODE = data.StructLayout({"int4": 1, "a_signed": 1, "b_signed": 1})
@@ -205,29 +205,6 @@ class MacArray(wiring.Component):
             "out_row": Out(data.ArrayLayout(signed(32), cols)),
         })
 
-    def pe_kinds(self, family):
-        """``[row][col] -> (kind, dsp_delay)`` of each :class:`ProcessingElement` when built for ``family``."""
-        R, C = self.rows, self.cols
-        mac8 = family == "ice40" and not self.int4
-
-        def hard(i, j):
-            return j < C and i * C + j < self.hard_multipliers
-
-        def kind(i, j):
-            if not hard(i, j):
-                return "lut", 0
-            if mac8:
-                return "mac8", int(j % 2 == 0 and hard(i, j + 1))
-            return "mult18", 0
-        return [[kind(i, j) for j in range(C)] for i in range(R)]
-
-    def dsp_blocks(self, family):
-        """DSP blocks (MULT18X18D / SB_MAC16) the array uses when built for ``family``: one per hard PE, or
-        with SB_MAC16 one per pair of PEs that share it and one per lone hard PE."""
-        kinds = [k for row in self.pe_kinds(family) for k in row]
-        mac8 = [delayed for kind, delayed in kinds if kind == "mac8"]
-        return sum(kind == "mult18" for kind, _ in kinds) + len(mac8) - sum(mac8)
-
     def elaborate(self, platform):
         m = Module()
         R, C = self.rows, self.cols
@@ -241,7 +218,7 @@ class MacArray(wiring.Component):
             return value
 
         pes = [[ProcessingElement(kind, int4=self.int4 and kind != "mac8", primitive=self.primitives, dsp_delay=delayed)
-                for kind, delayed in row] for row in self.pe_kinds(family)]
+                for kind, delayed in row] for row in pe_kinds(R, C, self.hard_multipliers, self.int4, family)]
         for i in range(R):
             for j in range(C):
                 pe = pes[i][j]
@@ -275,6 +252,32 @@ class MacArray(wiring.Component):
             m.d.comb += row[j].eq(_or_reduce([Mux(done[i], pes[i][j].result, 0) for i in range(R)]))
         m.d.sync += [self.out_valid.eq(Cat(done).any()), self.out_row.eq(row)]
         return m
+
+
+def pe_kinds(rows, cols, hard_multipliers, int4, family):
+    """``[row][col] -> (kind, dsp_delay)`` of each :class:`ProcessingElement` of a :class:`MacArray` built for
+    ``family`` (``hard_multipliers``: None = all)."""
+    hard_multipliers = rows * cols if hard_multipliers is None else hard_multipliers
+    mac8 = family == "ice40" and not int4
+
+    def hard(i, j):
+        return j < cols and i * cols + j < hard_multipliers
+
+    def kind(i, j):
+        if not hard(i, j):
+            return "lut", 0
+        if mac8:
+            return "mac8", int(j % 2 == 0 and hard(i, j + 1))
+        return "mult18", 0
+    return [[kind(i, j) for j in range(cols)] for i in range(rows)]
+
+
+def dsp_blocks(rows, cols, hard_multipliers, int4, family):
+    """DSP blocks (MULT18X18D / SB_MAC16) of a :class:`MacArray` built for ``family``: one per hard PE, or
+    with SB_MAC16 one per pair of PEs that share it and one per lone hard PE."""
+    kinds = [k for row in pe_kinds(rows, cols, hard_multipliers, int4, family) for k in row]
+    mac8 = [delayed for kind, delayed in kinds if kind == "mac8"]
+    return sum(kind == "mult18" for kind, _ in kinds) + len(mac8) - sum(mac8)
 
 
 def _or_reduce(values):

@@ -169,13 +169,13 @@ def build(board: str, config=None, out_dir="build", *, baud: int = 115200, frequ
         the build is repeated with all multipliers in LUTs; the report says so (``dsp_fallback``).
     """
     from ..hw.fpga_top import BOARDS, FpgaTop
-    from ..hw.mac_array import MacArray
+    from ..hw.mac_array import dsp_blocks
     if board not in BOARDS:
         raise ValueError(f"unknown board {board!r}: expected one of {', '.join(BOARDS)}")
     spec = BOARDS[board]
     family = spec.family
     cfg = config or spec.config
-    array_dsps = MacArray(cfg.rows, cfg.cols, cfg.hard_multipliers, cfg.int4).dsp_blocks(family)
+    array_dsps = dsp_blocks(cfg.rows, cfg.cols, cfg.hard_multipliers, cfg.int4, cfg.pe_family or family)
     if array_dsps > spec.dsp_blocks:              # instantiated primitives: no fallback to LUTs
         raise DesignTooLarge(board, cfg, {_RESOURCES[family]["DSP"]: (array_dsps, spec.dsp_blocks)},
                              f"the MAC array alone needs {array_dsps} {_MULTIPLIERS[family]}: "
