@@ -245,6 +245,8 @@ def test_synthesis_smoke_ecp5(tmp_path):
     # sequencer's setup arithmetic (an INT4 PE with two products would add 4 more)
     requant = 4 * TINY.lanes_requant
     assert mult["array_hard"] == 4 and 4 + requant <= mult["inferred_hard"] <= 4 + requant + 4, mult
+    # the PEs' MULT18X18D are the instantiated ones, with their input and output registers on
+    assert mult["array_dsp_blocks"] == 4 and mult["registered_dsps"] == 4, mult
 
 
 @pytest.mark.slow
@@ -253,12 +255,19 @@ def test_synthesis_smoke_ice40(tmp_path):
     from tridsa.hw.fpga_top import BOARDS
     from tridsa.sw.build import build
     config = BOARDS["icebreaker"].config
-    report = build("icebreaker", config, tmp_path, frequency=ICE40_SMOKE_MHZ * 1e6)
+    report = build("icebreaker", config, tmp_path, frequency=ICE40_SMOKE_MHZ * 1e6, seeds=2)
     assert (tmp_path / "tridsa.bin").stat().st_size > 1000 and (tmp_path / "report.json").exists()
+    # the seed sweep placed and routed the same netlist again with seed 2 (no second bitstream)
+    assert set(report["fmax_by_seed"]) == {1, 2} and all(report["fmax_by_seed"].values())
+    assert report["fmax_spread"]["runs"] == 2 and report["fmax_by_seed"][1] == report["fmax_mhz"]
+    assert (tmp_path / "tridsa.seed2.report.json").exists()
     assert report["timing_met"], report["critical_path"]
     assert report["resources"]["LUT"]["used"] <= report["resources"]["LUT"]["available"]
-    # the PE is the one multiplier left: the serial requant and the sequencer's setup need none in LUTs
-    assert report["multipliers"]["array_hard"] == 1 and report["multipliers"]["inferred_hard"] >= 1
+    # the PE is the one multiplier left: the serial requant and the sequencer's setup need none in LUTs;
+    # it is half of an instantiated SB_MAC16 in dual 8 x 8 mode with its registers on
+    mult = report["multipliers"]
+    assert mult["array_hard"] == 1 and mult["inferred_hard"] >= 1, mult
+    assert mult["array_dsp_blocks"] == 1 and mult["registered_dsps"] == 1, mult
 
 
 # -- build reports and their errors (no toolchain run) -------------------------------------------
