@@ -335,3 +335,18 @@ def test_publish_writes_tables_from_reports(monkeypatch, tmp_path):
     assert "| 4 / 8 | 0.12 / 0.24 |" in rows[0] and "| yes |" in rows[0] and "12 / 156" in rows[0]
     with pytest.raises(RuntimeError, match="markers"):
         fpga_results.publish(_fake_report("icebreaker", 31.0, 30.0), pages=[tmp_path / "results" / "icebreaker.json"])
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("family", ["ice40", "ecp5"])
+def test_gemm_bit_exact_with_board_pes(family, seed):
+    """The GEMM engine with a board's DSP PE structure (behavioural DSP models, Amaranth simulator): uint8 and
+    int8 operands, bit-exact with the golden model (the iCE40 PEs correct the SB_MAC16's fixed signedness)."""
+    config = Config(rows=2, cols=4, int4=False, mem_width=16, mem_depth=256, queue_depth=2, engines=("gemm",),
+                    pe_family=family)
+    rng = np.random.default_rng(seed)
+    acc, golden = Accelerator("amaranth", config), Accelerator("golden", config)
+    for a_dtype, b_dtype in [(np.uint8, np.int8), (np.int8, np.uint8), (np.uint8, np.uint8)]:
+        a = rng.integers(np.iinfo(a_dtype).min, np.iinfo(a_dtype).max + 1, (3, 7)).astype(a_dtype)
+        b = rng.integers(np.iinfo(b_dtype).min, np.iinfo(b_dtype).max + 1, (7, 5)).astype(b_dtype)
+        assert np.array_equal(acc.matmul(a, b), golden.matmul(a, b)), (a_dtype, b_dtype)
