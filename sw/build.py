@@ -125,15 +125,21 @@ def overused(nextpnr_log: str) -> dict:
 
 
 def fmax_spread(values) -> dict:
-    """``{"min", "median", "max", "runs"}`` of a list of Fmax values (MHz), as the seed sweep reports it."""
-    values = sorted(values)
+    """``{"min", "median", "max", "runs", "failed"}`` of a list of Fmax values (MHz; None: that seed did not
+    place and route), as the seed sweep reports it."""
+    failed = sum(v is None for v in values)
+    values = sorted(v for v in values if v is not None)
     n = len(values)
+    if n == 0:
+        return {"min": None, "median": None, "max": None, "runs": 0, "failed": failed}
     median = values[n // 2] if n % 2 else (values[n // 2 - 1] + values[n // 2]) / 2
-    return {"min": round(values[0], 3), "median": round(median, 3), "max": round(values[-1], 3), "runs": n}
+    return {"min": round(values[0], 3), "median": round(median, 3), "max": round(values[-1], 3), "runs": n,
+            "failed": failed}
 
 
 def _place_and_route_again(out: Path, seed: int) -> float | None:
-    """Run the build's nextpnr command again with another placement seed (no bitstream); its Fmax in MHz."""
+    """Run the build's nextpnr command again with another placement seed (no bitstream); its Fmax in MHz,
+    or None when nextpnr fails (its log: ``<name>.seed<N>.tim``)."""
     script = (out / f"build_{NAME}.sh").read_text()
     line = next(line for line in script.splitlines() if "NEXTPNR" in line and "--json" in line)
     words = shlex.split(line)
@@ -150,7 +156,9 @@ def _place_and_route_again(out: Path, seed: int) -> float | None:
     report, log = f"{NAME}.seed{seed}.report.json", f"{NAME}.seed{seed}.tim"
     args = [report if a == f"{NAME}.report.json" else log if a == f"{NAME}.tim" else a for a in args]
     args[args.index("--seed") + 1] = str(seed)
-    subprocess.run([tool, *args], cwd=out, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    done = subprocess.run([tool, *args], cwd=out, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    if done.returncode != 0:            # e.g. no legal placement near full utilisation: recorded as None
+        return None
     fmax = json.loads((out / report).read_text()).get("fmax", {})
     return min((v["achieved"] for v in fmax.values()), default=None)
 
@@ -269,7 +277,7 @@ def build(board: str, config=None, out_dir="build", *, baud: int = 115200, frequ
         "fmax_mhz": fmax_mhz,
         "timing_met": achieved is not None and achieved >= top.frequency / 1e6,
         "fmax_by_seed": {seed: achieved},
-        "fmax_spread": fmax_spread([achieved]) if achieved else None,
+        "fmax_spread": fmax_spread([achieved]) if achieved else None,     # with --seeds: over all seeds
         "clocks": fmax,
         "resources": resources,
         "multipliers": {
@@ -303,8 +311,7 @@ def build(board: str, config=None, out_dir="build", *, baud: int = 115200, frequ
     with _environment(env):
         for other in range(seed + 1, seed + seeds):     # the report is rewritten after every run
             report["fmax_by_seed"][other] = _place_and_route_again(out, other)
-            found = [v for v in report["fmax_by_seed"].values() if v is not None]
-            report["fmax_spread"] = fmax_spread(found) if found else None
+            report["fmax_spread"] = fmax_spread(list(report["fmax_by_seed"].values()))
             (out / "report.json").write_text(json.dumps(report, indent=2))
     return report
 

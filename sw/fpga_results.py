@@ -25,8 +25,9 @@ def _row(report: dict) -> str:
     cfg, res = report["config"], report["resources"]
     spread = report.get("fmax_spread")
     fmax = f"**{_number(report['fmax_mhz'])}**" + (
-        f" ({_number(spread['min'])} / {_number(spread['median'])} / {_number(spread['max'])} over {spread['runs']} seeds)"
-        if spread and spread["runs"] > 1 else "")
+        f" ({_number(spread['min'])} / {_number(spread['median'])} / {_number(spread['max'])} over {spread['runs']} seeds"
+        + (f"; {spread['failed']} more did not place" if spread.get("failed") else "") + ")"
+        if spread and spread["runs"] + spread.get("failed", 0) > 1 else "")
     macs = f"{report['macs_per_cycle_int8']}" + (f" / {report['macs_per_cycle_int4']}" if report["macs_per_cycle_int4"] else " / -")
     gmacs = f"{_number(report['gmacs_int8'], 2)}" + (f" / {_number(report['gmacs_int4'], 2)}" if report.get("gmacs_int4") else " / -")
 

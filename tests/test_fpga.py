@@ -273,8 +273,8 @@ def test_synthesis_smoke_ice40(tmp_path):
 # -- build reports and their errors (no toolchain run) -------------------------------------------
 def test_fmax_spread_and_overused_resources():
     from tridsa.sw.build import fmax_spread, overused
-    assert fmax_spread([71.0, 64.5, 80.25]) == {"min": 64.5, "median": 71.0, "max": 80.25, "runs": 3}
-    assert fmax_spread([70.0, 60.0])["median"] == 65.0
+    assert fmax_spread([71.0, 64.5, 80.25]) == {"min": 64.5, "median": 71.0, "max": 80.25, "runs": 3, "failed": 0}
+    assert fmax_spread([70.0, None, 60.0]) == {"min": 60.0, "median": 65.0, "max": 70.0, "runs": 2, "failed": 1}
     log = ("Info: Device utilisation:\nInfo: \t          TRELLIS_COMB: 99105/ 83640   118%\n"
            "Info: \t          MULT18X18D:      12/    156     7%\n")
     assert overused(log) == {"TRELLIS_COMB": (99105, 83640)}
