@@ -59,7 +59,8 @@ def publish(report: dict, pages=PAGES) -> Path:
     path = RESULTS / f"{report['board']}.json"
     path.write_text(json.dumps(stored, indent=2) + "\n")
     table = render_table(_stored_reports())
-    note = ("GMAC/s at the target clock when timing is met, else at the achieved Fmax; Fmax spread over nextpnr "
+    note = ("LUT: LUT4 on ECP5, logic cells on iCE40. GMAC/s at the target clock when timing is met, else at the "
+            "achieved Fmax; Fmax spread over nextpnr "
             "seeds (`tridsa build --seeds N`). Written by `tridsa build --publish` from `benchmarks/fpga/*.json`.")
     for page in pages:
         text = page.read_text()
