@@ -6,6 +6,7 @@ Dataflow (every arrow is a valid/ready stream, so every unit can stall without l
                                         feeder --> MacArray --> row FIFO --> RequantUnit --> packer --> writer
     B reader --> B splitter --> skid --/                                              ^
     P reader (bias, multiplier, shift per column block) -------------------/
+    Q reader (accumulate mode: the int32 partial sums at c_addr, one row per output row) --/
 
 Tiles are visited problem outer (a batched instruction runs ``batch`` same-shape problems whose operands
 lie back to back), then column block, then row block (``t = jb * mt + ib`` within a problem): B, P and C
@@ -14,6 +15,11 @@ block. One setup and one pipeline fill/drain serve the whole batch. The three re
 ahead of the array as far as their credit-limited FIFOs allow, so the loads of the next tile overlap the
 compute of the current one (the FIFOs are the double buffers). The feeder starts a tile only when the
 row FIFO has room for all of its output rows, so the array itself never stalls.
+
+In accumulate mode (``Config.accumulate``, ISA field ``accumulate``) the Q reader streams the int32 tiles
+already at ``c_addr`` in tile order and each output row takes its partial sums in place of the bias. A
+tile's partial sums are read before its result is written, and results are written in the same order at
+no larger offsets (an output is at most 32 bits), so the result may overwrite the partial sums in place.
 """
 from amaranth import *
 from amaranth.lib import data, fifo, stream, wiring
@@ -87,14 +93,15 @@ class GemmEngine(wiring.Component):
         R, C, W = cfg.rows, cfg.cols, cfg.mem_width
         f = Signal(instr_layout("GEMM"))
 
-        m.submodules.arbiter = arbiter = MemArbiter(cfg, 4)
+        reader_names = ("a", "b", "p", "q") if cfg.accumulate else ("a", "b", "p")
+        m.submodules.arbiter = arbiter = MemArbiter(cfg, len(reader_names) + 1)
         wiring.connect(m, arbiter.mem, wiring.flipped(self.mem))
         readers = {}
-        for idx, name in enumerate(("a", "b", "p")):
+        for idx, name in enumerate(reader_names):
             # a block is at most 2**L - 1 words (L below)
             readers[name] = m.submodules[f"{name}_reader"] = BlockReader(cfg, count_bits=cfg.addr_bits + 1)
             wiring.connect(m, readers[name].mem, arbiter.port(idx))
-        writer = arbiter.port(3)
+        writer = arbiter.port(len(reader_names))
         m.submodules.a_split = a_split = WordSplitter(cfg.mem_bits, 8 * R)
         m.submodules.b_split = b_split = WordSplitter(cfg.mem_bits, 8 * C)
         wiring.connect(m, readers["a"].words, a_split.words)
@@ -105,6 +112,10 @@ class GemmEngine(wiring.Component):
         m.submodules.b_items = b_items = SkidBuffer(8 * C)
         wiring.connect(m, a_split.items, a_items.i)
         wiring.connect(m, b_split.items, b_items.i)
+        if cfg.accumulate:      # partial sums: one int32 row of C lanes per item, a tile's R rows per block
+            m.submodules.q_split = q_split = WordSplitter(cfg.mem_bits, 32 * C)
+            wiring.connect(m, readers["q"].words, q_split.words)
+            m.d.comb += q_split.per_block.eq(R)
         m.submodules.array = array = MacArray(R, C, hard_multipliers=cfg.hard_multipliers, int4=cfg.int4,
                                               family=cfg.pe_family or "auto")
         m.submodules.requant = requant = RequantUnit(C, per_cycle=cfg.lanes_requant, stages=cfg.requant_stages)
@@ -123,7 +134,9 @@ class GemmEngine(wiring.Component):
             return Mux(value[L:].any(), (1 << L) - 1, value[:L]) if len(value) > L else value
 
         k_rows, mt, nt = Signal(16), Signal(L), Signal(L)
-        a_bw, b_bw, tile_shift = Signal(L), Signal(L), Signal(4)   # words per output tile = 2**tile_shift
+        # words per tile of the C region = 2**tile_shift (accumulate: the int32 partial sums), of the output
+        # = 2**out_shift
+        a_bw, b_bw, tile_shift, out_shift = Signal(L), Signal(L), Signal(4), Signal(4)
         tiles = Signal(2 * L)
         m.d.comb += [a_split.per_block.eq(k_rows), b_split.per_block.eq(k_rows)]
         problem = {"a": Signal(2 * L), "b": Signal(2 * L), "c": Signal(2 * L + 15), "p": Signal(L + 2)}
@@ -150,8 +163,9 @@ class GemmEngine(wiring.Component):
         a_ib, a_jb, a_ptr, a_base = Signal(L), Signal(L), Signal(L), Signal(L)
         b_ib, b_ptr = Signal(L), Signal(L)
         mt_last, nt_last = Signal(L), Signal(L)                 # mt - 1, nt - 1
-        more = {name: Signal(name=f"{name}_more") for name in ("a", "b", "p")}   # reads left (RUN)
-        final = {name: Signal(L, name=f"{name}_final") for name in more}          # the last block's pointer
+        more = {name: Signal(name=f"{name}_more") for name in reader_names}   # reads left (RUN)
+        out_total = Signal(L)                                   # words the batch writes
+        final = {name: Signal(L, name=f"{name}_final") for name in ("a", "b", "p")}          # the last block's pointer
         p_ptr = Signal(L)
         running = Signal()
         first, last, single = Signal(), Signal(), Signal()    # feeder: k-step flags, k_rows == 1
@@ -171,7 +185,8 @@ class GemmEngine(wiring.Component):
                 with m.Switch(i.out_format):
                     for code, words in tw.items():
                         with m.Case(code):
-                            m.d.sync += tile_shift.eq(log2(words))
+                            m.d.sync += [out_shift.eq(log2(words)),
+                                         tile_shift.eq(Mux(i.accumulate, log2(tw[0]), log2(words)))]
                 with m.If(self.start):
                     m.next = "SETUP2"
             with m.State("SETUP2"):
@@ -197,7 +212,8 @@ class GemmEngine(wiring.Component):
                 with m.If(left[1:] == 0):
                     m.next = "CHECK"
             with m.State("CHECK"):
-                m.d.sync += [bad_mode.eq((f.int4 & (not cfg.int4)) | (f.rounding == 3) | (~f.requant & (f.out_format != 0))),
+                m.d.sync += [bad_mode.eq((f.int4 & (not cfg.int4)) | (f.rounding == 3) | (~f.requant & (f.out_format != 0))
+                                       | (f.accumulate & (not cfg.accumulate))),
                              bad_shape.eq(zero_size)]
                 # one adder per region for its end, its range check and the overlap checks
                 reach = {name: low[name] + total[name] for name in problem}
@@ -223,7 +239,10 @@ class GemmEngine(wiring.Component):
                 with m.Else():
                     m.d.sync += [a_ib.eq(0), a_jb.eq(0), a_ptr.eq(low["a"]), a_base.eq(low["a"]), b_ib.eq(0),
                                  b_ptr.eq(low["b"]), p_ptr.eq(low["p"])]
-                    m.d.sync += [flag.eq(1) for flag in more.values()]     # every region of a legal GEMM is non-empty
+                    m.d.sync += [more[name].eq(1) for name in ("a", "b", "p")]   # every region of a legal GEMM is non-empty
+                    m.d.sync += out_total.eq(total["c"] >> (tile_shift - out_shift)[:4])
+                    if cfg.accumulate:
+                        m.d.sync += more["q"].eq(f.accumulate)
                     m.d.sync += [final["a"].eq(end["a"] - a_words), final["b"].eq(end["b"] - b_bw),
                                  final["p"].eq(end["p"] - PARAM_WORDS)]
                     m.next = "RUN"
@@ -260,6 +279,11 @@ class GemmEngine(wiring.Component):
                 m.d.sync += b_ib.eq(b_ib + 1)
         with m.If(rp.valid & rp.ready):
             m.d.sync += [p_ptr.eq(p_ptr + PARAM_WORDS), more["p"].eq(p_ptr != final["p"])]
+        if cfg.accumulate:     # one read command for the whole batch's partial sums
+            rq = readers["q"].cmd
+            m.d.comb += [rq.payload.addr.eq(low["c"]), rq.payload.count.eq(total["c"]), rq.valid.eq(running & more["q"])]
+            with m.If(rq.valid & rq.ready):
+                m.d.sync += more["q"].eq(0)
 
         # ---- feeder ---------------------------------------------------------------------------
         # ``first``/``last`` (of a tile's k-steps) and ``can_start`` are registers computed a cycle ahead,
@@ -312,10 +336,17 @@ class GemmEngine(wiring.Component):
             with m.Else():
                 m.d.sync += p_slot.eq(p_slot + 1)
         rq_in = requant.i
-        m.d.comb += [rq_in.valid.eq(running & have_rows & rows.r_rdy), rows.r_en.eq(rq_in.ready & rq_in.valid),
-                     rq_in.payload.x.eq(rows.r_data)]
+        partials_ready = Const(1)
+        row_bias = bias
+        if cfg.accumulate:        # accumulate: the row's partial sums replace the bias
+            partials_ready = ~f.accumulate | q_split.items.valid
+            m.d.comb += q_split.items.ready.eq(f.accumulate & rq_in.ready & rq_in.valid)
+            row_bias = Signal(data.ArrayLayout(32, C))
+            m.d.comb += row_bias.eq(Mux(f.accumulate, q_split.items.payload, bias.as_value()))
+        m.d.comb += [rq_in.valid.eq(running & have_rows & rows.r_rdy & partials_ready),
+                     rows.r_en.eq(rq_in.ready & rq_in.valid), rq_in.payload.x.eq(rows.r_data)]
         for j in range(C):
-            m.d.comb += [rq_in.payload.bias[j].eq(bias[j]), rq_in.payload.multiplier[j].eq(mult[j][:31]),
+            m.d.comb += [rq_in.payload.bias[j].eq(row_bias[j]), rq_in.payload.multiplier[j].eq(mult[j][:31]),
                          rq_in.payload.shift[j].eq(Mux(shift[j][:6] > 62, 62, shift[j][:6]))]
         with m.If(rq_in.valid & rq_in.ready):
             m.d.sync += [rows_left.eq(rows_left - 1), have_rows.eq(rows_left != 1)]
@@ -360,5 +391,5 @@ class GemmEngine(wiring.Component):
         with m.If(fsm.ongoing("IDLE")):
             m.d.sync += [c_ptr.eq(self.instr.c_addr[:L]), written.eq(0), word.eq(0), lane.eq(0), row_in_tile.eq(0),
                          pend_valid.eq(0)]
-        m.d.comb += out_done.eq((written == total["c"]) & arbiter.idle)
+        m.d.comb += out_done.eq((written == out_total) & arbiter.idle)
         return m

@@ -82,6 +82,10 @@ class Config:
         How many PEs multiply with ``*`` (which synthesis maps to a hard DSP: SB_MAC16, MULT18X18D; INT4
         pairs share it) rather than LUT logic (None = all). Only the synthesized netlist changes: an FPGA
         build sets it to the DSPs the device has left.
+    accumulate:
+        Build the GEMM engine's accumulate mode (ISA field ``accumulate``: add the int32 partial sums at
+        ``c_addr`` instead of the bias, so the driver splits K over several instructions without losing
+        bits). It adds one block reader; without it such an instruction is BAD_MODE.
     requant_stages:
         Register stages of the GEMM engine's requant pipeline, a key of :data:`REQUANT_REGISTERED`: 12
         (one per logical step, for a fast clock) or 5 (fewer flip-flops, for a slow FPGA such as the
@@ -111,6 +115,7 @@ class Config:
     requant_lanes: int | None = None
     hard_multipliers: int | None = None
     requant_stages: int = 12
+    accumulate: bool = True
     pe_family: str | None = None
 
     def __post_init__(self):
@@ -121,6 +126,7 @@ class Config:
         for name in ("rows", "cols"):
             need(_is_pow2(getattr(self, name)) and getattr(self, name) <= 64, name, "a power of two in 1..64")
         need(isinstance(self.int4, bool), "int4", "True or False")
+        need(isinstance(self.accumulate, bool), "accumulate", "True or False")
         need(_is_pow2(self.mem_width) and self.mem_width % (4 * self.cols) == 0
              and self.mem_width % self.rows == 0 and self.mem_width <= 512,
              "mem_width", f"a power of two <= 512 bytes and a multiple of 4*cols={4 * self.cols} and rows={self.rows}")

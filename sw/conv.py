@@ -13,7 +13,7 @@ side by side into one GEMM problem with a block-diagonal B (``pack`` groups per 
 products for fewer problems. The problems of equal shape (every one but a ragged last pack) run as ONE
 batched GEMM instruction (:func:`tridsa.sw.gemm_ops.emit_gemm_batch`), so the instruction's fixed cost
 is paid once per layer, not once per group. :func:`choose_lowering` picks the band and the packing
-with the smallest estimated cycles (:func:`estimate_gemm_cycles`); every choice gives the same result.
+with the smallest estimated cycles (:func:`tridsa.sw.cycle_model.estimate_gemm_cycles`); every choice gives the same result.
 """
 from __future__ import annotations
 
@@ -21,22 +21,14 @@ import dataclasses
 
 import numpy as np
 
-from .builder import ProgramBuilder
 from .config import ceil_div
-from .gemm_layout import FEED_STAGES, PARAM_WORDS, PE_LATENCY, GemmGeometry
-from .gemm_ops import emit_gemm_batch, gemm_words, resolve_out_dtype
+from .cycle_model import estimate_gemm_cycles
+from .gemm_ops import gemm_problems, resolve_out_dtype
+from .host_memory import check_host_bytes
 from .operands import integer_matrix
 from .requant import OUT_FORMATS, Requant
 
-__all__ = ["ConvShape", "Lowering", "conv2d_program", "conv_output_size", "choose_lowering",
-           "estimate_gemm_cycles", "gemm_fixed_cycles"]
-
-
-def gemm_fixed_cycles(config) -> int:
-    """Cycles a GEMM instruction costs beyond its tiles: array skew, read latency, the MAC and requant
-    pipelines (``config.requant_latency``) plus 17 cycles of setup states, skid buffers, stream hand-offs
-    and the last write, fitted to the gateware (tests/test_conv.py checks the model)."""
-    return config.rows + config.cols + config.mem_latency + FEED_STAGES + PE_LATENCY + config.requant_latency + 17
+__all__ = ["ConvShape", "Lowering", "conv2d_gemms", "conv_output_size", "choose_lowering"]
 
 
 def _pair(value, name):
@@ -103,30 +95,6 @@ class Lowering:
         n = shape.cout_g * self.band[0] * self.band[1]
         full, ragged = divmod(shape.groups, self.pack)
         return [((m, k * p, n * p), count) for p, count in ((self.pack, full), (ragged, 1)) if p and count]
-
-
-def estimate_gemm_cycles(config, m, k, n, int4=False, out_format=1, batch=1) -> int:
-    """Cycle estimate of one (batched) GEMM instruction on the gateware (a cost model, not a specification).
-
-    Each tile after the first takes the longest of: its k-rows, the array's minimum tile time
-    (``max(rows, cols) + 1``), the requant time of its rows and the memory words it moves (one per
-    cycle), the last two with a tile's share of its column block's parameter load; plus a fixed cost
-    per instruction and one setup cycle per bit of ``batch`` beyond the first.
-    """
-    geo = GemmGeometry(config, m, k, n, int4, out_format)
-    params = PARAM_WORDS / geo.mt                       # parameter words per tile
-    words = geo.a_block_words + geo.b_block_words + geo.tile_words + params
-    chunks = config.cols // config.lanes_requant
-    values = config.rows * chunks                       # requant inputs per tile
-    requant = values * config.requant_interval
-    if config.requant_interval == 1:
-        requant += params               # the parameter load stalls a pipelined unit; a serial one hides it
-    tile = max(geo.k_rows, max(config.rows, config.cols) + 1, requant, words)
-    # The last tile's requant inputs leave the unit one interval apart (the fixed cost counts its rows at one
-    # per cycle and the unit's latency once), and a chunked unit reassembles a row in one more register.
-    drain = (values - 1) * (config.requant_interval - 1) + values - config.rows + (chunks > 1)
-    fixed = gemm_fixed_cycles(config) + max(1, batch).bit_length() - 1 + drain
-    return round(fixed + geo.k_rows + (batch * geo.mt * geo.nt - 1) * tile)
 
 
 def choose_lowering(config, shape: ConvShape, precision="int8", out_format=1) -> Lowering:
@@ -200,12 +168,14 @@ def _column_requant(requant, channels, repeat):
     return Requant(mult, shift, requant.zero_point, requant.rounding)
 
 
-def conv2d_program(config, x, w, bias, stride, padding, dilation, groups, requant, relu, precision, out_dtype,
-                   lowering: Lowering | None = None):
-    """Build the Programs of a conv2d; return ``(programs, finish(memories) -> output, macs)``.
+def conv2d_gemms(config, x, w, bias, stride, padding, dilation, groups, requant, relu, precision, out_dtype,
+                 lowering: Lowering | None = None):
+    """The GEMMs of a conv2d: ``(jobs, finish, macs)``.
 
-    ``lowering`` None: :func:`choose_lowering`'s. One Program holds as many GEMM problems as fit the
-    memory; the rest go to further Programs. ``macs`` counts useful MACs only (:attr:`ConvShape.macs`).
+    ``jobs`` is a list of :class:`~tridsa.sw.gemm_ops.GemmProblems` (one batch per GEMM shape of the
+    lowering, run with :func:`tridsa.sw.tiling.run_gemm`); ``finish(values)`` assembles the output from
+    their results. ``lowering`` None: :func:`choose_lowering`'s. ``macs`` counts useful MACs only
+    (:attr:`ConvShape.macs`). Every argument is validated before anything runs.
     """
     x = integer_matrix(x, "x", ndim=4)
     w = integer_matrix(w, "w", ndim=4)
@@ -245,31 +215,21 @@ def conv2d_program(config, x, w, bias, stride, padding, dilation, groups, requan
         gbias = np.repeat(np.zeros(len(channels), np.int64) if bias is None else bias[channels], band_pixels)
         return patches, weights.astype(w.dtype), gbias, _column_requant(requant, channels, band_pixels)
 
-    pieces, builder, calls, used = [], ProgramBuilder(config), [], 0
-    g0 = 0
-    for (m, k, n_cols), count in lowering.gemm_batches(shape):
-        geo = GemmGeometry(config, m, k, n_cols, precision == "int4", out_format)
-        while count:
-            fit = min(count, (config.mem_depth - used) // gemm_words(geo))
-            if fit == 0 and calls:       # memory full: the next problems start the next Program
-                pieces.append((builder.build(), calls))
-                builder, calls, used = ProgramBuilder(config), [], 0
-                continue
-            fit = max(fit, 1)            # a problem larger than the memory raises ProblemTooLarge
-            a, b, gbias, rqs = zip(*(problem(g0 + i * lowering.pack) for i in range(fit)))
-            calls.append(emit_gemm_batch(builder, np.stack(a), np.stack(b), np.stack(gbias),
-                                         None if requant is None else list(rqs), relu, precision, out_dtype,
-                                         f"groups{g0}"))
-            used += fit * gemm_words(geo)
-            g0, count = g0 + fit * lowering.pack, count - fit
-    pieces.append((builder.build(), calls))
+    nby, nbx = lowering.bands(shape)
+    check_host_bytes(sum(count * (m * k + k * n_cols) for (m, k, n_cols), count in lowering.gemm_batches(shape))
+                     + n * cout * nby * nbx * band_pixels * 4, "the conv2d's im2col operands and result")
+    jobs, g0 = [], 0
+    for _, count in lowering.gemm_batches(shape):
+        a, b, gbias, rqs = zip(*(problem(g0 + i * lowering.pack) for i in range(count)))
+        jobs.append(gemm_problems(config, np.stack(a), np.stack(b), np.stack(gbias),
+                                  None if requant is None else list(rqs), relu, precision, out_dtype))
+        g0 += count * lowering.pack
 
-    def finish(memories):
+    def finish(values):
+        """The conv output from the (batch, M, N) results of the jobs, in order."""
         (nby, nbx), (bh, bw) = lowering.bands(shape), lowering.band
-        outs = [y for (program, calls), memory in zip(pieces, memories) for call in calls
-                for y in call.result(program, memory)]
-        y = np.concatenate(outs, axis=1).reshape(n, nby, nbx, cout, bh, bw)
+        y = np.concatenate([y for job in values for y in job], axis=1).reshape(n, nby, nbx, cout, bh, bw)
         y = y.transpose(0, 3, 1, 4, 2, 5).reshape(n, cout, nby * bh, nbx * bw)
         return np.ascontiguousarray(y[:, :, :oh, :ow])
 
-    return [program for program, _ in pieces], finish, shape.macs
+    return jobs, finish, shape.macs

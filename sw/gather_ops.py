@@ -23,13 +23,13 @@ import dataclasses
 
 import numpy as np
 
-from .builder import ProgramBuilder
+from .builder import ProblemTooLarge, ProgramBuilder
 from .config import ceil_div
 from .cache_hints import hot_plan, identity_plan
 from .embedding import _bags, _check_mode, _check_weights
 from .gather_golden import BYPASS_BIT, DTYPES, COUNTER_NAMES, MODES, gather_counters, line_words, out_words, row_words
 
-__all__ = ["GatherCall", "TableBatch", "emit_gather", "gather_program", "rowwise_gather_program", "pack_table",
+__all__ = ["GatherCall", "TableBatch", "emit_gather", "gather_program", "run_gather", "rowwise_gather", "pack_table",
            "pack_int32"]
 
 _MODE_CODES = {mode: code for code, mode in enumerate(MODES)}
@@ -75,29 +75,33 @@ class GatherCall:
         return out
 
 
-def _table(table) -> np.ndarray:
+def _host_table(table) -> np.ndarray:
+    """A table in host memory: 2-D int8/int32, any number of rows (:func:`run_gather` stages what a call uses)."""
     tab = np.asarray(table)
     if tab.dtype not in _DTYPE_CODES:
         raise TypeError(f"table dtype must be int8 or int32 for the gather engine, got {tab.dtype} "
                         "(rowwise-quantized tables: use embedding_bag_rowwise)")
     if tab.ndim != 2 or min(tab.shape) == 0:
         raise ValueError(f"table must be 2-D (num_rows, dim) with num_rows, dim >= 1, got shape {tab.shape}")
-    if tab.shape[0] >= _LIMIT or tab.shape[1] >= 1 << 12:
+    if tab.shape[1] >= 1 << 12:
+        raise ValueError(f"table shape {tab.shape} is too large: dim < 4096")
+    return tab
+
+
+def _table(table) -> np.ndarray:
+    """A table one GATHER instruction takes (rows < 2**24)."""
+    tab = _host_table(table)
+    if tab.shape[0] >= _LIMIT:
         raise ValueError(f"table shape {tab.shape} is too large: num_rows < 2**24 and dim < 4096")
     return tab
 
 
-def emit_gather(builder: ProgramBuilder, table, indices, offsets=None, mode="sum", per_sample_weights=None,
-                include_last_offset=False, padding_idx=None, name="emb", cache_hints=True) -> GatherCall:
-    """Validate an embedding_bag, lay out its operands and emit one GATHER per column chunk.
-
-    ``mode`` is torch's ("sum", "mean", "max") or "copy": the rows' sum at the table's element width
-    (wrapping), so a bag of one row returns that row as it is (how rowwise-quantized rows travel)."""
-    cfg = builder.config
-    tab = _table(table)
+def normalize_bags(tab, indices, offsets, mode, per_sample_weights, include_last_offset, padding_idx):
+    """Validate an embedding_bag (torch's rules) and lower what the instruction does not have:
+    ``(indices, offsets (n_bags + 1), weights or None, mode)`` with padding entries removed."""
     if mode != "copy":
         mode = _check_mode(mode)
-    num_rows, dim = tab.shape
+    num_rows = tab.shape[0]
     idx, starts, ends = _bags(indices, offsets, include_last_offset, num_rows)
     weights = _check_weights(per_sample_weights, mode, idx.size, integer=True)
     if padding_idx is not None:
@@ -114,7 +118,21 @@ def emit_gather(builder: ProgramBuilder, table, indices, offsets=None, mode="sum
     n_bags = int(starts.size)
     if idx.size >= _LIMIT or n_bags >= _LIMIT:
         raise ValueError(f"{idx.size} indices and {n_bags} bags: both must be < 2**24")
-    off = np.append(starts, ends[-1] if n_bags else 0)
+    return idx, np.append(starts, ends[-1] if n_bags else 0), weights, mode
+
+
+def emit_gather(builder: ProgramBuilder, table, indices, offsets=None, mode="sum", per_sample_weights=None,
+                include_last_offset=False, padding_idx=None, name="emb", cache_hints=True) -> GatherCall:
+    """Validate an embedding_bag, lay out its operands and emit one GATHER per column chunk.
+
+    ``mode`` is torch's ("sum", "mean", "max") or "copy": the rows' sum at the table's element width
+    (wrapping), so a bag of one row returns that row as it is (how rowwise-quantized rows travel)."""
+    cfg = builder.config
+    tab = _table(table)
+    num_rows, dim = tab.shape
+    idx, off, weights, mode = normalize_bags(tab, indices, offsets, mode, per_sample_weights, include_last_offset,
+                                             padding_idx)
+    n_bags = off.size - 1
     if not isinstance(cache_hints, (bool, np.bool_)):
         raise TypeError(f"cache_hints must be True or False, got {cache_hints!r}")
     plan = hot_plan(idx, num_rows, cfg.cache_sets * cfg.cache_ways) if cache_hints else identity_plan(num_rows)
@@ -126,7 +144,7 @@ def emit_gather(builder: ProgramBuilder, table, indices, offsets=None, mode="sum
                   idx_addr=builder.put(pack_int32(words, cfg.mem_width)),
                   off_addr=builder.put(pack_int32(off, cfg.mem_width)),
                   w_addr=builder.put(pack_int32(weights, cfg.mem_width)) if weights is not None else 0)
-    chunk = line_words(cfg) * cfg.mem_width // tab.dtype.itemsize
+    chunk = _chunk(cfg, tab.dtype)
     regions, totals = [], dict.fromkeys(COUNTER_NAMES, 0)
     laid_out = tab[plan.order] if cache_hints else tab
     for col in range(0, dim, chunk):
@@ -150,17 +168,103 @@ def gather_program(config, *args, **kwargs):
     return builder.build(), call
 
 
-def rowwise_gather_program(config, qtable, bits, indices, offsets=None, mode="sum", per_sample_weights=None,
-                           include_last_offset=False, cache_hints=True):
+def run_gather(config, run, table, indices, offsets=None, mode="sum", per_sample_weights=None,
+               include_last_offset=False, padding_idx=None, cache_hints=True):
+    """An embedding_bag of any size (arguments as :func:`emit_gather`), Program after Program.
+
+    A call whose table and operands fit the accelerator memory is one Program. Otherwise only the rows
+    the call touches are staged (FBGEMM's UVM-cache idea: the table stays in host memory, the
+    accelerator memory holds the rows of the current Program) and the bags are split over as many
+    Programs as their staged rows need; a bag too large even alone runs a cache line of columns at a time
+    and, in modes sum and max, as sub-bags combined on the host (int32 wrap-around sum, max): exact.
+    ``run(program) -> RunResult``. Returns ``(out, runs, counters)``: the (n_bags, dim) result, the ``(program, result)`` of every Program and the cache model's counters.
+    """
+    tab = _host_table(table)
+    if tab.shape[0] * row_words(config, min(tab.shape[1], _chunk(config, tab.dtype)), _DTYPE_CODES[tab.dtype]) \
+            <= config.mem_depth and tab.shape[0] < _LIMIT:
+        try:
+            program, call = gather_program(config, tab, indices, offsets, mode, per_sample_weights,
+                                           include_last_offset, padding_idx, cache_hints=cache_hints)
+        except ProblemTooLarge:
+            pass
+        else:
+            result = run(program)
+            return call.result(program, result.memory), [(program, result)], call.golden_counters
+    idx, off, weights, mode = normalize_bags(tab, indices, offsets, mode, per_sample_weights, include_last_offset,
+                                             padding_idx)
+    longest = int(np.diff(off).max(initial=0))
+    while True:
+        try:
+            if longest >= int(np.diff(off).max(initial=0)):
+                return _staged(config, run, tab, idx, off, weights, mode, cache_hints)
+            # sum and max of a bag too large for the memory: sub-bags of at most ``longest`` rows, combined here
+            counts = np.maximum(1, -(-np.diff(off) // longest))          # sub-bags per bag
+            starts = np.cumsum(counts) - counts                          # each bag's first sub-bag
+            within = np.arange(counts.sum()) - np.repeat(starts, counts)
+            sub_off = np.append(np.repeat(off[:-1], counts) + longest * within, off[-1])
+            parts, runs, counters = _staged(config, run, tab, idx, sub_off, weights, mode, cache_hints)
+            if mode == "max":
+                return np.maximum.reduceat(parts, starts), runs, counters
+            total = np.add.reduceat(parts.astype(np.int64), starts)
+            return (((total + (1 << 31)) & 0xFFFFFFFF) - (1 << 31)).astype(np.int32), runs, counters
+        except ProblemTooLarge:
+            if mode not in ("sum", "max") or longest <= 1:
+                raise
+            longest = max(1, min(longest, int(np.diff(off).max(initial=0))) // 2)
+
+
+def _staged(config, run, tab, idx, off, weights, mode, cache_hints):
+    """:func:`run_gather`'s staged path for validated bags (``off``: n_bags + 1 offsets); raises
+    ProblemTooLarge if one bag's rows do not fit even a cache line of columns at a time."""
+    n_bags = off.size - 1
+    out = np.zeros((n_bags, tab.shape[1]), tab.dtype if mode == "copy" else np.int32)
+    runs, counters = [], {}
+    first, size, width = 0, max(1, n_bags), tab.shape[1]
+    while first < n_bags or not runs:
+        last = min(n_bags, first + size)
+        lo, hi = off[first], off[last]
+        rows, local = np.unique(idx[lo:hi], return_inverse=True)
+        staged = tab[rows] if rows.size else tab[:1]
+        try:
+            parts = []
+            for col in range(0, tab.shape[1], width):
+                program, call = gather_program(config, staged[:, col:col + width], local, off[first:last + 1] - lo,
+                                               mode, None if weights is None else weights[lo:hi], True,
+                                               cache_hints=cache_hints)
+                parts.append((col, program, call))
+        except ProblemTooLarge:
+            if size > 1:
+                size = max(1, size // 2)
+            elif width > _chunk(config, tab.dtype):     # one bag at a time: one cache line of columns at a time
+                width = _chunk(config, tab.dtype)
+            else:
+                raise
+            continue
+        for col, program, call in parts:
+            result = run(program)
+            runs.append((program, result))
+            out[first:last, col:col + width] = call.result(program, result.memory)
+            for key, value in call.golden_counters.items():
+                counters[key] = counters.get(key, 0) + value
+        first = last
+    return out, runs, counters
+
+
+def _chunk(config, dtype) -> int:
+    """Elements of one column chunk of a table row (a cache line)."""
+    return line_words(config) * config.mem_width // np.dtype(dtype).itemsize
+
+
+def rowwise_gather(config, run, qtable, bits, indices, offsets=None, mode="sum", per_sample_weights=None,
+                   include_last_offset=False, cache_hints=True):
     """FBGEMM's rowwise-quantized embedding_bag, split where the memory traffic ends.
 
-    One GATHER in mode copy fetches the fused row (quantized values, scale, bias) of every index
-    through the row cache, one bag per index; ``pool(rows)`` then dequantizes and pools those rows on
-    the host with FBGEMM's float32 arithmetic (:func:`tridsa.sw.embedding.embedding_bag_rowwise` over
-    the gathered rows, which is that function over the table, bit for bit). Arguments as
+    GATHERs in mode copy fetch the fused row (quantized values, scale, bias) of every index through the
+    row cache, one bag per index (:func:`run_gather`, so any table size); the host then dequantizes and
+    pools those rows with FBGEMM's float32 arithmetic (:func:`tridsa.sw.embedding.embedding_bag_rowwise`
+    over the gathered rows, which is that function over the table, bit for bit). Arguments as
     :func:`~tridsa.sw.embedding.embedding_bag_rowwise` (validated the same way, before anything runs).
-
-    Returns ``(program, call, pool)``: ``pool(call.result(program, memory))`` is the float32 result.
+    Returns ``(out float32, runs, counters)`` as :func:`run_gather`.
     """
     from .embedding import embedding_bag_rowwise, unpack_rowwise
     q = np.asarray(qtable)
@@ -168,20 +272,20 @@ def rowwise_gather_program(config, qtable, bits, indices, offsets=None, mode="su
     mode = _check_mode(mode)
     idx, starts, ends = _bags(indices, offsets, include_last_offset, q.shape[0])
     weights = _check_weights(per_sample_weights, mode, idx.size, integer=False)
-    program, call = gather_program(config, q.view(np.int8), idx, np.arange(idx.size), "copy", cache_hints=cache_hints)
+    rows, runs, counters = run_gather(config, run, q.view(np.int8), idx, np.arange(idx.size), "copy",
+                                      cache_hints=cache_hints)
     bags = np.append(starts, ends[-1] if ends.size else 0)        # bags are contiguous runs of positions
-
-    def pool(rows):
-        return embedding_bag_rowwise(rows.view(np.uint8), bits, np.arange(idx.size), bags, mode, weights,
-                                     include_last_offset=True)
-    return program, call, pool
+    out = embedding_bag_rowwise(rows.view(np.uint8), bits, np.arange(idx.size), bags, mode, weights,
+                                include_last_offset=True)
+    return out, runs, counters
 
 
 class TableBatch:
     """Table-batched embedding: ``embedding_bag`` of several same-width tables as one call.
 
-    ``tables``: a sequence of 2-D int8/int32 arrays, all with the same ``dim`` and dtype. The stacked
-    table is :attr:`table`; table ``t``'s row ``r`` is its row ``first_row[t] + r``.
+    ``tables``: a sequence of 2-D int8/int32 arrays, all with the same ``dim`` and dtype, any row counts.
+    In the stacked table (never built: a call stages the rows it touches) table ``t``'s row ``r`` is row
+    ``first_row[t] + r``.
 
     ``TableBatch(tables)(acc, indices_list, offsets_list, mode)`` returns ``(batch, len(tables), dim)``
     int32 where ``out[:, t]`` is ``acc.embedding_bag(tables[t], indices_list[t], offsets_list[t], mode)``
@@ -191,17 +295,26 @@ class TableBatch:
     """
 
     def __init__(self, tables):
-        tables = [_table(t) for t in tables]
+        tables = [_host_table(t) for t in tables]
         if not tables:
             raise ValueError("tables must hold at least one table")
         for t, tab in enumerate(tables):
             if (tab.shape[1], tab.dtype) != (tables[0].shape[1], tables[0].dtype):
                 raise ValueError(f"tables[{t}] is {tab.dtype} with dim {tab.shape[1]}; every table must match "
                                  f"tables[0] ({tables[0].dtype}, dim {tables[0].shape[1]})")
+        self.tables = tables
         self.num_tables = len(tables)
         self.rows = np.array([tab.shape[0] for tab in tables], np.int64)
         self.first_row = np.concatenate([[0], np.cumsum(self.rows)[:-1]])
-        self.table = _table(np.concatenate(tables))
+
+    def stacked_rows(self, rows: np.ndarray) -> np.ndarray:
+        """Rows ``rows`` (sorted) of the stacked table, gathered from the tables (the stack is never built)."""
+        table_of = np.searchsorted(self.first_row, rows, side="right") - 1
+        out = np.empty((rows.size, self.tables[0].shape[1]), self.tables[0].dtype)
+        for t in np.unique(table_of):
+            pick = table_of == t
+            out[pick] = self.tables[t][rows[pick] - self.first_row[t]]
+        return out
 
     def lower(self, indices_list, offsets_list, per_sample_weights=None, include_last_offset=False):
         """The one embedding_bag: ``(indices, offsets, weights)`` of the stacked table, ``include_last_offset=True``
@@ -244,6 +357,9 @@ class TableBatch:
         indices, off, weights = self.lower(indices_list, offsets_list, per_sample_weights, include_last_offset)
         if weights is not None:
             kwargs["per_sample_weights"] = weights
-        # the last bag ends at the end of ``indices``: plain offsets suffice
-        out = acc.embedding_bag(self.table, indices, off[:-1], mode, **kwargs)
-        return out.reshape(-1, self.num_tables, self.table.shape[1])
+        # Only the rows the call touches are stacked (FBGEMM's UVM-cache idea); the last bag ends at the end
+        # of ``indices``: plain offsets suffice
+        rows, local = np.unique(indices, return_inverse=True)
+        staged = self.stacked_rows(rows) if rows.size else self.tables[0][:1]
+        out = acc.embedding_bag(staged, local, off[:-1], mode, **kwargs)
+        return out.reshape(-1, self.num_tables, self.tables[0].shape[1])

@@ -93,13 +93,10 @@ def words_from_bytes(data: np.ndarray, width: int) -> np.ndarray:
 def _blocks(mat_bytes: np.ndarray, lanes: int, block_words: int, width: int) -> np.ndarray:
     """(lanes*blocks, k_rows) bytes -> (blocks*block_words, width): each block is its k-rows, k major."""
     n_blocks = mat_bytes.shape[0] // lanes
-    out = []
-    for b in range(n_blocks):
-        krows = mat_bytes[b * lanes:(b + 1) * lanes].T          # (k_rows, lanes)
-        words = words_from_bytes(krows, width)
-        pad = block_words - len(words)
-        out.append(np.concatenate([words, np.zeros((pad, width), np.uint8)]))
-    return np.concatenate(out)
+    krows = mat_bytes.reshape(n_blocks, lanes, -1).transpose(0, 2, 1).reshape(n_blocks, -1)
+    out = np.zeros((n_blocks, block_words * width), np.uint8)
+    out[:, :krows.shape[1]] = krows
+    return out.reshape(-1, width)
 
 
 def pack_a(a: np.ndarray, geo: GemmGeometry) -> np.ndarray:
@@ -131,21 +128,16 @@ def pack_params(bias: np.ndarray, multiplier: np.ndarray, shift: np.ndarray, geo
     return out.reshape(-1, cfg.mem_width)
 
 
-def _tile_bits(values: np.ndarray, bits: int) -> np.ndarray:
-    """Flat ints -> little-endian bit array of ``bits`` per value."""
-    v = (np.asarray(values, np.int64) & ((1 << bits) - 1)).astype(np.uint64)
-    return ((v[:, None] >> np.arange(bits, dtype=np.uint64)) & 1).astype(np.uint8).ravel()
-
-
 def pack_c(tiles: np.ndarray, geo: GemmGeometry) -> np.ndarray:
     """Output tiles (mt*nt in column-block-major order, rows, cols) ints -> memory words."""
     cfg = geo.config
-    words = []
-    for tile in tiles:
-        bits = _tile_bits(tile.ravel(), geo.out_bits)
-        bits = np.concatenate([bits, np.zeros(geo.tile_words * cfg.mem_bits - len(bits), np.uint8)])
-        words.append(np.packbits(bits, bitorder="little").reshape(geo.tile_words, cfg.mem_width))
-    return np.concatenate(words)
+    bits = geo.out_bits
+    values = (np.asarray(tiles, np.int64).reshape(len(tiles), -1) & ((1 << bits) - 1)).astype(np.uint64)
+    flat = ((values[:, :, None] >> np.arange(bits, dtype=np.uint64)) & 1).astype(np.uint8).reshape(len(tiles), -1)
+    packed = np.packbits(flat, axis=1, bitorder="little")
+    out = np.zeros((len(tiles), geo.tile_words * cfg.mem_width), np.uint8)
+    out[:, :packed.shape[1]] = packed
+    return out.reshape(-1, cfg.mem_width)
 
 
 def unpack_c(words: np.ndarray, geo: GemmGeometry) -> np.ndarray:

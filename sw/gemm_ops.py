@@ -5,11 +5,12 @@ import dataclasses
 
 import numpy as np
 
-from .gemm_layout import GemmGeometry, pack_a, pack_b, pack_params, unpack_c
+from .gemm_layout import GemmGeometry, pack_a, pack_b, pack_c, pack_params, unpack_c
 from .operands import PRECISIONS, int32_vector, integer_matrix, operand_signedness
 from .requant import OUT_FORMATS, ROUNDING, Requant
 
-__all__ = ["GemmCall", "emit_gemm", "emit_gemm_batch", "gemm_words", "resolve_out_dtype"]
+__all__ = ["GemmCall", "GemmProblems", "emit_gemm", "emit_gemm_batch", "emit_problems", "gemm_problems",
+           "gemm_words", "resolve_out_dtype"]
 
 _NUMPY_OUT = {"int32": np.int32, "int8": np.int8, "uint8": np.uint8, "int4": np.int8}
 
@@ -38,13 +39,123 @@ class GemmCall:
     batch: int | None = None
 
     def result(self, program, memory) -> np.ndarray:
-        words = program.read(memory, self.region)
+        words = program.read(memory, self.region)[:max(1, self.batch or 1) * self.geometry.c_words]
         if self.batch is None:
             values = unpack_c(words, self.geometry)
         else:
             per_problem = words.reshape(self.batch, self.geometry.c_words, -1)
             values = np.stack([unpack_c(w, self.geometry) for w in per_problem])
         return values.astype(_NUMPY_OUT[self.out_dtype])
+
+
+@dataclasses.dataclass
+class GemmProblems:
+    """``batch`` validated same-shape matmuls ``requant(a[g] @ b[g] + bias[g])`` and their output mode.
+
+    ``mult``/``shift`` are per problem and column (zeros without requant); :meth:`part` cuts a sub-problem
+    (problems, rows, columns, reduction range) for the tiling driver (:mod:`tridsa.sw.tiling`).
+    """
+    a: np.ndarray              # (batch, M, K)
+    b: np.ndarray              # (batch, K, N)
+    bias: np.ndarray           # (batch, N) int64
+    mult: np.ndarray           # (batch, N) int64
+    shift: np.ndarray          # (batch, N) int64
+    requant: bool
+    zero_point: int
+    rounding: int
+    relu: bool
+    int4: bool
+    a_signed: bool
+    b_signed: bool
+    out: str                   # output dtype name (OUT_FORMATS)
+
+    @property
+    def shape(self): return self.a.shape[0], self.a.shape[1], self.a.shape[2], self.b.shape[2]
+    @property
+    def macs(self):
+        batch, m, k, n = self.shape
+        return batch * m * k * n
+
+    def geometry(self, config, out=None) -> GemmGeometry:
+        _, m, k, n = self.shape
+        return GemmGeometry(config, m, k, n, self.int4, OUT_FORMATS[out or self.out])
+
+    def part(self, problems=slice(None), rows=slice(None), cols=slice(None), depth=slice(None)) -> "GemmProblems":
+        return dataclasses.replace(self, a=self.a[problems, rows, depth], b=self.b[problems, depth, cols],
+                                   bias=self.bias[problems, cols], mult=self.mult[problems, cols],
+                                   shift=self.shift[problems, cols])
+
+
+def gemm_problems(config, a, b, bias=None, requant=None, relu=False, precision="int8", out_dtype=None) -> GemmProblems:
+    """Validate ``batch`` matmuls (arguments as :func:`emit_gemm_batch`); every check runs before anything runs."""
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision={precision!r} is invalid: expected one of {', '.join(PRECISIONS)}")
+    if precision == "int4" and not config.int4:
+        raise ValueError("precision='int4' needs a Config with int4=True")
+    a = integer_matrix(a, "a", ndim=3)
+    b = integer_matrix(b, "b", ndim=3)
+    if a.shape[0] != b.shape[0] or a.shape[2] != b.shape[1]:
+        raise ValueError(f"a is {a.shape} and b is {b.shape}: a.shape[0] must equal b.shape[0] "
+                         "and a.shape[2] must equal b.shape[1]")
+    batch, m, k = a.shape
+    n = b.shape[2]
+    a_signed = operand_signedness(a, "a", precision)
+    b_signed = operand_signedness(b, "b", precision)
+    requants = _problem_requants(requant, batch)
+    if not isinstance(relu, (bool, np.bool_)):
+        raise TypeError(f"relu must be True or False, got {relu!r}")
+    out = resolve_out_dtype(out_dtype, requants[0])
+    biases = np.stack(_problem_biases(bias, batch, n))
+    zeros = np.zeros(n, np.int64)
+    mults, shifts = zip(*(rq.channel_arrays(n) if rq is not None else (zeros, zeros) for rq in requants))
+    zero_point, rounding = (0, 0) if requants[0] is None else (requants[0].zero_point, ROUNDING[requants[0].rounding])
+    return GemmProblems(a, b, biases, np.stack(mults).astype(np.int64), np.stack(shifts).astype(np.int64),
+                        requants[0] is not None, zero_point, rounding, bool(relu), precision == "int4",
+                        a_signed, b_signed, out)
+
+
+def emit_problems(builder, problems: GemmProblems, name="c", stage="whole", partials=None) -> GemmCall:
+    """Lay out ``problems`` and emit ONE (batched) GEMM instruction.
+
+    ``stage`` "whole": the complete result. A reduction split over instructions (K chunks) runs "first"
+    (int32 sums of the first chunk plus the bias), "middle" (int32, adds ``partials``) and "last" (adds
+    ``partials``, then the requant, ReLU and output format): ``partials`` is the previous chunk's int32
+    result (batch, M, N), placed at the output region the instruction reads in accumulate mode.
+    """
+    batch, m, k, n = problems.shape
+    if max(m, k, n, batch) >= 1 << 16:
+        raise ValueError(f"matmul dimensions and batch must be < 65536, got M={m} K={k} N={n} batch={batch}")
+    final = stage in ("whole", "last")
+    out = problems.out if final else "int32"
+    geo = problems.geometry(builder.config, out)
+    accumulate = stage in ("middle", "last")
+    params = np.concatenate([pack_params(problems.bias[g], problems.mult[g], problems.shift[g], geo)
+                             for g in range(batch)])
+    fields = dict(
+        m=m, k=k, n=n, batch=batch,
+        a_addr=builder.put(np.concatenate([pack_a(x, geo) for x in problems.a])),
+        b_addr=builder.put(np.concatenate([pack_b(x, geo) for x in problems.b])),
+        p_addr=builder.put(params), int4=int(problems.int4), a_signed=int(problems.a_signed),
+        b_signed=int(problems.b_signed), requant=int(problems.requant and final),
+        rounding=problems.rounding if final else 0, out_format=OUT_FORMATS[out],
+        relu=int(problems.relu and final), zero_point=problems.zero_point if final else 0,
+        accumulate=int(accumulate))
+    if accumulate:
+        geo32 = problems.geometry(builder.config, "int32")
+        tiles = np.stack([_c_tiles(np.asarray(p, np.int64), geo32) for p in partials])
+        fields["c_addr"] = builder.put(pack_c(tiles.reshape(-1, *tiles.shape[2:]), geo32), name)
+    else:
+        fields["c_addr"] = builder.alloc(batch * geo.c_words, name)
+    builder.emit("GEMM", **fields)
+    return GemmCall(name, geo, out, problems.macs, batch)
+
+
+def _c_tiles(values: np.ndarray, geo: GemmGeometry) -> np.ndarray:
+    """(M, N) values -> (nt*mt, rows, cols) zero-padded tiles in the C layout's (column-block major) order."""
+    R, C = geo.config.rows, geo.config.cols
+    full = np.zeros((geo.mt * R, geo.nt * C), np.int64)
+    full[:geo.m, :geo.n] = values
+    return full.reshape(geo.mt, R, geo.nt, C).transpose(2, 0, 1, 3).reshape(-1, R, C)
 
 
 def emit_gemm(builder, a, b, bias=None, requant=None, relu=False, precision="int8", out_dtype=None,
@@ -68,42 +179,7 @@ def emit_gemm_batch(builder, a, b, bias=None, requant=None, relu=False, precisio
     Requants (per problem, e.g. per-channel) with one zero point and rounding. Problem ``g``'s operands
     are laid out at ``g`` times one problem's words from each region's start (``isa`` field ``batch``).
     """
-    if precision not in PRECISIONS:
-        raise ValueError(f"precision={precision!r} is invalid: expected one of {', '.join(PRECISIONS)}")
-    if precision == "int4" and not builder.config.int4:
-        raise ValueError("precision='int4' needs a Config with int4=True")
-    a = integer_matrix(a, "a", ndim=3)
-    b = integer_matrix(b, "b", ndim=3)
-    if a.shape[0] != b.shape[0] or a.shape[2] != b.shape[1]:
-        raise ValueError(f"a is {a.shape} and b is {b.shape}: a.shape[0] must equal b.shape[0] "
-                         "and a.shape[2] must equal b.shape[1]")
-    batch, m, k = a.shape
-    n = b.shape[2]
-    if max(m, k, n, batch) >= 1 << 16:
-        raise ValueError(f"matmul dimensions and batch must be < 65536, got M={m} K={k} N={n} batch={batch}")
-    a_signed = operand_signedness(a, "a", precision)
-    b_signed = operand_signedness(b, "b", precision)
-    requants = _problem_requants(requant, batch)
-    if not isinstance(relu, (bool, np.bool_)):
-        raise TypeError(f"relu must be True or False, got {relu!r}")
-    out = resolve_out_dtype(out_dtype, requants[0])
-    biases = _problem_biases(bias, batch, n)
-    geo = GemmGeometry(builder.config, m, k, n, precision == "int4", OUT_FORMATS[out])
-    params = []
-    for rq, gbias in zip(requants, biases):
-        mult, shift = rq.channel_arrays(n) if rq is not None else (np.zeros(n, np.int64), np.zeros(n, np.int64))
-        params.append(pack_params(gbias, mult, shift, geo))
-    zero_point, rounding = (0, 0) if requants[0] is None else (requants[0].zero_point, ROUNDING[requants[0].rounding])
-    fields = dict(
-        m=m, k=k, n=n, batch=batch,
-        a_addr=builder.put(np.concatenate([pack_a(x, geo) for x in a])),
-        b_addr=builder.put(np.concatenate([pack_b(x, geo) for x in b])),
-        p_addr=builder.put(np.concatenate(params)),
-        c_addr=builder.alloc(batch * geo.c_words, name),
-        int4=int(geo.int4), a_signed=int(a_signed), b_signed=int(b_signed), requant=int(requants[0] is not None),
-        rounding=rounding, out_format=OUT_FORMATS[out], relu=int(bool(relu)), zero_point=zero_point)
-    builder.emit("GEMM", **fields)
-    return GemmCall(name, geo, out, batch * m * n * k, batch)
+    return emit_problems(builder, gemm_problems(builder.config, a, b, bias, requant, relu, precision, out_dtype), name)
 
 
 def gemm_words(geo: GemmGeometry) -> int:

@@ -1,11 +1,14 @@
 """Golden model: a NumPy interpreter of the instruction stream.
 
 It defines what every instruction does to the memory image; every gateware backend must produce the
-same final image, error code and failing instruction index bit for bit. It is not cycle accurate.
+same final image, error code and failing instruction index bit for bit. Its ``cycles`` are the cycle
+model's (:mod:`tridsa.sw.cycle_model`) for the instructions that ran without error, and so are
+``mem_reads`` / ``mem_writes`` (words): estimates of the gateware's counters, not definitions.
 """
 from __future__ import annotations
 
 from . import isa
+from .cycle_model import instruction_cost, program_cycles
 from .program import Program, RunResult
 
 __all__ = ["execute", "EXECUTORS"]
@@ -36,11 +39,16 @@ def _sketch(memory, fields, config):
 EXECUTORS = {"GEMM": _gemm, "GATHER": _gather, "RNG": _rng, "SKETCH": _sketch}
 
 
+def _legal_gather(op: str, memory, fields, config) -> bool:
+    from .gather_golden import check_gather
+    return op == "GATHER" and check_gather(memory, fields, config) == 0
+
+
 def execute(program: Program) -> RunResult:
     """Run ``program`` and return the final memory image, error status and instruction count."""
     memory = program.memory.copy()
     config = program.config
-    retired, error, error_pc = 0, 0, 0
+    retired, error, error_pc, costs = 0, 0, 0, []
     for pc, word in enumerate(program.instructions):
         op, fields = isa.decode(int(word))
         if op is None or not config.has_op(op.name):
@@ -49,10 +57,15 @@ def execute(program: Program) -> RunResult:
         if op.name == "HALT":
             break
         if op.name != "NOP":
+            # the cost of a GATHER depends on its indices: taken from the memory it starts on, if legal
+            cost = instruction_cost(op.name, fields, config, memory) if _legal_gather(op.name, memory, fields,
+                                                                                      config) else None
             error = EXECUTORS[op.name](memory, fields, config)
             if error:
                 error_pc = pc
                 break
+            costs.append(cost or instruction_cost(op.name, fields, config, memory))
         retired += 1
     return RunResult(memory=memory, error=error, error_pc=error_pc,
-                     counters={"cycles": None, "retired": retired})
+                     counters={"cycles": program_cycles(c.cycles for c in costs), "retired": retired,
+                               "mem_reads": sum(c.reads for c in costs), "mem_writes": sum(c.writes for c in costs)})

@@ -66,6 +66,9 @@ OPS = (
         Field("batch", 16, "independent problems of this shape and mode, operands back to back: problem g "
               "uses a_addr + g*A words, b_addr + g*B words, p_addr + g*P words, c_addr + g*C words "
               "(0 or 1: one problem)", default=0),
+        Field("accumulate", 1, "1: the int32 tiles already at c_addr (partial sums of an earlier K chunk, laid out "
+              "as an int32 C) replace the bias; the result overwrites them from c_addr in out_format "
+              "(docs/workloads.md, Any size)", default=0),
     )),
     Op("GATHER", 0x20, "embedding_bag: pool table rows per bag through the row cache (see docs/gather.md).", (
         Field("table_addr", _ADDR, "table: `rows` rows of `dim` int8/int32 elements, each row on whole words"),

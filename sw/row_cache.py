@@ -26,7 +26,7 @@ from collections import OrderedDict
 
 import numpy as np
 
-__all__ = ["RowCache", "simulate", "belady_hits"]
+__all__ = ["RowCache", "simulate", "simulate_hits", "belady_hits"]
 
 
 def _positive_int(value, name: str) -> int:
@@ -149,6 +149,11 @@ def simulate(trace, sets: int, ways: int, allocate=None) -> dict:
 
     ``allocate``: None (every miss allocates: plain LRU) or one bool per lookup (False: bypass hint).
     """
+    return simulate_hits(trace, sets, ways, allocate)[1]
+
+
+def simulate_hits(trace, sets: int, ways: int, allocate=None) -> tuple:
+    """:func:`simulate`, also returning whether each lookup hit: ``(hits bool array, counters)``."""
     rows = _trace(trace)
     cache = RowCache(sets, ways)
     if allocate is None:
@@ -159,9 +164,8 @@ def simulate(trace, sets: int, ways: int, allocate=None) -> dict:
             raise ValueError(f"allocate must be None or a bool array of the trace's shape {rows.shape}, "
                              f"got {flags.dtype} {flags.shape}")
         flags = flags.tolist()
-    for row, alloc in zip(rows.tolist(), flags):
-        cache.access(row, alloc)
-    return cache.counters()
+    hits = np.array([cache.access(row, alloc) for row, alloc in zip(rows.tolist(), flags)], bool)
+    return hits, cache.counters()
 
 
 def belady_hits(trace, capacity: int, bypass: bool = False) -> int:

@@ -28,7 +28,7 @@ from .sketch_dist import DISTRIBUTIONS, dist_params
 
 __all__ = ["PARAM_NAMES", "RngGeometry", "SketchGeometry", "emit_rng", "emit_sketch", "RngCall", "SketchCall",
            "pack_params", "unpack_params", "pack_y", "unpack_y", "a_values", "rng_lanes_used", "rng_program",
-           "sketch_program"]
+           "sketch_program", "run_sketch"]
 
 #: uint32 slots of the SKETCH parameter block, in order.
 PARAM_NAMES = ("key0", "key1", "ctr0", "ctr1", "ctr2", "ctr3", "threshold", "lo", "span_m1")
@@ -207,7 +207,8 @@ def rng_program(config: Config, key, counter, n) -> tuple:
 
 def sketch_program(config: Config, a, k, key, counter=(0, 0, 0, 0), dist="rademacher", transpose=False,
                    **params) -> tuple:
-    """Program, result reader and SketchCall of ``a @ Omega`` (or ``Omega.T @ a`` if ``transpose``).
+    """Program, result reader and SketchCall of ``a @ Omega`` (or ``Omega.T @ a`` if ``transpose``), in one
+    Program (:class:`~tridsa.sw.builder.ProblemTooLarge` if it does not fit; :func:`run_sketch` splits).
 
     The transposed product is lowered here as ``(a.T @ Omega).T``: the engine only streams A row blocks.
     """
@@ -223,3 +224,62 @@ def sketch_program(config: Config, a, k, key, counter=(0, 0, 0, 0), dist="radema
         y = call.result(program, memory)
         return np.ascontiguousarray(y.T) if transpose else y
     return program, finish, call
+
+
+def run_sketch(config: Config, run, a, k, key, counter=(0, 0, 0, 0), dist="rademacher", transpose=False,
+               **params) -> tuple:
+    """``a @ Omega`` of any size, Program after Program; returns ``(y, runs, adds)``.
+
+    Rows of A split freely (every row block sees the same Omega). K splits into chunks whose Omega rows
+    start ``r0 * ceil(k / 4)`` Philox blocks later (the counter of chunk ``r0``), and the chunks' int32
+    results add up with int32 wrap-around, as the engine's accumulators do, so a split never changes a bit.
+    The sketch size ``k`` does not split (Omega's row stride depends on it): one row block's Y must fit.
+    """
+    from .builder import ProblemTooLarge
+    from .philox import check_counter
+    if not isinstance(transpose, (bool, np.bool_)):
+        raise TypeError(f"transpose must be True or False, got {transpose!r}")
+    a = integer_matrix(a, "a")
+    a = a.T if transpose else a
+    operand_signedness(a, "a", "int8")
+    m, K = a.shape
+    k = _positive(k, "k", _MAX_DIM)
+    counter = check_counter(counter)
+    dist_params(dist, k, **params)                          # every argument checked before anything runs
+    plan = _sketch_plan(config, m, K, k)
+    if plan is None:
+        raise ProblemTooLarge(f"one row block of the sketch (k={k}) does not fit Config.mem_depth="
+                              f"{config.mem_depth} words")
+    rows, depth = plan
+    base = sum(int(w) << (32 * i) for i, w in enumerate(counter))
+    blocks = ceil_div(k, 4)
+    y = np.zeros((m, k), np.int64)
+    runs = []
+    for r0 in range(0, m, rows):
+        for k0 in range(0, K, depth):
+            start = (base + k0 * blocks) % (1 << 128)
+            chunk_counter = tuple((start >> (32 * i)) & 0xFFFFFFFF for i in range(4))
+            program, finish, _ = sketch_program(config, a[r0:r0 + rows, k0:k0 + depth], k, key, chunk_counter,
+                                                dist, **params)
+            result = run(program)
+            runs.append((program, result))
+            y[r0:r0 + rows] += finish(result.memory)
+    y = (((y + (1 << 31)) & 0xFFFFFFFF) - (1 << 31)).astype(np.int32)
+    return (np.ascontiguousarray(y.T) if transpose else y), runs, m * K * k
+
+
+def _sketch_plan(config, m, K, k):
+    """``(rows, depth)`` of the largest tiles that fit the memory: all K if possible, else K chunks."""
+    R = config.rows
+    for chunks in range(1, K + 1):
+        depth = ceil_div(K, chunks)
+        if depth > _MAX_DIM:
+            continue
+        geo = SketchGeometry(config, R, depth, k)
+        per_block = geo.a_block_words + geo.nct * geo.tile_words
+        blocks = (config.mem_depth - geo.p_words) // per_block
+        if blocks >= 1:
+            return min(ceil_div(m, R), blocks, _MAX_DIM // R) * R, depth
+        if geo.a_block_words <= 1:
+            return None
+    return None

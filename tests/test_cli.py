@@ -147,11 +147,15 @@ def test_unknown_backend(capsys, argv):
     assert f"(choose from {', '.join(map(repr, BACKENDS))})" in err
 
 
-def test_not_a_program_file(capsys, tmp_path):
+@pytest.mark.parametrize("make", [lambda p: p.write_bytes(b"not a zip file"),
+                                  lambda p: np.savez(p, x=np.zeros(3)),
+                                  lambda p: np.save(p, np.array([{"a": 1}], dtype=object))])
+def test_not_a_program_file(capsys, tmp_path, make):
     path = tmp_path / "junk.npz"
-    path.write_bytes(b"not a zip file")
+    make(path)
+    path = path if path.exists() else path.with_suffix(".npz.npy")
     code, _, err = cli(capsys, "run", str(path))
-    assert code == 2 and err.startswith(f"tridsa run: error: {path} is not a saved tridsa Program")
+    assert code == 2 and err == f"tridsa run: error: {path} is not a Program file written by Program.save\n"
 
 
 @pytest.mark.parametrize("argv, module, path", [
@@ -244,13 +248,14 @@ def test_run_saved_program_verilator_matches_golden(capsys, tmp_path, seed):
 
 # -- bench -----------------------------------------------------------------------------------------
 def test_bench_gemm_golden_tiny(capsys, tmp_path):
-    """The golden backend has no clock: the table still verifies results and the JSON is written."""
+    """On golden the cycles are the cycle model's; the table still verifies results and the JSON is written."""
     code, out, err = cli(capsys, "bench", "gemm", "--backend", "golden", *SMALL_FLAGS, "--shapes", "4x8x4",
                          "--no-conv", "--precision", "int8", "--out", str(tmp_path))
     assert code == 0
     report = json.loads((tmp_path / "gemm.json").read_text())
     assert [r["name"] for r in report["rows"]] == ["4x8x4"] and report["rows"][0]["exact"] is True
-    assert report["rows"][0]["cycles"] is None
+    from tridsa.sw.cycle_model import estimate_gemm_cycles
+    assert report["rows"][0]["cycles"] == estimate_gemm_cycles(SMALL, 4, 8, 4, out_format=0)
     assert "| matmul | 4x8x4 | int8 | 128 |" in out and "bench gemm (golden)" in err
 
 

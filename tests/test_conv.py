@@ -6,10 +6,18 @@ import pytest
 from conftest import SMALL, accelerator, backend_params
 from tridsa import Accelerator, Config, Requant
 from tridsa.sw.builder import ProgramBuilder
-from tridsa.sw.conv import (ConvShape, Lowering, choose_lowering, conv2d_program, estimate_gemm_cycles,
-                            gemm_fixed_cycles)
+from tridsa.sw.conv import ConvShape, Lowering, choose_lowering, conv2d_gemms
+from tridsa.sw.cycle_model import estimate_gemm_cycles, gemm_fixed_cycles
 from tridsa.sw.gemm_ops import emit_gemm_batch
 from tridsa.sw.requant import requantize
+from tridsa.sw.tiling import run_gemm
+
+
+def run_conv(acc, *args, lowering=None):
+    """conv2d_gemms(acc.config, *args, lowering) run on ``acc``: ``(y, programs run, macs)``."""
+    jobs, finish, macs = conv2d_gemms(acc.config, *args, lowering)
+    results = [run_gemm(acc.config, acc.run, job) for job in jobs]
+    return finish([values for values, _ in results]), sum(len(runs) for _, runs in results), macs
 
 
 def direct_conv(x, w, stride=(1, 1), padding=(0, 0), dilation=(1, 1), groups=1):
@@ -85,9 +93,9 @@ def test_conv_every_backend(backend, seed):
     w4 = (w // 16).astype(np.int8)
     bias = rng.integers(-100, 100, 4)
     rq = Requant.from_scale(rng.uniform(0.01, 0.1, 4), zero_point=-2, rounding="half_up")
-    programs, finish, _ = conv2d_program(SMALL, x4, w4, bias, 1, 1, 1, 4, rq, True, "int4", None, Lowering((2, 2), 2))
+    y, _, _ = run_conv(acc, x4, w4, bias, 1, 1, 1, 4, rq, True, "int4", None, lowering=Lowering((2, 2), 2))
     expected = _expected(x4, w4, bias, rq, True, dict(stride=(1, 1), padding=(1, 1), dilation=(1, 1), groups=4))
-    np.testing.assert_array_equal(finish([acc.run(program).memory for program in programs]), expected)
+    np.testing.assert_array_equal(y, expected)
 
 
 @pytest.mark.parametrize("kwargs, words", [
@@ -111,10 +119,9 @@ def test_conv_larger_than_memory_splits_programs(seed):
     x = rng.integers(-128, 128, (2, 8, 8, 8)).astype(np.int8)
     w = rng.integers(-128, 128, (8, 1, 3, 3)).astype(np.int8)
     for lowering in (None, Lowering((1, 1), 4), Lowering((2, 2), 1)):
-        programs, finish, _ = conv2d_program(cfg, x, w, None, 1, 1, 1, 8, None, False, "int8", None, lowering)
-        assert len(programs) > 1
-        acc = Accelerator("golden", cfg)
-        y = finish([acc.run(program).memory for program in programs])
+        y, programs, _ = run_conv(Accelerator("golden", cfg), x, w, None, 1, 1, 1, 8, None, False, "int8", None,
+                                  lowering=lowering)
+        assert programs > 1
         np.testing.assert_array_equal(y, direct_conv(x, w, padding=(1, 1), groups=8))
 
 
@@ -173,10 +180,8 @@ def test_every_lowering_matches_direct_conv(precision, seed):
         shape = ConvShape(x.shape[0], x.shape[1], x.shape[2:], w.shape[0], w.shape[2:], conv["stride"],
                           conv["padding"], conv["dilation"], conv["groups"])
         for lowering in _lowerings(shape):
-            programs, finish, macs = conv2d_program(cfg, x, w, bias, conv["stride"], conv["padding"],
-                                                    conv["dilation"], conv["groups"], rq, relu, precision, None,
-                                                    lowering)
-            y = finish([acc.run(program).memory for program in programs])
+            y, _, macs = run_conv(acc, x, w, bias, conv["stride"], conv["padding"], conv["dilation"],
+                                  conv["groups"], rq, relu, precision, None, lowering=lowering)
             assert y.dtype == expected.dtype
             np.testing.assert_array_equal(y, expected, err_msg=f"{lowering} {conv} x{x.shape} w{w.shape}")
             assert macs == x.shape[0] * w.shape[0] * y.shape[2] * y.shape[3] * w[0].size

@@ -1,0 +1,161 @@
+"""Cycle model of the accelerator: the cycles of every instruction, from its fields and the Config.
+
+The golden backend reports ``cycles`` from this model (:func:`program_cycles`), so a whole network is
+sized in seconds; the test suite checks it against the gateware's cycle counter on sampled layers of
+every engine (``tests/test_cycle_model.py``). It models the gateware as it is: every instruction runs
+alone (setup, pipeline fill, drain), then the dispatcher starts the next one.
+"""
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+
+from .gemm_layout import FEED_STAGES, PARAM_WORDS, PE_LATENCY, GemmGeometry
+
+__all__ = ["Cost", "gemm_fixed_cycles", "estimate_gemm_cycles", "gemm_cost", "gather_cost", "rng_cost",
+           "sketch_cost", "instruction_cost", "program_cycles", "DISPATCH_CYCLES", "PROGRAM_CYCLES"]
+
+
+@dataclasses.dataclass(frozen=True)
+class Cost:
+    """Cycles of one instruction and the memory words it reads and writes (the engines' port traffic)."""
+    cycles: int
+    reads: int
+    writes: int
+
+#: Cycles the dispatcher spends between two instructions, and once per Program (first fetch, HALT).
+DISPATCH_CYCLES = 0
+PROGRAM_CYCLES = 0
+
+
+# ---- GEMM -----------------------------------------------------------------------------------------
+def gemm_fixed_cycles(config) -> int:
+    """Cycles a GEMM instruction costs beyond its tiles: array skew, read latency, the MAC and requant
+    pipelines (``config.requant_latency``) plus 17 cycles of setup states, skid buffers, stream hand-offs
+    and the last write, fitted to the gateware."""
+    return config.rows + config.cols + config.mem_latency + FEED_STAGES + PE_LATENCY + config.requant_latency + 17
+
+
+def estimate_gemm_cycles(config, m, k, n, int4=False, out_format=1, batch=1, accumulate=False) -> int:
+    """Cycles of one (batched) GEMM instruction on the gateware.
+
+    Each tile after the first takes the longest of: its k-rows, the array's minimum tile time
+    (``max(rows, cols) + 1``), the requant time of its rows and the memory words it moves (one per
+    cycle: A and B blocks, its output, in accumulate mode its int32 partial sums), the last two with a
+    tile's share of its column block's parameter load; plus a fixed cost per instruction and one setup
+    cycle per bit of ``batch`` beyond the first.
+    """
+    geo = GemmGeometry(config, m, k, n, int4, out_format)
+    params = PARAM_WORDS / geo.mt                       # parameter words per tile
+    partials = GemmGeometry(config, m, k, n, int4, 0).tile_words if accumulate else 0
+    words = geo.a_block_words + geo.b_block_words + geo.tile_words + partials + params
+    chunks = config.cols // config.lanes_requant
+    values = config.rows * chunks                       # requant inputs per tile
+    requant = values * config.requant_interval
+    if config.requant_interval == 1:
+        requant += params               # the parameter load stalls a pipelined unit; a serial one hides it
+    tile = max(geo.k_rows, max(config.rows, config.cols) + 1, requant, words)
+    # The last tile's requant inputs leave the unit one interval apart (the fixed cost counts its rows at one
+    # per cycle and the unit's latency once), and a chunked unit reassembles a row in one more register.
+    drain = (values - 1) * (config.requant_interval - 1) + values - config.rows + (chunks > 1)
+    fixed = gemm_fixed_cycles(config) + max(1, batch).bit_length() - 1 + drain
+    return round(fixed + geo.k_rows + (max(1, batch) * geo.mt * geo.nt - 1) * tile)
+
+
+def gemm_cost(fields: dict, config, memory=None) -> Cost:
+    """Cost of a GEMM instruction from its fields (every tile reads its A and B blocks, and its partial
+    sums in accumulate mode; every column block its parameters)."""
+    accumulate = bool(fields["accumulate"])
+    geo = GemmGeometry(config, fields["m"], fields["k"], fields["n"], bool(fields["int4"]), fields["out_format"])
+    batch = max(1, fields["batch"])
+    partials = GemmGeometry(config, geo.m, geo.k, geo.n, geo.int4, 0).tile_words if accumulate else 0
+    tiles = batch * geo.mt * geo.nt
+    reads = tiles * (geo.a_block_words + geo.b_block_words + partials) + batch * geo.p_words
+    cycles = estimate_gemm_cycles(config, geo.m, geo.k, geo.n, geo.int4, geo.out_format, batch, accumulate)
+    return Cost(cycles, reads, tiles * geo.tile_words)
+
+
+# ---- GATHER ---------------------------------------------------------------------------------------
+#: Fitted constants of the GATHER model (:func:`gather_cost`): fixed cycles, cycles from a miss's lookup to
+#: its first row word beyond the memory latency, and from a hit's lookup to its first word.
+GATHER_FIXED, GATHER_MISS_EXTRA, GATHER_HIT_LATENCY = 37, 5, 1
+#: Cycles the gather engine's mean divider spends per output word (hw/gather.py: _DIV_STEPS + 1).
+MEAN_WORD_CYCLES = 35
+
+
+def pooling_cycles(hits, offsets, row_words: int, config) -> int:
+    """Cycles the pooling unit needs for a GATHER's lookups, in order: the index queue looks one index up
+    per cycle, at most ``prefetch_depth`` entries ahead of the pooling unit; a miss's row arrives
+    ``mem_latency + GATHER_MISS_EXTRA`` cycles after its lookup, a hit's line ``GATHER_HIT_LATENCY``
+    cycles after; the pooling unit takes ``row_words`` cycles per row. Empty bags count as an entry."""
+    depth = config.prefetch_depth
+    miss, hit = config.mem_latency + GATHER_MISS_EXTRA, GATHER_HIT_LATENCY
+    lengths = np.diff(offsets)
+    entries = np.repeat(np.where(lengths == 0, 2, 0), np.maximum(lengths, 1))     # 2: an empty bag's entry
+    entries[np.repeat(lengths > 0, np.maximum(lengths, 1))] = hits.astype(np.int64)
+    done = np.zeros(len(entries))
+    issue = finish = 0.0
+    for i, kind in enumerate(entries.tolist()):
+        issue = max(issue + 1, done[i - depth] if i >= depth else 0.0)
+        start = max(finish, issue + (miss if kind == 0 else hit))
+        finish = start + (row_words if kind != 2 else 1)
+        done[i] = finish
+    return int(finish)
+
+
+def gather_cost(fields: dict, config, memory) -> Cost:
+    """Cost of a legal GATHER: a fixed cost, the check pass (a word of offsets and of indices per cycle),
+    then the main pass, bound by the pooling unit (:func:`pooling_cycles`) or by the memory port (offsets,
+    indices and weights again, missed rows, output words), and the mean's divider."""
+    from .gather_golden import _trace, int32_words, out_words, row_words
+    from .row_cache import simulate_hits
+    rw = row_words(config, fields["dim"], fields["dtype"])
+    ow = out_words(config, fields["dim"], fields["dtype"], fields["mode"])
+    rows, allocate, offsets = _trace(memory, fields)
+    hits, counters = simulate_hits(rows, config.cache_sets, config.cache_ways, allocate)
+    off_words, idx_words = int32_words(config, fields["n_bags"] + 1), int32_words(config, fields["n_indices"])
+    main_idx = int32_words(config, rows.size) * (1 + fields["weighted"])
+    writes = fields["n_bags"] * ow
+    reads = 2 * off_words + idx_words + main_idx + counters["misses"] * rw
+    divide = MEAN_WORD_CYCLES * writes if fields["mode"] == 1 else 0
+    main = max(pooling_cycles(hits, offsets, rw, config), reads + writes)
+    return Cost(GATHER_FIXED + max(off_words, idx_words) + main + divide, reads, writes)
+
+
+# ---- RNG / SKETCH ---------------------------------------------------------------------------------
+#: Fitted fixed costs of RNG and SKETCH (setup, Philox pipeline fill, last write).
+RNG_FIXED, SKETCH_FIXED = 19, 39
+
+
+def rng_cost(fields: dict, config, memory=None) -> Cost:
+    """Cycles of an RNG: a fixed cost, then one Philox beat per cycle or one written word per cycle."""
+    from .sketch_ops import RngGeometry
+    geo = RngGeometry(config, fields["n"])
+    return Cost(RNG_FIXED + max(geo.beats, geo.words), 0, geo.words)
+
+
+def sketch_cost(fields: dict, config, memory=None) -> Cost:
+    """Cycles of a SKETCH: a fixed cost (with the last tile's write), the first tile's K rows (one per cycle),
+    then every further tile's K rows or, if longer, the previous tile's write (it drains while the next
+    tile accumulates)."""
+    from .sketch_ops import SketchGeometry
+    geo = SketchGeometry(config, fields["m"], fields["K"], fields["k"])
+    tiles = geo.mt * geo.nct
+    return Cost(SKETCH_FIXED + geo.K + (tiles - 1) * max(geo.K, geo.tile_words),
+                tiles * geo.a_block_words + geo.p_words, geo.y_words)
+
+
+#: op name -> function(fields, config, memory before the instruction) -> Cost of a legal instruction.
+MODELS = {"GEMM": gemm_cost, "GATHER": gather_cost, "RNG": rng_cost, "SKETCH": sketch_cost}
+
+
+def instruction_cost(op: str, fields: dict, config, memory) -> Cost:
+    """Cost of one legal instruction (``memory``: the image it starts on; GATHER's cache needs the indices)."""
+    return MODELS[op](fields, config, memory)
+
+
+def program_cycles(instruction_costs) -> int:
+    """The cycle counter of a Program whose instructions cost ``instruction_costs``."""
+    costs = list(instruction_costs)
+    return PROGRAM_CYCLES + sum(costs) + DISPATCH_CYCLES * max(0, len(costs) - 1)

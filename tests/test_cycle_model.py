@@ -1,0 +1,77 @@
+"""The cycle model (sw/cycle_model.py, the golden backend's cycles) against the RTL cycle counter on sampled
+layers of every engine, on the default Config(): within 2%; the error distribution is printed."""
+import numpy as np
+import pytest
+
+from conftest import accelerator, backend_params
+from tridsa import Config, Requant
+from tridsa.sw.builder import ProgramBuilder
+from tridsa.sw.dlrm_traffic import zipf_indices
+from tridsa.sw.gather_ops import emit_gather
+from tridsa.sw.gemm_ops import emit_gemm_batch, emit_problems, gemm_problems
+from tridsa.sw.sketch_ops import emit_rng, emit_sketch
+
+CONFIG = Config()
+
+
+def _gemm(rng, m, k, n, precision="int8", batch=1, out="int8"):
+    lo, hi = (-8, 8) if precision == "int4" else (-128, 128)
+    return lambda b: emit_gemm_batch(b, rng.integers(lo, hi, (batch, m, k)), rng.integers(lo, hi, (batch, k, n)),
+                                     requant=None if out == "int32" else Requant(1 << 20, 24), precision=precision,
+                                     out_dtype=out)
+
+
+def _accumulate(rng, m, k, n):
+    problems = gemm_problems(CONFIG, rng.integers(-128, 128, (1, m, k)), rng.integers(-128, 128, (1, k, n)),
+                             None, Requant(1 << 20, 24))
+    return lambda b: emit_problems(b, problems, "c", "last", rng.integers(-1 << 20, 1 << 20, (1, m, n)))
+
+
+def _gather(rng, rows, dim, bags, pooling, alpha=1.05):
+    table = rng.integers(-128, 128, (rows, dim)).astype(np.int8)
+    indices = zipf_indices(rows, bags * pooling, alpha, rng)
+    return lambda b: emit_gather(b, table, indices, np.arange(bags) * pooling)
+
+
+def samples(rng):
+    """``(engine, name, emit)``: tiles of the zoo's layers (ResNet-50 3x3 and 7x7-stage convs, BERT attention,
+    an LSTM step, a K chunk in accumulate mode, INT4), DLRM-like embedding bags, RNG and sketches."""
+    return [
+        ("GEMM", "3x3 conv tile 64x576x64", _gemm(rng, 64, 576, 64)),
+        ("GEMM", "7x7 stage 49x512x64", _gemm(rng, 49, 512, 64)),
+        ("GEMM", "attention 12x(128x64x128) int32", _gemm(rng, 128, 64, 128, batch=12, out="int32")),
+        ("GEMM", "LSTM step 8x1024x256", _gemm(rng, 8, 1024, 256)),
+        ("GEMM", "accumulate K chunk 64x256x64", _accumulate(rng, 64, 256, 64)),
+        ("GEMM", "int4 64x256x64", _gemm(rng, 64, 256, 64, "int4")),
+        ("GEMM", "DLRM bottom 32x13x64", _gemm(rng, 32, 13, 64)),
+        ("GATHER", "dim 128, pooling 8", _gather(rng, 2000, 128, 64, 8)),
+        ("GATHER", "dim 128, pooling 1", _gather(rng, 5000, 128, 256, 1)),
+        ("GATHER", "dim 128, pooling 27", _gather(rng, 3000, 128, 32, 27)),
+        ("GATHER", "dim 128, pooling 100", _gather(rng, 500, 128, 16, 100)),
+        ("GATHER", "dim 64, pooling 4", _gather(rng, 4000, 64, 128, 4)),
+        ("GATHER", "dim 32, uniform", _gather(rng, 1000, 32, 50, 10, 0.0)),
+        ("RNG", "4096 words", lambda b: emit_rng(b, (1, 2), (0, 0, 0, 0), 4096)),
+        ("SKETCH", "64x256 k=16", lambda b: emit_sketch(b, rng.integers(-128, 128, (64, 256)), 16, (1, 2))),
+        ("SKETCH", "32x64 k=40 gaussian", lambda b: emit_sketch(b, rng.integers(-128, 128, (32, 64)), 40, (1, 2),
+                                                                dist="gaussian")),
+    ]
+
+
+@pytest.mark.parametrize("backend", backend_params(("verilator",)))
+def test_cycle_model_matches_rtl(backend, seed):
+    gate, golden = accelerator(backend, CONFIG), accelerator("golden", CONFIG)
+    errors = {}
+    for engine, name, emit in samples(np.random.default_rng(seed)):
+        builder = ProgramBuilder(CONFIG)
+        emit(builder)
+        program = builder.build()
+        measured, model = gate.run(program), golden.run(program)
+        np.testing.assert_array_equal(measured.memory, model.memory)
+        error = model.counters["cycles"] / measured.counters["cycles"] - 1
+        errors.setdefault(engine, []).append(error)
+        print(f"{engine:7s} {name:34s} RTL {measured.counters['cycles']:7d}  model {model.counters['cycles']:7d}  "
+              f"{100 * error:+.2f}%")
+    for engine, values in errors.items():
+        values = np.abs(values)
+        print(f"{engine}: |error| max {100 * values.max():.2f}%, mean {100 * values.mean():.2f}% over {len(values)}")
+    assert all(abs(e) <= 0.02 for values in errors.values() for e in values), errors
