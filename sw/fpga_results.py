@@ -1,20 +1,19 @@
 """The boards' results table in README.md and docs/fpga.md, written from the build reports.
 
 ``tridsa build --publish`` stores the build's ``report.json`` as ``benchmarks/fpga/<board>.json`` and
-rewrites the table between the ``<!-- fpga-boards:begin -->`` and ``<!-- fpga-boards:end -->`` markers of
-both pages from every stored report, so no figure is copied by hand.
+rewrites the table between the ``<!-- fpga-boards -->`` and ``<!-- /fpga-boards -->`` markers (wherever
+they are, :func:`tridsa.benchmarks.report.write_section`) from every stored report, so no figure is
+copied by hand.
 """
 from __future__ import annotations
 
 import json
 from pathlib import Path
 
-__all__ = ["publish", "render_table", "RESULTS", "PAGES"]
+__all__ = ["publish", "render_table", "RESULTS", "SECTION"]
 
-ROOT = Path(__file__).resolve().parent.parent
-RESULTS = ROOT / "benchmarks" / "fpga"
-PAGES = (ROOT / "README.md", ROOT / "docs" / "fpga.md")
-BEGIN, END = "<!-- fpga-boards:begin -->", "<!-- fpga-boards:end -->"
+RESULTS = Path(__file__).resolve().parent.parent / "benchmarks" / "fpga"
+SECTION = "fpga-boards"
 
 
 def _number(value, digits=1):
@@ -52,21 +51,15 @@ def _stored_reports() -> list:
     return [json.loads(p.read_text()) for p in sorted(RESULTS.glob("*.json"))]
 
 
-def publish(report: dict, pages=PAGES) -> Path:
-    """Store ``report`` as the board's result and rewrite the table on ``pages``; returns the stored file."""
+def publish(report: dict) -> Path:
+    """Store ``report`` as the board's result and rewrite the table from every stored one; returns the file."""
+    from ..benchmarks.report import write_section
     RESULTS.mkdir(parents=True, exist_ok=True)
     stored = {k: v for k, v in report.items() if k != "files"}
     path = RESULTS / f"{report['board']}.json"
     path.write_text(json.dumps(stored, indent=2) + "\n")
-    table = render_table(_stored_reports())
     note = ("LUT: LUT4 on ECP5, logic cells on iCE40. GMAC/s at the target clock when timing is met, else at the "
-            "achieved Fmax; Fmax spread over nextpnr "
-            "seeds (`tridsa build --seeds N`). Written by `tridsa build --publish` from `benchmarks/fpga/*.json`.")
-    for page in pages:
-        text = page.read_text()
-        if BEGIN not in text or END not in text:
-            raise RuntimeError(f"{page} has no {BEGIN} ... {END} markers for the FPGA table")
-        head, rest = text.split(BEGIN, 1)
-        _, tail = rest.split(END, 1)
-        page.write_text(f"{head}{BEGIN}\n{table}\n\n{note}\n{END}{tail}")
+            "achieved Fmax; Fmax spread over nextpnr seeds (`tridsa build --seeds N`). Written by "
+            "`tridsa build --publish` from `benchmarks/fpga/*.json`.")
+    write_section(SECTION, f"{render_table(_stored_reports())}\n\n{note}")
     return path
