@@ -11,7 +11,7 @@ import importlib.util
 import re
 from pathlib import Path
 
-from .toolchain import build_root
+from .build_cache import build_root
 
 __all__ = ["dsp_model_sources", "yosys_share"]
 
