@@ -145,6 +145,7 @@ class Board:
     target: float               # requested accelerator clock (Hz)
     config: Config
     uart_pins: str              # FPGA pins of the board's USB UART (rx, tx), for docs
+    dsp_blocks: int             # hard multiplier blocks of the device (SB_MAC16 / MULT18X18D)
 
     def make_platform(self):
         """The amaranth-boards platform; programming tools (openFPGALoader, iceprog) are not required."""
@@ -159,20 +160,22 @@ class Board:
 
 BOARDS = {
     # iCE40 UP5K: 5,280 logic cells, 30 x 4 kbit EBR, 8 SB_MAC16. The area-first chip (docs/fpga.md): a 1 x 1
-    # INT8 array on one SB_MAC16, the GEMM engine only, no command queue, the serial requant unit, 1 KiB of
-    # memory in EBR. It fills ~97% of the logic cells; a 16-MAC array does not fit beside the sequencer.
+    # INT8 array on half an SB_MAC16, the GEMM engine only, no command queue, the serial requant unit, 1 KiB
+    # of memory in EBR, no accumulate mode (its block reader). It fills ~99% of the logic cells; a 16-MAC
+    # array does not fit beside the sequencer.
     "icebreaker": Board("icebreaker", "ice40", "amaranth_boards.icebreaker:ICEBreakerPlatform", "clk12", 12e6, 30e6,
                         Config(rows=1, cols=1, int4=False, mem_width=4, mem_depth=256, mem_latency=2,
-                               queue_depth=0, engines=("gemm",), requant_lanes=1, requant_stages=0),
-                        "rx=6 tx=9"),
-    # ECP5-85F: 84k LUT4, 208 DP16KD, 156 MULT18X18D. An 8 x 8 INT8 array, the GEMM engine only, every PE on a
-    # MULT18X18D, 2 requant lanes: it places and routes (22% of the LUTs). The 16 x 16 of the target
-    # (docs/fpga.md: rows=16, cols=16, mem_width=64, requant_lanes=4, hard_multipliers=136) fills 85% of the
-    # LUTs and does not route.
+                               queue_depth=0, engines=("gemm",), requant_lanes=1, requant_stages=0,
+                               accumulate=False, pe_family="ice40"),
+                        "rx=6 tx=9", 8),
+    # ECP5-85F: 84k LUT4, 208 DP16KD, 156 MULT18X18D. A 16 x 8 array with INT4, every PE on a MULT18X18D
+    # (128 INT8 / 256 INT4 MACs per cycle), the GEMM engine only, 4 requant lanes: 148 of the 156 DSPs
+    # (128 PEs, 4 per requant lane, 4 for the sequencer's setup arithmetic); no accumulate mode.
     "ulx3s-85f": Board("ulx3s-85f", "ecp5", "amaranth_boards.ulx3s:ULX3S_85F_Platform", "clk25", 25e6, 125e6,
-                       Config(rows=8, cols=8, int4=False, mem_width=32, mem_depth=2048, mem_latency=2,
-                              queue_depth=4, engines=("gemm",), requant_lanes=2),
-                       "rx=M1 tx=L4"),
+                       Config(rows=16, cols=8, int4=True, mem_width=32, mem_depth=2048, mem_latency=2,
+                              queue_depth=4, engines=("gemm",), requant_lanes=4, accumulate=False,
+                              pe_family="ecp5"),
+                       "rx=M1 tx=L4", 156),
 }
 
 

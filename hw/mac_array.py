@@ -20,10 +20,11 @@ from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
 from ..sw.gemm_layout import FEED_STAGES, PE_LATENCY      # the driver's cycle model uses the same depths
+from .dsp import LATENCY as DSP_LATENCY, Mac16Dual8x8, Mult18x18, platform_family
 
-assert PE_LATENCY == 4, "ProcessingElement is written for four stages"
+assert PE_LATENCY == 4 and DSP_LATENCY == 2, "ProcessingElement is written for four stages, two of them a DSP's"
 
-__all__ = ["CTRL", "MODE", "ProcessingElement", "MacArray"]
+__all__ = ["CTRL", "MODE", "ProcessingElement", "MacArray", "pe_kinds", "dsp_blocks"]
 
 CTRL = data.StructLayout({"valid": 1, "first": 1, "last": 1})
 MODE = data.StructLayout({"int4": 1, "a_signed": 1, "b_signed": 1})
@@ -64,63 +65,88 @@ class ProcessingElement(wiring.Component):
     Operands, control and mode are registered on to the right (a, ctrl, mode) and down (b) neighbours (so
     the mode reaches each PE from a neighbour's register, not over one net to every PE). Four stages, so
     that the operand packing, a hard multiplier, a LUT multiplier's adder tree and the 32-bit accumulate
-    each get a cycle: (0) operands (hard: sign-extended or INT4-packed; LUT: as received), (1) multiply
-    (hard: the multiplier's output; LUT: the tree's top partial sums), (2) the int8 product or the int4
-    dot product, (3) accumulate; ``result`` is latched ``latency`` cycles after the ``last``
-    k-step came in.
+    each get a cycle: (0) operands (a DSP's input register, or the LUT multiplier's operand register),
+    (1) multiply (a DSP's output register, or the LUT tree's top partial sums), (2) the int8 product or the
+    int4 dot product, (3) accumulate; ``result`` is latched ``latency`` cycles after the ``last`` k-step came in.
 
     Parameters
     ----------
-    hard:
-        True: one ``*`` (an 18 x 18 signed multiply, the INT4 pair packed into it as above), which synthesis
-        maps to a hard DSP. False: LUT partial products (:func:`lut_multiply`).
+    kind:
+        ``"mult18"``: one 18 x 18 signed multiply (:class:`tridsa.hw.dsp.Mult18x18`, the ECP5 ``MULT18X18D``;
+        the INT4 pair packed into it as above). ``"mac8"``: half of an iCE40 ``SB_MAC16`` in dual 8 x 8
+        mode (:class:`tridsa.hw.dsp.Mac16Dual8x8`, shared with a neighbour by :class:`MacArray`; INT8 only):
+        the PE drives ``dsp_a``, ``dsp_b`` and gets the product on ``dsp_p`` two cycles later. The SB_MAC16's
+        signedness is a synthesis parameter, so it multiplies the bytes as signed and the PE adds
+        ``2**8 * (ca * b + cb * a_s)`` for an operand that is unsigned with its top bit set (``ca``,
+        ``cb``; ``b`` the true value of the other operand, ``a_s`` the a byte read as signed).
+        ``"lut"``: LUT partial products (:func:`lut_multiply`).
     int4:
         Build the INT4 mode (else ``mode.int4`` must stay 0).
+    primitive:
+        ``"mult18"``: instantiate ``MULT18X18D`` (True), its behavioural model (False) or by platform ("auto").
+    dsp_delay:
+        ``"mac8"`` only: cycles the DSP operands are delayed (0 or 1), so that two PEs whose k-steps arrive a
+        cycle apart use one SB_MAC16 in the same cycle; ``result`` is latched that much later.
     """
-    a_in: In(8)
-    b_in: In(8)
-    ctrl_in: In(CTRL)
-    mode: In(MODE)
-    a_out: Out(8)
-    mode_out: Out(MODE)
-    b_out: Out(8)
-    ctrl_out: Out(CTRL)
-    result: Out(signed(32))
-
     latency = PE_LATENCY
 
-    def __init__(self, hard=True, int4=True):
-        self.hard, self.int4 = hard, int4
-        super().__init__()
+    def __init__(self, kind="mult18", int4=True, primitive="auto", dsp_delay=0):
+        if kind not in ("mult18", "mac8", "lut"):
+            raise ValueError(f"kind must be \"mult18\", \"mac8\" or \"lut\", not {kind!r}")
+        if kind == "mac8" and int4:
+            raise ValueError("the SB_MAC16 8 x 8 PE (kind=\"mac8\") has no INT4 mode: build it with int4=False")
+        if dsp_delay not in (0, 1) or (dsp_delay and kind != "mac8"):
+            raise ValueError(f"dsp_delay must be 0, or 1 for kind=\"mac8\", not {dsp_delay!r}")
+        self.kind, self.int4, self.primitive, self.dsp_delay = kind, int4, primitive, dsp_delay
+        members = {"a_in": In(8), "b_in": In(8), "ctrl_in": In(CTRL), "mode": In(MODE), "a_out": Out(8),
+                   "mode_out": Out(MODE), "b_out": Out(8), "ctrl_out": Out(CTRL), "result": Out(signed(32))}
+        if kind == "mac8":
+            members.update({"dsp_a": Out(signed(8)), "dsp_b": Out(signed(8)), "dsp_p": In(signed(16))})
+        super().__init__(members)
 
     def elaborate(self, platform):
         m = Module()
         a_in, b_in, mode_in = self.a_in, self.b_in, self.mode
+        m.d.sync += [self.a_out.eq(a_in), self.b_out.eq(b_in), self.ctrl_out.eq(self.ctrl_in),
+                     self.mode_out.eq(mode_in)]
 
         def extend(value, top, signed):
             return Cat(value, value[top] & signed).as_signed()
 
+        def delay(value, cycles, name):
+            for stage in range(cycles):
+                reg = Signal.like(value, name=f"{name}{stage}")
+                m.d.sync += reg.eq(value)
+                value = reg
+            return value
+
         product = Signal(signed(18))                # stage 2: int8 product or int4 dot product
-        if self.hard:
-            wide = Signal(signed(36))               # stage 1
+        if self.kind == "mult18":
+            m.submodules.mult = mult = Mult18x18(self.primitive)      # stages 0 and 1
             a8, b8 = extend(a_in, 7, mode_in.a_signed), extend(b_in, 7, mode_in.b_signed)
             if self.int4:
-                # stage 0: the packed operands, 16 bits (|a_hi * 2**S + a_lo| < 2**15), so one 18 x 18
-                # multiplier holds the product; the packing adders stay out of the multiplier's cycle
+                # The packed operands, 16 bits (|a_hi * 2**S + a_lo| < 2**15), go into the DSP's input register
                 a_lo, a_hi = extend(a_in[0:4], 3, mode_in.a_signed), extend(a_in[4:8], 3, mode_in.a_signed)
                 b_lo, b_hi = extend(b_in[0:4], 3, mode_in.b_signed), extend(b_in[4:8], 3, mode_in.b_signed)
-                packed_a, packed_b = Signal(signed(16)), Signal(signed(16))
-                int4, int4_1 = Signal(), Signal()
-                low_negative, low_negative_1 = Signal(), Signal()
-                m.d.sync += [packed_a.eq(Mux(mode_in.int4, a_lo + (a_hi << _S), a8)),
-                             packed_b.eq(Mux(mode_in.int4, b_hi + (b_lo << _S), b8)),
-                             int4.eq(mode_in.int4), low_negative.eq((a_lo != 0) & (b_hi != 0) & (a_lo[4] ^ b_hi[4]))]
-                m.d.sync += [wide.eq(packed_a * packed_b), int4_1.eq(int4), low_negative_1.eq(low_negative)]
-                dot = (wide[_S:_S + 10] + low_negative_1)[:10].as_signed()
-                m.d.sync += product.eq(Mux(int4_1, dot, wide[:18].as_signed()))
+                m.d.comb += [mult.a.eq(Mux(mode_in.int4, a_lo + (a_hi << _S), a8)),
+                             mult.b.eq(Mux(mode_in.int4, b_hi + (b_lo << _S), b8))]
+                int4 = delay(mode_in.int4, 2, "int4_")
+                low_negative = delay((a_lo != 0) & (b_hi != 0) & (a_lo[4] ^ b_hi[4]), 2, "low_negative")
+                dot = (mult.p[_S:_S + 10] + low_negative)[:10].as_signed()
+                m.d.sync += product.eq(Mux(int4, dot, mult.p[:18].as_signed()))
             else:
-                a0, b0 = Signal(signed(9)), Signal(signed(9))     # stage 0
-                m.d.sync += [a0.eq(a8), b0.eq(b8), wide.eq(a0 * b0), product.eq(wide[:18].as_signed())]
+                m.d.comb += [mult.a.eq(a8), mult.b.eq(b8)]
+                m.d.sync += product.eq(mult.p[:18].as_signed())
+        elif self.kind == "mac8":
+            source_a, source_b = (a_in, b_in) if self.dsp_delay == 0 else (self.a_out, self.b_out)
+            m.d.comb += [self.dsp_a.eq(source_a.as_signed()), self.dsp_b.eq(source_b.as_signed())]
+            # The sign correction, from the stage-0 copies of the operands (the pass-through registers),
+            # registered beside the DSP's product register (and one more cycle with the delay)
+            a, b, mode = self.a_out, self.b_out, self.mode_out
+            a_fix, b_fix = a[7] & ~mode.a_signed, b[7] & ~mode.b_signed
+            correction = Mux(a_fix, extend(b, 7, mode.b_signed), 0) + Mux(b_fix, a.as_signed(), 0)
+            correction = delay(correction[:10].as_signed(), 1 + self.dsp_delay, "correction")
+            m.d.sync += product.eq(self.dsp_p + (correction << 8))
         else:
             a, b, mode = Signal(8), Signal(8), Signal(MODE)      # stage 0: the operands as received
             m.d.sync += [a.eq(a_in), b.eq(b_in), mode.eq(mode_in)]
@@ -136,11 +162,7 @@ class ProcessingElement(wiring.Component):
                 m.d.sync += [h.eq(v) for h, v in zip(halves, lut_multiply(a8, b8, terms=2))]
             m.d.sync += product.eq(halves[0] + halves[1])
 
-        ctrl = self.ctrl_in                          # the k-step's control, delayed to stage 3
-        for stage in range(self.latency - 1):
-            ctrl_next = Signal(CTRL, name=f"ctrl{stage}")
-            m.d.sync += ctrl_next.eq(ctrl)
-            ctrl = ctrl_next
+        ctrl = delay(self.ctrl_in, self.latency - 1 + self.dsp_delay, "ctrl")     # the k-step's control at stage 3
         acc = Signal(signed(32))
         total = Signal(signed(32))
         m.d.comb += total.eq(Mux(ctrl.first, 0, acc) + product)
@@ -148,25 +170,31 @@ class ProcessingElement(wiring.Component):
             m.d.sync += acc.eq(total)
             with m.If(ctrl.last):
                 m.d.sync += self.result.eq(total)
-
-        m.d.sync += [self.a_out.eq(a_in), self.b_out.eq(b_in), self.ctrl_out.eq(self.ctrl_in),
-                     self.mode_out.eq(mode_in)]
         return m
 
 
 class MacArray(wiring.Component):
     """``rows x cols`` grid of :class:`ProcessingElement` with input skew and row readout.
 
-    ``hard_multipliers``: how many PEs (row-major) use a hard-multiplier PE, the rest LUT PEs (None: all
+    ``hard_multipliers``: how many PEs (row-major) multiply on a hard DSP, the rest LUT PEs (None: all
     hard); ``int4``: build the INT4 mode. Neither changes results or timing, only what synthesis makes.
+
+    ``family`` picks the hard PE: ``"ecp5"`` (and None, the generic PE) one 18 x 18 multiply per PE
+    (``MULT18X18D``); ``"ice40"`` without INT4: two PEs of a row, columns 2c and 2c + 1, share one
+    ``SB_MAC16`` in dual 8 x 8 mode (the first PE delays its operands a cycle, so both k-steps enter the DSP
+    together; a lone hard PE has a DSP of its own); ``"auto"``: the elaborating platform's family.
+    ``primitives``: instantiate the DSP primitives (True), use their behavioural models (False), or
+    instantiate them when elaborated for an FPGA platform (``"auto"``).
     """
 
-    def __init__(self, rows, cols, hard_multipliers=None, int4=True):
+    def __init__(self, rows, cols, hard_multipliers=None, int4=True, family="auto", primitives="auto"):
         if rows < 1 or cols < 1:
             raise ValueError(f"MacArray needs rows, cols >= 1, got {rows}x{cols}")
+        if family not in ("auto", None, "ice40", "ecp5"):
+            raise ValueError(f"family must be \"auto\", None, \"ice40\" or \"ecp5\", not {family!r}")
         self.rows, self.cols = rows, cols
         self.hard_multipliers = rows * cols if hard_multipliers is None else hard_multipliers
-        self.int4 = int4
+        self.int4, self.family, self.primitives = int4, family, primitives
         self.min_tile_cycles = max(rows, cols) + 1
         super().__init__({
             "a": In(data.ArrayLayout(8, rows)),
@@ -180,6 +208,7 @@ class MacArray(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         R, C = self.rows, self.cols
+        family = platform_family(platform) if self.family == "auto" else self.family
 
         def delay(value, cycles, name):
             for stage in range(cycles):
@@ -188,8 +217,8 @@ class MacArray(wiring.Component):
                 value = reg
             return value
 
-        pes = [[ProcessingElement(hard=i * C + j < self.hard_multipliers, int4=self.int4) for j in range(C)]
-               for i in range(R)]
+        pes = [[ProcessingElement(kind, int4=self.int4 and kind != "mac8", primitive=self.primitives, dsp_delay=delayed)
+                for kind, delayed in row] for row in pe_kinds(R, C, self.hard_multipliers, self.int4, family)]
         for i in range(R):
             for j in range(C):
                 pe = pes[i][j]
@@ -205,8 +234,17 @@ class MacArray(wiring.Component):
                     m.d.comb += pe.b_in.eq(delay(self.b[j], FEED_STAGES + j, f"b{j}"))
                 else:
                     m.d.comb += pe.b_in.eq(pes[i - 1][j].b_out)
+                # SB_MAC16: the top half for a PE that delays its operands (or a lone PE), the bottom half for
+                # its right neighbour
+                if pe.kind == "mac8" and (pe.dsp_delay or not (j % 2 and pes[i][j - 1].dsp_delay)):
+                    m.submodules[f"dsp_{i}_{j}"] = dsp = Mac16Dual8x8(self.primitives)
+                    m.d.comb += [dsp.a_top.eq(pe.dsp_a), dsp.b_top.eq(pe.dsp_b), pe.dsp_p.eq(dsp.top)]
+                    if pe.dsp_delay:
+                        right = pes[i][j + 1]
+                        m.d.comb += [dsp.a_bot.eq(right.dsp_a), dsp.b_bot.eq(right.dsp_b), right.dsp_p.eq(dsp.bot)]
         # Row i is complete when its last PE has latched (``latency - 1`` cycles after that PE passed the
-        # ``last`` k-step on): at most one row completes per cycle.
+        # ``last`` k-step on; a PE that delays its DSP operands is never the last of a row, and latches no
+        # later than it): at most one row completes per cycle.
         done = [delay(pes[i][C - 1].ctrl_out.valid & pes[i][C - 1].ctrl_out.last, ProcessingElement.latency - 1,
                       f"done{i}") for i in range(R)]
         row = Signal(data.ArrayLayout(signed(32), C))
@@ -214,6 +252,32 @@ class MacArray(wiring.Component):
             m.d.comb += row[j].eq(_or_reduce([Mux(done[i], pes[i][j].result, 0) for i in range(R)]))
         m.d.sync += [self.out_valid.eq(Cat(done).any()), self.out_row.eq(row)]
         return m
+
+
+def pe_kinds(rows, cols, hard_multipliers, int4, family):
+    """``[row][col] -> (kind, dsp_delay)`` of each :class:`ProcessingElement` of a :class:`MacArray` built for
+    ``family`` (``hard_multipliers``: None = all)."""
+    hard_multipliers = rows * cols if hard_multipliers is None else hard_multipliers
+    mac8 = family == "ice40" and not int4
+
+    def hard(i, j):
+        return j < cols and i * cols + j < hard_multipliers
+
+    def kind(i, j):
+        if not hard(i, j):
+            return "lut", 0
+        if mac8:
+            return "mac8", int(j % 2 == 0 and hard(i, j + 1))
+        return "mult18", 0
+    return [[kind(i, j) for j in range(cols)] for i in range(rows)]
+
+
+def dsp_blocks(rows, cols, hard_multipliers, int4, family):
+    """DSP blocks (MULT18X18D / SB_MAC16) of a :class:`MacArray` built for ``family``: one per hard PE, or
+    with SB_MAC16 one per pair of PEs that share it and one per lone hard PE."""
+    kinds = [k for row in pe_kinds(rows, cols, hard_multipliers, int4, family) for k in row]
+    mac8 = [delayed for kind, delayed in kinds if kind == "mac8"]
+    return sum(kind == "mult18" for kind, _ in kinds) + len(mac8) - sum(mac8)
 
 
 def _or_reduce(values):

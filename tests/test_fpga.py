@@ -245,6 +245,8 @@ def test_synthesis_smoke_ecp5(tmp_path):
     # sequencer's setup arithmetic (an INT4 PE with two products would add 4 more)
     requant = 4 * TINY.lanes_requant
     assert mult["array_hard"] == 4 and 4 + requant <= mult["inferred_hard"] <= 4 + requant + 4, mult
+    # the PEs' MULT18X18D are the instantiated ones, with their input and output registers on
+    assert mult["array_dsp_blocks"] == 4 and mult["registered_dsps"] == 4, mult
 
 
 @pytest.mark.slow
@@ -253,9 +255,86 @@ def test_synthesis_smoke_ice40(tmp_path):
     from tridsa.hw.fpga_top import BOARDS
     from tridsa.sw.build import build
     config = BOARDS["icebreaker"].config
-    report = build("icebreaker", config, tmp_path, frequency=ICE40_SMOKE_MHZ * 1e6)
+    report = build("icebreaker", config, tmp_path, frequency=ICE40_SMOKE_MHZ * 1e6, seeds=2)
     assert (tmp_path / "tridsa.bin").stat().st_size > 1000 and (tmp_path / "report.json").exists()
+    # the seed sweep placed and routed the same netlist again with seed 2 (no second bitstream)
+    assert set(report["fmax_by_seed"]) == {1, 2} and all(report["fmax_by_seed"].values())
+    assert report["fmax_spread"]["runs"] == 2 and report["fmax_by_seed"][1] == report["fmax_mhz"]
+    assert (tmp_path / "tridsa.seed2.report.json").exists()
     assert report["timing_met"], report["critical_path"]
     assert report["resources"]["LUT"]["used"] <= report["resources"]["LUT"]["available"]
-    # the PE is the one multiplier left: the serial requant and the sequencer's setup need none in LUTs
-    assert report["multipliers"]["array_hard"] == 1 and report["multipliers"]["inferred_hard"] >= 1
+    # the PE is the one multiplier left: the serial requant and the sequencer's setup need none in LUTs;
+    # it is half of an instantiated SB_MAC16 in dual 8 x 8 mode with its registers on
+    mult = report["multipliers"]
+    assert mult["array_hard"] == 1 and mult["inferred_hard"] >= 1, mult
+    assert mult["array_dsp_blocks"] == 1 and mult["registered_dsps"] == 1, mult
+
+
+# -- build reports and their errors (no toolchain run) -------------------------------------------
+def test_fmax_spread_and_overused_resources():
+    from tridsa.sw.build import fmax_spread, overused
+    assert fmax_spread([71.0, 64.5, 80.25]) == {"min": 64.5, "median": 71.0, "max": 80.25, "runs": 3, "failed": 0}
+    assert fmax_spread([70.0, None, 60.0]) == {"min": 60.0, "median": 65.0, "max": 70.0, "runs": 2, "failed": 1}
+    log = ("Info: Device utilisation:\nInfo: \t          TRELLIS_COMB: 99105/ 83640   118%\n"
+           "Info: \t          MULT18X18D:      12/    156     7%\n")
+    assert overused(log) == {"TRELLIS_COMB": (99105, 83640)}
+
+
+def test_design_too_large_says_what_overflows_by_how_much():
+    from tridsa.sw.build import DesignTooLarge, build
+    err = DesignTooLarge("ulx3s-85f", TINY, {"TRELLIS_COMB": (99105, 83640)})
+    assert "LUT (TRELLIS_COMB) needs 99105 of 83640 (15465 over, 18% too many)" in str(err)
+    # the MAC array's DSP blocks are counted before synthesis: 16 x 16 PEs on 156 MULT18X18D
+    with pytest.raises(DesignTooLarge, match=r"DSP \(MULT18X18D\) needs 256 of 156 \(100 over.*hard_multipliers"):
+        build("ulx3s-85f", Config(rows=16, cols=16, mem_width=64, engines=("gemm",)), "unused")
+    # iCE40: two INT8 PEs per SB_MAC16, 8 on the UP5K: 4 x 8 needs 16
+    with pytest.raises(DesignTooLarge, match=r"DSP \(ICESTORM_DSP\) needs 16 of 8 \(8 over"):
+        build("icebreaker", Config(rows=4, cols=8, int4=False, mem_width=32, engines=("gemm",)), "unused")
+
+
+def _fake_report(board, fmax, target):
+    return {"board": board, "device": "LFE5U-85F", "config": TINY.to_dict(), "macs_per_cycle_int8": 4,
+            "macs_per_cycle_int4": 8, "gmacs_int8": 4 * min(fmax, target) / 1e3, "gmacs_int4": 8 * min(fmax, target) / 1e3,
+            "target_mhz": target, "fmax_mhz": fmax, "timing_met": fmax >= target,
+            "fmax_spread": {"min": fmax - 3, "median": fmax, "max": fmax + 2, "runs": 3},
+            "resources": {"LUT": {"used": 6000, "available": 83640}, "FF": {"used": 4000, "available": 83640},
+                          "DSP": {"used": 12, "available": 156}, "BRAM": {"used": 2, "available": 208}},
+            "critical_path": {"from": "a.Q", "to": "b.D", "logic_ns": 1.0, "routing_ns": 9.0},
+            "files": {"report": "build/report.json"}}
+
+
+def test_cli_build_fails_when_timing_is_not_met(monkeypatch, capsys, tmp_path):
+    """``--mhz`` above what the build reaches: the achieved Fmax is printed, exit code 1, timing_met false."""
+    from tridsa.sw import build as build_module
+    from tridsa.sw.cli import main
+    asked = {}
+
+    def fake_build(board, config, out, *, baud, seeds, frequency):
+        asked.update(board=board, frequency=frequency, seeds=seeds)
+        return _fake_report(board, 88.6, frequency / 1e6)
+    monkeypatch.setattr(build_module, "build", fake_build)
+    assert main(["build", "--board", "ulx3s-85f", "--mhz", "200", "--seeds", "3", "--out", str(tmp_path)]) == 1
+    out, err = capsys.readouterr()
+    assert "timing_met: False" in out and "Fmax 88.6 MHz < 200.0 MHz" in err
+    assert asked == {"board": "ulx3s-85f", "frequency": 200e6, "seeds": 3}
+    assert main(["build", "--board", "ulx3s-85f", "--mhz", "50", "--out", str(tmp_path)]) == 0
+
+
+def test_publish_writes_tables_from_reports(monkeypatch, tmp_path):
+    from tridsa.benchmarks import report as bench_report
+    from tridsa.sw import fpga_results
+    monkeypatch.setattr(fpga_results, "RESULTS", tmp_path / "results")
+    monkeypatch.setattr(bench_report, "ROOT", tmp_path)
+    (tmp_path / "docs").mkdir()
+    for page in (tmp_path / "README.md", tmp_path / "docs" / "fpga.md"):
+        page.write_text("intro\n<!-- fpga-boards -->\nold table\n<!-- /fpga-boards -->\nrest\n")
+    fpga_results.publish(_fake_report("ulx3s-85f", 88.6, 125.0))
+    fpga_results.publish(_fake_report("icebreaker", 31.0, 30.0))
+    text = (tmp_path / "README.md").read_text()
+    assert text == (tmp_path / "docs" / "fpga.md").read_text()
+    assert "old table" not in text and text.startswith("intro\n") and text.endswith("rest\n")
+    rows = [line for line in text.splitlines() if line.startswith("| icebreaker") or line.startswith("| ulx3s")]
+    assert len(rows) == 2
+    assert "**88.6** (85.6 / 88.6 / 90.6 over 3 seeds)" in rows[1] and "| **no** |" in rows[1]
+    assert "| 4 / 8 | 0.12 / 0.24 |" in rows[0] and "| yes |" in rows[0] and "12 / 156" in rows[0]
+    assert sorted(p.name for p in (tmp_path / "results").iterdir()) == ["icebreaker.json", "ulx3s-85f.json"]
