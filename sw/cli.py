@@ -220,7 +220,8 @@ def _cmd_bench(ns, extra) -> int:
     if ns.bench == "gemm":
         if ns.shapes:
             kwargs["shapes"] = module.parse_shapes(ns.shapes)
-        kwargs.update(conv=not ns.no_conv, precisions=tuple(ns.precision or ("int8", "int4")), seed=ns.seed)
+        kwargs.update(conv=not ns.no_conv, precisions=tuple(ns.precision or ("int8", "int4")), seed=ns.seed,
+                      instructions=ns.stream)
     if ns.bench == "zoo":
         kwargs.update(models=ns.models.split(",") if ns.models else None, readme=ns.readme)
     report = module.run(config, ns.backend, ns.out, **kwargs)
@@ -303,6 +304,9 @@ def _parser() -> argparse.ArgumentParser:
             b.add_argument("--precision", action="append", choices=("int8", "int4"),
                            help="run only this precision (repeatable; default both)")
             b.add_argument("--seed", type=int, default=0, help="seed of the random operands (default: 0)")
+            b.add_argument("--stream", type=int, default=1, metavar="N",
+                           help="run every matmul shape as a Program of N independent same-size GEMM "
+                                "instructions (default: 1, a single instruction)")
         if name == "sim":
             b.add_argument("--backends", metavar="A,B", help="backends to measure (default: verilator, "
                            "cocotb-verilator, icarus, amaranth; --backend is not used)")
