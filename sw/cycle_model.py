@@ -41,7 +41,7 @@ DISPATCH_CYCLES = 0
 PROGRAM_CYCLES = 0
 #: Cycles of a GEMM's drain (after its last k-step is fed) beyond the array skew, the PE and requant
 #: pipelines, fitted to the gateware; and the setup cycles of a GEMM before its reads start.
-GEMM_DRAIN_EXTRA, GEMM_SETUP = 0, 7
+GEMM_DRAIN_EXTRA, GEMM_SETUP = 5, 6
 
 
 # ---- GEMM -----------------------------------------------------------------------------------------
