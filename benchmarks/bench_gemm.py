@@ -295,7 +295,7 @@ def run(config: Config | None = None, backend: str = "verilator", out_dir="bench
     out = sys.stdout if stream is None else stream
     out_dir = Path(out_dir)
     if not isinstance(instructions, int) or instructions < 1:
-        raise ValueError(f"instructions={instructions!r} is invalid: expected a positive integer")
+        raise ValueError(f"instructions={instructions!r} (--stream) is invalid: expected a positive integer")
     bad = [p for p in precisions if p not in _RANGE]
     if bad or not precisions:
         raise ValueError(f"precisions={precisions!r} is invalid: expected a non-empty subset of ('int8', 'int4')")
