@@ -87,8 +87,9 @@ class GemmEngine(wiring.Component):
 
     Illegal fields (mode, zero size, region of the batch beyond memory, C overlapping an input) end the
     command at once with an error code and no memory access, as :func:`tridsa.sw.gemm_golden.check_gemm`
-    specifies. Setup: four states of geometry, ``SCALE`` (one cycle per bit of ``batch``: the batch's
-    region sizes by shift-and-add), ``CHECK`` (registers every range and overlap comparison), ``DECIDE``.
+    specifies. Setup: four states of geometry, ``SCALE`` (one cycle per bit of ``batch`` > 1: the batch's
+    region sizes by shift-and-add), ``CHECK`` (registers every range and overlap comparison), ``DECIDE``
+    (a legal instruction that may go issues its first A/B reads in this cycle).
     """
 
     OPS = ("GEMM",)
@@ -225,8 +226,10 @@ class GemmEngine(wiring.Component):
             with m.State("SETUP4"):
                 m.d.sync += a_words.eq(saturate(problem["a"]))
                 for name, words in problem.items():
-                    m.d.sync += [step[name].eq(saturate(words)), total[name].eq(0)]
+                    m.d.sync += [step[name].eq(saturate(words)), total[name].eq(Mux(left == 1, saturate(words), 0))]
                 m.next = "SCALE"
+                with m.If(left == 1):                   # one problem: its words are the total, no scaling
+                    m.next = "CHECK"
             with m.State("SCALE"):
                 # total = batch * words, least significant bit of batch first
                 for name in problem:
@@ -245,6 +248,10 @@ class GemmEngine(wiring.Component):
                     m.d.sync += [end[name].eq(reach[name]), beyond[name].eq(high[name] | (reach[name] > cfg.mem_depth))]
                 for name in meets_c:      # [addr, addr+total) meets [c_addr, c_addr+c_total); used when in range
                     m.d.sync += meets_c[name].eq((low[name] < reach["c"]) & (low["c"] < reach[name]))
+                # the A/B address generators, for DECIDE to issue the first reads if the instruction goes
+                m.d.sync += [a_ib.eq(0), a_jb.eq(0), a_ptr.eq(low["a"]), a_base.eq(low["a"]), b_ib.eq(0),
+                             b_ptr.eq(low["b"]), more["a"].eq(1), more["b"].eq(1),   # regions are non-empty
+                             final["a"].eq(reach["a"] - a_words), final["b"].eq(reach["b"] - b_bw)]
                 m.next = "DECIDE"
             with m.State("DECIDE"):
                 # An illegal instruction ends here, before any memory access.
@@ -260,11 +267,9 @@ class GemmEngine(wiring.Component):
                 with m.Elif(Cat(*meets_c.values()).any()):
                     m.d.sync += fail_code.eq(isa.ERRORS["OVERLAP"])
                     m.next = "FAIL"
-                with m.Elif(~slot_full & ~hazard):
-                    m.d.sync += [a_ib.eq(0), a_jb.eq(0), a_ptr.eq(low["a"]), a_base.eq(low["a"]), b_ib.eq(0),
-                                 b_ptr.eq(low["b"]), more["a"].eq(1), more["b"].eq(1),   # regions are non-empty
-                                 final["a"].eq(end["a"] - a_words), final["b"].eq(end["b"] - b_bw),
-                                 tiles_left.eq(total["c"] >> tile_shift)]
+                with m.Elif(~slot_full & ~hazard):           # go: the A/B readers start in this cycle
+                    m.d.comb += running.eq(1)
+                    m.d.sync += tiles_left.eq(total["c"] >> tile_shift)
                     m.d.sync += [slot_full.eq(1), slot.mt.eq(mt), slot.p_addr.eq(low["p"]),
                                  slot.p_final.eq(end["p"] - PARAM_WORDS), slot.c_addr.eq(low["c"]),
                                  slot.c_end.eq(end["c"]), slot.c_words.eq(total["c"]),

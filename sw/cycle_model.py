@@ -41,15 +41,15 @@ DISPATCH_CYCLES = 0
 PROGRAM_CYCLES = 0
 #: Cycles of a GEMM's drain (after its last k-step is fed) beyond the array skew, the PE and requant
 #: pipelines, fitted to the gateware; and the setup cycles of a GEMM before its reads start.
-GEMM_DRAIN_EXTRA, GEMM_SETUP = 5, 6
+GEMM_DRAIN_EXTRA, GEMM_SETUP = 5, 5
 
 
 # ---- GEMM -----------------------------------------------------------------------------------------
 def gemm_fixed_cycles(config) -> int:
     """Cycles a GEMM instruction costs beyond its tiles: array skew, read latency, the MAC and requant
-    pipelines (``config.requant_latency``) plus 17 cycles of setup states, skid buffers, stream hand-offs
+    pipelines (``config.requant_latency``) plus 15 cycles of setup states, skid buffers, stream hand-offs
     and the last write, fitted to the gateware."""
-    return config.rows + config.cols + config.mem_latency + FEED_STAGES + PE_LATENCY + config.requant_latency + 17
+    return config.rows + config.cols + config.mem_latency + FEED_STAGES + PE_LATENCY + config.requant_latency + 15
 
 
 def estimate_gemm_cycles(config, m, k, n, int4=False, out_format=1, batch=1, accumulate=False) -> int:
@@ -59,7 +59,7 @@ def estimate_gemm_cycles(config, m, k, n, int4=False, out_format=1, batch=1, acc
     (``max(rows, cols) + 1``), the requant time of its rows and the memory words it moves (one per
     cycle: A and B blocks, its output, in accumulate mode its int32 partial sums), the last two with a
     tile's share of its column block's parameter load; plus a fixed cost per instruction and one setup
-    cycle per bit of ``batch`` beyond the first.
+    cycle per bit of ``batch`` if it is > 1.
     """
     geo = GemmGeometry(config, m, k, n, int4, out_format)
     params = PARAM_WORDS / geo.mt                       # parameter words per tile
@@ -74,7 +74,8 @@ def estimate_gemm_cycles(config, m, k, n, int4=False, out_format=1, batch=1, acc
     # The last tile's requant inputs leave the unit one interval apart (the fixed cost counts its rows at one
     # per cycle and the unit's latency once), and a chunked unit reassembles a row in one more register.
     drain = (values - 1) * (config.requant_interval - 1) + values - config.rows + (chunks > 1)
-    fixed = gemm_fixed_cycles(config) + max(1, batch).bit_length() - 1 + drain
+    scale = batch.bit_length() if batch > 1 else 0
+    fixed = gemm_fixed_cycles(config) + scale + drain
     return round(fixed + geo.k_rows + (max(1, batch) * geo.mt * geo.nt - 1) * tile)
 
 
