@@ -158,8 +158,8 @@ def _cmd_run(ns, extra) -> int:
         raise CliError(f"no such Program file: {path}")
     try:
         program = Program.load(path)
-    except (OSError, ValueError, KeyError) as exc:
-        raise CliError(f"{path} is not a saved tridsa Program ({exc})") from None
+    except ValueError as exc:
+        raise CliError(str(exc)) from None
     try:
         backend = get_backend(ns.backend, program.config, waves=ns.waves)
     except ValueError as exc:

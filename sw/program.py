@@ -58,11 +58,17 @@ class Program:
     def load(cls, path) -> "Program":
         if not Path(path).exists():
             raise FileNotFoundError(f"no Program file at {path}")
-        with np.load(path) as data:
-            meta = json.loads(bytes(data["meta"]).decode())
-            config = Config.from_dict(meta["config"])
-            memory = np.zeros((config.mem_depth, config.mem_width), np.uint8)
-            memory[:len(data["memory"])] = data["memory"]
+        try:
+            data = np.load(path, allow_pickle=False)
+            if not isinstance(data, np.lib.npyio.NpzFile) or not {"meta", "memory"} <= set(data.files):
+                raise ValueError("no meta and memory entries")
+            with data:
+                meta = json.loads(bytes(data["meta"]).decode())
+                config = Config.from_dict(meta["config"])
+                memory = np.zeros((config.mem_depth, config.mem_width), np.uint8)
+                memory[:len(data["memory"])] = data["memory"]
+        except (ValueError, KeyError, OSError, EOFError, UnicodeDecodeError):
+            raise ValueError(f"{path} is not a Program file written by Program.save") from None
         return cls(config=config, instructions=[int(w, 16) for w in meta["instructions"]], memory=memory,
                    outputs={k: Region(*v) for k, v in meta["outputs"].items()})
 
