@@ -8,8 +8,11 @@ included). The engine counters split it: ``gemm_feed`` cycles the array receives
 ``cycles - busy`` is dispatch outside it.
 
 In stream mode (``instructions`` > 1, ``tridsa bench gemm --stream N``) every matmul shape runs as one
-Program of N independent same-size GEMM instructions (kind ``stream``): consecutive instructions overlap
-(the next one's setup and reads run while the previous one drains), so the fixed cost is paid about once.
+Program of N independent same-size GEMM instructions (kind ``stream``), each requantized to its own
+precision as a layer feeding the next would be (the memory image is checked against the golden model):
+consecutive instructions overlap (the next one's setup and reads run while the previous one drains), so
+the fixed cost is paid about once. The stream table is published in README.md (section
+``bench-gemm-stream``).
 
 Every result is checked bit for bit (matmuls against NumPy, convolutions against the golden backend).
 Sizes derive from the Config (multiples of the array size ``S = max(rows, cols)``), so the same sweep
@@ -27,7 +30,7 @@ from tridsa import Accelerator, Config, Requant
 from tridsa.sw.builder import ProblemTooLarge, ProgramBuilder
 from tridsa.sw.gemm_ops import emit_gemm
 
-from .report import Progress, line_plot, markdown_table, write_json
+from .report import Progress, line_plot, markdown_table, write_json, write_section
 
 __all__ = ["run", "matmul_shapes", "conv_layers", "parse_shapes", "TARGET_UTILIZATION", "TARGET_INT4_RATIO"]
 
@@ -118,19 +121,20 @@ def _run_matmul(acc, rng, precision, shape):
     return _record(acc, "matmul", "x".join(map(str, shape)), precision, shape, exact, wall)
 
 
-def _run_stream(acc, rng, precision, shape, instructions):
-    """``instructions`` independent ``shape`` matmuls, one GEMM instruction each, in one Program."""
+def _run_stream(acc, golden, rng, precision, shape, instructions):
+    """``instructions`` independent ``shape`` matmuls, one GEMM instruction each (requantized to
+    ``precision``), in one Program; exact if the memory image equals the golden model's."""
     m, k, n = shape
     builder = ProgramBuilder(acc.config)
-    operands = [(_random(rng, precision, (m, k)), _random(rng, precision, (k, n))) for _ in range(instructions)]
-    calls = [emit_gemm(builder, a, b, precision=precision, name=f"c{i}") for i, (a, b) in enumerate(operands)]
+    for i in range(instructions):
+        emit_gemm(builder, _random(rng, precision, (m, k)), _random(rng, precision, (k, n)),
+                  requant=Requant.from_scale(2.0 ** -10), precision=precision, out_dtype=precision, name=f"c{i}")
     program = builder.build()
     start = time.perf_counter()
     result = acc.run(program)
     wall = time.perf_counter() - start
     acc._stats(result, program, instructions * m * k * n, acc._peak(precision))
-    exact = all(np.array_equal(call.result(program, result.memory).astype(np.int64),
-                               a.astype(np.int64) @ b.astype(np.int64)) for call, (a, b) in zip(calls, operands))
+    exact = np.array_equal(result.memory, golden.run(program).memory)
     return _record(acc, "stream", f"{instructions}x " + "x".join(map(str, shape)), precision, shape, exact, wall)
 
 
@@ -317,7 +321,7 @@ def run(config: Config | None = None, backend: str = "verilator", out_dir="bench
                 bar.step(f"matmul {precision} {'x'.join(map(str, shape))}")
                 try:
                     rows.append(_run_matmul(acc, rng, precision, shape) if instructions == 1
-                                else _run_stream(acc, rng, precision, shape, instructions))
+                                else _run_stream(acc, golden, rng, precision, shape, instructions))
                 except ProblemTooLarge:
                     skipped.append(f"matmul {precision} {'x'.join(map(str, shape))}: does not fit mem_depth")
             if layers:
@@ -334,6 +338,11 @@ def run(config: Config | None = None, backend: str = "verilator", out_dir="bench
     write_json(json_path, report)
     print(f"## GEMM benchmark\n\n{markdown_table(rows, _COLUMNS)}\n", file=out)
     print(_format_summary(summary, config), file=out)
+    if instructions > 1 and backend != "golden":        # RTL figures only
+        command = (f"tridsa bench gemm --stream {instructions} --shapes "
+                   + ",".join("x".join(map(str, s)) for s in shapes) + " --no-conv")
+        write_section("bench-gemm-stream", f"{markdown_table(rows, _COLUMNS)}\n\n{_format_summary(summary, config)}\n\n"
+                      f"(RTL cycle counter on {backend}; written by `{command}`)")
     for item in skipped:
         print(f"- skipped {item}", file=out)
     print(f"- wrote {', '.join(report['files'])}", file=out)

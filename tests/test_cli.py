@@ -268,7 +268,7 @@ def test_bench_gemm_stream_golden(capsys, tmp_path):
     (row,) = json.loads((tmp_path / "gemm.json").read_text())["rows"]
     assert (row["kind"], row["name"], row["macs"], row["exact"]) == ("stream", "3x 16x16x16", 3 * 16 ** 3, True)
     from tridsa.sw.cycle_model import estimate_gemm_cycles, gemm_drain_cycles
-    assert row["cycles"] == 3 * estimate_gemm_cycles(SMALL, 16, 16, 16, out_format=0) - 2 * gemm_drain_cycles(SMALL)
+    assert row["cycles"] == 3 * estimate_gemm_cycles(SMALL, 16, 16, 16, out_format=1) - 2 * gemm_drain_cycles(SMALL)
     assert "| stream | 3x 16x16x16 | int8 |" in out
 
 
