@@ -31,6 +31,8 @@ _BENCHES = {
     "gather": "gather engine: embedding_bag on synthetic DLRM traffic (benchmarks/bench_gather.py)",
     "rng": "sketch engine: random bits per cycle and sketch multiplies (benchmarks/bench_rng.py)",
     "models": "end-to-end workloads (benchmarks/bench_models.py)",
+    "onnx": "quantized ONNX models (torch.onnx + onnxruntime quantize_static) through the ONNX backend "
+            "(benchmarks/bench_onnx.py)",
     "sim": "simulation speed per backend: fixed cost per call and marginal cycles/s (benchmarks/bench_sim.py)",
     "zoo": "the model zoo at full size: ResNet-50, MobileNetV2, BERT-base layer, LSTM, DLRM (benchmarks/bench_zoo.py)",
 }
@@ -147,6 +149,52 @@ def _cmd_verilog(ns, extra) -> int:
     return 0
 
 
+def _run_onnx(ns, path: Path) -> int:
+    """``tridsa run model.onnx``: run an ONNX model through :mod:`tridsa.sw.onnx_backend`."""
+    import numpy as np
+    import onnx
+    from .onnx_backend import backend
+
+    if ns.waves or ns.out:
+        raise CliError("--waves and --out are for saved Programs; an ONNX model takes --output Y.npy")
+    arrays = []
+    for name in ns.input or []:
+        if not Path(name).is_file():
+            raise CliError(f"--input: no such file {name}")
+        try:
+            arrays.append(np.load(name, allow_pickle=False))
+        except (OSError, ValueError) as exc:
+            raise CliError(f"--input: {name} is not a .npy array ({exc})") from None
+    config = config_from_args(ns)
+    try:
+        model = onnx.load(path)
+        rep = backend(ns.backend, config, strict=ns.strict).prepare(model)
+    except onnx.checker.ValidationError as exc:
+        raise CliError(f"{path}: {str(exc).strip().splitlines()[0]}") from None
+    if len(arrays) != len(rep.plan.inputs):
+        raise CliError(f"{path} has {len(rep.plan.inputs)} input(s) ({', '.join(rep.plan.inputs)}): "
+                       f"give one --input FILE.npy for each, in this order (got {len(arrays)})")
+    outputs = rep.run(arrays)
+    print(rep.report(f"model: {path} on {ns.backend}, {config.rows}x{config.cols} array"))
+    for name, value in zip(rep.plan.outputs, outputs):
+        print(f"output {name}: {value.dtype} {value.shape}")
+    failed = False
+    if ns.check and ns.backend != "golden":
+        expected = backend("golden", config).prepare(model).run(arrays)
+        same = all(np.array_equal(a, b) for a, b in zip(outputs, expected))
+        print("check: outputs equal the golden backend's bit for bit" if same else "check: MISMATCH against golden")
+        failed = not same
+    if ns.output:
+        out = Path(ns.output)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        if len(outputs) == 1:
+            np.save(out, outputs[0])
+        else:
+            np.savez(out, **dict(zip(rep.plan.outputs, outputs)))
+        print(f"wrote {out}")
+    return 1 if failed else 0
+
+
 def _cmd_run(ns, extra) -> int:
     import numpy as np
     from . import isa
@@ -155,7 +203,12 @@ def _cmd_run(ns, extra) -> int:
 
     path = Path(ns.file)
     if not path.is_file():
-        raise CliError(f"no such Program file: {path}")
+        raise CliError(f"no such {'ONNX model' if path.suffix == '.onnx' else 'Program'} file: {path}")
+    if path.suffix == ".onnx":
+        return _run_onnx(ns, path)
+    if ns.input or ns.output or ns.strict or ns.config or any(getattr(ns, n) is not None for n in _CONFIG_FLAGS):
+        raise CliError("--input, --output, --strict and the Config options are for ONNX models (FILE.onnx); "
+                       "a saved Program carries its Config")
     try:
         program = Program.load(path)
     except ValueError as exc:
@@ -274,15 +327,24 @@ def _parser() -> argparse.ArgumentParser:
     p.set_defaults(handler=_cmd_verilog)
 
     from ..sim.backend import BACKENDS
-    p = sub.add_parser("run", help="replay a saved Program on a backend",
+    p = sub.add_parser("run", help="replay a saved Program, or run an ONNX model, on a backend",
                        description="Load a Program saved with Program.save, run it, print the status, counters "
-                       "and output regions. Exit code 1 if the status register reports an error.")
-    p.add_argument("file", metavar="FILE", help="Program file (.npz written by Program.save)")
+                       "and output regions (exit code 1 if the status register reports an error); or run an "
+                       "ONNX model (FILE.onnx, docs/onnx.md) on inputs from .npy files and print which engine ran "
+                       "each node, its cycles and MAC utilization.")
+    p.add_argument("file", metavar="FILE", help="Program file (.npz written by Program.save) or ONNX model (.onnx)")
+    p.add_argument("--input", action="append", metavar="X.npy",
+                   help="ONNX: an input array, once per model input in order")
+    p.add_argument("--output", metavar="Y.npy", help="ONNX: save the output (several outputs: an .npz by name)")
+    p.add_argument("--strict", action="store_true",
+                   help="ONNX: fail, naming the node, instead of running a compute node on the host")
+    _add_config_args(p)
     p.add_argument("--backend", default="golden", choices=BACKENDS, metavar="B",
                    help=f"one of {', '.join(BACKENDS)} (default: %(default)s)")
     p.add_argument("--out", metavar="RESULT.npz", help="save the final memory image, status and counters")
     p.add_argument("--check", action="store_true",
-                   help="also run the golden model and compare memory image and status bit for bit (exit 1 if not)")
+                   help="also run the golden model and compare memory image and status (ONNX: the outputs) bit "
+                   "for bit (exit 1 if not)")
     p.add_argument("--waves", metavar="FILE", help="dump the run's waveforms (.fst from verilator and icarus, "
                    ".vcd from amaranth)")
     p.set_defaults(handler=_cmd_run)
