@@ -14,7 +14,9 @@ import numpy as np
 
 from tridsa.sw.progress import Progress
 
-__all__ = ["Progress", "markdown_table", "write_json", "line_plot"]
+__all__ = ["Progress", "markdown_table", "write_json", "line_plot", "write_section"]
+
+ROOT = Path(__file__).resolve().parent.parent
 
 
 def _cell(value, digits: int) -> str:
@@ -61,7 +63,26 @@ def write_json(path, data) -> Path:
     return path
 
 
-def line_plot(path, series, *, xlabel: str, ylabel: str, title: str, logx: bool = False,
+def write_section(name: str, text: str) -> list:
+    """Put ``text`` between ``<!-- name -->`` and ``<!-- /name -->`` in README.md and every docs/*.md
+    that has those markers, so a published table is the one the benchmark just wrote, wherever it
+    appears. Returns the files changed."""
+    import re
+    begin, end = f"<!-- {name} -->", f"<!-- /{name} -->"
+    pattern = re.compile(re.escape(begin) + ".*?" + re.escape(end), re.S)
+    changed = []
+    for path in [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]:
+        if not path.exists():
+            continue
+        old = path.read_text()
+        new = pattern.sub(lambda _: f"{begin}\n{text.strip()}\n{end}", old)
+        if new != old:
+            path.write_text(new)
+            changed.append(path)
+    return changed
+
+
+def line_plot(path, series, *, xlabel: str, ylabel: str, title: str, logx: bool = False, logy: bool = False,
               hlines=()) -> Path:
     """Save a PNG with one line per series.
 
@@ -90,6 +111,8 @@ def line_plot(path, series, *, xlabel: str, ylabel: str, title: str, logx: bool 
                         color="gray")
         if logx:
             ax.set_xscale("log")
+        if logy:
+            ax.set_yscale("log")
         ax.set_xlabel(xlabel)
         ax.set_ylabel(ylabel)
         ax.set_title(title)

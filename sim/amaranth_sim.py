@@ -1,26 +1,23 @@
 """The amaranth backend: the gateware in Amaranth's Python simulator (slow; for small configs)."""
 from __future__ import annotations
 
-import os
 import time
 
 from ..sw.program import RunResult
-from .backend import Backend
+from .backend import Backend, CycleLimit, wave_paths
 from .memimage import from_ints, to_ints
 
-__all__ = ["AmaranthBackend", "CycleLimit"]
-
-
-class CycleLimit(RuntimeError):
-    """The design did not halt within the cycle limit (a hang)."""
+__all__ = ["AmaranthBackend"]
 
 
 class AmaranthBackend(Backend):
+    """``waves=PATH`` writes every run's VCD (see :func:`tridsa.sim.backend.wave_paths`)."""
     name = "amaranth"
 
-    def __init__(self, config, max_cycles=2_000_000):
+    def __init__(self, config, max_cycles=2_000_000, waves=None):
         super().__init__(config)
         self.max_cycles = max_cycles
+        self.waves = wave_paths(waves, ".vcd")
 
     def run(self, program):
         from amaranth.sim import Simulator
@@ -52,8 +49,8 @@ class AmaranthBackend(Backend):
 
         sim.add_testbench(testbench)
         start = time.perf_counter()
-        if os.environ.get("TRIDSA_VCD"):
-            with sim.write_vcd(os.environ["TRIDSA_VCD"]):
+        if self.waves:
+            with sim.write_vcd(next(self.waves)):
                 sim.run()
         else:
             sim.run()

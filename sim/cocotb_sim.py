@@ -1,9 +1,11 @@
-"""The verilator and icarus backends: cocotb runs the generated Verilog of :class:`tridsa.hw.top.Top`.
+"""The cocotb-verilator and icarus backends: cocotb runs the generated Verilog of :class:`tridsa.hw.top.Top`.
 
-One model is compiled per (Config, simulator, gateware sources) and cached on disk (see
-:func:`tridsa.sim.cocotb_run.build_design`). A run writes the memory image as a ``$readmemh`` file,
-cocotb pushes the instructions and awaits ``halted`` (no Python in the per-cycle loop), then the memory
-model ``$writememh``-s the final image.
+The testbench path, kept beside the fast ``verilator`` backend (:mod:`tridsa.sim.verilator_model`) so the
+same Programs run under cocotb on both simulators. One model is compiled per (Config, simulator, gateware
+sources, toolchain) and cached on disk (see :func:`tridsa.sim.cocotb_run.build_design`). A run writes the
+memory image as a ``$readmemh`` file, cocotb pushes the instructions and awaits ``halted`` (GPI clock, no
+Python in the per-cycle loop), then the memory model ``$writememh``-s the final image. A new simulator
+process runs every Program. ``waves=PATH`` (Icarus) writes every run's FST.
 """
 from __future__ import annotations
 
@@ -12,7 +14,7 @@ import time
 from pathlib import Path
 
 from ..sw.program import RunResult
-from .backend import Backend
+from .backend import Backend, wave_paths
 from .cocotb_run import build_design, run_directory, run_test
 from .memimage import read_hex, write_hex
 
@@ -23,12 +25,14 @@ SIM_MEM = Path(__file__).with_name("sim_mem.v")
 
 
 class CocotbBackend(Backend):
-    def __init__(self, config, simulator, max_cycles=50_000_000):
+    def __init__(self, config, simulator, max_cycles=50_000_000, waves=None):
         from .toolchain import prepare_simulator
         super().__init__(config)
         prepare_simulator(simulator)          # a missing simulator is an error now, not at the first run
-        self.name = simulator
+        self.simulator = simulator
+        self.name = "icarus" if simulator == "icarus" else f"cocotb-{simulator}"
         self.max_cycles = max_cycles
+        self.waves = wave_paths(waves, ".fst")
         self._built = None
 
     def _build(self):
@@ -36,7 +40,7 @@ class CocotbBackend(Backend):
         if self._built is None:
             from ..hw.top import COUNTER_BITS, Top, counter_names
             runner, build_dir = build_design(lambda: Top(self.config, storage="verilog"), TOPLEVEL,
-                                             self.config.to_json(), self.name, extra_sources=(SIM_MEM,))
+                                             self.config.to_json(), self.simulator, extra_sources=(SIM_MEM,))
             names = build_dir / "counters.json"
             if not names.exists():
                 names.write_text(json.dumps({"names": list(counter_names(self.config)), "bits": COUNTER_BITS}))
@@ -53,7 +57,7 @@ class CocotbBackend(Backend):
                  "counters": counters}))
             start = time.perf_counter()
             run_test(runner, build_dir, TOPLEVEL, "tridsa.sim.cocotb_top_tb", test_dir=run_dir,
-                     extra_env={"TRIDSA_RUN_DIR": str(run_dir)},
+                     extra_env={"TRIDSA_RUN_DIR": str(run_dir)}, waves=next(self.waves) if self.waves else None,
                      plusargs=[f"+mem_in={run_dir / 'mem_in.hex'}", f"+mem_out={run_dir / 'mem_out.hex'}"])
             wall = time.perf_counter() - start
             status = json.loads((run_dir / "status.json").read_text())

@@ -11,7 +11,7 @@ import shutil
 import sys
 from pathlib import Path
 
-__all__ = ["SIMULATORS", "SimulatorMissing", "prepare_simulator", "build_root", "use_environment_tools"]
+__all__ = ["SIMULATORS", "SimulatorMissing", "prepare_simulator", "use_environment_tools"]
 
 SIMULATORS = ("verilator", "icarus")
 
@@ -62,10 +62,3 @@ def prepare_simulator(name: str) -> None:
         import cocotb_tools.runner  # noqa: F401
     except ImportError:
         raise SimulatorMissing("cocotb is not installed: run `pip install 'cocotb>=2.1,<3'`") from None
-
-
-def build_root() -> Path:
-    """Folder for cached simulator builds (``TRIDSA_BUILD_DIR`` or ``~/.cache/tridsa``)."""
-    root = Path(os.environ.get("TRIDSA_BUILD_DIR", Path.home() / ".cache" / "tridsa"))
-    root.mkdir(parents=True, exist_ok=True)
-    return root

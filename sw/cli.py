@@ -18,6 +18,7 @@ import importlib.util
 import inspect
 import json
 import sys
+import time
 from pathlib import Path
 
 from .config import Config
@@ -31,6 +32,7 @@ _BENCHES = {
     "rng": "sketch engine: random bits per cycle and sketch multiplies (benchmarks/bench_rng.py)",
     "models": "end-to-end workloads (benchmarks/bench_models.py)",
     "zoo": "the model zoo at full size: ResNet-50, MobileNetV2, BERT-base layer, LSTM, DLRM (benchmarks/bench_zoo.py)",
+    "sim": "simulation speed per backend: fixed cost per call and marginal cycles/s (benchmarks/bench_sim.py)",
 }
 
 
@@ -128,7 +130,11 @@ def _cmd_verilog(ns, extra) -> int:
     from amaranth.back import verilog
     from ..hw.top import Top
     config = config_from_args(ns)
+    start = time.perf_counter()
+    print(f"generating the Verilog of a {config.rows}x{config.cols} tridsa with Amaranth and Yosys ...",
+          file=sys.stderr, flush=True)
     text = verilog.convert(Top(config, storage="amaranth"), name=ns.name, emit_src=False)
+    print(f"generated in {time.perf_counter() - start:.0f} s", file=sys.stderr)
     if ns.output == "-":
         sys.stdout.write(text)
     else:
@@ -154,7 +160,10 @@ def _cmd_run(ns, extra) -> int:
         program = Program.load(path)
     except (OSError, ValueError, KeyError) as exc:
         raise CliError(f"{path} is not a saved tridsa Program ({exc})") from None
-    backend = get_backend(ns.backend, program.config)
+    try:
+        backend = get_backend(ns.backend, program.config, waves=ns.waves)
+    except ValueError as exc:
+        raise CliError(str(exc)) from None
     cfg = program.config
     print(f"program: {path} ({len(program.instructions)} instructions, {cfg.rows}x{cfg.cols} array, "
           f"{cfg.mem_depth} x {cfg.mem_width} B memory)")
@@ -169,6 +178,8 @@ def _cmd_run(ns, extra) -> int:
     if wall:
         speed = f", {counters['cycles'] / wall:,.0f} cycles/s" if counters.get("cycles") else ""
         print(f"simulator: {wall:.2f} s wall clock{speed}")
+    if ns.waves:
+        print(f"waves: {ns.waves}")
     print("outputs:")
     for name, region in program.outputs.items():
         print(f"  {name}: {region.words} words = {region.words * cfg.mem_width} bytes at word {region.addr}")
@@ -204,6 +215,8 @@ def _cmd_bench(ns, extra) -> int:
             kwargs["quick"] = True
         else:
             print(f"note: bench {ns.bench} has no quick mode; running it in full", file=sys.stderr)
+    if ns.bench == "sim":
+        kwargs.update(backends=ns.backends.split(",") if ns.backends else None, flags=ns.flags)
     if ns.bench == "gemm":
         if ns.shapes:
             kwargs["shapes"] = module.parse_shapes(ns.shapes)
@@ -269,6 +282,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--out", metavar="RESULT.npz", help="save the final memory image, status and counters")
     p.add_argument("--check", action="store_true",
                    help="also run the golden model and compare memory image and status bit for bit (exit 1 if not)")
+    p.add_argument("--waves", metavar="FILE", help="dump the run's waveforms (.fst from verilator and icarus, "
+                   ".vcd from amaranth)")
     p.set_defaults(handler=_cmd_run)
 
     p = sub.add_parser("bench", help="cycle-level benchmarks (needs a source checkout)",
@@ -293,6 +308,11 @@ def _parser() -> argparse.ArgumentParser:
                            "bert, lstm, dlrm)")
             b.add_argument("--readme", metavar="README.md", help="also write the summary table into this file "
                            "between its 'bench zoo' markers")
+        if name == "sim":
+            b.add_argument("--backends", metavar="A,B", help="backends to measure (default: verilator, "
+                           "cocotb-verilator, icarus, amaranth; --backend is not used)")
+            b.add_argument("--flags", action="store_true",
+                           help="also build the fast model with each compiler option alone and measure it")
         b.set_defaults(handler=_cmd_bench)
 
     p = sub.add_parser("build", help="FPGA bitstream with timing and resource report (sw/build.py)",

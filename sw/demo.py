@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..sim.backend import SIMULATION_BACKENDS
 from .config import Config
 from .profile import CheckedAccelerator
 from .progress import Progress
@@ -220,7 +221,7 @@ def plot_layers(records, config, path):
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="tridsa demo", description=__doc__.splitlines()[0])
-    parser.add_argument("--backend", default="verilator", choices=["verilator", "icarus", "amaranth", "golden"])
+    parser.add_argument("--backend", default="verilator", choices=SIMULATION_BACKENDS)
     parser.add_argument("--workloads", nargs="+", default=list(WORKLOADS) + ["randla"],
                         choices=list(WORKLOADS) + ["randla"])
     parser.add_argument("--out", type=Path, default=Path("out"))

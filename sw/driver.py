@@ -77,23 +77,27 @@ class Accelerator:
     Parameters
     ----------
     backend:
-        ``"golden"`` (NumPy), ``"amaranth"`` (Python simulation of the gateware), ``"verilator"`` or
-        ``"icarus"`` (cocotb on the generated Verilog), ``"fpga"`` (a board over a serial port, needs
-        ``port=``) or ``"uart-sim"`` (the FPGA gateware and its UART link in a simulator).
+        ``"golden"`` (NumPy), ``"amaranth"`` (Python simulation of the gateware), ``"verilator"`` (the
+        compiled Verilator model, the fast path), ``"cocotb-verilator"`` or ``"icarus"`` (cocotb on the
+        generated Verilog), ``"fpga"`` (a board over a serial port, needs ``port=``) or ``"uart-sim"``
+        (the FPGA gateware and its UART link in a simulator).
     config:
         The :class:`Config` (default ``Config()``).
+    waves:
+        A file name: dump the waveforms of every Program run (FST from ``verilator`` and ``icarus``, VCD
+        from ``amaranth``; later runs add ``-1``, ``-2``, ... to the name).
     **options:
         Backend options, e.g. ``port="/dev/ttyUSB1"``, ``baud=115200`` (see :mod:`tridsa.sw.fpga`).
     """
 
-    def __init__(self, backend: str = "golden", config: Config | None = None, **options):
+    def __init__(self, backend: str = "golden", config: Config | None = None, waves=None, **options):
         from ..sim.backend import get_backend
         if config is None:
             config = Config()
         if not isinstance(config, Config):
             raise TypeError(f"config must be a tridsa.Config, got {type(config).__name__}")
         self.config = config
-        self.backend = get_backend(backend, config, **options)
+        self.backend = get_backend(backend, config, waves=waves, **options)
         self.last_run: RunStats | None = None
 
     def run(self, program):

@@ -39,6 +39,7 @@ import numpy as np
 
 from . import isa
 from .builder import ProblemTooLarge, ProgramBuilder
+from ..sim.backend import SIMULATION_BACKENDS
 from .config import Config, ceil_div
 from .golden import EXECUTORS, execute
 from .program import Program, Region
@@ -526,19 +527,16 @@ class Mismatch:
 def make_backend(name: str, config: Config, max_cycles: int = 1_000_000):
     """Backend ``name`` with a cycle bound, so a hang fails quickly instead of blocking the campaign
     (:func:`compare` replaces the bound by each Program's :func:`cycle_limit`)."""
-    if name == "amaranth":
-        from ..sim.amaranth_sim import AmaranthBackend
-        return AmaranthBackend(config, max_cycles=max_cycles)
-    if name in ("verilator", "icarus"):
-        from ..sim.cocotb_sim import CocotbBackend
-        return CocotbBackend(config, name, max_cycles=max_cycles)
     from ..sim.backend import get_backend
-    return get_backend(name, config)
+    backend = get_backend(name, config)
+    if hasattr(backend, "max_cycles"):
+        backend.max_cycles = max_cycles
+    return backend
 
 
 def run_bounded(backend, program: Program, max_cycles: int):
     """``backend.run(program)`` with at most ``max_cycles`` cycles on a backend that has a cycle limit
-    (amaranth, verilator, icarus: their ``max_cycles``; restored afterwards, the backend may be shared)."""
+    (the simulators: their ``max_cycles``; restored afterwards, the backend may be shared)."""
     if getattr(backend, "max_cycles", None) is None:
         return backend.run(program)
     before, backend.max_cycles = backend.max_cycles, max_cycles
@@ -730,7 +728,7 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="tridsa fuzz", description=(
         "Differential fuzzing: random Programs on the golden model and a gateware backend, memory image and "
         "status compared bit for bit. Failing Programs are shrunk and saved for `tridsa run FILE --check`."))
-    parser.add_argument("--backend", default="verilator", choices=("verilator", "icarus", "amaranth", "golden"))
+    parser.add_argument("--backend", default="verilator", choices=SIMULATION_BACKENDS)
     parser.add_argument("--n", type=int, default=100, metavar="N", help="number of Programs (default: %(default)s)")
     parser.add_argument("--seed", type=int, default=0, metavar="S", help="campaign seed (default: %(default)s)")
     parser.add_argument("--start", type=int, default=0, metavar="I",

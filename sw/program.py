@@ -45,11 +45,16 @@ class Program:
             if not 0 <= int(word) < 1 << isa.INSTR_BITS:
                 raise ValueError(f"instruction {word:#x} does not fit {isa.INSTR_BITS} bits")
 
+    def used_words(self) -> int:
+        """Words up to the last non-zero one: what a simulator must load (every later word is zero)."""
+        words = self.memory.view(np.uint32).any(axis=1)          # mem_width is a multiple of 4 bytes
+        return len(words) - int(np.argmax(words[::-1])) if words.any() else 0
+
     def save(self, path) -> None:
         """Write the Program to ``path`` (a compressed .npz)."""
         meta = dict(config=self.config.to_dict(), instructions=[hex(int(w)) for w in self.instructions],
                     outputs={k: [r.addr, r.words] for k, r in self.outputs.items()})
-        used = self.loaded_words
+        used = self.used_words()
         with open(path, "wb") as f:
             np.savez_compressed(f, meta=np.frombuffer(json.dumps(meta).encode(), np.uint8),
                                 memory=self.memory[:used])
@@ -67,14 +72,9 @@ class Program:
                    outputs={k: Region(*v) for k, v in meta["outputs"].items()})
 
     @property
-    def loaded_words(self) -> int:
-        """Words of the memory image the host writes: up to the last non-zero word (the rest is zero)."""
-        return int(np.max(np.nonzero(self.memory.any(axis=1))[0], initial=-1)) + 1
-
-    @property
     def host_bytes(self) -> int:
         """Bytes moved between host and accelerator memory: the loaded image in, the output regions out."""
-        return (self.loaded_words + sum(r.words for r in self.outputs.values())) * self.config.mem_width
+        return (self.used_words() + sum(r.words for r in self.outputs.values())) * self.config.mem_width
 
     def read(self, memory: np.ndarray, name: str) -> np.ndarray:
         """The words of output region ``name`` in a final memory image."""

@@ -27,6 +27,13 @@ class Progress:
         self._draw(label)
         self.done += 1
 
+    def update(self, done: int, total: int, label: str = "") -> None:
+        """Set progress to ``done`` of ``total`` (for work measured rather than stepped); redraws only
+        when ``done`` changes."""
+        if (done, total) != (self.done, self.total):
+            self.done, self.total = done, max(int(total), 1)
+            self._draw(label)
+
     def _draw(self, label: str) -> None:
         if not self.enabled:
             return

@@ -31,7 +31,7 @@ def accelerator(backend: str, config: Config = SMALL) -> Accelerator:
 
 def backend_params(backends=ALL_BACKENDS):
     """pytest params for backends; simulator backends are marked slow."""
-    return [pytest.param(b, marks=pytest.mark.slow) if b in ("verilator", "icarus") else b for b in backends]
+    return [pytest.param(b, marks=pytest.mark.slow) if b in ("verilator", "cocotb-verilator", "icarus") else b for b in backends]
 
 
 @pytest.fixture

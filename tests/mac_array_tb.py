@@ -16,7 +16,7 @@ async def random_tiles(dut):
     seed = int(os.environ["TRIDSA_SEED"])
     dut._log.info(f"TRIDSA_SEED={seed}")
     rng = np.random.default_rng(seed)
-    cocotb.start_soon(Clock(dut.clk, 10, unit="ns").start())
+    Clock(dut.clk, 10, unit="ns", impl="gpi").start()
     dut.rst.value = 1
     dut.ctrl.value = 0
     dut.a.value = 0

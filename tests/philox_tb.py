@@ -40,7 +40,7 @@ def _rng(dut):
 
 
 async def _reset(dut, valid):
-    Clock(dut.clk, 10, unit="ns").start()
+    Clock(dut.clk, 10, unit="ns", impl="gpi").start()
     dut.rst.value = 1
     valid.value = 0
     for _ in range(2):

@@ -106,7 +106,7 @@ async def requant_stream(dut):
     rng = np.random.default_rng(seed)
     layout = RequantUnit.input_layout(lanes)
 
-    cocotb.start_soon(Clock(dut.clk, 10, unit="ns").start())
+    Clock(dut.clk, 10, unit="ns", impl="gpi").start()
     dut.rst.value = 1
     dut.i__valid.value = 0
     dut.o__ready.value = 0

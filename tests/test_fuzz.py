@@ -217,7 +217,7 @@ def _idempotent_program(rng):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("simulator", ["verilator", "icarus"])
+@pytest.mark.parametrize("simulator", ["cocotb-verilator", "icarus"])
 def test_reset_in_the_middle_then_correct_run(simulator, seed, tmp_path):
     import json
     import sys

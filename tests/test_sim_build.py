@@ -5,7 +5,8 @@ import pytest
 
 from conftest import SMALL, accelerator
 from tridsa.sim import cocotb_sim
-from tridsa.sim.cocotb_run import CocotbFailure, _source_digest, gateware_sources
+from tridsa.sim.build_cache import gateware_sources, source_digest
+from tridsa.sim.cocotb_run import CocotbFailure
 from tridsa.sw.builder import ProgramBuilder
 
 
@@ -19,7 +20,7 @@ def test_gateware_sources_follow_imports_into_sw():
 
 
 def test_source_digest_is_stable():
-    assert _source_digest() == _source_digest()
+    assert source_digest() == source_digest()
 
 
 def _spy_on_run_dirs(monkeypatch, then):
@@ -54,7 +55,7 @@ def test_interrupted_run_removes_its_folder(monkeypatch, tmp_path):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("simulator", ["verilator", "icarus"])
+@pytest.mark.parametrize("simulator", ["cocotb-verilator", "icarus"])
 def test_failed_and_passing_runs_remove_their_folders(simulator, monkeypatch):
     """A run that fails in cocotb (no halt within max_cycles) and a good one both leave no run folder."""
     seen = _spy_on_run_dirs(monkeypatch, cocotb_sim.run_test)
