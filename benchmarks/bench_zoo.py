@@ -6,7 +6,8 @@ reached (MACs per cycle over ``min(peak, intensity x port bytes per cycle)``; fo
 which has no MACs, the memory-bound limit: the bytes of the rows its lookups need over the port's peak,
 divided by its cycles). On the golden backend the cycles and port bytes are the cycle model's
 (:mod:`tridsa.sw.cycle_model`); on a gateware backend they are the RTL counters, and every layer is
-checked bit for bit against the golden model. Writes ``zoo.json``, ``zoo_roofline.png`` and ``zoo.md``
+checked bit for bit against the golden model. Writes ``zoo.json`` (after every model, with
+``"complete": false`` until the last), ``zoo_roofline.png`` and ``zoo.md``
 (the README table); ``--readme`` puts that table into the README between its ``bench zoo`` markers.
 """
 from __future__ import annotations
@@ -61,6 +62,7 @@ def run(config: Config, backend: str = "golden", out_dir="benchmarks/out", model
     if unknown:
         raise ValueError(f"unknown zoo model(s) {', '.join(unknown)}: expected names from {', '.join(MODELS)}")
     out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
     acc = Accelerator(backend, config)
     golden = None if backend == "golden" else Accelerator("golden", config)
     source = ("cycle model (tridsa/sw/cycle_model.py)" if backend == "golden"
@@ -74,17 +76,18 @@ def run(config: Config, backend: str = "golden", out_dir="benchmarks/out", model
             rows = [dict(r.as_dict(config.mem_width), port_bytes=config.mem_width) for r in records]
             summary[name] = _summary(name, rows, time.perf_counter() - start)
             layers += rows
+            write_json(out_dir / "zoo.json", {"config": config.to_dict(), "backend": backend, "cycles_from": source,
+                                              "models": summary, "layers": layers, "complete": False})
     targets = _targets(summary)
     table = _table(summary, config, source)
     print(table)
     print("\n## Per layer\n")
     print(markdown_table(layers, ["model", "name", "op", "shape", "macs", "cycles", "utilization", "intensity",
                                   "roofline_fraction", "programs"]))
-    out_dir.mkdir(parents=True, exist_ok=True)
     plot = _roofline(layers, config, out_dir / "zoo_roofline.png")
     (out_dir / "zoo.md").write_text(table + "\n")
     report = {"config": config.to_dict(), "backend": backend, "cycles_from": source, "models": summary,
-              "targets": targets, "layers": layers, "files": [str(plot), str(out_dir / "zoo.md")]}
+              "targets": targets, "layers": layers, "files": [str(plot), str(out_dir / "zoo.md")], "complete": True}
     write_json(out_dir / "zoo.json", report)
     if readme:
         _update_readme(Path(readme), table)
