@@ -27,7 +27,12 @@ __all__ = ["run", "GEMMINI_RESNET50_UTILIZATION", "TARGETS"]
 GEMMINI_RESNET50_UTILIZATION = 0.51
 #: Issue targets on Config(): MAC utilization of ResNet-50 and BERT, memory-bound fraction of the embeddings.
 TARGETS = {"resnet50": 0.90, "bert": 0.90, "dlrm embeddings": 0.90}
-MARKERS = ("<!-- bench zoo: begin (written by tridsa bench zoo --readme) -->", "<!-- bench zoo: end -->")
+
+
+def markers(backend: str) -> tuple:
+    """The lines around the table of ``backend``'s run in a README (one block per backend)."""
+    return (f"<!-- bench zoo {backend}: begin (written by tridsa bench zoo --backend {backend} --readme) -->",
+            f"<!-- bench zoo {backend}: end -->")
 
 
 def _summary(name, rows, wall) -> dict:
@@ -79,7 +84,7 @@ def run(config: Config, backend: str = "golden", out_dir="benchmarks/out", model
             write_json(out_dir / "zoo.json", {"config": config.to_dict(), "backend": backend, "cycles_from": source,
                                               "models": summary, "layers": layers, "complete": False})
     targets = _targets(summary)
-    table = _table(summary, config, source)
+    table = _table(summary, config, source, backend)
     print(table)
     print("\n## Per layer\n")
     print(markdown_table(layers, ["model", "name", "op", "shape", "macs", "cycles", "utilization", "intensity",
@@ -90,7 +95,7 @@ def run(config: Config, backend: str = "golden", out_dir="benchmarks/out", model
               "targets": targets, "layers": layers, "files": [str(plot), str(out_dir / "zoo.md")], "complete": True}
     write_json(out_dir / "zoo.json", report)
     if readme:
-        _update_readme(Path(readme), table)
+        update_readme(Path(readme), table, backend)
     return report
 
 
@@ -105,7 +110,7 @@ def _targets(summary) -> dict:
     return {k: {"value": v, "target": TARGETS[k], "met": v >= TARGETS[k]} for k, v in found.items()}
 
 
-def _table(summary, config, source) -> str:
+def _table(summary, config, source, backend) -> str:
     rows = [dict(model=name, **entry) for name, entry in summary.items()]
     rows.append({"model": "Gemmini ResNet-50 (published, reference)", "utilization": GEMMINI_RESNET50_UTILIZATION})
     head = (f"Model zoo on a {config.rows}x{config.cols} array, {config.mem_width} B/cycle port, "
@@ -147,9 +152,10 @@ def _roofline(layers, config, path) -> Path:
     return Path(path)
 
 
-def _update_readme(path: Path, table: str) -> None:
+def update_readme(path: Path, table: str, backend: str) -> None:
+    """Put ``table`` between the README's markers of ``backend`` (:func:`markers`)."""
     text = path.read_text()
-    begin, end = MARKERS
+    begin, end = markers(backend)
     if begin not in text or end not in text:
         raise ValueError(f"{path} has no '{begin}' ... '{end}' block to update")
     head, rest = text.split(begin, 1)

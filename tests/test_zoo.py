@@ -75,10 +75,10 @@ def test_every_layer_runs_split_and_checked(name, options):
 
 
 def test_bench_zoo_writes_report(tmp_path, capsys):
-    from tridsa.sw.cli import main
+    from tridsa.sw.cli import _bench_module, main
     readme = tmp_path / "README.md"
-    readme.write_text("intro\n<!-- bench zoo: begin (written by tridsa bench zoo --readme) -->\nold\n"
-                      "<!-- bench zoo: end -->\nrest\n")
+    begin, end = _bench_module("zoo").markers("golden")
+    readme.write_text(f"intro\n{begin}\nSTALE TABLE\n{end}\nrest\n")
     code = main(["bench", "zoo", "--backend", "golden", "--models", "bert", "--out", str(tmp_path),
                  "--readme", str(readme)])
     assert code == 0
@@ -87,5 +87,5 @@ def test_bench_zoo_writes_report(tmp_path, capsys):
     assert report["cycles_from"].startswith("cycle model")
     assert (tmp_path / "zoo_roofline.png").stat().st_size > 0
     text = readme.read_text()
-    assert "| bert |" in text and "Gemmini ResNet-50" in text and "old" not in text and text.endswith("rest\n")
+    assert "| bert |" in text and "Gemmini ResNet-50" in text and "STALE TABLE" not in text and text.endswith("rest\n")
     assert set(MODELS) == {"resnet50", "mobilenetv2", "bert", "lstm", "dlrm"}
