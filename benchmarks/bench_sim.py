@@ -10,16 +10,17 @@ simulation speed ``rate`` in cycles/s. The cycles are the RTL cycle counter of t
 :data:`tridsa.sim.verilator_model.VERILATOR_FLAGS` / ``MAKE_FLAGS`` added one at a time to a plain build and
 measures the large matmul on each, so every flag's effect is on record.
 
-Writes ``sim.json``, ``sim.png`` (wall time vs cycles, log-log) and the Markdown table into the README's
-``bench-sim`` section.
+Writes ``sim.json``, ``sim.png`` (wall time vs cycles, log-log; copied to docs/img) and the Markdown table
+into the ``bench-sim`` sections of README.md and docs/simulation.md.
 """
 from __future__ import annotations
 
+import os
 import time
 
 import numpy as np
 
-from benchmarks.report import Progress, line_plot, markdown_table, write_json, write_section
+from benchmarks.report import Progress, line_plot, markdown_table, publish_image, write_json, write_section
 from tridsa import Accelerator, Config
 
 #: Matmul sizes (M = K = N) per backend: small, medium, large. The Python and event-driven simulators
@@ -74,7 +75,7 @@ def _flag_sweep(config, n, rng, bar):
             best = None
             for _ in range(3):
                 start = time.perf_counter()
-                _, error, _, counters, _ = harness.run(program, program.used_words(), 1 << 40, None)
+                _, error, _, counters, _ = harness.run(program, program.loaded_words, 1 << 40, None)
                 best = min(best or 1e9, time.perf_counter() - start)
             rows.append({"build": label, "cycles": counters["cycles"], "cycles_per_s": counters["cycles"] / best})
         finally:
@@ -111,15 +112,18 @@ def run(config: Config | None = None, backend: str = "verilator", out_dir="bench
         flag_rows = _flag_sweep(config, sizes["verilator"][-1], rng, bar) if flags else []
     table = markdown_table(rows, [("backend", "backend"), ("program", "Program"), ("cycles", "cycles"),
                                   ("wall_ms", "wall ms per call"), ("cycles_per_s", "cycles/s")], digits=1)
-    source = (f"RTL cycle counter; wall time of `acc.matmul` on this machine; Config "
-              f"{config.rows}x{config.cols}, written by `tridsa bench sim{' --quick' if quick else ''}`")
+    load = os.getloadavg()[0]
+    source = (f"RTL cycle counter; wall time of `acc.matmul` on this machine ({os.cpu_count()} cores, load average "
+              f"{load:.1f} at the end); Config {config.rows}x{config.cols}; written by "
+              f"`tridsa bench sim{' --quick' if quick else ''}{' --flags' if flags else ''}`")
     text = table + f"\n\n({source})"
     if flag_rows:
         text += "\n\n" + markdown_table(flag_rows, [("build", "fast Verilator model built with"), ("cycles", "cycles"),
                                                    ("cycles_per_s", "cycles/s")], digits=0)
     print(text)
-    line_plot(f"{out_dir}/sim.png", series, xlabel="simulated cycles per call", ylabel="wall seconds per call",
-              title="Simulation speed per backend (int8 matmuls)", logx=True, logy=True)
+    publish_image(line_plot(f"{out_dir}/sim.png", series, xlabel="simulated cycles per call",
+                            ylabel="wall seconds per call", title="Simulation speed per backend (int8 matmuls)",
+                            logx=True, logy=True))
     write_json(f"{out_dir}/sim.json", {"config": config.to_dict(), "rows": rows, "flags": flag_rows, "source": source})
     write_section("bench-sim", text)
     return {"rows": rows, "flags": flag_rows}

@@ -14,7 +14,7 @@ import numpy as np
 
 from tridsa.sw.progress import Progress
 
-__all__ = ["Progress", "markdown_table", "write_json", "line_plot", "write_section"]
+__all__ = ["Progress", "markdown_table", "write_json", "line_plot", "write_section", "publish_image"]
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -80,6 +80,15 @@ def write_section(name: str, text: str) -> list:
             path.write_text(new)
             changed.append(path)
     return changed
+
+
+def publish_image(path) -> Path:
+    """Copy a plot the benchmark just drew into docs/img (where README and docs show it)."""
+    import shutil
+    target = ROOT / "docs" / "img" / Path(path).name
+    target.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(path, target)
+    return target
 
 
 def line_plot(path, series, *, xlabel: str, ylabel: str, title: str, logx: bool = False, logy: bool = False,

@@ -190,7 +190,7 @@ class VerilatorBackend(Backend):
         start = time.perf_counter()
         try:
             halted, error, error_pc, counters, memory = harness.run(
-                program, program.used_words(), self.max_cycles, next(self.waves) if self.waves else None)
+                program, program.loaded_words, self.max_cycles, next(self.waves) if self.waves else None)
         except SimulatorCrashed:
             self._harness = None
             raise

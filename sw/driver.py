@@ -86,11 +86,16 @@ class Accelerator:
     waves:
         A file name: dump the waveforms of every Program run (FST from ``verilator`` and ``icarus``, VCD
         from ``amaranth``; later runs add ``-1``, ``-2``, ... to the name).
+    keep_programs:
+        Keep the Programs of the last call in ``last_programs`` (to save one with ``Program.save`` and
+        replay it with ``tridsa run``). Off by default: a large layer runs many Programs, each holding a
+        whole memory image.
     **options:
         Backend options, e.g. ``port="/dev/ttyUSB1"``, ``baud=115200`` (see :mod:`tridsa.sw.fpga`).
     """
 
-    def __init__(self, backend: str = "golden", config: Config | None = None, waves=None, **options):
+    def __init__(self, backend: str = "golden", config: Config | None = None, waves=None,
+                 keep_programs: bool = False, **options):
         from ..sim.backend import get_backend
         if config is None:
             config = Config()
@@ -99,6 +104,8 @@ class Accelerator:
         self.config = config
         self.backend = get_backend(backend, config, waves=waves, **options)
         self.last_run: RunStats | None = None
+        self.keep_programs = keep_programs
+        self.last_programs: list | None = None
 
     def run(self, program):
         """Run a Program; raise :class:`AcceleratorError` if the status register reports an error."""
@@ -111,6 +118,7 @@ class Accelerator:
         """Set ``last_run`` from one result (or lists of results and programs, summed)."""
         if not isinstance(results, list):
             results, programs = [results], [programs]
+        self.last_programs = list(programs) if self.keep_programs else None
         totals = {}
         for result in results:
             for name, value in result.counters.items():

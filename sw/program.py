@@ -45,16 +45,11 @@ class Program:
             if not 0 <= int(word) < 1 << isa.INSTR_BITS:
                 raise ValueError(f"instruction {word:#x} does not fit {isa.INSTR_BITS} bits")
 
-    def used_words(self) -> int:
-        """Words up to the last non-zero one: what a simulator must load (every later word is zero)."""
-        words = self.memory.view(np.uint32).any(axis=1)          # mem_width is a multiple of 4 bytes
-        return len(words) - int(np.argmax(words[::-1])) if words.any() else 0
-
     def save(self, path) -> None:
         """Write the Program to ``path`` (a compressed .npz)."""
         meta = dict(config=self.config.to_dict(), instructions=[hex(int(w)) for w in self.instructions],
                     outputs={k: [r.addr, r.words] for k, r in self.outputs.items()})
-        used = self.used_words()
+        used = self.loaded_words
         with open(path, "wb") as f:
             np.savez_compressed(f, meta=np.frombuffer(json.dumps(meta).encode(), np.uint8),
                                 memory=self.memory[:used])
@@ -63,18 +58,30 @@ class Program:
     def load(cls, path) -> "Program":
         if not Path(path).exists():
             raise FileNotFoundError(f"no Program file at {path}")
-        with np.load(path) as data:
-            meta = json.loads(bytes(data["meta"]).decode())
-            config = Config.from_dict(meta["config"])
-            memory = np.zeros((config.mem_depth, config.mem_width), np.uint8)
-            memory[:len(data["memory"])] = data["memory"]
+        try:
+            data = np.load(path, allow_pickle=False)
+            if not isinstance(data, np.lib.npyio.NpzFile) or not {"meta", "memory"} <= set(data.files):
+                raise ValueError("no meta and memory entries")
+            with data:
+                meta = json.loads(bytes(data["meta"]).decode())
+                config = Config.from_dict(meta["config"])
+                memory = np.zeros((config.mem_depth, config.mem_width), np.uint8)
+                memory[:len(data["memory"])] = data["memory"]
+        except (ValueError, KeyError, OSError, EOFError, UnicodeDecodeError):
+            raise ValueError(f"{path} is not a Program file written by Program.save") from None
         return cls(config=config, instructions=[int(w, 16) for w in meta["instructions"]], memory=memory,
                    outputs={k: Region(*v) for k, v in meta["outputs"].items()})
 
     @property
+    def loaded_words(self) -> int:
+        """Words of the memory image the host writes: up to the last non-zero word (the rest is zero)."""
+        words = self.memory.view(np.uint32).any(axis=1)          # mem_width is a multiple of 4 bytes
+        return len(words) - int(np.argmax(words[::-1])) if words.any() else 0
+
+    @property
     def host_bytes(self) -> int:
         """Bytes moved between host and accelerator memory: the loaded image in, the output regions out."""
-        return (self.used_words() + sum(r.words for r in self.outputs.values())) * self.config.mem_width
+        return (self.loaded_words + sum(r.words for r in self.outputs.values())) * self.config.mem_width
 
     def read(self, memory: np.ndarray, name: str) -> np.ndarray:
         """The words of output region ``name`` in a final memory image."""

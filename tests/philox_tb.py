@@ -1,8 +1,8 @@
 """cocotb testbenches for PhiloxCore (``test_core``) and PhiloxStream (``test_stream``).
 
-Run from tests/test_philox.py. Both drive and sample at the falling clock edge (after a 1 ns settle),
-so the handshakes seen are exactly those the next rising edge acts on, on any simulator. Valid gaps
-and ready backpressure come from TRIDSA_SEED (printed); the golden model is tridsa.sw.philox.
+Run from tests/test_philox.py. The streams are driven by :func:`tridsa.sim.cocotb_streams.exchange`
+(random valid gaps and ready backpressure from TRIDSA_SEED, printed); the golden model is
+tridsa.sw.philox.
 """
 import os
 import random
@@ -10,8 +10,9 @@ import random
 import cocotb
 import numpy as np
 from cocotb.clock import Clock
-from cocotb.triggers import FallingEdge, Timer
+from cocotb.triggers import FallingEdge
 
+from tridsa.sim.cocotb_streams import Stream, exchange
 from tridsa.sw.philox import counter_range, philox4x32_10
 
 MASK = 0xFFFFFFFF
@@ -48,28 +49,6 @@ async def _reset(dut, valid):
     dut.rst.value = 0
 
 
-async def _drive(dut, rng, in_stream, out_stream, items, encode, decode, expected_beats, max_cycles):
-    """Send ``items`` (held until taken, random gaps) while taking beats with random ready."""
-    in_valid, in_ready, in_payload = in_stream
-    out_valid, out_ready, out_payload = out_stream
-    pending, current, got = list(items), None, []
-    for _ in range(max_cycles):
-        if current is None and pending and rng.random() < 0.6:
-            current = pending.pop(0)
-            in_payload.value = encode(current)
-        in_valid.value = int(current is not None)
-        out_ready.value = int(rng.random() < 0.6)
-        await Timer(1, unit="ns")
-        if current is not None and int(in_ready.value):
-            current = None
-        if int(out_valid.value) and int(out_ready.value):
-            got.append(decode(out_payload.value.to_unsigned()))
-        if len(got) == expected_beats and current is None and not pending:
-            return got
-        await FallingEdge(dut.clk)
-    raise AssertionError(f"timeout: {len(got)} of {expected_beats} beats after {max_cycles} cycles")
-
-
 @cocotb.test()
 async def test_core(dut):
     """Random counters and keys (with KAT and word-crossing counters) against philox4x32_10."""
@@ -79,10 +58,8 @@ async def test_core(dut):
              for i, c in enumerate(EDGE_COUNTERS)]
     items += [(tuple(rng.choice([rng.randrange(1 << 32), 0, MASK]) for _ in range(4)),
                (rng.randrange(1 << 32), rng.randrange(1 << 32))) for _ in range(150)]
-    got = await _drive(dut, rng, (dut.i__valid, dut.i__ready, dut.i__payload),
-                       (dut.o__valid, dut.o__ready, dut.o__payload), items,
-                       lambda it: _pack(it[0]) | _pack(it[1]) << 128, lambda v: _unpack(v, 4),
-                       len(items), 10000)
+    got = await exchange(dut, Stream(dut, "i"), Stream(dut, "o"), items,
+                         lambda it: _pack(it[0]) | _pack(it[1]) << 128, lambda v: _unpack(v, 4), len(items), rng=rng)
     for (counter, key), out in zip(items, got):
         expected = tuple(int(x) for x in philox4x32_10(np.array([counter], dtype=np.uint32), key)[0])
         assert out == expected, f"counter={counter} key={key}: got {out}, expected {expected}"
@@ -113,8 +90,6 @@ async def test_stream(dut):
         blocks = tuple(_unpack(blk, 4) for blk in _unpack(value, lanes, 128))
         return blocks, bool((value >> (128 * lanes)) & 1)
 
-    got = await _drive(dut, rng, (dut.cmd__valid, dut.cmd__ready, dut.cmd__payload),
-                       (dut.o__valid, dut.o__ready, dut.o__payload), commands, encode, decode,
-                       len(beats), 10000)
+    got = await exchange(dut, Stream(dut, "cmd"), Stream(dut, "o"), commands, encode, decode, len(beats), rng=rng)
     for i, (out, expected) in enumerate(zip(got, beats)):
         assert out == expected, f"beat {i}: got {out}, expected {expected}"

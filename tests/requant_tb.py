@@ -2,9 +2,9 @@
 
 Environment: ``TRIDSA_LANES`` (lanes of the built design), ``TRIDSA_SEED`` (replayable seed),
 optional ``TRIDSA_ROWS`` (rows per command). Every command (rounding x format x relu, plus the
-disabled pass-through) streams random rows with random valid gaps and ready backpressure; every
-output is compared with :func:`tridsa.sw.requant.requantize_raw`, and ``o`` must hold valid and
-payload while stalled.
+disabled pass-through) streams random rows with random valid gaps and ready backpressure
+(:func:`tridsa.sim.cocotb_streams.exchange`, which also checks that ``o`` holds valid and payload while
+stalled); every output is compared with :func:`tridsa.sw.requant.requantize_raw`.
 
 The vector generators :func:`random_rows` and :func:`random_commands` are shared with the Amaranth
 simulation test.
@@ -16,9 +16,10 @@ import os
 import cocotb
 import numpy as np
 from cocotb.clock import Clock
-from cocotb.triggers import FallingEdge, ReadOnly
+from cocotb.triggers import FallingEdge
 
 from tridsa.hw.requant import RequantUnit
+from tridsa.sim.cocotb_streams import Stream, exchange
 from tridsa.sw.requant import (INT32_MAX, INT32_MIN, OUT_FORMATS, OUT_RANGES, ROUNDING, SHIFT_MAX,
                                ZERO_POINT_BITS, requantize_raw)
 
@@ -127,40 +128,14 @@ async def requant_stream(dut):
         dut.out_format.value = cmd["out_format"]
         dut.relu.value = cmd["relu"]
         await FallingEdge(dut.clk)  # the unit registers its command constants
-        sent = received = 0
-        holding = False
-        stalled = None  # payload of a valid output that was not taken last cycle
-        for cycle in range(rows_per_cmd * (40 + interval) + 100):
-            if received == rows_per_cmd:
-                break
-            if cycle:
-                await FallingEdge(dut.clk)
-            if not holding and sent < rows_per_cmd and rng.random() < p_valid:
-                dut.i__payload.value = pack_row(layout, rows, sent)
-                holding = True
-            dut.i__valid.value = int(holding)
-            ready = int(rng.random() < p_ready)
-            dut.o__ready.value = ready
-            await ReadOnly()
-            if holding and int(dut.i__ready.value):
-                sent += 1
-                holding = False
-            o_valid = int(dut.o__valid.value)
-            bits = int(dut.o__payload.value.to_unsigned()) if o_valid else None
-            if stalled is not None:
-                assert o_valid and bits == stalled, f"o dropped or changed a stalled row (seed {seed}, cmd {cmd})"
-            stalled = None
-            if o_valid and ready:
-                got = unpack_row(bits, lanes)
-                want = [int(v) for v in expected[received]]
-                assert got == want, (f"row {received} of cmd {cmd}: got {got}, expected {want}; inputs "
-                                     f"{ {k: rows[k][received].tolist() for k in rows} } (seed {seed})")
-                received += 1
-            elif o_valid:
-                stalled = bits
-        else:
-            raise AssertionError(f"timeout: {received}/{rows_per_cmd} rows out for cmd {cmd} (seed {seed})")
+        got = await exchange(dut, Stream(dut, "i"), Stream(dut, "o"), range(rows_per_cmd),
+                             lambda k: pack_row(layout, rows, k), lambda bits: unpack_row(bits, lanes), rows_per_cmd,
+                             rng=rng, p_valid=p_valid, p_ready=p_ready, max_cycles=rows_per_cmd * (40 + interval) + 100)
+        for received, row in enumerate(got):
+            want = [int(v) for v in expected[received]]
+            assert row == want, (f"row {received} of cmd {cmd}: got {row}, expected {want}; inputs "
+                                 f"{ {k: rows[k][received].tolist() for k in rows} } (seed {seed})")
         await FallingEdge(dut.clk)
         assert not int(dut.o__valid.value), f"extra output row after cmd {cmd} (seed {seed})"
-        total += received
+        total += len(got)
     dut._log.info(f"{total} rows checked")

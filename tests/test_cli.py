@@ -147,11 +147,15 @@ def test_unknown_backend(capsys, argv):
     assert f"(choose from {', '.join(map(repr, BACKENDS))})" in err
 
 
-def test_not_a_program_file(capsys, tmp_path):
+@pytest.mark.parametrize("make", [lambda p: p.write_bytes(b"not a zip file"),
+                                  lambda p: np.savez(p, x=np.zeros(3)),
+                                  lambda p: np.save(p, np.array([{"a": 1}], dtype=object))])
+def test_not_a_program_file(capsys, tmp_path, make):
     path = tmp_path / "junk.npz"
-    path.write_bytes(b"not a zip file")
+    make(path)
+    path = path if path.exists() else path.with_suffix(".npz.npy")
     code, _, err = cli(capsys, "run", str(path))
-    assert code == 2 and err.startswith(f"tridsa run: error: {path} is not a saved tridsa Program")
+    assert code == 2 and err == f"tridsa run: error: {path} is not a Program file written by Program.save\n"
 
 
 @pytest.mark.parametrize("argv, module, path", [

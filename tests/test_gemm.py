@@ -12,7 +12,7 @@ from tridsa.sw.cycle_model import estimate_gemm_cycles
 from tridsa.sw.gemm_ops import emit_gemm, emit_gemm_batch
 from tridsa.sw.golden import execute
 from tridsa.sw.program import Program
-from tridsa.sw.requant import requantize
+from requant_spec import ref_requant
 
 RANGES = {("int8", True): (-128, 128), ("int8", False): (0, 256), ("int4", True): (-8, 8), ("int4", False): (0, 16)}
 
@@ -23,10 +23,21 @@ def operand(rng, shape, precision, signed):
 
 
 def reference(a, b, bias=None, requant=None, relu=False, out_dtype=None):
-    """Independent formula: exact integer matmul, int32 wrap, then the requant golden function."""
+    """Independent formula: exact integer matmul, int32 wrap, then the requantization spec of
+    tests/requant_spec.py element by element (Python integers)."""
     acc = a.astype(np.int64) @ b.astype(np.int64)
     acc = ((acc + (1 << 31)) % (1 << 32)) - (1 << 31)
-    return requantize(acc, bias, requant, relu, out_dtype)
+    n = acc.shape[-1]
+    bias = np.broadcast_to(np.zeros(n, np.int64) if bias is None else np.asarray(bias, np.int64), (n,))
+    fmt = out_dtype or ("int32" if requant is None else "int8")
+    if requant is None:
+        m, s, rounding, zp = np.zeros(n, np.int64), np.zeros(n, np.int64), "half_even", 0
+    else:
+        m, s = (np.broadcast_to(np.asarray(v, np.int64), (n,)) for v in (requant.multiplier, requant.shift))
+        rounding, zp = requant.rounding, requant.zero_point
+    out = np.array([[ref_requant(int(x), int(bias[j]), int(m[j]), int(s[j]), rounding, zp, fmt, relu,
+                                 enable=requant is not None) for j, x in enumerate(row)] for row in acc], np.int64)
+    return out.astype({"int8": np.int8, "int4": np.int8, "uint8": np.uint8, "int32": np.int32}[fmt])
 
 
 @pytest.mark.parametrize("precision", ["int8", "int4"])

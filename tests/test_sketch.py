@@ -16,6 +16,7 @@ from tridsa.sw.golden import execute
 from tridsa.sw.philox import random_uint32
 from tridsa.sw.program import Program
 from tridsa.sw.randla import demo_matrix, hutchinson, hutchinson_curve, plot_errors, range_finder_curve
+from omega_spec import omega_spec
 from tridsa.sw.sketch_dist import GAUSSIAN_VARIANCE, omega
 from tridsa.sw.sketch_golden import check_sketch
 from tridsa.sw.sketch_ops import (SketchGeometry, emit_rng, emit_sketch, pack_params, pack_y, unpack_params,
@@ -58,16 +59,25 @@ def test_layout_round_trips():
     assert params == dict(key0=1, key1=2, ctr0=3, ctr1=4, ctr2=5, ctr3=6, threshold=7, lo=-8, span_m1=2 ** 32 - 1)
 
 
-def test_golden_sketch_matches_numpy_omega():
+@pytest.mark.parametrize("dist", list(PARAMS))
+def test_omega_matches_the_documented_layout_on_randomgen(dist):
+    """sw.sketch_dist.omega against docs/rng.md written out on randomgen's Philox (tests/omega_spec.py)."""
+    for key, counter, K, k in [((9, 8), (0xFFFFFFFF, 0, 0, 0), 33, 13), ((1, 2), (5, 6, 7, 0xFFFFFFFF), 7, 8),
+                               ((0, 0), (0, 0, 0, 0), 3, 5)]:
+        assert np.array_equal(omega(key, counter, K, k, dist, **PARAMS[dist]),
+                              omega_spec(key, counter, K, k, dist, **PARAMS[dist]))
+
+
+def test_golden_sketch_matches_spec_omega():
     acc = accelerator("golden")
     rng = np.random.default_rng(2)
     a = rng.integers(0, 256, (6, 33)).astype(np.uint8)
     for dist, params in PARAMS.items():
         y = acc.sketch(a, 13, (9, 8), (0xFFFFFFFF, 0, 0, 0), dist, **params)
         assert y.dtype == np.int32
-        assert np.array_equal(y, a.astype(np.int64) @ omega((9, 8), (0xFFFFFFFF, 0, 0, 0), 33, 13, dist, **params))
+        assert np.array_equal(y, a.astype(np.int64) @ omega_spec((9, 8), (0xFFFFFFFF, 0, 0, 0), 33, 13, dist, **params))
     yt = acc.sketch(a, 5, (1, 1), dist="gaussian", transpose=True)
-    assert np.array_equal(yt, omega((1, 1), (0, 0, 0, 0), 6, 5, "gaussian").T.astype(np.int64) @ a)
+    assert np.array_equal(yt, omega_spec((1, 1), (0, 0, 0, 0), 6, 5, "gaussian").T @ a)
     assert acc.last_run.macs == 6 * 33 * 5
 
 
