@@ -7,8 +7,9 @@ which has no MACs, the memory-bound limit: the bytes of the rows its lookups nee
 divided by its cycles). On the golden backend the cycles and port bytes are the cycle model's
 (:mod:`tridsa.sw.cycle_model`); on a gateware backend they are the RTL counters, and every layer is
 checked bit for bit against the golden model. Writes ``zoo.json`` (after every model, with
-``"complete": false`` until the last), ``zoo_roofline.png`` and ``zoo.md``
-(the README table); ``--readme`` puts that table into the README between its ``bench zoo`` markers.
+``"complete": false`` until the last), ``zoo_roofline.png`` and ``zoo.md`` (the summary table);
+``--publish`` also puts the table into README.md and docs (section ``bench-zoo-<backend>``) and the
+plot into docs/img.
 """
 from __future__ import annotations
 
@@ -19,7 +20,7 @@ from tridsa.sw.config import Config
 from tridsa.sw.driver import Accelerator
 from tridsa.sw.zoo import MODELS, run_model
 
-from .report import Progress, markdown_table, write_json
+from .report import Progress, markdown_table, publish_image, write_json, write_section
 
 __all__ = ["run", "GEMMINI_RESNET50_UTILIZATION", "TARGETS"]
 
@@ -28,11 +29,6 @@ GEMMINI_RESNET50_UTILIZATION = 0.51
 #: Issue targets on Config(): MAC utilization of ResNet-50 and BERT, memory-bound fraction of the embeddings.
 TARGETS = {"resnet50": 0.90, "bert": 0.90, "dlrm embeddings": 0.90}
 
-
-def markers(backend: str) -> tuple:
-    """The lines around the table of ``backend``'s run in a README (one block per backend)."""
-    return (f"<!-- bench zoo {backend}: begin (written by tridsa bench zoo --backend {backend} --readme) -->",
-            f"<!-- bench zoo {backend}: end -->")
 
 
 def _summary(name, rows, wall) -> dict:
@@ -61,7 +57,7 @@ def _summary(name, rows, wall) -> dict:
     return entry
 
 
-def run(config: Config, backend: str = "golden", out_dir="benchmarks/out", models=None, readme=None) -> dict:
+def run(config: Config, backend: str = "golden", out_dir="benchmarks/out", models=None, publish=False) -> dict:
     names = list(models or MODELS)
     unknown = [n for n in names if n not in MODELS]
     if unknown:
@@ -94,8 +90,9 @@ def run(config: Config, backend: str = "golden", out_dir="benchmarks/out", model
     report = {"config": config.to_dict(), "backend": backend, "cycles_from": source, "models": summary,
               "targets": targets, "layers": layers, "files": [str(plot), str(out_dir / "zoo.md")], "complete": True}
     write_json(out_dir / "zoo.json", report)
-    if readme:
-        update_readme(Path(readme), table, backend)
+    if publish:
+        write_section(f"bench-zoo-{backend}", table)
+        publish_image(plot)
     return report
 
 
@@ -113,8 +110,8 @@ def _targets(summary) -> dict:
 def _table(summary, config, source, backend) -> str:
     rows = [dict(model=name, **entry) for name, entry in summary.items()]
     rows.append({"model": "Gemmini ResNet-50 (published, reference)", "utilization": GEMMINI_RESNET50_UTILIZATION})
-    head = (f"Model zoo on a {config.rows}x{config.cols} array, {config.mem_width} B/cycle port, "
-            f"{config.mem_bytes // 1024} KiB accelerator memory; cycles: {source}.\n\n")
+    head = (f"`tridsa bench zoo --backend {backend}`: a {config.rows}x{config.cols} array, {config.mem_width} B/cycle "
+            f"port, {config.mem_bytes // 1024} KiB accelerator memory; cycles: {source}.\n\n")
     return head + markdown_table(rows, ["model", "layers", "macs", "cycles", ("utilization", "MAC utilization"),
                                         ("intensity", "MACs/byte"), "programs", ("host_bytes", "host bytes"),
                                         ("embedding_of_memory_bound", "embeddings / memory bound")])
@@ -151,13 +148,3 @@ def _roofline(layers, config, path) -> Path:
     plt.close(fig)
     return Path(path)
 
-
-def update_readme(path: Path, table: str, backend: str) -> None:
-    """Put ``table`` between the README's markers of ``backend`` (:func:`markers`)."""
-    text = path.read_text()
-    begin, end = markers(backend)
-    if begin not in text or end not in text:
-        raise ValueError(f"{path} has no '{begin}' ... '{end}' block to update")
-    head, rest = text.split(begin, 1)
-    _, tail = rest.split(end, 1)
-    path.write_text(f"{head}{begin}\n{table}\n{end}{tail}")

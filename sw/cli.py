@@ -222,7 +222,7 @@ def _cmd_bench(ns, extra) -> int:
             kwargs["shapes"] = module.parse_shapes(ns.shapes)
         kwargs.update(conv=not ns.no_conv, precisions=tuple(ns.precision or ("int8", "int4")), seed=ns.seed)
     if ns.bench == "zoo":
-        kwargs.update(models=ns.models.split(",") if ns.models else None, readme=ns.readme)
+        kwargs.update(models=ns.models.split(",") if ns.models else None, publish=ns.publish)
     report = module.run(config, ns.backend, ns.out, **kwargs)
     summary = report.get("summary") if isinstance(report, dict) else None
     summary = summary if isinstance(summary, dict) else {}          # bench models: a list of workloads
@@ -311,8 +311,8 @@ def _parser() -> argparse.ArgumentParser:
         if name == "zoo":
             b.add_argument("--models", metavar="A,B", help="zoo models to run (default: all of resnet50, mobilenetv2, "
                            "bert, lstm, dlrm)")
-            b.add_argument("--readme", metavar="README.md", help="also write the summary table into this file "
-                           "between its 'bench zoo' markers")
+            b.add_argument("--publish", action="store_true", help="also write the summary table into README.md and "
+                           "docs (section bench-zoo-<backend>) and the roofline into docs/img")
         b.set_defaults(handler=_cmd_bench)
 
     p = sub.add_parser("build", help="FPGA bitstream with timing and resource report (sw/build.py)",
