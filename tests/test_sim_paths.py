@@ -108,3 +108,21 @@ def test_backends_without_waves_say_so():
         Accelerator("golden", SMALL, waves="x.vcd")
     with pytest.raises(ValueError, match=r"writes \.fst files"):
         Accelerator("verilator", SMALL, waves="x.vcd")
+
+
+def test_memory_of_2_pow_24_words_on_the_fast_path(seed):
+    """A Config with 2^24 memory words: operands placed at the top of the memory, results read back; no
+    text image of the memory is written or parsed (the harness maps a sparse file)."""
+    import dataclasses
+    big = dataclasses.replace(SMALL, mem_depth=1 << 24)
+    rng = np.random.default_rng(seed)
+    builder = ProgramBuilder(big)
+    builder.alloc(big.mem_depth - 4096)                            # push the operands to the top words
+    builder.emit("RNG", n=64, out_addr=builder.alloc(16, "rng"), key0=1, key1=2, ctr0=0, ctr1=0, ctr2=0, ctr3=0)
+    builder.memory[5] = rng.integers(0, 256, big.mem_width)        # a word the Program does not touch
+    program = builder.build()
+    acc = Accelerator("verilator", big)
+    result = acc.backend.run(program)
+    want = execute(program)
+    assert result.error == 0 and np.array_equal(result.memory, want.memory)
+    acc.backend.close()

@@ -136,16 +136,37 @@ class FloatDLRM(FloatModel):
 
 
 class DLRM(QuantModel):
-    """Integer DLRM; ``forward(acc, dense, sparse)`` returns (B,) int32 click logits."""
+    """Integer DLRM; ``forward(acc, dense, sparse)`` returns (B,) int32 click logits.
+
+    ``forward`` is ``top(acc, bottom(acc, dense), embeddings(acc, sparse))``; the three stages are
+    public so that a model-parallel runner (:mod:`tridsa.sw.multichip`) can place them on different
+    accelerators. ``bottom`` and ``top`` are row-wise (sample ``i`` of the output depends only on
+    sample ``i`` of the input), so any split of the batch gives the same rows.
+    """
 
     def forward(self, acc, dense, sparse):
-        L = self.qlayers
         d = _check_inputs(dense, sparse)
+        return self.top(acc, self.bottom(acc, d), self.embeddings(acc, sparse))
+
+    def bottom(self, acc, dense):
+        """Bottom MLP of int8 dense features (B, 4) -> (B, 8) int64, its output zero point removed."""
+        L = self.qlayers
+        return L["bot2"](acc, L["bot1"](acc, dense)).astype(np.int64) - L["bot2"].out_zero_point
+
+    def embedding_tables(self):
+        """The int8 embedding tables, in feature order."""
+        return [self.consts[f"emb{f}"] for f in range(len(TABLE_ROWS))]
+
+    def embeddings(self, acc, sparse):
+        """Pooled embeddings (B, 4, 8) int32 of the sparse features: one table-batched gather."""
+        tables = TableBatch(self.embedding_tables())
+        return tables(acc, [np.asarray(idx) for idx, _ in sparse], [np.asarray(off) for _, off in sparse], "sum")
+
+    def top(self, acc, b, emb):
+        """Dot interaction of ``bottom``'s (B, 8) and the pooled (B, 4, 8) -> top MLP -> (B,) int32 logits."""
+        L = self.qlayers
         mid = L["bot2"].precision
-        b = L["bot2"](acc, L["bot1"](acc, d)).astype(np.int64) - L["bot2"].out_zero_point
         z = [rescale(b, self.c("zb_m"), self.c("zb_sh"), 0, "int8")]
-        tables = TableBatch([self.consts[f"emb{f}"] for f in range(len(TABLE_ROWS))])
-        emb = tables(acc, [np.asarray(idx) for idx, _ in sparse], [np.asarray(off) for _, off in sparse], "sum")
         for f in range(len(TABLE_ROWS)):
             z.append(rescale(emb[:, f], self.c(f"z{f + 1}_m"), self.c(f"z{f + 1}_sh"), 0, "int8"))
         z = [v.astype(np.int64) for v in z]
