@@ -6,8 +6,10 @@ reached (MACs per cycle over ``min(peak, intensity x port bytes per cycle)``; fo
 which has no MACs, the memory-bound limit: the bytes of the rows its lookups need over the port's peak,
 divided by its cycles). On the golden backend the cycles and port bytes are the cycle model's
 (:mod:`tridsa.sw.cycle_model`); on a gateware backend they are the RTL counters, and every layer is
-checked bit for bit against the golden model. Writes ``zoo.json``, ``zoo_roofline.png`` and ``zoo.md``
-(the README table); ``--readme`` puts that table into the README between its ``bench zoo`` markers.
+checked bit for bit against the golden model. Writes ``zoo.json`` (after every model, with
+``"complete": false`` until the last), ``zoo_roofline.png`` and ``zoo.md`` (the summary table);
+``--publish`` also puts the table into README.md and docs (section ``bench-zoo-<backend>``) and the
+plot into docs/img.
 """
 from __future__ import annotations
 
@@ -18,7 +20,7 @@ from tridsa.sw.config import Config
 from tridsa.sw.driver import Accelerator
 from tridsa.sw.zoo import MODELS, run_model
 
-from .report import Progress, markdown_table, write_json
+from .report import Progress, markdown_table, publish_image, write_json, write_section
 
 __all__ = ["run", "GEMMINI_RESNET50_UTILIZATION", "TARGETS"]
 
@@ -26,7 +28,7 @@ __all__ = ["run", "GEMMINI_RESNET50_UTILIZATION", "TARGETS"]
 GEMMINI_RESNET50_UTILIZATION = 0.51
 #: Issue targets on Config(): MAC utilization of ResNet-50 and BERT, memory-bound fraction of the embeddings.
 TARGETS = {"resnet50": 0.90, "bert": 0.90, "dlrm embeddings": 0.90}
-MARKERS = ("<!-- bench zoo: begin (written by tridsa bench zoo --readme) -->", "<!-- bench zoo: end -->")
+
 
 
 def _summary(name, rows, wall) -> dict:
@@ -39,6 +41,13 @@ def _summary(name, rows, wall) -> dict:
              "instructions": sum(r["instructions"] for r in rows),
              "utilization": macs / work if work else None, "intensity": macs / mem if mem else None,
              "wall_seconds": wall}
+    parts = sorted({r["name"].split("/")[0] for r in rows if "/" in r["name"] and r["name"][0] == "b"
+                    and r["name"].split("/")[0][1:].isdigit()}, key=lambda p: int(p[1:]))
+    for part in parts:                  # the LSTM's batch sizes, each on its own
+        sub = [r for r in rows if r["name"].startswith(part + "/")]
+        cycles = sum(r["cycles"] for r in sub)
+        entry[f"batch {part[1:]}"] = {"cycles": cycles, "utilization": sum(r["macs"] for r in sub) / sum(
+            r["peak_macs_per_cycle"] * r["cycles"] for r in sub)}
     gathers = [r for r in rows if r["op"] == "embedding_bags"]
     if gathers:
         entry["embedding_cycles"] = sum(r["cycles"] for r in gathers)
@@ -48,12 +57,13 @@ def _summary(name, rows, wall) -> dict:
     return entry
 
 
-def run(config: Config, backend: str = "golden", out_dir="benchmarks/out", models=None, readme=None) -> dict:
+def run(config: Config, backend: str = "golden", out_dir="benchmarks/out", models=None, publish=False) -> dict:
     names = list(models or MODELS)
     unknown = [n for n in names if n not in MODELS]
     if unknown:
         raise ValueError(f"unknown zoo model(s) {', '.join(unknown)}: expected names from {', '.join(MODELS)}")
     out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
     acc = Accelerator(backend, config)
     golden = None if backend == "golden" else Accelerator("golden", config)
     source = ("cycle model (tridsa/sw/cycle_model.py)" if backend == "golden"
@@ -67,20 +77,22 @@ def run(config: Config, backend: str = "golden", out_dir="benchmarks/out", model
             rows = [dict(r.as_dict(config.mem_width), port_bytes=config.mem_width) for r in records]
             summary[name] = _summary(name, rows, time.perf_counter() - start)
             layers += rows
+            write_json(out_dir / "zoo.json", {"config": config.to_dict(), "backend": backend, "cycles_from": source,
+                                              "models": summary, "layers": layers, "complete": False})
     targets = _targets(summary)
-    table = _table(summary, config, source)
+    table = _table(summary, config, source, backend)
     print(table)
     print("\n## Per layer\n")
     print(markdown_table(layers, ["model", "name", "op", "shape", "macs", "cycles", "utilization", "intensity",
                                   "roofline_fraction", "programs"]))
-    out_dir.mkdir(parents=True, exist_ok=True)
     plot = _roofline(layers, config, out_dir / "zoo_roofline.png")
     (out_dir / "zoo.md").write_text(table + "\n")
     report = {"config": config.to_dict(), "backend": backend, "cycles_from": source, "models": summary,
-              "targets": targets, "layers": layers, "files": [str(plot), str(out_dir / "zoo.md")]}
+              "targets": targets, "layers": layers, "files": [str(plot), str(out_dir / "zoo.md")], "complete": True}
     write_json(out_dir / "zoo.json", report)
-    if readme:
-        _update_readme(Path(readme), table)
+    if publish:
+        write_section(f"bench-zoo-{backend}", table)
+        publish_image(plot)
     return report
 
 
@@ -95,11 +107,11 @@ def _targets(summary) -> dict:
     return {k: {"value": v, "target": TARGETS[k], "met": v >= TARGETS[k]} for k, v in found.items()}
 
 
-def _table(summary, config, source) -> str:
+def _table(summary, config, source, backend) -> str:
     rows = [dict(model=name, **entry) for name, entry in summary.items()]
     rows.append({"model": "Gemmini ResNet-50 (published, reference)", "utilization": GEMMINI_RESNET50_UTILIZATION})
-    head = (f"Model zoo on a {config.rows}x{config.cols} array, {config.mem_width} B/cycle port, "
-            f"{config.mem_bytes // 1024} KiB accelerator memory; cycles: {source}.\n\n")
+    head = (f"`tridsa bench zoo --backend {backend}`: a {config.rows}x{config.cols} array, {config.mem_width} B/cycle "
+            f"port, {config.mem_bytes // 1024} KiB accelerator memory; cycles: {source}.\n\n")
     return head + markdown_table(rows, ["model", "layers", "macs", "cycles", ("utilization", "MAC utilization"),
                                         ("intensity", "MACs/byte"), "programs", ("host_bytes", "host bytes"),
                                         ("embedding_of_memory_bound", "embeddings / memory bound")])
@@ -120,8 +132,15 @@ def _roofline(layers, config, path) -> Path:
         pts = [(r["intensity"], r["macs"] / r["cycles"]) for r in layers if r["model"] == model and r["macs"]]
         if pts:
             ax.scatter(*zip(*pts), color=color, label=model, s=14, alpha=0.8)
+        # embedding stages have no MACs: their pooling additions (one per looked-up element) stand in
+        adds = [(r["lookup_bytes"] / r["mem_bytes"], r["lookup_bytes"] / r["cycles"]) for r in layers
+                if r["model"] == model and not r["macs"] and r["lookup_bytes"] and r["mem_bytes"]]
+        if adds:
+            ax.scatter(*zip(*adds), color=color, marker="x", s=40, label=f"{model} embeddings (int8 adds, not MACs)")
     ax.set_xlabel("arithmetic intensity (MACs per byte over the memory port)")
     ax.set_ylabel("MACs per cycle")
+    ax.text(0.02, 0.02, "GEMMs re-read their A and B blocks for every output tile: ~4 MACs/byte on 8x8",
+            transform=ax.transAxes, fontsize=7)
     ax.set_title(f"Model zoo on {config.rows}x{config.cols}: CV / NLP / RecSys layers")
     ax.legend(fontsize=8)
     fig.tight_layout()
@@ -129,12 +148,3 @@ def _roofline(layers, config, path) -> Path:
     plt.close(fig)
     return Path(path)
 
-
-def _update_readme(path: Path, table: str) -> None:
-    text = path.read_text()
-    begin, end = MARKERS
-    if begin not in text or end not in text:
-        raise ValueError(f"{path} has no '{begin}' ... '{end}' block to update")
-    head, rest = text.split(begin, 1)
-    _, tail = rest.split(end, 1)
-    path.write_text(f"{head}{begin}\n{table}\n{end}{tail}")

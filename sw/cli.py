@@ -301,7 +301,7 @@ def _cmd_bench(ns, extra) -> int:
     if ns.bench in ("multichip", "ray"):
         kwargs.update(address=ns.address, publish=ns.publish)
     if ns.bench == "zoo":
-        kwargs.update(models=ns.models.split(",") if ns.models else None, readme=ns.readme)
+        kwargs.update(models=ns.models.split(",") if ns.models else None, publish=ns.publish)
     report = module.run(config, ns.backend, ns.out, **kwargs)
     summary = report.get("summary") if isinstance(report, dict) else None
     summary = summary if isinstance(summary, dict) else {}          # bench models: a list of workloads
@@ -419,8 +419,8 @@ def _parser() -> argparse.ArgumentParser:
         if name == "zoo":
             b.add_argument("--models", metavar="A,B", help="zoo models to run (default: all of resnet50, mobilenetv2, "
                            "bert, lstm, dlrm)")
-            b.add_argument("--readme", metavar="README.md", help="also write the summary table into this file "
-                           "between its 'bench zoo' markers")
+            b.add_argument("--publish", action="store_true", help="also write the summary table into README.md and "
+                           "docs (section bench-zoo-<backend>) and the roofline into docs/img")
         b.set_defaults(handler=_cmd_bench)
 
     p = sub.add_parser("build", help="FPGA bitstream with timing and resource report (sw/build.py)",

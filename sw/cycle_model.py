@@ -104,7 +104,9 @@ def gemm_drain_cycles(config) -> int:
 # ---- GATHER ---------------------------------------------------------------------------------------
 #: Fitted constants of the GATHER model (:func:`gather_cost`): fixed cycles, cycles from a miss's lookup to
 #: its first row word beyond the memory latency, and from a hit's lookup to its first word.
-GATHER_FIXED, GATHER_MISS_EXTRA, GATHER_HIT_LATENCY = 37, 5, 1
+GATHER_FIXED, GATHER_MISS_EXTRA, GATHER_HIT_LATENCY = 18, 9, 0
+#: The memory port's efficiency on a GATHER's mixed traffic (arbitration between its five streams).
+GATHER_PORT_SLACK = 1.02
 #: Cycles the gather engine's mean divider spends per output word (hw/gather.py: _DIV_STEPS + 1).
 MEAN_WORD_CYCLES = 35
 
@@ -130,9 +132,10 @@ def pooling_cycles(hits, offsets, row_words: int, config) -> int:
 
 
 def gather_cost(fields: dict, config, memory) -> Cost:
-    """Cost of a legal GATHER: a fixed cost, the check pass (a word of offsets and of indices per cycle),
-    then the main pass, bound by the pooling unit (:func:`pooling_cycles`) or by the memory port (offsets,
-    indices and weights again, missed rows, output words), and the mean's divider."""
+    """Cost of a legal GATHER: a fixed cost, then the longer of the check pass (a word of offsets and of
+    indices per cycle) followed by the pooling unit (:func:`pooling_cycles`), and the memory port's words
+    (offsets and indices twice, weights, missed rows, output words; the main pass's reads follow the
+    check pass's right away), plus the mean's divider. Fitted on the default Config (tests/test_cycle_model.py)."""
     from .gather_golden import _trace, int32_words, out_words, row_words
     from .row_cache import simulate_hits
     rw = row_words(config, fields["dim"], fields["dtype"])
@@ -144,13 +147,13 @@ def gather_cost(fields: dict, config, memory) -> Cost:
     writes = fields["n_bags"] * ow
     reads = 2 * off_words + idx_words + main_idx + counters["misses"] * rw
     divide = MEAN_WORD_CYCLES * writes if fields["mode"] == 1 else 0
-    main = max(pooling_cycles(hits, offsets, rw, config), reads + writes)
-    return Cost(GATHER_FIXED + max(off_words, idx_words) + main + divide, reads, writes)
+    pooled = max(off_words, idx_words) + pooling_cycles(hits, offsets, rw, config)
+    return Cost(GATHER_FIXED + round(max(pooled, GATHER_PORT_SLACK * (reads + writes))) + divide, reads, writes)
 
 
 # ---- RNG / SKETCH ---------------------------------------------------------------------------------
 #: Fitted fixed costs of RNG and SKETCH (setup, Philox pipeline fill, last write).
-RNG_FIXED, SKETCH_FIXED = 19, 39
+RNG_FIXED, SKETCH_FIXED = 19, 33
 
 
 def rng_cost(fields: dict, config, memory=None) -> Cost:
@@ -167,7 +170,8 @@ def sketch_cost(fields: dict, config, memory=None) -> Cost:
     from .sketch_ops import SketchGeometry
     geo = SketchGeometry(config, fields["m"], fields["K"], fields["k"])
     tiles = geo.mt * geo.nct
-    return Cost(SKETCH_FIXED + geo.K + (tiles - 1) * max(geo.K, geo.tile_words),
+    fixed = SKETCH_FIXED + geo.p_words + config.mem_latency          # with the parameter block's load
+    return Cost(fixed + geo.K + (tiles - 1) * max(geo.K, geo.tile_words),
                 tiles * geo.a_block_words + geo.p_words, geo.y_words)
 
 

@@ -177,21 +177,54 @@ def run_gather(config, run, table, indices, offsets=None, mode="sum", per_sample
     accelerator memory holds the rows of the current Program) and the bags are split over as many
     Programs as their staged rows need; a bag too large even alone runs a cache line of columns at a time
     and, in modes sum and max, as sub-bags combined on the host (int32 wrap-around sum, max): exact.
+    Unweighted sums of bags of at most one row run in mode copy (see below).
     ``run(program) -> RunResult``. Returns ``(out, runs, counters)``: the (n_bags, dim) result, the ``(program, result)`` of every Program and the cache model's counters.
     """
     tab = _host_table(table)
+    idx, off, weights, mode = normalize_bags(tab, indices, offsets, mode, per_sample_weights, include_last_offset,
+                                             padding_idx)
+    single = np.diff(off) <= 1
+    if mode != "sum" or weights is not None or not single.any():
+        return _run_bags(config, run, tab, idx, off, weights, mode, cache_hints)
+    # A bag of at most one row is that row: GATHER mode copy writes it at the table's width (a quarter of
+    # the int32 sum's bytes for int8), widened here. Worth a Program of its own if it saves more port
+    # words than the fixed cost of one more GATHER.
+    saved = int(single.sum()) * (out_words(config, tab.shape[1], _DTYPE_CODES[tab.dtype], 0)
+                                 - out_words(config, tab.shape[1], _DTYPE_CODES[tab.dtype], 3))
+    if not single.all() and saved <= _SPLIT_WORTH:
+        return _run_bags(config, run, tab, idx, off, weights, mode, cache_hints)
+    out = np.zeros((off.size - 1, tab.shape[1]), np.int32)
+    runs, counters = [], {}
+    for pick, pick_mode in ((single, "copy"), (~single, "sum")):
+        if pick.any():
+            lengths = np.diff(off)[pick]
+            positions = np.repeat(off[:-1][pick] - np.concatenate([[0], np.cumsum(lengths)[:-1]]), lengths) \
+                + np.arange(lengths.sum())
+            part, part_runs, part_counters = _run_bags(config, run, tab, idx[positions],
+                                                       np.concatenate([[0], np.cumsum(lengths)]), None, pick_mode,
+                                                       cache_hints)
+            out[pick] = part
+            runs += part_runs
+            for key, value in part_counters.items():
+                counters[key] = counters.get(key, 0) + value
+    return out, runs, counters
+
+
+#: Port words a separate GATHER must save to be worth its fixed cost.
+_SPLIT_WORTH = 64
+
+
+def _run_bags(config, run, tab, idx, off, weights, mode, cache_hints):
+    """:func:`run_gather` on validated bags (``off``: n_bags + 1 offsets, padding removed)."""
     if tab.shape[0] * row_words(config, min(tab.shape[1], _chunk(config, tab.dtype)), _DTYPE_CODES[tab.dtype]) \
             <= config.mem_depth and tab.shape[0] < _LIMIT:
         try:
-            program, call = gather_program(config, tab, indices, offsets, mode, per_sample_weights,
-                                           include_last_offset, padding_idx, cache_hints=cache_hints)
+            program, call = gather_program(config, tab, idx, off, mode, weights, True, cache_hints=cache_hints)
         except ProblemTooLarge:
             pass
         else:
             result = run(program)
             return call.result(program, result.memory), [(program, result)], call.golden_counters
-    idx, off, weights, mode = normalize_bags(tab, indices, offsets, mode, per_sample_weights, include_last_offset,
-                                             padding_idx)
     longest = int(np.diff(off).max(initial=0))
     while True:
         try:

@@ -76,16 +76,12 @@ def test_every_layer_runs_split_and_checked(name, options):
 
 def test_bench_zoo_writes_report(tmp_path, capsys):
     from tridsa.sw.cli import main
-    readme = tmp_path / "README.md"
-    readme.write_text("intro\n<!-- bench zoo: begin (written by tridsa bench zoo --readme) -->\nold\n"
-                      "<!-- bench zoo: end -->\nrest\n")
-    code = main(["bench", "zoo", "--backend", "golden", "--models", "bert", "--out", str(tmp_path),
-                 "--readme", str(readme)])
+    code = main(["bench", "zoo", "--backend", "golden", "--models", "bert", "--out", str(tmp_path)])
     assert code == 0
     report = json.loads((tmp_path / "zoo.json").read_text())
-    assert set(report["models"]) == {"bert"} and report["models"]["bert"]["cycles"] > 0
-    assert report["cycles_from"].startswith("cycle model")
+    assert set(report["models"]) == {"bert"} and report["models"]["bert"]["cycles"] > 0 and report["complete"]
+    assert report["cycles_from"].startswith("cycle model") and report["targets"]["bert"]["met"]
     assert (tmp_path / "zoo_roofline.png").stat().st_size > 0
-    text = readme.read_text()
-    assert "| bert |" in text and "Gemmini ResNet-50" in text and "old" not in text and text.endswith("rest\n")
+    table = (tmp_path / "zoo.md").read_text()
+    assert "| bert |" in table and "Gemmini ResNet-50" in table and "tridsa bench zoo --backend golden" in table
     assert set(MODELS) == {"resnet50", "mobilenetv2", "bert", "lstm", "dlrm"}
