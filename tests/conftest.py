@@ -50,3 +50,11 @@ def local_ray():
     ray = connect(num_cpus=2)
     yield ray
     ray.shutdown()
+
+
+@pytest.fixture
+def small_config_file(tmp_path):
+    """``SMALL`` as a JSON file, for ``--config``."""
+    path = tmp_path / "small.json"
+    path.write_text(SMALL.to_json())
+    return path

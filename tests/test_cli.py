@@ -30,13 +30,6 @@ def cli(capsys, *argv):
     return code, out.out, out.err
 
 
-@pytest.fixture
-def small_config_file(tmp_path):
-    path = tmp_path / "small.json"
-    path.write_text(SMALL.to_json())
-    return path
-
-
 def matmul_program(seed, m=6, k=9, n=5):
     rng = np.random.default_rng(seed)
     a = rng.integers(-128, 128, (m, k))

@@ -8,23 +8,10 @@ from onnx import TensorProto, helper, numpy_helper
 from onnx.reference import ReferenceEvaluator
 
 from tridsa import Config
-from tridsa.sw.cli import main
 
 from conftest import SMALL
+from test_cli import cli
 from test_onnx_ops import qlinear_matmul_model
-
-
-def cli(capsys, *argv):
-    code = main(list(argv))
-    out = capsys.readouterr()
-    return code, out.out, out.err
-
-
-@pytest.fixture
-def small_config_file(tmp_path):
-    path = tmp_path / "small.json"
-    path.write_text(SMALL.to_json())
-    return path
 
 
 def test_run_onnx_model(capsys, tmp_path, seed):

@@ -58,6 +58,20 @@ class FloatLSTM(FloatModel):
         return out
 
 
+def lstm_cell(z: np.ndarray, c: np.ndarray, gate_scale: float) -> tuple[np.ndarray, np.ndarray]:
+    """One integer LSTM cell update (I-BERT style sigmoid/tanh): gate pre-activations ``z`` (B, 4H) in
+    order i, f, g, o at ``gate_scale``, cell state ``c`` in Q15 -> ``(o * tanh(c'), c')``, the first in
+    Q30 (``|.| <= 2**30``)."""
+    zi, zf, zg, zo = np.split(z, 4, axis=1)
+    i, _ = i_sigmoid(zi, gate_scale, CELL_FRAC)
+    f, _ = i_sigmoid(zf, gate_scale, CELL_FRAC)
+    g, _ = i_tanh(zg, gate_scale, CELL_FRAC)
+    o, _ = i_sigmoid(zo, gate_scale, CELL_FRAC)
+    c = round_shift(f * c + i * g, CELL_FRAC)
+    tc, _ = i_tanh(c, 2.0 ** -CELL_FRAC, CELL_FRAC)
+    return o * tc, c
+
+
 class LSTM(QuantModel):
     """Integer LSTM; ``forward(acc, x)`` takes (B, 8, 8) pixels and returns (B, 10) int32 logits."""
 
@@ -72,14 +86,7 @@ class LSTM(QuantModel):
         gs = 2.0 ** -GATE_FRAC
         for t in range(T):
             z = gx[:, t] + L["wh"](acc, h).astype(np.int64)
-            zi, zf, zg, zo = np.split(z, 4, axis=1)
-            i, _ = i_sigmoid(zi, gs, CELL_FRAC)
-            f, _ = i_sigmoid(zf, gs, CELL_FRAC)
-            g, _ = i_tanh(zg, gs, CELL_FRAC)
-            o, _ = i_sigmoid(zo, gs, CELL_FRAC)
-            c = round_shift(f * c + i * g, CELL_FRAC)
-            tc, _ = i_tanh(c, 2.0 ** -CELL_FRAC, CELL_FRAC)
-            hq30 = o * tc                                                # Q30, |hq30| <= 2**30
+            hq30, c = lstm_cell(z, c, gs)                                # Q30, |hq30| <= 2**30
             h = rescale(hq30, self.c("h_m"), self.c("h_sh"), 0, hfmt).astype(np.int8)
         h8 = rescale(hq30, self.c("h8_m"), self.c("h8_sh"), 0, "int8").astype(np.int8)
         return L["cls"](acc, h8)

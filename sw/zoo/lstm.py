@@ -9,15 +9,13 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..int_ops import i_sigmoid, i_tanh
-from ..quantize import round_shift
 from ..requant import Requant
+from ..workloads.rnn import GATE_FRAC, lstm_cell
 from . import to_int8
 
 __all__ = ["lstm", "HIDDEN", "STEPS", "BATCHES"]
 
 HIDDEN, STEPS, BATCHES = 1024, 25, (1, 64)
-GATE_FRAC, CELL_FRAC = 10, 15
 #: int8 x int8 sums over 1024 (std ~1.3e5) to Q10 gates of std ~2 (2048).
 GATE_REQUANT = Requant.from_scale(2048 / 1.3e5, 0, "half_up")
 
@@ -35,11 +33,5 @@ def lstm(rec, batches=BATCHES, steps: int = STEPS) -> None:
         for t in range(steps):
             z = gx[t] + rec._call("matmul", f"b{batch}/wh[{t}]", f"{batch}x{HIDDEN}x{4 * HIDDEN}", h, wh, None,
                                   GATE_REQUANT, False, "int8", "int32")
-            zi, zf, zg, zo = np.split(z, 4, axis=1)
-            i, _ = i_sigmoid(zi, gs, CELL_FRAC)
-            f, _ = i_sigmoid(zf, gs, CELL_FRAC)
-            g, _ = i_tanh(zg, gs, CELL_FRAC)
-            o, _ = i_sigmoid(zo, gs, CELL_FRAC)
-            c = round_shift(f * c + i * g, CELL_FRAC)
-            tc, _ = i_tanh(c, 2.0 ** -CELL_FRAC, CELL_FRAC)
-            h = to_int8(o * tc, 127.0 / 2 ** 30)                  # h in [-1, 1] at scale 1/127
+            hq30, c = lstm_cell(z, c, gs)
+            h = to_int8(hq30, 127.0 / 2 ** 30)                    # h in [-1, 1] at scale 1/127
