@@ -5,6 +5,8 @@ from pathlib import Path
 
 import numpy as np
 
+from ..sw.program import used_words
+
 __all__ = ["to_ints", "from_ints", "write_hex", "read_hex"]
 
 
@@ -19,7 +21,7 @@ def from_ints(words, width: int) -> np.ndarray:
 
 def write_hex(memory: np.ndarray, path: Path) -> None:
     """``$readmemh`` file of the words up to the last non-zero one (the simulator zeroes the rest)."""
-    used = int(np.max(np.nonzero(memory.any(axis=1))[0], initial=-1)) + 1
+    used = used_words(memory)
     lines = [row[::-1].tobytes().hex() for row in memory[:used]]
     Path(path).write_text("\n".join(lines) + "\n" if lines else "")
 

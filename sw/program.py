@@ -14,7 +14,7 @@ import numpy as np
 from .config import Config
 from . import isa
 
-__all__ = ["Program", "Region", "RunResult"]
+__all__ = ["Program", "Region", "RunResult", "used_words"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -22,6 +22,12 @@ class Region:
     """``words`` memory words starting at word address ``addr``."""
     addr: int
     words: int
+
+
+def used_words(memory: np.ndarray) -> int:
+    """Words of a ``(depth, width)`` uint8 memory image up to its last non-zero word (width a multiple of 4)."""
+    words = memory.view(np.uint32).any(axis=1)
+    return len(words) - int(np.argmax(words[::-1])) if words.any() else 0
 
 
 @dataclasses.dataclass
@@ -75,8 +81,7 @@ class Program:
     @property
     def loaded_words(self) -> int:
         """Words of the memory image the host writes: up to the last non-zero word (the rest is zero)."""
-        words = self.memory.view(np.uint32).any(axis=1)          # mem_width is a multiple of 4 bytes
-        return len(words) - int(np.argmax(words[::-1])) if words.any() else 0
+        return used_words(self.memory)
 
     @property
     def host_bytes(self) -> int:
