@@ -30,6 +30,20 @@ CTRL = data.StructLayout({"valid": 1, "first": 1, "last": 1})
 MODE = data.StructLayout({"int4": 1, "a_signed": 1, "b_signed": 1})
 
 
+def delay(m, value, cycles, name, keep=False):
+    """``value`` through ``cycles`` registers named ``name0, name1, ...``.
+
+    ``keep`` for the copies the array holds on purpose: control and mode travel PE to PE so that no net
+    reaches every PE, so all PEs on an anti-diagonal hold equal values, and synthesis would merge those
+    registers into one that drives the whole diagonal again (sw/build.py copies ``keep`` from these wires
+    onto their flip-flop cells, which stops that)."""
+    for stage in range(cycles):
+        reg = Signal.like(value, name=f"{name}{stage}", attrs={"keep": 1} if keep else {})
+        m.d.sync += reg.eq(value)
+        value = reg
+    return value
+
+
 def lut_multiply(x, y, terms=1):
     """``x * y`` (both signed) as a balanced tree of shifted partial products, with no ``*`` operator, so
     synthesis keeps it in LUT logic instead of mapping it to a hard multiplier. Returns the tree's top
@@ -107,18 +121,12 @@ class ProcessingElement(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         a_in, b_in, mode_in = self.a_in, self.b_in, self.mode
-        m.d.sync += [self.a_out.eq(a_in), self.b_out.eq(b_in), self.ctrl_out.eq(self.ctrl_in),
-                     self.mode_out.eq(mode_in)]
+        m.d.sync += [self.a_out.eq(a_in), self.b_out.eq(b_in)]
+        m.d.comb += [self.ctrl_out.eq(delay(m, self.ctrl_in, 1, "ctrl_out", keep=True)),
+                     self.mode_out.eq(delay(m, mode_in, 1, "mode_out", keep=True))]
 
         def extend(value, top, signed):
             return Cat(value, value[top] & signed).as_signed()
-
-        def delay(value, cycles, name):
-            for stage in range(cycles):
-                reg = Signal.like(value, name=f"{name}{stage}")
-                m.d.sync += reg.eq(value)
-                value = reg
-            return value
 
         product = Signal(signed(18))                # stage 2: int8 product or int4 dot product
         if self.kind == "mult18":
@@ -130,8 +138,8 @@ class ProcessingElement(wiring.Component):
                 b_lo, b_hi = extend(b_in[0:4], 3, mode_in.b_signed), extend(b_in[4:8], 3, mode_in.b_signed)
                 m.d.comb += [mult.a.eq(Mux(mode_in.int4, a_lo + (a_hi << _S), a8)),
                              mult.b.eq(Mux(mode_in.int4, b_hi + (b_lo << _S), b8))]
-                int4 = delay(mode_in.int4, 2, "int4_")
-                low_negative = delay((a_lo != 0) & (b_hi != 0) & (a_lo[4] ^ b_hi[4]), 2, "low_negative")
+                int4 = delay(m, mode_in.int4, 2, "int4_", keep=True)
+                low_negative = delay(m, (a_lo != 0) & (b_hi != 0) & (a_lo[4] ^ b_hi[4]), 2, "low_negative")
                 dot = (mult.p[_S:_S + 10] + low_negative)[:10].as_signed()
                 m.d.sync += product.eq(Mux(int4, dot, mult.p[:18].as_signed()))
             else:
@@ -145,7 +153,7 @@ class ProcessingElement(wiring.Component):
             a, b, mode = self.a_out, self.b_out, self.mode_out
             a_fix, b_fix = a[7] & ~mode.a_signed, b[7] & ~mode.b_signed
             correction = Mux(a_fix, extend(b, 7, mode.b_signed), 0) + Mux(b_fix, a.as_signed(), 0)
-            correction = delay(correction[:10].as_signed(), 1 + self.dsp_delay, "correction")
+            correction = delay(m, correction[:10].as_signed(), 1 + self.dsp_delay, "correction")
             m.d.sync += product.eq(self.dsp_p + (correction << 8))
         else:
             a, b, mode = Signal(8), Signal(8), Signal(MODE)      # stage 0: the operands as received
@@ -162,7 +170,7 @@ class ProcessingElement(wiring.Component):
                 m.d.sync += [h.eq(v) for h, v in zip(halves, lut_multiply(a8, b8, terms=2))]
             m.d.sync += product.eq(halves[0] + halves[1])
 
-        ctrl = delay(self.ctrl_in, self.latency - 1 + self.dsp_delay, "ctrl")     # the k-step's control at stage 3
+        ctrl = delay(m, self.ctrl_in, self.latency - 1 + self.dsp_delay, "ctrl", keep=True)   # the k-step's control at stage 3
         acc = Signal(signed(32))
         total = Signal(signed(32))
         m.d.comb += total.eq(Mux(ctrl.first, 0, acc) + product)
@@ -210,13 +218,6 @@ class MacArray(wiring.Component):
         R, C = self.rows, self.cols
         family = platform_family(platform) if self.family == "auto" else self.family
 
-        def delay(value, cycles, name):
-            for stage in range(cycles):
-                reg = Signal.like(value, name=f"{name}_d{stage}")
-                m.d.sync += reg.eq(value)
-                value = reg
-            return value
-
         pes = [[ProcessingElement(kind, int4=self.int4 and kind != "mac8", primitive=self.primitives, dsp_delay=delayed)
                 for kind, delayed in row] for row in pe_kinds(R, C, self.hard_multipliers, self.int4, family)]
         for i in range(R):
@@ -224,14 +225,14 @@ class MacArray(wiring.Component):
                 pe = pes[i][j]
                 m.submodules[f"pe_{i}_{j}"] = pe
                 if j == 0:
-                    m.d.comb += [pe.a_in.eq(delay(self.a[i], FEED_STAGES + i, f"a{i}")),
-                                 pe.ctrl_in.eq(delay(self.ctrl, FEED_STAGES + i, f"ctrl{i}")),
-                                 pe.mode.eq(delay(self.mode, FEED_STAGES + i, f"mode{i}"))]
+                    m.d.comb += [pe.a_in.eq(delay(m, self.a[i], FEED_STAGES + i, f"a{i}_d")),
+                                 pe.ctrl_in.eq(delay(m, self.ctrl, FEED_STAGES + i, f"ctrl{i}_d", keep=True)),
+                                 pe.mode.eq(delay(m, self.mode, FEED_STAGES + i, f"mode{i}_d", keep=True))]
                 else:
                     m.d.comb += [pe.a_in.eq(pes[i][j - 1].a_out), pe.ctrl_in.eq(pes[i][j - 1].ctrl_out),
                                  pe.mode.eq(pes[i][j - 1].mode_out)]
                 if i == 0:
-                    m.d.comb += pe.b_in.eq(delay(self.b[j], FEED_STAGES + j, f"b{j}"))
+                    m.d.comb += pe.b_in.eq(delay(m, self.b[j], FEED_STAGES + j, f"b{j}_d"))
                 else:
                     m.d.comb += pe.b_in.eq(pes[i - 1][j].b_out)
                 # SB_MAC16: the top half for a PE that delays its operands (or a lone PE), the bottom half for
@@ -245,8 +246,8 @@ class MacArray(wiring.Component):
         # Row i is complete when its last PE has latched (``latency - 1`` cycles after that PE passed the
         # ``last`` k-step on; a PE that delays its DSP operands is never the last of a row, and latches no
         # later than it): at most one row completes per cycle.
-        done = [delay(pes[i][C - 1].ctrl_out.valid & pes[i][C - 1].ctrl_out.last, ProcessingElement.latency - 1,
-                      f"done{i}") for i in range(R)]
+        done = [delay(m, pes[i][C - 1].ctrl_out.valid & pes[i][C - 1].ctrl_out.last, ProcessingElement.latency - 1,
+                      f"done{i}_d", keep=True) for i in range(R)]
         row = Signal(data.ArrayLayout(signed(32), C))
         for j in range(C):
             m.d.comb += row[j].eq(_or_reduce([Mux(done[i], pes[i][j].result, 0) for i in range(R)]))
