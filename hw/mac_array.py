@@ -71,6 +71,18 @@ def lut_multiply(x, y, terms=1):
 _S = 10
 
 
+class _Operands:
+    """A PE's operand bytes as signed values by ``mode``: ``a8``, ``b8`` (9 bits) and the INT4 nibbles ``a4 =
+    (a_lo, a_hi)``, ``b4 = (b_lo, b_hi)`` (5 bits each)."""
+
+    def __init__(self, a, b, mode):
+        def extend(value, top, signed):
+            return Cat(value, value[top] & signed).as_signed()
+        self.a8, self.b8 = extend(a, 7, mode.a_signed), extend(b, 7, mode.b_signed)
+        self.a4 = extend(a[0:4], 3, mode.a_signed), extend(a[4:8], 3, mode.a_signed)
+        self.b4 = extend(b[0:4], 3, mode.b_signed), extend(b[4:8], 3, mode.b_signed)
+
+
 class ProcessingElement(wiring.Component):
     """One PE: an int8 x int8 MAC, or (``int4``) two int4 x int4 MACs on packed operands, into an int32
     accumulator.
@@ -125,17 +137,17 @@ class ProcessingElement(wiring.Component):
         m.d.comb += [self.ctrl_out.eq(delay(m, self.ctrl_in, 1, "ctrl_out", keep=True)),
                      self.mode_out.eq(delay(m, mode_in, 1, "mode_out", keep=True))]
 
-        def extend(value, top, signed):
-            return Cat(value, value[top] & signed).as_signed()
-
+        # Stage 0 of the mac8 and lut PEs is the pass-through registers (a_out, b_out, mode_out); the mult18
+        # PE packs before the DSP's input register, from the inputs
+        stage0 = _Operands(self.a_out, self.b_out, self.mode_out)
         product = Signal(signed(18))                # stage 2: int8 product or int4 dot product
         if self.kind == "mult18":
             m.submodules.mult = mult = Mult18x18(self.primitive)      # stages 0 and 1
-            a8, b8 = extend(a_in, 7, mode_in.a_signed), extend(b_in, 7, mode_in.b_signed)
+            x = _Operands(a_in, b_in, mode_in)
+            a8, b8 = x.a8, x.b8
             if self.int4:
                 # The packed operands, 16 bits (|a_hi * 2**S + a_lo| < 2**15), go into the DSP's input register
-                a_lo, a_hi = extend(a_in[0:4], 3, mode_in.a_signed), extend(a_in[4:8], 3, mode_in.a_signed)
-                b_lo, b_hi = extend(b_in[0:4], 3, mode_in.b_signed), extend(b_in[4:8], 3, mode_in.b_signed)
+                (a_lo, a_hi), (b_lo, b_hi) = x.a4, x.b4
                 m.d.comb += [mult.a.eq(Mux(mode_in.int4, a_lo + (a_hi << _S), a8)),
                              mult.b.eq(Mux(mode_in.int4, b_hi + (b_lo << _S), b8))]
                 int4 = delay(m, mode_in.int4, 2, "int4_", keep=True)
@@ -152,17 +164,14 @@ class ProcessingElement(wiring.Component):
             # registered beside the DSP's product register (and one more cycle with the delay)
             a, b, mode = self.a_out, self.b_out, self.mode_out
             a_fix, b_fix = a[7] & ~mode.a_signed, b[7] & ~mode.b_signed
-            correction = Mux(a_fix, extend(b, 7, mode.b_signed), 0) + Mux(b_fix, a.as_signed(), 0)
+            correction = Mux(a_fix, stage0.b8, 0) + Mux(b_fix, a.as_signed(), 0)
             correction = delay(m, correction[:10].as_signed(), 1 + self.dsp_delay, "correction")
             m.d.sync += product.eq(self.dsp_p + (correction << 8))
         else:
-            a, b, mode = Signal(8), Signal(8), Signal(MODE)      # stage 0: the operands as received
-            m.d.sync += [a.eq(a_in), b.eq(b_in), mode.eq(mode_in)]
-            a8, b8 = extend(a, 7, mode.a_signed), extend(b, 7, mode.b_signed)
+            a8, b8, mode = stage0.a8, stage0.b8, self.mode_out
             halves = [Signal(signed(18), name=f"half{i}") for i in range(2)]      # stage 1
             if self.int4:
-                a_lo, a_hi = extend(a[0:4], 3, mode.a_signed), extend(a[4:8], 3, mode.a_signed)
-                b_lo, b_hi = extend(b[0:4], 3, mode.b_signed), extend(b[4:8], 3, mode.b_signed)
+                (a_lo, a_hi), (b_lo, b_hi) = stage0.a4, stage0.b4
                 int8_halves = lut_multiply(a8, b8, terms=2)
                 m.d.sync += [halves[0].eq(Mux(mode.int4, lut_multiply(a_lo, b_lo)[0], int8_halves[0])),
                              halves[1].eq(Mux(mode.int4, lut_multiply(a_hi, b_hi)[0], int8_halves[1]))]
