@@ -34,6 +34,7 @@ from .memory import BlockReader, MemArbiter
 __all__ = ["GatherEngine", "PoolingUnit"]
 
 _DIV_STEPS = 34          # bits of the mean's numerator 2|s| + n < 2**34
+ROWS_AHEAD = 16          # cache lines of missed rows the rows reader holds (in flight or buffered)
 
 
 class PoolingUnit(wiring.Component):
@@ -228,7 +229,9 @@ class GatherEngine(wiring.Component):
         wiring.connect(m, arbiter.mem, wiring.flipped(self.mem))
         readers = {}
         for i, name in enumerate(("off", "idx", "w", "rows")):
-            readers[name] = m.submodules[f"{name}_reader"] = BlockReader(cfg)
+            # the rows reader reads misses ahead while the pooling unit works on hits
+            depth = ROWS_AHEAD * line_words(cfg) if name == "rows" else None
+            readers[name] = m.submodules[f"{name}_reader"] = BlockReader(cfg, depth=depth)
             wiring.connect(m, readers[name].mem, arbiter.port(i))
         writer = arbiter.port(4)
         splitters = {}
