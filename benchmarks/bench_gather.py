@@ -26,7 +26,7 @@ import numpy as np
 
 from tridsa import Accelerator, Config
 from tridsa.sw.cache_hints import hot_plan
-from tridsa.sw.config import ceil_div
+from tridsa.spec.config import ceil_div
 from tridsa.sw.dlrm_traffic import make_bags
 from tridsa.sw.row_cache import belady_hits, simulate
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from tridsa.sw.config import Config
+from tridsa.spec.config import Config
 from tridsa.sw.demo import WORKLOADS, plot_layers, profile, utilization
 from tridsa.sw.driver import Accelerator
 from tridsa.sw.profile import CheckedAccelerator

@@ -1,7 +1,7 @@
 """The ports every engine has (see :mod:`tridsa.hw.engines` for the protocol)."""
 from amaranth.lib.wiring import In, Out
 
-from ..sw import isa
+from ..spec import isa
 from .counters import counter_layout
 from .memory import MemPort
 

@@ -2,7 +2,7 @@
 
 An engine is a ``wiring.Component`` class with
 
-* ``OPS``: the instruction names it executes (:data:`tridsa.sw.isa.ENGINE_OPS` of its name);
+* ``OPS``: the instruction names it executes (:data:`tridsa.spec.isa.ENGINE_OPS` of its name);
 * ``COUNTERS``: names of its performance counters (``COUNTER_BITS`` wide, cleared by reset);
 * ports ``start`` (In 1: one-cycle pulse, ``instr`` valid), ``instr`` (In ``isa.INSTR_BITS``: the raw
   instruction word, view it with :func:`tridsa.hw.instr.instr_layout`), ``done`` (Out 1: one-cycle pulse
@@ -13,7 +13,7 @@ An engine owns the memory port from ``start`` to ``done``; it must finish every 
 started (all writes accepted, all reads returned) before ``done``, and must reach ``done`` for every
 instruction, legal or not.
 """
-from ..sw import isa
+from ..spec import isa
 from .gather import GatherEngine
 from .gemm import GemmEngine
 from .sketch import SketchEngine

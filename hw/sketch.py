@@ -22,10 +22,9 @@ from amaranth import *
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
-from ..sw import isa
-from ..sw.config import ceil_div
-from ..sw.sketch_dist import DISTRIBUTIONS
-from ..sw.sketch_ops import PARAM_NAMES, rng_lanes_used
+from ..spec import isa
+from ..spec.config import ceil_div
+from ..spec.sketch_layout import DISTRIBUTIONS, PARAM_NAMES, rng_lanes_used
 from .engine_port import beyond_memory, engine_ports, log2
 from .gemm import WordSplitter
 from .instr import instr_layout

@@ -2,7 +2,7 @@
 
 Host protocol: push instruction words into ``cmd`` (a stream; the queue holds ``Config.queue_depth``).
 The dispatcher runs them in order, one at a time. ``HALT`` or the first error raises ``halted``;
-``error`` then holds the error code (:data:`tridsa.sw.isa.ERRORS`) and ``error_pc`` the index of the
+``error`` then holds the error code (:data:`tridsa.spec.isa.ERRORS`) and ``error_pc`` the index of the
 failing instruction. After halting, the dispatcher keeps draining ``cmd`` so a host never blocks.
 Counters count from the first instruction popped until ``halted``. The chip has the engines named in
 ``Config.engines``; an instruction of a missing engine is ILLEGAL_OPCODE.
@@ -14,7 +14,7 @@ from amaranth import *
 from amaranth.lib import fifo, stream, wiring
 from amaranth.lib.wiring import In, Out
 
-from ..sw import isa
+from ..spec import isa
 from .counters import COUNTER_BITS, counter_layout
 from .engines import ENGINES
 from .memory import MemoryModel, MemPort

@@ -11,7 +11,7 @@ between Programs). The accelerator memory is a file in ``/dev/shm`` mapped by bo
 writes the words a Program uses, the harness runs it, and the driver copies back the words in use or
 written. No text image, no per-cycle Python, no process start per call.
 
-A Program that does not halt within ``max_cycles`` raises :class:`~tridsa.sim.backend.CycleLimit`
+A Program that does not halt within ``max_cycles`` raises :class:`~tridsa.sim.backend_base.CycleLimit`
 naming the running instruction; a model process that dies raises :class:`SimulatorCrashed`, and the
 next run starts a fresh process. ``waves=PATH`` runs a separately built model with FST tracing.
 """
@@ -29,9 +29,9 @@ from pathlib import Path
 
 import numpy as np
 
-from ..sw import isa
+from ..spec import isa
 from ..sw.program import RunResult
-from .backend import Backend, CycleLimit, wave_paths
+from .backend_base import Backend, CycleLimit, wave_paths
 from .build_cache import cached_folder, source_digest, toolchain_fingerprint, verilog_file
 from .toolchain import prepare_simulator
 
@@ -51,7 +51,8 @@ class SimulatorCrashed(RuntimeError):
 
 
 def _counter_spec(config):
-    from ..hw.top import COUNTER_BITS, counter_names
+    from ..hw.top import counter_names
+    from ..spec.counters import COUNTER_BITS
     names = counter_names(config)
     return names, COUNTER_BITS, len(names) * COUNTER_BITS
 

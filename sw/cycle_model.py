@@ -11,7 +11,8 @@ import dataclasses
 
 import numpy as np
 
-from .gemm_layout import FEED_STAGES, PARAM_WORDS, PE_LATENCY, GemmGeometry
+from ..spec.gather_layout import MEAN_DIVIDE_STEPS
+from ..spec.gemm_layout import FEED_STAGES, PARAM_WORDS, PE_LATENCY, GemmGeometry
 
 __all__ = ["Cost", "gemm_fixed_cycles", "estimate_gemm_cycles", "gemm_cost", "gather_cost", "rng_cost",
            "sketch_cost", "instruction_cost", "program_cycles", "DISPATCH_CYCLES", "PROGRAM_CYCLES"]
@@ -82,8 +83,8 @@ def gemm_cost(fields: dict, config, memory=None) -> Cost:
 GATHER_FIXED, GATHER_MISS_EXTRA, GATHER_HIT_LATENCY = 18, 9, 0
 #: The memory port's efficiency on a GATHER's mixed traffic (arbitration between its five streams).
 GATHER_PORT_SLACK = 1.02
-#: Cycles the gather engine's mean divider spends per output word (hw/gather.py: _DIV_STEPS + 1).
-MEAN_WORD_CYCLES = 35
+#: Cycles the gather engine's mean divider spends per output word: its steps and one to hand the word on.
+MEAN_WORD_CYCLES = MEAN_DIVIDE_STEPS + 1
 
 
 def pooling_cycles(hits, offsets, row_words: int, config) -> int:
@@ -111,7 +112,8 @@ def gather_cost(fields: dict, config, memory) -> Cost:
     indices per cycle) followed by the pooling unit (:func:`pooling_cycles`), and the memory port's words
     (offsets and indices twice, weights, missed rows, output words; the main pass's reads follow the
     check pass's right away), plus the mean's divider. Fitted on the default Config (tests/test_cycle_model.py)."""
-    from .gather_golden import _trace, int32_words, out_words, row_words
+    from .gather_golden import _trace
+    from ..spec.gather_layout import int32_words, out_words, row_words
     from .row_cache import simulate_hits
     rw = row_words(config, fields["dim"], fields["dtype"])
     ow = out_words(config, fields["dim"], fields["dtype"], fields["mode"])

@@ -7,9 +7,9 @@ from __future__ import annotations
 
 import dataclasses
 
-from . import isa
+from ..spec import isa
 from .builder import ProgramBuilder
-from .config import Config
+from ..spec.config import Config
 from .conv import conv2d_gemms
 from .gemm_ops import gemm_problems
 from .operands import integer_matrix

@@ -24,17 +24,21 @@ import dataclasses
 import numpy as np
 
 from .builder import ProblemTooLarge, ProgramBuilder
-from .config import ceil_div
+from ..spec import isa
+from ..spec.config import ceil_div
 from .cache_hints import hot_plan, identity_plan
 from .embedding import _bags, _check_mode, _check_weights
-from .gather_golden import BYPASS_BIT, DTYPES, COUNTER_NAMES, MODES, gather_counters, line_words, out_words, row_words
+from ..spec.gather_layout import BYPASS_BIT, DTYPES, MODES, line_words, out_words, row_words
+from .gather_golden import COUNTER_NAMES, gather_counters
 
 __all__ = ["GatherCall", "TableBatch", "emit_gather", "gather_program", "run_gather", "rowwise_gather", "pack_table",
            "pack_int32"]
 
 _MODE_CODES = {mode: code for code, mode in enumerate(MODES)}
 _DTYPE_CODES = {dtype: code for code, dtype in DTYPES.items()}
-_LIMIT = 1 << 24          # rows, indices and bags fit the instruction's 24-bit fields
+#: Largest table rows, indices and bags of one instruction (its 24-bit fields), and elements per row.
+_MAX_COUNT = isa.field_max("GATHER", "rows")
+_MAX_DIM = isa.field_max("GATHER", "dim")
 
 
 def pack_int32(values, width: int) -> np.ndarray:
@@ -83,16 +87,16 @@ def _host_table(table) -> np.ndarray:
                         "(rowwise-quantized tables: use embedding_bag_rowwise)")
     if tab.ndim != 2 or min(tab.shape) == 0:
         raise ValueError(f"table must be 2-D (num_rows, dim) with num_rows, dim >= 1, got shape {tab.shape}")
-    if tab.shape[1] >= 1 << 12:
-        raise ValueError(f"table shape {tab.shape} is too large: dim < 4096")
+    if tab.shape[1] > _MAX_DIM:
+        raise ValueError(f"table shape {tab.shape} is too large: dim <= {_MAX_DIM}")
     return tab
 
 
 def _table(table) -> np.ndarray:
-    """A table one GATHER instruction takes (rows < 2**24)."""
+    """A table one GATHER instruction takes (at most :data:`_MAX_COUNT` rows)."""
     tab = _host_table(table)
-    if tab.shape[0] >= _LIMIT:
-        raise ValueError(f"table shape {tab.shape} is too large: num_rows < 2**24 and dim < 4096")
+    if tab.shape[0] > _MAX_COUNT:
+        raise ValueError(f"table shape {tab.shape} is too large: num_rows <= {_MAX_COUNT} and dim <= {_MAX_DIM}")
     return tab
 
 
@@ -116,8 +120,8 @@ def normalize_bags(tab, indices, offsets, mode, per_sample_weights, include_last
         idx = idx[keep]
         weights = None if weights is None else weights[keep]
     n_bags = int(starts.size)
-    if idx.size >= _LIMIT or n_bags >= _LIMIT:
-        raise ValueError(f"{idx.size} indices and {n_bags} bags: both must be < 2**24")
+    if idx.size > _MAX_COUNT or n_bags > _MAX_COUNT:
+        raise ValueError(f"{idx.size} indices and {n_bags} bags: both must be <= {_MAX_COUNT}")
     return idx, np.append(starts, ends[-1] if n_bags else 0), weights, mode
 
 
@@ -217,7 +221,7 @@ _SPLIT_WORTH = 64
 def _run_bags(config, run, tab, idx, off, weights, mode, cache_hints):
     """:func:`run_gather` on validated bags (``off``: n_bags + 1 offsets, padding removed)."""
     if tab.shape[0] * row_words(config, min(tab.shape[1], _chunk(config, tab.dtype)), _DTYPE_CODES[tab.dtype]) \
-            <= config.mem_depth and tab.shape[0] < _LIMIT:
+            <= config.mem_depth and tab.shape[0] <= _MAX_COUNT:
         try:
             program, call = gather_program(config, tab, idx, off, mode, weights, True, cache_hints=cache_hints)
         except ProblemTooLarge:

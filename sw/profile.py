@@ -11,7 +11,7 @@ import dataclasses
 
 import numpy as np
 
-from .config import Config
+from ..spec.config import Config
 from .driver import Accelerator
 
 __all__ = ["CheckedAccelerator", "LayerRecord", "Mismatch"]

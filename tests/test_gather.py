@@ -12,11 +12,12 @@ from tridsa.hw.gather import GatherEngine
 from tridsa.hw.index_queue import IndexQueue
 from tridsa.hw.memory import MemoryModel
 from tridsa.sim.memimage import from_ints, to_ints
-from tridsa.sw import isa
+from tridsa.spec import isa
 from tridsa.sw.builder import ProgramBuilder
 from tridsa.sw.driver import AcceleratorError
 from tridsa.sw.embedding import embedding_bag, embedding_bag_rowwise, quantize_rowwise
-from tridsa.sw.gather_golden import BYPASS_BIT, COUNTER_NAMES, check_gather, gather_counters
+from tridsa.spec.gather_layout import BYPASS_BIT
+from tridsa.sw.gather_golden import COUNTER_NAMES, check_gather, gather_counters
 from tridsa.sw.gather_ops import emit_gather, gather_program, pack_int32
 from tridsa.sw.golden import execute
 from tridsa.sw.cache_hints import hot_plan

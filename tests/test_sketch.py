@@ -10,14 +10,15 @@ import numpy as np
 import pytest
 
 from tridsa import Config
-from tridsa.sw import isa
+from tridsa.spec import isa
 from tridsa.sw.builder import ProgramBuilder
 from tridsa.sw.golden import execute
 from tridsa.sw.philox import random_uint32
 from tridsa.sw.program import Program
 from tridsa.sw.randla import demo_matrix, hutchinson, hutchinson_curve, plot_errors, range_finder_curve
 from omega_spec import omega_spec
-from tridsa.sw.sketch_dist import GAUSSIAN_VARIANCE, omega
+from tridsa.spec.sketch_layout import GAUSSIAN_VARIANCE
+from tridsa.sw.sketch_dist import omega
 from tridsa.sw.sketch_golden import check_sketch
 from tridsa.sw.sketch_ops import (SketchGeometry, emit_rng, emit_sketch, pack_params, pack_y, unpack_params,
                                   unpack_y)
