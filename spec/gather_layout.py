@@ -10,7 +10,8 @@ Layout (addresses in memory words of ``W = Config.mem_width`` bytes, everything 
   of a bypass lookup is not allocated, see :mod:`tridsa.sw.row_cache`); plain row indices (bit 31
   clear) give plain LRU;
 * **output**: ``n_bags`` rows of ``dim`` int32, each on :func:`out_words` whole words, unused lanes 0;
-  in mode ``copy``, ``n_bags`` rows of ``dim`` elements of the table's type laid out as table rows.
+  in mode ``copy`` and with ``narrow``, ``n_bags`` rows of ``dim`` elements of the table's type laid out
+  as table rows.
 
 The mean mode divides with a radix-2 divider: :data:`MEAN_DIVIDE_STEPS` cycles per output word.
 """
@@ -39,9 +40,9 @@ def row_words(config, dim: int, dtype: int) -> int:
     return ceil_div(dim * DTYPES[dtype].itemsize, config.mem_width)
 
 
-def out_words(config, dim: int, dtype: int = 0, mode: int = 0) -> int:
-    """Words of one output row: ``dim`` int32, or in mode copy (3) a table row (:func:`row_words`)."""
-    return row_words(config, dim, dtype) if mode == 3 else ceil_div(dim * 4, config.mem_width)
+def out_words(config, dim: int, dtype: int = 0, mode: int = 0, narrow: int = 0) -> int:
+    """Words of one output row: ``dim`` int32, or in mode copy (3) and narrow a table row (:func:`row_words`)."""
+    return row_words(config, dim, dtype) if mode == 3 or narrow else ceil_div(dim * 4, config.mem_width)
 
 
 def line_words(config) -> int:
@@ -62,4 +63,4 @@ def gather_regions(fields: dict, config) -> tuple:
               (fields["idx_addr"], int32_words(config, n)), (fields["off_addr"], int32_words(config, bags + 1))]
     if fields["weighted"]:
         inputs.append((fields["w_addr"], int32_words(config, n)))
-    return inputs, (fields["out_addr"], bags * out_words(config, dim, dtype, fields["mode"]))
+    return inputs, (fields["out_addr"], bags * out_words(config, dim, dtype, fields["mode"], fields["narrow"]))

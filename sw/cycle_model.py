@@ -116,7 +116,7 @@ def gather_cost(fields: dict, config, memory) -> Cost:
     from ..spec.gather_layout import int32_words, out_words, row_words
     from .row_cache import simulate_hits
     rw = row_words(config, fields["dim"], fields["dtype"])
-    ow = out_words(config, fields["dim"], fields["dtype"], fields["mode"])
+    ow = out_words(config, fields["dim"], fields["dtype"], fields["mode"], fields["narrow"])
     rows, allocate, offsets = _trace(memory, fields)
     hits, counters = simulate_hits(rows, config.cache_sets, config.cache_ways, allocate)
     off_words, idx_words = int32_words(config, fields["n_bags"] + 1), int32_words(config, fields["n_indices"])

@@ -5,7 +5,10 @@ Layout: :mod:`tridsa.spec.gather_layout`.
 The pooling is :func:`tridsa.sw.embedding.embedding_bag` on an integer table (int32 wrap-around sums,
 TFLite rounding for ``mean``, first-of-equals for ``max``, empty bag -> zeros). Mode ``copy`` is the
 sum written at the table's element width (wrapping): with one row per bag it copies the gathered rows,
-which is how the driver moves FBGEMM rowwise-quantized rows (raw bytes) through the engine. The cache is flushed at
+which is how the driver moves FBGEMM rowwise-quantized rows (raw bytes) through the engine. ``narrow``
+(modes sum and max) writes every pooled element as :func:`narrowed`: divided by ``2**out_shift``, rounded
+half up and saturated to the table's element type (the int8 output of a quantized embedding stage, a
+quarter of the int32 row's bytes). The cache is flushed at
 the start of every GATHER and sees the indices ``indices[0:off[n_bags]]`` in order, so its counters are
 :func:`tridsa.sw.row_cache.simulate` of that trace with the words' bypass hints.
 """
@@ -17,12 +20,20 @@ from ..spec import isa
 from ..spec.config import ceil_div
 from ..spec.gather_layout import BYPASS_BIT, DTYPES, MODES, ROW_MASK, gather_regions, line_words, out_words, row_words
 from .embedding import embedding_bag
+from .quantize import round_shift
 from .row_cache import simulate
 
-__all__ = ["check_gather", "execute_gather", "gather_counters", "COUNTER_NAMES"]
+__all__ = ["narrowed", "check_gather", "execute_gather", "gather_counters", "COUNTER_NAMES"]
 
 #: Cache counters of the golden model (the hardware's ``gather_*`` counters of the same names).
 COUNTER_NAMES = ("lookups", "hits", "misses", "evictions", "bypasses", "bytes_read")
+
+
+def narrowed(pooled, shift: int, dtype: int) -> np.ndarray:
+    """A narrow GATHER's output elements: ``pooled`` (int32 values) divided by ``2**shift``, rounded half
+    up (``floor(x / 2**shift + 1/2)``), saturated to the element type of table dtype code ``dtype``."""
+    info = np.iinfo(DTYPES[dtype])
+    return np.clip(round_shift(pooled, shift, "half_up"), info.min, info.max).astype(DTYPES[dtype])
 
 
 def _int32s(memory, addr: int, n: int) -> np.ndarray:
@@ -33,13 +44,13 @@ def _int32s(memory, addr: int, n: int) -> np.ndarray:
 def check_gather(memory: np.ndarray, fields: dict, config) -> int:
     """The error code the hardware reports for a GATHER (0 if legal).
 
-    Priority: BAD_MODE (weights with a mode other than sum), BAD_SHAPE (``dim == 0`` or a
+    Priority: BAD_MODE (weights with a mode other than sum, narrow with mode mean or copy), BAD_SHAPE (``dim == 0`` or a
     row longer than a cache line), ADDR_RANGE (a region past the end of memory), BAD_OFFSETS
     (``off[0] != 0``, a decrease, or ``off[n_bags] > n_indices``; int32 compares), INDEX_RANGE (the row
     field, bits ``[0:31]``, of any of the ``n_indices`` index words ``>= rows``; the hint bit is ignored). The two data checks read memory, which the
     hardware does in a check pass before it writes anything.
     """
-    if fields["weighted"] and fields["mode"] != 0:
+    if (fields["weighted"] and fields["mode"] != 0) or (fields["narrow"] and fields["mode"] in (1, 3)):
         return isa.ERRORS["BAD_MODE"]
     dim, dtype = fields["dim"], fields["dtype"]
     if dim == 0 or row_words(config, dim, dtype) > line_words(config):
@@ -86,8 +97,10 @@ def execute_gather(memory: np.ndarray, fields: dict, config) -> int:
     copy = fields["mode"] == 3
     pooled = embedding_bag(_table(memory, fields, config), idx, off, "sum" if copy else MODES[fields["mode"]],
                            per_sample_weights=weights, include_last_offset=True)
-    dtype = DTYPES[fields["dtype"]] if copy else np.dtype(np.int32)
-    ow = out_words(config, fields["dim"], fields["dtype"], fields["mode"])
+    if fields["narrow"]:
+        pooled = narrowed(pooled, fields["out_shift"], fields["dtype"])
+    dtype = DTYPES[fields["dtype"]] if copy or fields["narrow"] else np.dtype(np.int32)
+    ow = out_words(config, fields["dim"], fields["dtype"], fields["mode"], fields["narrow"])
     out = np.zeros((bags, ow * config.mem_width // dtype.itemsize), dtype.newbyteorder("<"))
     out[:, :fields["dim"]] = pooled.astype(dtype)               # copy: wraps to the element width
     memory[fields["out_addr"]:fields["out_addr"] + bags * ow] = out.view(np.uint8).reshape(bags * ow, -1)
