@@ -164,17 +164,18 @@ def _run_batched(acc, rng, config, batch=BATCH):
     return rows
 
 
-def published_table(rows, config, backend) -> str:
-    """The README's GEMM table: INT8 and INT4 side by side per case, then the batched comparison."""
+def published_table(rows, config, backend, summary=None) -> str:
+    """The README's GEMM table: INT8 and INT4 side by side per case, then the batched comparison, and the
+    targets' verdicts of ``summary`` (:func:`_summary`) if given."""
     cases = {}
     for r in rows:
         cases.setdefault((r["kind"], r["name"]), {})[r["precision"]] = r
     lines = [f"Measured by `tridsa bench gemm --publish` on the {backend} backend (RTL cycle counters, "
              f"{config.rows}x{config.cols} array, {config.mem_width}-byte port, latency {config.mem_latency}); "
              "every result bit-exact.", "",
-             "| case | INT8 cycles | INT8 utilization | INT4 cycles | INT4 MACs/cycle | INT4 / INT8 |",
+             "| case (matmul: M x K x N) | INT8 cycles | INT8 utilization | INT4 cycles | INT4 MACs/cycle | INT4 / INT8 |",
              "|---|---|---|---|---|---|"]
-    labels = {"matmul": "matmul {shape} (M x K x N)", "conv": "conv {name}",
+    labels = {"matmul": "matmul {shape}", "conv": "{name}",
               "batched": "batched: {batch} problems of {shape}, one instruction",
               "separate": "the same as {batch} separate matmul calls"}
     for (kind, name), by in cases.items():
@@ -185,6 +186,14 @@ def published_table(rows, config, backend) -> str:
                  i4 and i4["cycles"], i4 and f"{i4['macs_per_cycle']:.1f}",
                  f"{i4['macs_per_cycle'] / i8['macs_per_cycle']:.2f}x" if i4 and i8 else None]
         lines.append("| " + " | ".join("" if c is None else str(c) for c in cells) + " |")
+    if summary and summary["int8_compute_bound_utilization_min"] is not None:
+        verdict = lambda ok: "met" if ok else "**not met**"
+        lines += ["", f"Compute-bound shapes (every dimension >= 4x the array): INT8 utilization min "
+                  f"{100 * summary['int8_compute_bound_utilization_min']:.1f}% (target >= {TARGET_UTILIZATION:.0%}: "
+                  f"{verdict(summary['utilization_target_met'])})"
+                  + (f", INT4 / INT8 min {summary['int4_over_int8_compute_bound_min']:.2f}x (target >= "
+                     f"{TARGET_INT4_RATIO}x: {verdict(summary['int4_ratio_target_met'])})."
+                     if summary["int4_over_int8_compute_bound_min"] is not None else ".")]
     return "\n".join(lines)
 
 
@@ -370,7 +379,7 @@ def run(config: Config | None = None, backend: str = "verilator", out_dir="bench
         print(f"- skipped {item}", file=out)
     print(f"- wrote {', '.join(report['files'])}", file=out)
     if publish:
-        changed = write_section("bench-gemm", published_table(rows, config, backend))
+        changed = write_section("bench-gemm", published_table(rows, config, backend, summary))
         changed += [publish_image(p) for p in files if p.endswith("gemm_utilization.png")]
         print(f"- published: {', '.join(map(str, changed))}", file=out)
     return report

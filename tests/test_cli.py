@@ -279,7 +279,7 @@ def test_bench_gemm_published_table_golden():
     table = published_table(rows, SMALL, "golden")
     assert table.startswith("Measured by `tridsa bench gemm --publish` on the golden backend")
     lines = table.splitlines()
-    assert lines[4].startswith("| matmul 16 x 16 x 16 (M x K x N) | ") and lines[4].endswith("x |")
+    assert lines[4].startswith("| matmul 16 x 16 x 16 | ") and lines[4].endswith("x |")
     assert lines[5].startswith(f"| batched: {BATCH} problems of 8 x 12 x 4, one instruction | {batched['cycles']} | ")
     assert lines[6].startswith(f"| the same as {BATCH} separate matmul calls | {separate['cycles']} | ")
 
