@@ -301,6 +301,8 @@ def _cmd_bench(ns, extra) -> int:
                       link_bytes_per_cycle=ns.link_bandwidth)
     if ns.bench in ("multichip", "ray"):
         kwargs.update(address=ns.address, publish=ns.publish)
+    if ns.bench == "gather":
+        kwargs.update(publish=ns.publish)
     if ns.bench == "zoo":
         kwargs.update(models=ns.models.split(",") if ns.models else None, publish=ns.publish)
     report = module.run(config, ns.backend, ns.out, **kwargs)
@@ -399,6 +401,9 @@ def _parser() -> argparse.ArgumentParser:
             b.add_argument("--seed", type=int, default=0, help="seed of the random operands (default: 0)")
             b.add_argument("--publish", action="store_true",
                            help="also write the table into README.md (section bench-gemm)")
+        if name == "gather":
+            b.add_argument("--publish", action="store_true",
+                           help="also write the hit-rate table into README.md (section bench-gather-hits)")
         if name == "multichip":
             from .sharding import STRATEGIES
             b.add_argument("--chips", type=_positive, default=2, metavar="N", help="accelerators (default: %(default)s)")

@@ -269,7 +269,7 @@ def test_bench_gemm_golden_tiny(capsys, tmp_path):
 def test_bench_gemm_published_table_golden():
     """The README's GEMM table: INT8 and INT4 of a case on one line, the batched GEMM beside the same
     problems as separate calls, and the command and backend that measured it."""
-    from benchmarks.bench_gemm import BATCH, _run_batched, _run_matmul, published_table
+    from tridsa.benchmarks.bench_gemm import BATCH, _run_batched, _run_matmul, published_table
     acc = tridsa.Accelerator("golden", SMALL)
     rng = np.random.default_rng(0)
     rows = [_run_matmul(acc, rng, p, (16, 16, 16)) for p in ("int8", "int4")] + _run_batched(acc, rng, SMALL)
