@@ -32,7 +32,8 @@ from .memory import BlockReader, MemArbiter, MemPort
 from .philox import BLOCK_LAYOUT, KEY_LAYOUT, PhiloxCore
 from .sketch_dist import SketchDistMap
 
-__all__ = ["OmegaSource", "RngWriter", "SketchArray", "SketchEngine", "TileWriter", "ceil_div_constant"]
+__all__ = ["OmegaSource", "RngWriter", "SketchArray", "SketchEngine", "SketchGeometry", "TileWriter",
+           "ceil_div_constant"]
 
 
 def ceil_div_constant(x_bits: int, d: int) -> tuple:
@@ -138,6 +139,48 @@ class SketchArray(wiring.Component):
                         m.d.sync += self.tile[32 * (i * self.cols + c):][:32].eq(total)
                     with m.Else():
                         m.d.sync += acc.eq(total)
+        return m
+
+
+class SketchGeometry(wiring.Component):
+    """Sizes of an RNG or SKETCH instruction, in registers: ``instr`` must hold still for three cycles
+    (the engine's SETUP states) before every output is that instruction's.
+
+    RNG: ``n_words`` memory words, ``beats`` Philox beats. SKETCH: ``mt`` row blocks, ``nct`` column tiles,
+    ``a_bw`` words of an A row block, ``a_words`` / ``y_words`` of A and Y, ``dist`` the distribution code.
+    ``step``: counter blocks per Omega row (RNG: the lanes of one beat).
+    """
+
+    def __init__(self, config):
+        self.config = config
+        self.tile_rows, self.tile_cols = config.rows, 4 * config.rng_lanes
+        self.tile_words = ceil_div(self.tile_rows * self.tile_cols * 32, config.mem_bits)
+        self.rng_lanes = rng_lanes_used(config)
+        super().__init__({"instr": In(isa.INSTR_BITS), "n_words": Out(33), "beats": Out(33), "mt": Out(16),
+                          "nct": Out(16), "a_bw": Out(24), "step": Out(16), "tiles": Out(32), "a_words": Out(40),
+                          "y_words": Out(40), "dist": Out(2)})
+
+    def elaborate(self, platform):
+        m = Module()
+        R, C, W = self.tile_rows, self.tile_cols, self.config.mem_width
+        P = W // 4                                   # uint32 per memory word
+        Q = 4 * self.rng_lanes                       # uint32 per RNG beat (power of two)
+        fr = data.View(instr_layout("RNG"), self.instr)
+        fs = data.View(instr_layout("SKETCH"), self.instr)
+        is_rng = fr.opcode == isa.OPCODES["RNG"].code
+        magic, shift = ceil_div_constant(16, C)
+        m.d.sync += [self.n_words.eq((fr.n + P - 1) >> log2(P)),          # first cycle
+                     self.mt.eq((fs.m + R - 1) >> log2(R)),
+                     self.nct.eq(((fs.k + C - 1) * magic) >> shift),
+                     self.a_bw.eq(((fs.K << log2(R)) + W - 1) >> log2(W)),
+                     self.step.eq(Mux(is_rng, self.rng_lanes, (fs.k + 3) >> 2)),
+                     self.dist.eq(fs.dist)]
+        if Q >= P:                                                         # second
+            m.d.sync += self.beats.eq((self.n_words + Q // P - 1) >> log2(Q // P))
+        else:
+            m.d.sync += self.beats.eq(self.n_words << log2(P // Q))
+        m.d.sync += [self.tiles.eq(self.mt * self.nct), self.a_words.eq(self.mt * self.a_bw),
+                     self.y_words.eq(self.tiles * self.tile_words)]         # third
         return m
 
 
@@ -247,16 +290,14 @@ class SketchEngine(wiring.Component):
         self.config = config
         self.lanes = config.rng_lanes
         self.tile_rows, self.tile_cols = config.rows, 4 * config.rng_lanes
-        self.tile_words = ceil_div(self.tile_rows * self.tile_cols * 32, config.mem_bits)
         self.p_words = ceil_div(32 * len(PARAM_NAMES), config.mem_bits)
         self.rng_lanes = rng_lanes_used(config)
-        self.nct_magic = ceil_div_constant(16, self.tile_cols)
         super().__init__(engine_ports(config, self.COUNTERS))
 
     def elaborate(self, platform):
         m = Module()
         cfg = self.config
-        R, C, L, W = self.tile_rows, self.tile_cols, self.lanes, cfg.mem_width
+        R, C, L = self.tile_rows, self.tile_cols, self.lanes
         ins = Signal(isa.INSTR_BITS)
         fr = data.View(instr_layout("RNG"), ins)
         fs = data.View(instr_layout("SKETCH"), ins)
@@ -276,18 +317,16 @@ class SketchEngine(wiring.Component):
         m.submodules.dist = dist = SketchDistMap(4 * L)
         m.submodules.array = array = SketchArray(R, C)
 
-        # ---- geometry (registered in SETUP) -----------------------------------------------------
-        P = W // 4                                   # uint32 per memory word
-        Q = 4 * self.rng_lanes                       # uint32 per RNG beat (power of two)
-        n_words, beats = Signal(33), Signal(33)      # RNG
-        mt, nct, a_bw, step = Signal(16), Signal(16), Signal(24), Signal(16)
-        tiles, a_words, y_words = Signal(32), Signal(40), Signal(40)
+        # ---- geometry of the latched instruction (ready after SETUP1..3) ---------------------------
+        m.submodules.geometry = geometry = SketchGeometry(cfg)
+        m.d.comb += geometry.instr.eq(ins)
+        n_words, beats, mt, nct = geometry.n_words, geometry.beats, geometry.mt, geometry.nct
+        a_bw, step, a_words, y_words = geometry.a_bw, geometry.step, geometry.a_words, geometry.y_words
+        dist_code = geometry.dist
         error = Signal(8)
-        magic, shift = self.nct_magic
         params = Signal(self.p_words * cfg.mem_bits)
         pv = data.View(data.ArrayLayout(32, len(PARAM_NAMES)), params[:32 * len(PARAM_NAMES)])
         p = {name: pv[i] for i, name in enumerate(PARAM_NAMES)}
-        dist_code = Signal(2)
         running = Signal()
 
         rng_done, sketch_done = Signal(), Signal()
@@ -298,22 +337,10 @@ class SketchEngine(wiring.Component):
                     m.d.sync += ins.eq(self.instr)
                     m.next = "SETUP1"
             with m.State("SETUP1"):
-                m.d.sync += [n_words.eq((fr.n + P - 1) >> log2(P)),
-                             mt.eq((fs.m + R - 1) >> log2(R)),
-                             nct.eq(((fs.k + C - 1) * magic) >> shift),
-                             a_bw.eq(((fs.K << log2(R)) + W - 1) >> log2(W)),
-                             step.eq(Mux(is_rng, self.rng_lanes, (fs.k + 3) >> 2)),
-                             dist_code.eq(fs.dist)]
                 m.next = "SETUP2"
             with m.State("SETUP2"):
-                if Q >= P:
-                    m.d.sync += beats.eq((n_words + Q // P - 1) >> log2(Q // P))
-                else:
-                    m.d.sync += beats.eq(n_words << log2(P // Q))
-                m.d.sync += [tiles.eq(mt * nct), a_words.eq(mt * a_bw)]
                 m.next = "SETUP3"
             with m.State("SETUP3"):
-                m.d.sync += y_words.eq(tiles * self.tile_words)
                 m.next = "CHECK"
             with m.State("CHECK"):
                 with m.If(is_rng):
@@ -385,7 +412,7 @@ class SketchEngine(wiring.Component):
                 m.d.sync += cnt.read_words.eq(cnt.read_words + 1)
         beat_taken = source.o.valid & source.o.ready
         with m.If(beat_taken):
-            m.d.sync += cnt.random_words.eq(cnt.random_words + Mux(is_rng, Q, 4 * L))
+            m.d.sync += cnt.random_words.eq(cnt.random_words + Mux(is_rng, 4 * self.rng_lanes, 4 * L))
 
         # ---- SKETCH: A column reads (one block read per tile), distributions, adder array ------
         a_ib, a_jt, a_ptr = Signal(16), Signal(16), Signal(32)

@@ -13,7 +13,6 @@ import pytest
 
 from conftest import SMALL
 from tridsa import Accelerator, Config, Requant
-from tridsa.sw import fpga
 from tridsa.spec import host_link, isa
 from tridsa.sw.builder import ProgramBuilder
 from tridsa.spec.host_link import COMMANDS, REPLY_CODES, crc8, request_frame
