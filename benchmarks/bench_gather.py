@@ -32,7 +32,7 @@ from tridsa.sw.row_cache import belady_hits, simulate
 
 from .report import write_section
 
-__all__ = ["run", "hit_rates", "hit_rate_table", "bandwidth", "latency_sweep", "latency_loss"]
+__all__ = ["run", "hit_rates", "hit_rate_table", "port_table", "bandwidth", "latency_sweep", "latency_loss"]
 
 DISTS = (("zipf", 0.9), ("zipf", 1.0), ("zipf", 1.3), ("uniform", None))
 
@@ -90,8 +90,8 @@ def _rtl_hit_rate(acc, rows, idx, off, cache_hints):
 def hit_rate_table(hits, backend: str | None) -> str:
     """The published hit-rate table: the cache model's three policies, Belady, and the RTL's counters."""
     rtl = backend not in (None, "golden") and any(h.get("rtl_lru") is not None for h in hits)
-    lines = [f"Measured by `tridsa bench gather --publish`: LRU, hinted and Belady from the NumPy cache model "
-             f"(`sw/row_cache.py`)" + (f"; RTL columns: the gather engine's hit counters on the {backend} backend, "
+    lines = ["Measured by `tridsa bench gather --publish`: LRU, hinted and Belady from the NumPy cache model "
+             "(`sw/row_cache.py`)" + (f"; RTL columns: the gather engine's hit counters on the {backend} backend, "
                                        "one GATHER of the same trace." if rtl else "."), "",
              "| indices | LRU | hinted (same call) | hinted (previous batch) | Belady (MIN) | hinted / Belady "
              "| previous batch / Belady |" + (" RTL LRU | RTL hinted | RTL previous batch |" if rtl else ""),
@@ -179,6 +179,15 @@ def latency_loss(sweep: list) -> list:
     return out
 
 
+def port_table(bw, config, backend: str) -> str:
+    """The published memory-port table of :func:`bandwidth`."""
+    source = "the cycle model" if backend == "golden" else f"RTL counters on the {backend} backend"
+    lines = [f"Measured by `tridsa bench gather --publish` ({source}; {config.mem_width} B/cycle port peak):", "",
+             "| row bytes | port bytes / peak | row bytes / peak | row share of port traffic |", "|---|---|---|---|"]
+    lines += [f"| {b['row_bytes']} | {b['port_of_peak']:.2f} | {b['row_of_peak']:.2f} | {b['row_share']:.2f} |" for b in bw]
+    return "\n".join(lines)
+
+
 def _markdown(rows: list, cols: list) -> str:
     head = "| " + " | ".join(cols) + " |\n|" + "---|" * len(cols) + "\n"
     fmt = lambda v: f"{v:.3f}" if isinstance(v, float) else str(v)
@@ -237,7 +246,7 @@ def run(config: Config, backend: str = "amaranth", out_dir=".", sweep=True, quic
     """Run the gather benchmark; print Markdown tables, write PNGs to ``out_dir``, return the numbers.
 
     The HDL parts use a table that fits ``mem_depth``; ``quick`` skips the latency sweep. ``publish`` writes
-    :func:`hit_rate_table` into README.md (section ``bench-gather-hits``)."""
+    :func:`hit_rate_table` and :func:`port_table` into README.md (sections ``bench-gather-hits``, ``-port``)."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     hits = hit_rates(config, backend=backend)
@@ -249,6 +258,8 @@ def run(config: Config, backend: str = "amaranth", out_dir=".", sweep=True, quic
     print(f"## Bandwidth on misses ({backend}, port peak {config.mem_width} B/cycle)\n")
     print(_markdown(bw, ["row_bytes", "lookups", "misses", "busy", "port_bytes_per_cycle", "port_of_peak",
                          "row_bytes_per_cycle", "row_of_peak", "row_share"]))
+    if publish:
+        print(f"published: {', '.join(map(str, write_section('bench-gather-port', port_table(bw, config, backend))))}")
     # pooling 1 writes one output row per lookup: give the sweep room for a 20 x cache table and them
     lat = latency_sweep(config.replace(mem_depth=max(config.mem_depth, 8192)), backend) if sweep and not quick else []
     if lat:

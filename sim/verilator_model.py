@@ -43,7 +43,8 @@ TOPLEVEL = "tridsa_top"
 VERILATOR_FLAGS = ("-O3", "--x-assign", "fast", "--x-initial", "fast", "--noassert")
 #: C++ optimisation of the model's hot code (OPT_FAST) and of its one-time set-up code (OPT_SLOW).
 MAKE_FLAGS = ("OPT_FAST=-O3", "OPT_SLOW=-O1")
-_REPLY = struct.Struct("<4sIIIQQQ")
+#: Reply fields the backend reads (the harness announces all of its fields, with their sizes, at start-up).
+_NEEDED = ("halted", "error", "error_pc", "written_hi")
 
 
 class SimulatorCrashed(RuntimeError):
@@ -106,6 +107,7 @@ class _Harness:
             self._map = mmap.mmap(fd, config.mem_depth * config.mem_width)
             self.proc = subprocess.Popen([str(executable), path], stdin=subprocess.PIPE, stdout=subprocess.PIPE)
             self._expect(b"RDY\0", 4)
+            self._reply_fields = self._read_fields()
         finally:
             os.close(fd)
             os.unlink(path)                     # both sides hold it mapped; nothing is left behind
@@ -128,6 +130,19 @@ class _Harness:
 
     def close(self):
         self._finalizer()
+
+    def _read_fields(self) -> tuple:
+        """``(struct of a reply's fixed part, field names)`` from the harness's start-up announcement."""
+        size = int.from_bytes(self.proc.stdout.read(4), "little")
+        fields = [item.split(":") for item in self.proc.stdout.read(size).decode().split()]
+        names = tuple(name for name, _ in fields)
+        missing = [name for name in _NEEDED if name not in names]
+        if missing:
+            self.close()
+            raise SimulatorCrashed(f"the Verilator model's replies lack {missing} (it announced {names}); "
+                                   "rebuild it from this checkout")
+        layout = struct.Struct("<4s" + "".join({"4": "I", "8": "Q"}[width] for _, width in fields))
+        return layout, names
 
     def _expect(self, magic: bytes, n: int) -> bytes:
         data = self.proc.stdout.read(n)
@@ -152,31 +167,38 @@ class _Harness:
         except BrokenPipeError:
             pass                                # reported by _expect with the exit status
         names, bits, width = _counter_spec(config)
-        reply = self._expect(b"RES\0", _REPLY.size + -(-width // 8))
-        _, halted, error, error_pc, _, lo, hi = _REPLY.unpack_from(reply)
-        packed = int.from_bytes(reply[_REPLY.size:], "little")
+        layout, field_names = self._reply_fields
+        reply = self._expect(b"RES\0", layout.size + -(-width // 8))
+        fields = dict(zip(field_names, layout.unpack_from(reply)[1:]))
+        packed = int.from_bytes(reply[layout.size:], "little")
         counters = {name: (packed >> (i * bits)) & ((1 << bits) - 1) for i, name in enumerate(names)}
-        extent = max(used, hi)
+        extent = max(used, fields["written_hi"])
         self.dirty = max(self.dirty, extent)
         memory = np.zeros((config.mem_depth, config.mem_width), np.uint8)
         memory[:extent] = self.memory[:extent]
-        return bool(halted), error, error_pc, counters, memory
+        return bool(fields["halted"]), fields["error"], fields["error_pc"], counters, memory
 
 
 class VerilatorBackend(Backend):
-    """Runs Programs on the compiled Verilator model of its Config (see the module docstring)."""
+    """Runs Programs on the compiled Verilator model of its Config (see the module docstring).
+
+    ``verilator_flags`` / ``make_flags`` pick the build (:func:`build_model`; ``tridsa bench sim --flags``
+    measures each option this way); results do not depend on them.
+    """
     name = "verilator"
 
-    def __init__(self, config, max_cycles: int = 1 << 32, waves: str | None = None):
+    def __init__(self, config, max_cycles: int = 1 << 32, waves: str | None = None,
+                 verilator_flags=VERILATOR_FLAGS, make_flags=MAKE_FLAGS):
         super().__init__(config)
         prepare_simulator("verilator")          # a missing simulator is an error now, not at the first run
         self.max_cycles = max_cycles
         self.waves = wave_paths(waves, ".fst")
+        self.flags = dict(verilator_flags=tuple(verilator_flags), make_flags=tuple(make_flags))
         self._harness = None
 
     def _start(self):
         if self._harness is None:
-            self._harness = _Harness(build_model(self.config, trace=self.waves is not None), self.config)
+            self._harness = _Harness(build_model(self.config, trace=self.waves is not None, **self.flags), self.config)
         return self._harness
 
     def close(self):

@@ -403,7 +403,8 @@ def _parser() -> argparse.ArgumentParser:
                            help="also write the table into README.md (section bench-gemm)")
         if name == "gather":
             b.add_argument("--publish", action="store_true",
-                           help="also write the hit-rate table into README.md (section bench-gather-hits)")
+                           help="also write the hit-rate and memory-port tables into README.md (sections "
+                           "bench-gather-hits, bench-gather-port)")
         if name == "multichip":
             from .sharding import STRATEGIES
             b.add_argument("--chips", type=_positive, default=2, metavar="N", help="accelerators (default: %(default)s)")
