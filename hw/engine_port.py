@@ -9,8 +9,8 @@ __all__ = ["engine_ports", "log2", "beyond_memory"]
 
 
 def engine_ports(config, counters, instr_shape=isa.INSTR_BITS) -> dict:
-    """Signature members of an engine: start/instr in, done/error out, its counters, its memory port."""
-    return {"start": In(1), "instr": In(instr_shape), "done": Out(1), "error": Out(8),
+    """Signature members of an engine: start/instr in, ready/done/error out, its counters, its memory port."""
+    return {"start": In(1), "instr": In(instr_shape), "ready": Out(1), "done": Out(1), "error": Out(8),
             "counters": Out(counter_layout(counters)), "mem": Out(MemPort(config))}
 
 

@@ -311,6 +311,7 @@ class GatherEngine(wiring.Component):
         all_idle = Cat(r.idle for r in readers.values()).all()
         with m.FSM() as fsm:
             with m.State("IDLE"):
+                m.d.comb += self.ready.eq(1)
                 with m.If(self.start):
                     m.d.sync += f.eq(self.instr)
                     m.next = "SETUP1"

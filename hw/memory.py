@@ -106,12 +106,13 @@ class MemArbiter(wiring.Component):
     ``req.ready`` is then a register, so the grant (a function of every requester's ``valid``) never
     reaches back into a requester's logic (FPGA timing). It costs one cycle of latency, not throughput.
     A request a requester handed over may still wait in its buffer: ``idle`` is high when none does, and
-    an engine reports ``done`` only then (its last write has reached the memory).
+    an engine reports ``done`` only then (its last write has reached the memory). ``pending`` has one bit
+    per requester: a request of that requester still waits in its buffer.
     """
 
     def __init__(self, config, n):
         self.config, self.n = config, n
-        super().__init__({"mem": Out(MemPort(config)), "idle": Out(1),
+        super().__init__({"mem": Out(MemPort(config)), "idle": Out(1), "pending": Out(n),
                           **{f"p{i}": In(MemPort(config)) for i in range(n)}})
 
     def port(self, i):
@@ -125,7 +126,8 @@ class MemArbiter(wiring.Component):
             m.submodules[f"skid{i}"] = skid = SkidBuffer(self.port(i).req.payload.shape())
             wiring.connect(m, wiring.flipped(self.port(i).req), skid.i)
             ports.append(skid.o)
-        m.d.comb += self.idle.eq(~Cat(p.valid for p in ports).any())   # a skid entry implies o.valid
+        m.d.comb += [self.pending.eq(Cat(p.valid for p in ports)),      # a skid entry implies o.valid
+                     self.idle.eq(~self.pending.any())]
         last = Signal(range(n), init=n - 1)
         grant = Signal(range(n))
         stalled = Signal()          # a request was presented and not accepted: keep its grant

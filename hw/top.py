@@ -1,14 +1,17 @@
 """Top level: command queue -> dispatcher -> engines, the shared memory and the status register.
 
 Host protocol: push instruction words into ``cmd`` (a stream; the queue holds ``Config.queue_depth``).
-The dispatcher runs them in order, one at a time. ``HALT`` or the first error raises ``halted``;
-``error`` then holds the error code (:data:`tridsa.sw.isa.ERRORS`) and ``error_pc`` the index of the
-failing instruction. After halting, the dispatcher keeps draining ``cmd`` so a host never blocks.
+The dispatcher issues them in order. It starts an instruction on an engine that is ``ready`` when no
+instruction is in flight, or when the instructions in flight run on that same engine (an engine may take
+the next instruction while it drains the previous one: see :class:`tridsa.hw.gemm.GemmEngine`); engines
+report ``done`` in instruction order. NOP and HALT wait until nothing is in flight. ``HALT`` or the
+first error raises ``halted``; ``error`` then holds the error code (:data:`tridsa.sw.isa.ERRORS`) and
+``error_pc`` the index of the failing instruction. After halting, the dispatcher keeps draining ``cmd`` so a host never blocks.
 Counters count from the first instruction popped until ``halted``. The chip has the engines named in
 ``Config.engines``; an instruction of a missing engine is ILLEGAL_OPCODE.
 
 ``host`` is a memory port for the host (a UART bridge on an FPGA): it owns the memory whenever no
-engine runs. Simulation backends load memory in bulk instead and keep ``host.req.valid`` low.
+instruction is in flight. Simulation backends load memory in bulk instead and keep ``host.req.valid`` low.
 """
 from amaranth import *
 from amaranth.lib import fifo, stream, wiring
@@ -79,10 +82,11 @@ class Top(wiring.Component):
         started = Signal()
         counters = self.counters
         active = Signal(range(len(engines) + 1))      # index + 1 of the engine owning memory, 0 = none
+        in_flight = Signal(range(4))                  # instructions started, not done (an engine holds <= 3)
         for engine in engines.values():
             m.d.comb += engine.instr.eq(word)
 
-        # Memory port: the active engine's port (only one engine runs at a time), else the host's.
+        # Memory port: the active engine's port (only one engine has instructions in flight), else the host's.
         port = self.memory.port
         with m.If(active == 0):
             m.d.comb += [port.req.valid.eq(self.host.req.valid), port.req.payload.eq(self.host.req.payload),
@@ -96,34 +100,44 @@ class Top(wiring.Component):
             m.d.comb += [engine.mem.resp.valid.eq(port.resp.valid & (active == index + 1)),
                          engine.mem.resp.payload.eq(port.resp.payload)]
 
+        issued, finished = Signal(), Signal()
         with m.FSM():
             with m.State("FETCH"):
                 with m.If(queue.r_rdy):
-                    m.d.comb += queue.r_en.eq(1)
-                    m.d.sync += started.eq(1)
                     with m.Switch(opcode):
                         with m.Case(isa.OPCODES["NOP"].code):
-                            m.d.sync += [pc.eq(pc + 1), counters.retired.eq(counters.retired + 1)]
+                            with m.If(in_flight == 0):
+                                m.d.comb += queue.r_en.eq(1)
+                                m.d.sync += [pc.eq(pc + 1), counters.retired.eq(counters.retired + 1)]
                         with m.Case(isa.OPCODES["HALT"].code):
-                            m.next = "HALTED"
+                            with m.If(in_flight == 0):
+                                m.d.comb += queue.r_en.eq(1)
+                                m.next = "HALTED"
                         for index, engine in enumerate(engines.values()):
                             with m.Case(*(isa.OPCODES[op].code for op in engine.OPS)):
-                                m.d.comb += engine.start.eq(1)
-                                m.d.sync += active.eq(index + 1)
-                                m.next = "RUN"
+                                with m.If(engine.ready & ((in_flight == 0) | (active == index + 1))):
+                                    m.d.comb += [queue.r_en.eq(1), engine.start.eq(1), issued.eq(1)]
+                                    m.d.sync += active.eq(index + 1)
                         with m.Default():
-                            m.d.sync += [self.error.eq(isa.ERRORS["ILLEGAL_OPCODE"]), self.error_pc.eq(pc)]
-                            m.next = "HALTED"
-            with m.State("RUN"):
+                            with m.If(in_flight == 0):
+                                m.d.comb += queue.r_en.eq(1)
+                                m.d.sync += [self.error.eq(isa.ERRORS["ILLEGAL_OPCODE"]), self.error_pc.eq(pc)]
+                                m.next = "HALTED"
+                    with m.If(queue.r_en):
+                        m.d.sync += started.eq(1)
+                # engines report done in instruction order: the oldest in flight is at ``pc``
                 for index, engine in enumerate(engines.values()):
                     with m.If((active == index + 1) & engine.done):
+                        m.d.comb += finished.eq(1)
                         with m.If(engine.error != 0):
                             m.d.sync += [self.error.eq(engine.error), self.error_pc.eq(pc)]
                             m.next = "HALTED"
                         with m.Else():
                             m.d.sync += [pc.eq(pc + 1), counters.retired.eq(counters.retired + 1)]
-                            m.next = "FETCH"
-                        m.d.sync += active.eq(0)
+                next_in_flight = in_flight + issued - finished
+                m.d.sync += in_flight.eq(next_in_flight)
+                with m.If(next_in_flight == 0):
+                    m.d.sync += active.eq(0)
             with m.State("HALTED"):
                 m.d.comb += [self.halted.eq(1), queue.r_en.eq(1)]
 

@@ -2,8 +2,11 @@
 
 The golden backend reports ``cycles`` from this model (:func:`program_cycles`), so a whole network is
 sized in seconds; the test suite checks it against the gateware's cycle counter on sampled layers of
-every engine (``tests/test_cycle_model.py``). It models the gateware as it is: every instruction runs
-alone (setup, pipeline fill, drain), then the dispatcher starts the next one.
+every engine (``tests/test_cycle_model.py``). It models the gateware as it is: an instruction costs its
+setup, pipeline fill, work and drain (:class:`Cost`); a GEMM after a GEMM starts when the previous one has
+fed its last k-step, so it hides the previous one's drain (:data:`GEMM_DRAIN_EXTRA`), unless it reads
+what the previous one writes (then its reads wait for the last write); any other instruction starts when
+the previous one is done (:func:`program_cycles`).
 """
 from __future__ import annotations
 
@@ -14,27 +17,39 @@ import numpy as np
 from .gemm_layout import FEED_STAGES, PARAM_WORDS, PE_LATENCY, GemmGeometry
 
 __all__ = ["Cost", "gemm_fixed_cycles", "estimate_gemm_cycles", "gemm_cost", "gather_cost", "rng_cost",
-           "sketch_cost", "instruction_cost", "program_cycles", "DISPATCH_CYCLES", "PROGRAM_CYCLES"]
+           "sketch_cost", "instruction_cost", "program_cycles", "gemm_drain_cycles", "DISPATCH_CYCLES", "PROGRAM_CYCLES",
+           "GEMM_DRAIN_EXTRA", "GEMM_SETUP"]
 
 
 @dataclasses.dataclass(frozen=True)
 class Cost:
-    """Cycles of one instruction and the memory words it reads and writes (the engines' port traffic)."""
+    """Cycles of one instruction and the memory words it reads and writes (the engines' port traffic).
+
+    ``drain``: the last cycles a next instruction of the same engine overlaps (0: none); ``inputs`` and
+    ``output``: the ``[start, end)`` word regions the next one's reads wait on (inputs it reads while the
+    previous one drains; the output the previous one writes then).
+    """
     cycles: int
     reads: int
     writes: int
+    drain: int = 0
+    inputs: tuple = ()
+    output: tuple = ()
 
 #: Cycles the dispatcher spends between two instructions, and once per Program (first fetch, HALT).
 DISPATCH_CYCLES = 0
 PROGRAM_CYCLES = 0
+#: Cycles of a GEMM's drain (after its last k-step is fed) beyond the array skew, the PE and requant
+#: pipelines, fitted to the gateware; and the setup cycles of a GEMM before its reads start.
+GEMM_DRAIN_EXTRA, GEMM_SETUP = 5, 5
 
 
 # ---- GEMM -----------------------------------------------------------------------------------------
 def gemm_fixed_cycles(config) -> int:
     """Cycles a GEMM instruction costs beyond its tiles: array skew, read latency, the MAC and requant
-    pipelines (``config.requant_latency``) plus 17 cycles of setup states, skid buffers, stream hand-offs
+    pipelines (``config.requant_latency``) plus 15 cycles of setup states, skid buffers, stream hand-offs
     and the last write, fitted to the gateware."""
-    return config.rows + config.cols + config.mem_latency + FEED_STAGES + PE_LATENCY + config.requant_latency + 17
+    return config.rows + config.cols + config.mem_latency + FEED_STAGES + PE_LATENCY + config.requant_latency + 15
 
 
 def estimate_gemm_cycles(config, m, k, n, int4=False, out_format=1, batch=1, accumulate=False) -> int:
@@ -44,7 +59,7 @@ def estimate_gemm_cycles(config, m, k, n, int4=False, out_format=1, batch=1, acc
     (``max(rows, cols) + 1``), the requant time of its rows and the memory words it moves (one per
     cycle: A and B blocks, its output, in accumulate mode its int32 partial sums), the last two with a
     tile's share of its column block's parameter load; plus a fixed cost per instruction and one setup
-    cycle per bit of ``batch`` beyond the first.
+    cycle per bit of ``batch`` if it is > 1.
     """
     geo = GemmGeometry(config, m, k, n, int4, out_format)
     params = PARAM_WORDS / geo.mt                       # parameter words per tile
@@ -59,7 +74,8 @@ def estimate_gemm_cycles(config, m, k, n, int4=False, out_format=1, batch=1, acc
     # The last tile's requant inputs leave the unit one interval apart (the fixed cost counts its rows at one
     # per cycle and the unit's latency once), and a chunked unit reassembles a row in one more register.
     drain = (values - 1) * (config.requant_interval - 1) + values - config.rows + (chunks > 1)
-    fixed = gemm_fixed_cycles(config) + max(1, batch).bit_length() - 1 + drain
+    scale = batch.bit_length() if batch > 1 else 0
+    fixed = gemm_fixed_cycles(config) + scale + drain
     return round(fixed + geo.k_rows + (max(1, batch) * geo.mt * geo.nt - 1) * tile)
 
 
@@ -73,7 +89,16 @@ def gemm_cost(fields: dict, config, memory=None) -> Cost:
     tiles = batch * geo.mt * geo.nt
     reads = tiles * (geo.a_block_words + geo.b_block_words + partials) + batch * geo.p_words
     cycles = estimate_gemm_cycles(config, geo.m, geo.k, geo.n, geo.int4, geo.out_format, batch, accumulate)
-    return Cost(cycles, reads, tiles * geo.tile_words)
+    c_words = batch * (GemmGeometry(config, geo.m, geo.k, geo.n, geo.int4, 0).c_words if accumulate else geo.c_words)
+    inputs = ((fields["a_addr"], fields["a_addr"] + batch * geo.a_words),
+              (fields["b_addr"], fields["b_addr"] + batch * geo.b_words))
+    return Cost(cycles, reads, tiles * geo.tile_words, gemm_drain_cycles(config), inputs,
+                ((fields["c_addr"], fields["c_addr"] + c_words),))
+
+
+def gemm_drain_cycles(config) -> int:
+    """Cycles of a GEMM after its last k-step is fed: array skew, PE and requant pipelines, last write."""
+    return config.rows + config.cols + PE_LATENCY + config.requant_latency + GEMM_DRAIN_EXTRA
 
 
 # ---- GATHER ---------------------------------------------------------------------------------------
@@ -159,7 +184,25 @@ def instruction_cost(op: str, fields: dict, config, memory) -> Cost:
     return MODELS[op](fields, config, memory)
 
 
+def _meets(regions, others) -> bool:
+    return any(start < other_end and other_start < end for start, end in regions for other_start, other_end in others)
+
+
 def program_cycles(instruction_costs) -> int:
-    """The cycle counter of a Program whose instructions cost ``instruction_costs``."""
-    costs = list(instruction_costs)
-    return PROGRAM_CYCLES + sum(costs) + DISPATCH_CYCLES * max(0, len(costs) - 1)
+    """The cycle counter of a Program whose instructions cost ``instruction_costs`` (:class:`Cost`, in order).
+
+    An instruction with a ``drain`` after one with a ``drain`` (GEMM after GEMM) starts when the previous
+    one enters its drain, or, if it reads the previous one's output, ``GEMM_SETUP`` cycles before the
+    previous one is done (its setup overlaps, its reads wait); it is done after the previous one.
+    """
+    end = fed = 0                     # when the previous instruction is done, and enters its drain
+    previous = None
+    for cost in instruction_costs:
+        start = end + (DISPATCH_CYCLES if previous else 0)
+        if previous is not None and previous.drain and cost.drain:
+            start = fed
+            if _meets(cost.inputs, previous.output):
+                start = max(fed, end - GEMM_SETUP)
+        fed, end = start + cost.cycles - cost.drain, max(start + cost.cycles, end + 1)
+        previous = cost
+    return PROGRAM_CYCLES + end

@@ -162,6 +162,26 @@ def decode(word: int) -> tuple:
     return op, fields
 
 
+#: The memory semantics of a Program (docs/isa.md): what overlapping instructions may and may not do.
+ORDERING = """## Ordering and hazards
+
+A Program's result is that of its instructions run one after another, in order (the golden model).
+The hardware overlaps consecutive instructions where that cannot change the result:
+
+* A GEMM after a GEMM starts its setup, checks and A/B reads while the previous GEMM drains (requant,
+  last writes). Regions are `[start, end)` word intervals of the whole batch: A `[a_addr, a_addr +
+  batch * A words)`, B likewise, C `[c_addr, c_addr + batch * C words)` (in accumulate mode the int32
+  partial sums). A GEMM whose A or B region meets the C region of the GEMM still draining waits for its
+  last write (read after write). Its own writes (C) and its P/Q reads start only after the previous
+  GEMM's last write, so write after read and write after write need no wait.
+* Any other instruction (and any instruction on another engine than the one with instructions in
+  flight, NOP, HALT) starts when every earlier instruction is done.
+* Errors: an instruction starts only after every earlier one passed its checks, so the first failing
+  instruction reports its index (`error_pc`) after every earlier instruction is done, and no later
+  instruction has started: nothing after it reads or writes memory.
+""" + "\n"
+
+
 def markdown_table() -> str:
     """The encoding table of every instruction and the error codes, as Markdown."""
     lines = [f"# Instruction encoding\n\nEvery instruction is {INSTR_BITS} bits; bits [0:8) are the opcode.\n"
@@ -175,6 +195,7 @@ def markdown_table() -> str:
                 kind = " (signed)" if field.signed else ""
                 lines.append(f"| [{start}:{start + field.width}) | `{field.name}` | {field.doc}{kind} |")
             lines.append("")
+    lines.append(ORDERING)
     lines.append("## Status error codes\n\n| code | name |\n|---|---|")
     lines += [f"| {code} | {name} |" for name, code in ERRORS.items()]
     return "\n".join(lines) + "\n"
