@@ -188,14 +188,26 @@ class GemmEngine(wiring.Component):
             **{name: g_layout[name].shape for name in ("requant", "rounding", "zero_point", "out_format", "relu",
                                                       "accumulate")},
             "mt": L, "p_addr": L, "p_final": L, "c_addr": L, "c_end": L, "c_words": L, "out_total": L})
-        slot, job = Signal(job_layout), Signal(job_layout)
         slot_full, back_busy, back_done = Signal(), Signal(), Signal()
         fire = Signal()                                         # the feeder passes a k-step to the array
-        tiles_left = Signal(L)                                  # tiles the front has still to start (RUN)
         fail_code = Signal(8)
-        # read after write: A or B meets the C region the back still writes
-        hazard = back_busy & (((low["a"] < job.c_end) & (job.c_addr < end["a"]))
-                              | ((low["b"] < job.c_end) & (job.c_addr < end["b"])))
+        slot = Signal(job_layout)
+        front_job = [slot.mt.eq(mt), slot.p_addr.eq(low["p"]), slot.p_final.eq(end["p"] - PARAM_WORDS),
+                     slot.c_addr.eq(low["c"]), slot.c_end.eq(end["c"]), slot.c_words.eq(total["c"]),
+                     slot.out_total.eq(total["c"] >> (tile_shift - out_shift)[:4])]
+        front_job += [getattr(slot, name).eq(getattr(f, name)) for name in
+                      ("requant", "rounding", "zero_point", "out_format", "relu", "accumulate")]
+        if cfg.overlap:
+            # the slot and the back's job are registers: the front moves on to the next instruction
+            job = Signal(job_layout)
+            tiles_left = Signal(L)                              # tiles the front has still to start (RUN)
+            # read after write: A or B meets the C region the back still writes
+            hazard = back_busy & (((low["a"] < job.c_end) & (job.c_addr < end["a"]))
+                                  | ((low["b"] < job.c_end) & (job.c_addr < end["b"])))
+        else:
+            # the front holds its instruction until the back is done: the job is a view of the front's registers
+            m.d.comb += front_job
+            job, hazard = slot, Const(0)
 
         with m.FSM() as fsm:
             with m.State("IDLE"):
@@ -270,13 +282,9 @@ class GemmEngine(wiring.Component):
                     m.next = "FAIL"
                 with m.Elif(~slot_full & ~hazard):           # go: the A/B readers start in this cycle
                     m.d.comb += running.eq(1)
-                    m.d.sync += tiles_left.eq(total["c"] >> tile_shift)
-                    m.d.sync += [slot_full.eq(1), slot.mt.eq(mt), slot.p_addr.eq(low["p"]),
-                                 slot.p_final.eq(end["p"] - PARAM_WORDS), slot.c_addr.eq(low["c"]),
-                                 slot.c_end.eq(end["c"]), slot.c_words.eq(total["c"]),
-                                 slot.out_total.eq(total["c"] >> (tile_shift - out_shift)[:4])]
-                    m.d.sync += [getattr(slot, name).eq(getattr(f, name)) for name in
-                                 ("requant", "rounding", "zero_point", "out_format", "relu", "accumulate")]
+                    m.d.sync += slot_full.eq(1)
+                    if cfg.overlap:
+                        m.d.sync += [tiles_left.eq(total["c"] >> tile_shift), *front_job]
                     m.next = "RUN"
             with m.State("FAIL"):                       # report in order: after every earlier instruction
                 with m.If(~slot_full & ~back_busy):
@@ -284,14 +292,20 @@ class GemmEngine(wiring.Component):
                     m.next = "IDLE"
             with m.State("RUN"):
                 m.d.comb += running.eq(1)
-                with m.If(fire & last & (tiles_left == 1)):
-                    m.next = "IDLE"
-                with m.If(fire & last):
-                    m.d.sync += tiles_left.eq(tiles_left - 1)
+                if cfg.overlap:         # ready for the next instruction once the last k-step is fed
+                    with m.If(fire & last & (tiles_left == 1)):
+                        m.next = "IDLE"
+                    with m.If(fire & last):
+                        m.d.sync += tiles_left.eq(tiles_left - 1)
+                else:                   # ready when the back is done
+                    with m.If(back_done):
+                        m.next = "IDLE"
 
         # ---- back: takes the slot's job when idle, done (below) when its last write reached the memory ----
         with m.If(~back_busy & slot_full):
-            m.d.sync += [job.eq(slot), slot_full.eq(0), back_busy.eq(1), p_ptr.eq(slot.p_addr), more["p"].eq(1),
+            if cfg.overlap:
+                m.d.sync += job.eq(slot)
+            m.d.sync += [slot_full.eq(0), back_busy.eq(1), p_ptr.eq(slot.p_addr), more["p"].eq(1),
                          final["p"].eq(slot.p_final)]
             if cfg.accumulate:
                 m.d.sync += more["q"].eq(slot.accumulate)

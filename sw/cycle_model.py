@@ -3,8 +3,8 @@
 The golden backend reports ``cycles`` from this model (:func:`program_cycles`), so a whole network is
 sized in seconds; the test suite checks it against the gateware's cycle counter on sampled layers of
 every engine (``tests/test_cycle_model.py``). It models the gateware as it is: an instruction costs its
-setup, pipeline fill, work and drain (:class:`Cost`); a GEMM after a GEMM starts when the previous one has
-fed its last k-step, so it hides the previous one's drain (:data:`GEMM_DRAIN_EXTRA`), unless it reads
+setup, pipeline fill, work and drain (:class:`Cost`); with ``Config.overlap`` a GEMM after a GEMM starts
+when the previous one has fed its last k-step, so it hides the previous one's drain (:data:`GEMM_DRAIN_EXTRA`), unless it reads
 what the previous one writes (then its reads wait for the last write); any other instruction starts when
 the previous one is done (:func:`program_cycles`).
 """
@@ -92,7 +92,7 @@ def gemm_cost(fields: dict, config, memory=None) -> Cost:
     c_words = batch * (GemmGeometry(config, geo.m, geo.k, geo.n, geo.int4, 0).c_words if accumulate else geo.c_words)
     inputs = ((fields["a_addr"], fields["a_addr"] + batch * geo.a_words),
               (fields["b_addr"], fields["b_addr"] + batch * geo.b_words))
-    return Cost(cycles, reads, tiles * geo.tile_words, gemm_drain_cycles(config), inputs,
+    return Cost(cycles, reads, tiles * geo.tile_words, gemm_drain_cycles(config) if config.overlap else 0, inputs,
                 ((fields["c_addr"], fields["c_addr"] + c_words),))
 
 
