@@ -166,7 +166,8 @@ def decode(word: int) -> tuple:
 ORDERING = """## Ordering and hazards
 
 A Program's result is that of its instructions run one after another, in order (the golden model).
-The hardware overlaps consecutive instructions where that cannot change the result:
+A chip built with `Config.overlap` (the default) overlaps consecutive instructions where that cannot
+change the result; without it every instruction starts when the previous one is done.
 
 * A GEMM after a GEMM starts its setup, checks and A/B reads while the previous GEMM drains (requant,
   last writes). Regions are `[start, end)` word intervals of the whole batch: A `[a_addr, a_addr +

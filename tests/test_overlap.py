@@ -1,6 +1,7 @@
 """Overlapped instructions: chains of GEMMs with read-after-write, write-after-read and write-after-write
 dependencies, independent GEMMs next to GATHER/RNG, and an error behind instructions in flight give the
-golden model's memory image, error and pc on every backend."""
+golden model's memory image, error and pc on every backend, with ``Config.overlap`` on and (golden,
+amaranth) off; the cycle model follows the RTL in both settings."""
 import numpy as np
 import pytest
 
@@ -33,20 +34,29 @@ def _gemms(rng, builder, count):
     return [isa.decode(word)[1] for word in builder.instructions[-count:]]
 
 
-def _check(backend, program):
+SERIAL = SMALL.replace(overlap=False)
+
+
+def _check(backend, program, config=SMALL):
     expected = execute(program)
-    result = accelerator(backend).backend.run(program)
+    result = accelerator(backend, config).backend.run(program)
     assert (result.error, result.error_pc) == (expected.error, expected.error_pc)
     np.testing.assert_array_equal(result.memory, expected.memory)
     return expected
 
 
+# (backend, Config): every backend overlaps; golden and amaranth also run the chip without overlap
+SETTINGS = [pytest.param(b, SMALL, marks=[pytest.mark.slow] if b in ("verilator", "icarus") else [], id=f"{b}-overlap")
+            for b in ("golden", "amaranth", "verilator", "icarus")]
+SETTINGS += [pytest.param(b, SERIAL, id=f"{b}-serial") for b in ("golden", "amaranth")]
+
+
 @pytest.mark.parametrize("chain", sorted(CHAINS))
-@pytest.mark.parametrize("backend", backend_params(("golden", "amaranth", "verilator", "icarus")))
-def test_dependent_gemms_match_golden(backend, chain, seed):
+@pytest.mark.parametrize("backend, config", SETTINGS)
+def test_dependent_gemms_match_golden(backend, config, chain, seed):
     """Three GEMMs chained as ``chain`` says, a GATHER, then two more GEMMs (one engine after another)."""
     rng = np.random.default_rng(seed)
-    builder = ProgramBuilder(SMALL)
+    builder = ProgramBuilder(config)
     fields = _gemms(rng, builder, 3)
     for i, name, j, region in CHAINS[chain]:
         fields[i][name] = fields[j][region]
@@ -54,7 +64,7 @@ def test_dependent_gemms_match_golden(backend, chain, seed):
     emit_gather(builder, rng.integers(-128, 128, (40, 8)).astype(np.int8), rng.integers(0, 40, 12), np.arange(4) * 3)
     _gemms(rng, builder, 2)
     program = builder.build()
-    expected = _check(backend, program)
+    expected = _check(backend, program, config)
     assert expected.error == 0 and expected.counters["retired"] == len(program.instructions) - 1
 
 
@@ -78,3 +88,24 @@ def test_error_behind_gemms_in_flight(backend, seed):
     for region in (slice(fields[3]["c_addr"], fields[3]["c_addr"] + c_words),
                    slice(rng_out.addr, rng_out.addr + rng_out.words)):
         np.testing.assert_array_equal(expected.memory[region], program.memory[region])
+
+
+@pytest.mark.parametrize("config", [SMALL, SERIAL], ids=["overlap", "serial"])
+def test_cycle_model_follows_overlap(config, seed):
+    """The golden backend's cycles (the cycle model) equal the RTL cycle counter for a stream of independent
+    GEMMs and a read-after-write chain, with overlap (the drain hidden, the chain waiting) and without."""
+    rng = np.random.default_rng(seed)
+    cycles = {}
+    for chain in ("independent", "raw"):
+        builder = ProgramBuilder(config)
+        fields = _gemms(rng, builder, 3)
+        for i, name, j, region in CHAINS[chain]:
+            fields[i][name] = fields[j][region]
+        builder.instructions[:3] = [isa.encode("GEMM", **f) for f in fields]
+        program = builder.build()
+        rtl = accelerator("amaranth", config).backend.run(program)
+        model = accelerator("golden", config).backend.run(program)
+        np.testing.assert_array_equal(rtl.memory, model.memory)
+        assert rtl.counters["cycles"] == model.counters["cycles"], chain
+        cycles[chain] = rtl.counters["cycles"]
+    assert (cycles["independent"] < cycles["raw"]) == config.overlap, cycles
