@@ -167,6 +167,7 @@ class GemmEngine(wiring.Component):
         beyond = {name: Signal(name=f"{name}_beyond") for name in problem}    # registered in CHECK
         meets_c = {name: Signal(name=f"{name}_meets_c") for name in ("a", "b", "p")}
 
+        reach = {name: low[name] + total[name] for name in problem}           # addr + total, for CHECK
         tw = {code: ceil_div(R * C * bits, cfg.mem_bits) for code, bits in OUT_BITS.items()}
         assert all(words & (words - 1) == 0 for words in tw.values())       # powers of two: a shift
         bad_mode, bad_shape = Signal(), Signal()                          # registered in CHECK
@@ -201,9 +202,12 @@ class GemmEngine(wiring.Component):
             # the slot and the back's job are registers: the front moves on to the next instruction
             job = Signal(job_layout)
             tiles_left = Signal(L)                              # tiles the front has still to start (RUN)
-            # read after write: A or B meets the C region the back still writes
-            hazard = back_busy & (((low["a"] < job.c_end) & (job.c_addr < end["a"]))
-                                  | ((low["b"] < job.c_end) & (job.c_addr < end["b"])))
+            # Read after write: A or B meets the C region the back still writes. ``meets_job`` is that
+            # comparison registered against the job the back holds in the next cycle (the slot's, if the
+            # back takes it now), from the region ends CHECK computes (``reach``) or has registered (``end``):
+            # DECIDE's go decision then starts at registers (FPGA timing).
+            meets_job = Signal()
+            hazard = back_busy & meets_job
         else:
             # the front holds its instruction until the back is done: the job is a view of the front's registers
             m.d.comb += front_job
@@ -255,8 +259,7 @@ class GemmEngine(wiring.Component):
                 m.d.sync += [bad_mode.eq((f.int4 & (not cfg.int4)) | (f.rounding == 3) | (~f.requant & (f.out_format != 0))
                                        | (f.accumulate & (not cfg.accumulate))),
                              bad_shape.eq(zero_size)]
-                # one adder per region for its end, its range check and the overlap checks
-                reach = {name: low[name] + total[name] for name in problem}
+                # one adder per region (``reach``) for its end, its range check and the overlap checks
                 for name in problem:
                     m.d.sync += [end[name].eq(reach[name]), beyond[name].eq(high[name] | (reach[name] > cfg.mem_depth))]
                 for name in meets_c:      # [addr, addr+total) meets [c_addr, c_addr+c_total); used when in range
@@ -300,6 +303,18 @@ class GemmEngine(wiring.Component):
                 else:                   # ready when the back is done
                     with m.If(back_done):
                         m.next = "IDLE"
+
+        if cfg.overlap:
+            take = ~back_busy & slot_full
+            next_c_addr, next_c_end = Mux(take, slot.c_addr, job.c_addr), Mux(take, slot.c_end, job.c_end)
+
+            def meets_next_job(ends):
+                return (((low["a"] < next_c_end) & (next_c_addr < ends["a"]))
+                        | ((low["b"] < next_c_end) & (next_c_addr < ends["b"])))
+            with m.If(fsm.ongoing("CHECK")):
+                m.d.sync += meets_job.eq(meets_next_job(reach))
+            with m.Else():
+                m.d.sync += meets_job.eq(meets_next_job(end))
 
         # ---- back: takes the slot's job when idle, done (below) when its last write reached the memory ----
         with m.If(~back_busy & slot_full):
