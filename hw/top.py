@@ -43,11 +43,13 @@ class Top(wiring.Component):
         ``"amaranth"`` or ``"verilog"``, see :class:`tridsa.hw.memory.MemoryModel`.
     init:
         Initial memory words (ints), for ``storage="amaranth"``.
+    stall_seed:
+        Random memory stalls for tests, see :class:`tridsa.hw.memory.MemoryModel`.
     """
 
-    def __init__(self, config, storage="amaranth", init=()):
+    def __init__(self, config, storage="amaranth", init=(), stall_seed=0):
         self.config = config
-        self.memory = MemoryModel(config, storage=storage, init=init)
+        self.memory = MemoryModel(config, storage=storage, init=init, stall_seed=stall_seed)
         self.counter_names = counter_names(config)
         super().__init__({
             "cmd": In(stream.Signature(isa.INSTR_BITS)),
