@@ -97,7 +97,10 @@ class GemmEngine(wiring.Component):
 
     def __init__(self, config):
         self.config = config
-        super().__init__(engine_ports(config, self.COUNTERS, instr_layout("GEMM")))
+        # side by side with the gather engine: the front's A, B, P (and in accumulate mode C) reads and C
+        # write, the slot's and the back job's P (C) reads and C writes
+        super().__init__(engine_ports(config, self.COUNTERS, instr_layout("GEMM"),
+                                      regions=(8 if config.accumulate else 5, 3)))
 
     def elaborate(self, platform):
         m = Module()
@@ -213,6 +216,8 @@ class GemmEngine(wiring.Component):
             m.d.comb += front_job
             job, hazard = slot, Const(0)
 
+        legal = Signal()                                        # DECIDE: the instruction passed its checks
+        go = getattr(self, "go", Const(1))                      # no hazard with the other engine (side by side)
         with m.FSM() as fsm:
             with m.State("IDLE"):
                 m.d.comb += self.ready.eq(1)
@@ -270,6 +275,8 @@ class GemmEngine(wiring.Component):
                              final["a"].eq(reach["a"] - a_words), final["b"].eq(reach["b"] - b_bw)]
                 m.next = "DECIDE"
             with m.State("DECIDE"):
+                m.d.comb += legal.eq(~bad_mode & ~bad_shape & ~Cat(*beyond.values()).any()
+                                     & ~Cat(*meets_c.values()).any())
                 # An illegal instruction ends here, before any memory access.
                 with m.If(bad_mode):
                     m.d.sync += fail_code.eq(isa.ERRORS["BAD_MODE"])
@@ -283,7 +290,7 @@ class GemmEngine(wiring.Component):
                 with m.Elif(Cat(*meets_c.values()).any()):
                     m.d.sync += fail_code.eq(isa.ERRORS["OVERLAP"])
                     m.next = "FAIL"
-                with m.Elif(~slot_full & ~hazard):           # go: the A/B readers start in this cycle
+                with m.Elif(~slot_full & ~hazard & go):      # go: the A/B readers start in this cycle
                     m.d.comb += running.eq(1)
                     m.d.sync += slot_full.eq(1)
                     if cfg.overlap:
@@ -315,6 +322,19 @@ class GemmEngine(wiring.Component):
                 m.d.sync += meets_job.eq(meets_next_job(reach))
             with m.Else():
                 m.d.sync += meets_job.eq(meets_next_job(end))
+
+        if hasattr(self, "go"):     # the regions of the instructions in flight, for the dispatcher's hazard check
+            front = legal | fsm.ongoing("RUN")
+            param_end = {name: job_.p_final + PARAM_WORDS for name, job_ in (("slot", slot), ("job", job))}
+            reads = [(low["a"], end["a"], front), (low["b"], end["b"], front), (low["p"], end["p"], front),
+                     (slot.p_addr, param_end["slot"], slot_full), (job.p_addr, param_end["job"], back_busy)]
+            if cfg.accumulate:
+                reads += [(low["c"], end["c"], front & f.accumulate), (slot.c_addr, slot.c_end, slot_full & slot.accumulate),
+                          (job.c_addr, job.c_end, back_busy & job.accumulate)]
+            writes = [(low["c"], end["c"], front), (slot.c_addr, slot.c_end, slot_full), (job.c_addr, job.c_end, back_busy)]
+            for region, (lo, hi, valid) in zip((*self.reads, *self.writes), reads + writes):
+                m.d.comb += [region.lo.eq(lo), region.hi.eq(hi), region.valid.eq(valid)]
+            m.d.comb += self.checked.eq(fsm.ongoing("IDLE") | front)
 
         # ---- back: takes the slot's job when idle, done (below) when its last write reached the memory ----
         with m.If(~back_busy & slot_full):

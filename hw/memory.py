@@ -122,11 +122,13 @@ class MemArbiter(wiring.Component):
     reaches back into a requester's logic (FPGA timing). It costs one cycle of latency, not throughput.
     A request a requester handed over may still wait in its buffer: ``idle`` is high when none does, and
     an engine reports ``done`` only then (its last write has reached the memory). ``pending`` has one bit
-    per requester: a request of that requester still waits in its buffer.
+    per requester: a request of that requester still waits in its buffer. ``buffered=False`` leaves the
+    skid buffers out (the top level's arbiter between engines, whose requests come from their own arbiters'
+    buffers).
     """
 
-    def __init__(self, config, n):
-        self.config, self.n = config, n
+    def __init__(self, config, n, buffered=True):
+        self.config, self.n, self.buffered = config, n, buffered
         super().__init__({"mem": Out(MemPort(config)), "idle": Out(1), "pending": Out(n),
                           **{f"p{i}": In(MemPort(config)) for i in range(n)}})
 
@@ -138,6 +140,9 @@ class MemArbiter(wiring.Component):
         n = self.n
         ports = []
         for i in range(n):
+            if not self.buffered:
+                ports.append(self.port(i).req)
+                continue
             m.submodules[f"skid{i}"] = skid = SkidBuffer(self.port(i).req.payload.shape())
             wiring.connect(m, wiring.flipped(self.port(i).req), skid.i)
             ports.append(skid.o)
