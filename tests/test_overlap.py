@@ -1,11 +1,13 @@
-"""Overlapped instructions: chains of GEMMs with read-after-write, write-after-read and write-after-write
-dependencies, independent GEMMs next to GATHER/RNG, and an error behind instructions in flight give the
-golden model's memory image, error and pc on every backend, with ``Config.overlap`` on and (golden,
-amaranth) off; the cycle model follows the RTL in both settings."""
+"""Overlapped instructions: chains of GEMMs, and of GEMMs and GATHERs side by side, with read-after-write,
+write-after-read and write-after-write dependencies, independent GEMMs next to GATHER/RNG, and errors
+behind instructions in flight give the golden model's memory image, error and pc on every backend, with
+``Config.overlap`` on and (golden, amaranth) off; the side-by-side runs have random memory stalls from the
+printed seed. The cycle model follows the RTL for GEMM streams in both settings."""
 import numpy as np
 import pytest
 
 from conftest import SMALL, accelerator, backend_params
+from tridsa import Accelerator
 from tridsa import Requant
 from tridsa.sw import isa
 from tridsa.sw.builder import ProgramBuilder
@@ -109,3 +111,107 @@ def test_cycle_model_follows_overlap(config, seed):
         assert rtl.counters["cycles"] == model.counters["cycles"], chain
         cycles[chain] = rtl.counters["cycles"]
     assert (cycles["independent"] < cycles["raw"]) == config.overlap, cycles
+
+
+# GEMM 0, GATHER 1, GEMM 2, GATHER 3; (i, field of i, j, field of j): instruction i's region starts where j's does
+CROSS_CHAINS = {
+    # the GATHER pools rows of what the GEMM wrote; the GEMM multiplies what the GATHER wrote
+    "raw": [(1, "table_addr", 0, "c_addr"), (2, "a_addr", 1, "out_addr"), (3, "table_addr", 2, "c_addr")],
+    # each writes what the previous one reads
+    "war": [(1, "out_addr", 0, "b_addr"), (2, "c_addr", 1, "table_addr"), (3, "out_addr", 2, "a_addr")],
+    # each writes where the previous one wrote
+    "waw": [(1, "out_addr", 0, "c_addr"), (2, "c_addr", 1, "out_addr"), (3, "out_addr", 2, "c_addr")],
+    "independent": [],
+}
+
+
+def _gather(rng, builder):
+    emit_gather(builder, rng.integers(-128, 128, (40, 8)).astype(np.int8), rng.integers(0, 40, 12), np.arange(4) * 3)
+    return isa.decode(builder.instructions[-1])[1]
+
+
+def _side_by_side(rng, config, chain):
+    """GEMM, GATHER, GEMM, GATHER with the regions of ``CROSS_CHAINS[chain]`` (the program's instructions)."""
+    builder = ProgramBuilder(config)
+    fields = [_gemms(rng, builder, 1)[0], _gather(rng, builder), _gemms(rng, builder, 1)[0], _gather(rng, builder)]
+    for i, name, j, region in CROSS_CHAINS[chain]:
+        fields[i][name] = fields[j][region]
+    builder.instructions[:4] = [isa.encode("GEMM" if i % 2 == 0 else "GATHER", **f) for i, f in enumerate(fields)]
+    return builder.build(), fields
+
+
+def _stalled(backend, config, seed):
+    """A backend with random memory stalls from ``seed`` (printed by the fixture; replay with TRIDSA_SEED)."""
+    if backend == "golden":
+        return accelerator("golden", config)
+    return Accelerator(backend, config, mem_stall_seed=seed % (1 << 32) or 1)
+
+
+def _check_stalled(backend, program, seed, config=SMALL):
+    expected = execute(program)
+    acc = _stalled(backend, config, seed)
+    result = acc.backend.run(program)
+    assert (result.error, result.error_pc) == (expected.error, expected.error_pc)
+    np.testing.assert_array_equal(result.memory, expected.memory)
+    return expected, result
+
+
+CROSS_BACKENDS = backend_params(("golden", "amaranth", "verilator", "icarus"))
+
+
+@pytest.mark.parametrize("chain", sorted(CROSS_CHAINS))
+@pytest.mark.parametrize("backend", CROSS_BACKENDS)
+def test_gemm_and_gather_side_by_side(backend, chain, seed):
+    """GEMM and GATHER alternate with read-after-write, write-after-read or write-after-write between each
+    and the previous one (or none), under random memory stalls: the golden model's memory and status."""
+    program, _ = _side_by_side(np.random.default_rng(seed), SMALL, chain)
+    expected, _ = _check_stalled(backend, program, seed)
+    assert expected.error == 0
+
+
+@pytest.mark.slow
+def test_side_by_side_on_cocotb_verilator(seed):
+    """One quick case through cocotb on Verilator (the same Verilog, the plusarg's stalls)."""
+    program, _ = _side_by_side(np.random.default_rng(seed), SMALL, "raw")
+    _check_stalled("cocotb-verilator", program, seed)
+
+
+def test_side_by_side_overlaps():
+    """Independent GEMM and GATHER run side by side: the pair takes fewer cycles than the two alone, and a
+    pair with a hazard waits (more cycles than the independent pair)."""
+    rng = np.random.default_rng(3)
+    cycles = {}
+    for chain in ("independent", "raw"):
+        program, _ = _side_by_side(rng, SMALL, chain)
+        cycles[chain] = accelerator("amaranth").backend.run(program).counters["cycles"]
+    alone = 0
+    for op in ("GEMM", "GATHER"):
+        builder = ProgramBuilder(SMALL)
+        _gemms(rng, builder, 1) if op == "GEMM" else _gather(rng, builder)
+        alone += accelerator("amaranth").backend.run(builder.build()).counters["cycles"]
+    assert cycles["independent"] < cycles["raw"] and cycles["independent"] < 2 * alone, (cycles, alone)
+
+
+# (failing instruction, how it fails): the GATHER's indices out of its table after its check pass started
+# beside the GEMM (INDEX_RANGE), the GEMM's C over its own A while the GATHER runs (OVERLAP)
+FAILURES = {"gather": (1, "rows", 3, "INDEX_RANGE"), "gemm": (2, "c_addr", None, "OVERLAP")}
+
+
+@pytest.mark.parametrize("failing", sorted(FAILURES))
+@pytest.mark.parametrize("backend", CROSS_BACKENDS)
+def test_error_beside_an_instruction_in_flight(backend, failing, seed):
+    """The first failing instruction reports its pc after every earlier one is done (their results are in
+    memory), and no later one writes, though the other engine was free to start it."""
+    rng = np.random.default_rng(seed)
+    program, fields = _side_by_side(rng, SMALL, "independent")
+    pc, name, value, error = FAILURES[failing]
+    fields[pc][name] = fields[pc]["a_addr"] if value is None else value
+    program.instructions[pc] = isa.encode("GEMM" if pc % 2 == 0 else "GATHER", **fields[pc])
+    expected, _ = _check_stalled(backend, program, seed)
+    assert (expected.error_name, expected.error_pc) == (error, pc)
+    c_words = GemmGeometry(SMALL, *SHAPE, False, 1).c_words
+    written = {0: (fields[0]["c_addr"], c_words), 1: (fields[1]["out_addr"], 2), 2: (fields[2]["c_addr"], c_words),
+               3: (fields[3]["out_addr"], 2)}
+    for index, (addr, words) in written.items():
+        unchanged = np.array_equal(expected.memory[addr:addr + words], program.memory[addr:addr + words])
+        assert unchanged == (index >= pc), index
