@@ -18,6 +18,13 @@ memory accesses before every earlier instruction passed its checks. It must fini
 of an instruction (all writes reached memory, all reads returned) before that instruction's ``done``,
 must reach ``done`` for every instruction, legal or not, and reports an error only after every earlier
 instruction is done.
+
+The engines that run side by side (:data:`tridsa.hw.engine_port.SIDE_BY_SIDE`, with ``Config.overlap``)
+also have ``checked`` (Out 1: every instruction it has in flight passed its checks, so the dispatcher may
+start one on the other engine), ``reads``/``writes`` (Out: the regions of its instructions in flight that
+passed their checks) and ``go`` (In 1: an instruction that passed its checks may touch memory; low while
+its regions meet those of the other engine's older instructions). Their ``done`` may come before the other
+engine's older instructions are done: the dispatcher retires in order.
 """
 from ..sw import isa
 from .gather import GatherEngine

@@ -5,8 +5,9 @@ sized in seconds; the test suite checks it against the gateware's cycle counter 
 every engine (``tests/test_cycle_model.py``). It models the gateware as it is: an instruction costs its
 setup, pipeline fill, work and drain (:class:`Cost`); with ``Config.overlap`` a GEMM after a GEMM starts
 when the previous one has fed its last k-step, so it hides the previous one's drain (:data:`GEMM_DRAIN_EXTRA`), unless it reads
-what the previous one writes (then its reads wait for the last write); any other instruction starts when
-the previous one is done (:func:`program_cycles`).
+what the previous one writes (then its reads wait for the last write); a GATHER and a GEMM run side by
+side once the earlier one passed its checks, unless their regions meet, sharing the memory port; any other
+instruction starts when the previous one is done (:func:`program_cycles`).
 """
 from __future__ import annotations
 
@@ -27,7 +28,10 @@ class Cost:
 
     ``drain``: the last cycles a next instruction of the same engine overlaps (0: none); ``inputs`` and
     ``output``: the ``[start, end)`` word regions the next one's reads wait on (inputs it reads while the
-    previous one drains; the output the previous one writes then).
+    previous one drains; the output the previous one writes then). ``engine``: the engine's name when it
+    runs side by side with the other (``Config.overlap``, a GATHER and a GEMM; "" otherwise), ``checked``
+    the cycles until an instruction beside it may start, ``read_regions``/``write_regions`` every region it
+    reads and writes (the hazard check between the two).
     """
     cycles: int
     reads: int
@@ -35,6 +39,10 @@ class Cost:
     drain: int = 0
     inputs: tuple = ()
     output: tuple = ()
+    engine: str = ""
+    checked: int = 0
+    read_regions: tuple = ()
+    write_regions: tuple = ()
 
 #: Cycles the dispatcher spends between two instructions, and once per Program (first fetch, HALT).
 DISPATCH_CYCLES = 0
@@ -92,8 +100,16 @@ def gemm_cost(fields: dict, config, memory=None) -> Cost:
     c_words = batch * (GemmGeometry(config, geo.m, geo.k, geo.n, geo.int4, 0).c_words if accumulate else geo.c_words)
     inputs = ((fields["a_addr"], fields["a_addr"] + batch * geo.a_words),
               (fields["b_addr"], fields["b_addr"] + batch * geo.b_words))
+    output = ((fields["c_addr"], fields["c_addr"] + c_words),)
+    p_region = (fields["p_addr"], fields["p_addr"] + batch * geo.p_words)
     return Cost(cycles, reads, tiles * geo.tile_words, gemm_drain_cycles(config) if config.overlap else 0, inputs,
-                ((fields["c_addr"], fields["c_addr"] + c_words),))
+                output, _side_engine(config, "gemm"), GEMM_SETUP, inputs + (p_region,) + (output if accumulate else ()),
+                output)
+
+
+def _side_engine(config, name) -> str:
+    """``name`` if the engine runs side by side with the other (sw twin of ``hw.engine_port.side_by_side``)."""
+    return name if config.overlap and {"gemm", "gather"} <= set(config.engines) else ""
 
 
 def gemm_drain_cycles(config) -> int:
@@ -105,6 +121,12 @@ def gemm_drain_cycles(config) -> int:
 #: Fitted constants of the GATHER model (:func:`gather_cost`): fixed cycles, cycles from a miss's lookup to
 #: its first row word beyond the memory latency, and from a hit's lookup to its first word.
 GATHER_FIXED, GATHER_MISS_EXTRA, GATHER_HIT_LATENCY = 18, 9, 0
+#: Cycles of a GATHER's setup and check pass beyond its memory latency and its offset/index words: when
+#: a GEMM beside it may start.
+GATHER_CHECK = 6
+#: Cycles that one memory word of an instruction beside it costs the one that ends later (most of their
+#: words meet a cycle the other does not use the port), fitted to the gateware.
+SIDE_PORT_SHARE = 0.5
 #: The memory port's efficiency on a GATHER's mixed traffic (arbitration between its five streams).
 GATHER_PORT_SLACK = 1.02
 #: Cycles the gather engine's mean divider spends per output word (hw/gather.py: _DIV_STEPS + 1).
@@ -148,7 +170,14 @@ def gather_cost(fields: dict, config, memory) -> Cost:
     reads = 2 * off_words + idx_words + main_idx + counters["misses"] * rw
     divide = MEAN_WORD_CYCLES * writes if fields["mode"] == 1 else 0
     pooled = max(off_words, idx_words) + pooling_cycles(hits, offsets, rw, config)
-    return Cost(GATHER_FIXED + round(max(pooled, GATHER_PORT_SLACK * (reads + writes))) + divide, reads, writes)
+    reads_at = [(fields["table_addr"], fields["table_addr"] + fields["rows"] * rw),
+                (fields["idx_addr"], fields["idx_addr"] + idx_words), (fields["off_addr"], fields["off_addr"] + off_words)]
+    if fields["weighted"]:
+        reads_at.append((fields["w_addr"], fields["w_addr"] + idx_words))
+    checked = GATHER_CHECK + config.mem_latency + max(off_words, idx_words)
+    return Cost(GATHER_FIXED + round(max(pooled, GATHER_PORT_SLACK * (reads + writes))) + divide, reads, writes,
+                engine=_side_engine(config, "gather"), checked=checked, read_regions=tuple(reads_at),
+                write_regions=((fields["out_addr"], fields["out_addr"] + writes),))
 
 
 # ---- RNG / SKETCH ---------------------------------------------------------------------------------
@@ -188,21 +217,54 @@ def _meets(regions, others) -> bool:
     return any(start < other_end and other_start < end for start, end in regions for other_start, other_end in others)
 
 
+def _hazard(cost: Cost, other: Cost) -> bool:
+    """A read-after-write, write-after-read or write-after-write between two instructions' regions."""
+    return (_meets(cost.read_regions, other.write_regions) or _meets(cost.write_regions, other.read_regions)
+            or _meets(cost.write_regions, other.write_regions))
+
+
 def program_cycles(instruction_costs) -> int:
     """The cycle counter of a Program whose instructions cost ``instruction_costs`` (:class:`Cost`, in order).
 
     An instruction with a ``drain`` after one with a ``drain`` (GEMM after GEMM) starts when the previous
     one enters its drain, or, if it reads the previous one's output, ``GEMM_SETUP`` cycles before the
-    previous one is done (its setup overlaps, its reads wait); it is done after the previous one.
+    previous one is done (its setup overlaps, its reads wait); it is done after the previous one of its
+    engine. An instruction on the engine beside the previous one's (both with an ``engine``) starts when
+    the previous one passed its checks and its own engine is done, and waits for every instruction of the
+    other engine whose regions meet its own (a hazard). The two share the memory port: of two that run
+    side by side, the one that ends later ends later by ``SIDE_PORT_SHARE`` of the other's memory words in
+    their common cycles.
     """
     end = fed = 0                     # when the previous instruction is done, and enters its drain
     previous = None
+    runs = []                         # [engine, start, end, words] of every instruction so far
+    engine_end = {}
     for cost in instruction_costs:
         start = end + (DISPATCH_CYCLES if previous else 0)
         if previous is not None and previous.drain and cost.drain:
             start = fed
             if _meets(cost.inputs, previous.output):
                 start = max(fed, end - GEMM_SETUP)
-        fed, end = start + cost.cycles - cost.drain, max(start + cost.cycles, end + 1)
+        elif previous is not None and cost.engine and previous.engine and cost.engine != previous.engine:
+            start = max(runs[-1][1] + previous.checked, engine_end.get(cost.engine, 0))
+        beside = [run for run in runs if cost.engine and run[0] and run[0] != cost.engine and run[2] > start]
+        for run in beside:
+            if _hazard(cost, run[4]):
+                start = max(start, run[2])
+        finish = max(start + cost.cycles, engine_end.get(cost.engine, 0) + 1)
+        fed = finish - cost.drain
+        words = cost.reads + cost.writes
+        for run in beside:            # the memory port's words of the other in the common cycles
+            if run[2] <= start:
+                continue
+            if finish >= run[2]:
+                finish += round(SIDE_PORT_SHARE * run[3] * (run[2] - start) / max(1, run[2] - run[1]))
+            else:
+                run[2] += round(SIDE_PORT_SHARE * words)
+                engine_end[run[0]] = max(engine_end[run[0]], run[2])
+                end = max(end, run[2])
+        runs.append([cost.engine, start, finish, words, cost])
+        engine_end[cost.engine] = finish
+        end = max(end, finish)
         previous = cost
     return PROGRAM_CYCLES + end

@@ -215,3 +215,18 @@ def test_error_beside_an_instruction_in_flight(backend, failing, seed):
     for index, (addr, words) in written.items():
         unchanged = np.array_equal(expected.memory[addr:addr + words], program.memory[addr:addr + words])
         assert unchanged == (index >= pc), index
+
+
+@pytest.mark.parametrize("order", ["GEMM GATHER", "GATHER GEMM", "GEMM GATHER GEMM", "GATHER GEMM GATHER"])
+def test_cycle_model_side_by_side(order, seed):
+    """The cycle model of a GEMM and a GATHER side by side (start after the checks, the shared memory
+    port) within 10% of the RTL counter; the error is printed."""
+    rng = np.random.default_rng(seed)
+    builder = ProgramBuilder(SMALL)
+    for op in order.split():
+        _gemms(rng, builder, 1) if op == "GEMM" else _gather(rng, builder)
+    program = builder.build()
+    rtl = accelerator("amaranth").backend.run(program).counters["cycles"]
+    model = accelerator("golden").backend.run(program).counters["cycles"]
+    print(f"{order}: RTL {rtl}, model {model} ({100 * (model / rtl - 1):+.1f}%)")
+    assert abs(model / rtl - 1) <= 0.10
