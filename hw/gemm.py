@@ -83,7 +83,10 @@ class GemmEngine(wiring.Component):
     after write waits for the write: the back's job is then done). The back's writes follow the previous
     job's in order, and its P/Q reads start after the previous job's last write, so no other hazard
     exists between two GEMMs. An illegal instruction reports its error only when the slot and the back are
-    empty (after every earlier instruction is done), and nothing after it has started.
+    empty (after every earlier instruction is done), and nothing after it has started. Without
+    ``Config.overlap`` the front holds its instruction until the back is done and the back's job is a view
+    of the front's registers (no slot, job or hazard logic). Side by side with the gather engine a legal
+    instruction also waits in DECIDE for ``go`` (:mod:`tridsa.hw.engines`).
 
     Illegal fields (mode, zero size, region of the batch beyond memory, C overlapping an input) end the
     command at once with an error code and no memory access, as :func:`tridsa.sw.gemm_golden.check_gemm`
