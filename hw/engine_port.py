@@ -16,13 +16,14 @@ SIDE_BY_SIDE = ("gemm", "gather")
 
 def engine_ports(config, counters, instr_shape=isa.INSTR_BITS, regions=None) -> dict:
     """Signature members of an engine: start/instr in, ready/done/error out, its counters, its memory port;
-    with ``regions = (reads, writes)`` and :func:`side_by_side`, also ``go`` (In 1), ``checked`` (Out 1)
+    with ``regions = (reads, writes)`` and :func:`side_by_side`, also ``go`` (In 1, high when undriven: an
+    engine alone), ``checked`` (Out 1)
     and the ``reads``/``writes`` regions it publishes (:func:`region_layout` arrays)."""
     ports = {"start": In(1), "instr": In(instr_shape), "ready": Out(1), "done": Out(1), "error": Out(8),
              "counters": Out(counter_layout(counters)), "mem": Out(MemPort(config))}
     if regions is not None and side_by_side(config):
         reads, writes = regions
-        ports.update({"go": In(1), "checked": Out(1), "reads": Out(data.ArrayLayout(region_layout(config), reads)),
+        ports.update({"go": In(1, init=1), "checked": Out(1), "reads": Out(data.ArrayLayout(region_layout(config), reads)),
                       "writes": Out(data.ArrayLayout(region_layout(config), writes))})
     return ports
 
