@@ -280,29 +280,34 @@ class GemmEngine(wiring.Component):
             with m.State("DECIDE"):
                 m.d.comb += legal.eq(~bad_mode & ~bad_shape & ~Cat(*beyond.values()).any()
                                      & ~Cat(*meets_c.values()).any())
-                # An illegal instruction ends here, before any memory access.
+                # An illegal instruction ends here, before any memory access; with overlap it reports in
+                # FAIL, once every earlier instruction is done.
+                def fail(code):
+                    if cfg.overlap:
+                        m.d.sync += fail_code.eq(isa.ERRORS[code])
+                        m.next = "FAIL"
+                    else:
+                        m.d.comb += [self.done.eq(1), self.error.eq(isa.ERRORS[code])]
+                        m.next = "IDLE"
                 with m.If(bad_mode):
-                    m.d.sync += fail_code.eq(isa.ERRORS["BAD_MODE"])
-                    m.next = "FAIL"
+                    fail("BAD_MODE")
                 with m.Elif(bad_shape):
-                    m.d.sync += fail_code.eq(isa.ERRORS["BAD_SHAPE"])
-                    m.next = "FAIL"
+                    fail("BAD_SHAPE")
                 with m.Elif(Cat(*beyond.values()).any()):
-                    m.d.sync += fail_code.eq(isa.ERRORS["ADDR_RANGE"])
-                    m.next = "FAIL"
+                    fail("ADDR_RANGE")
                 with m.Elif(Cat(*meets_c.values()).any()):
-                    m.d.sync += fail_code.eq(isa.ERRORS["OVERLAP"])
-                    m.next = "FAIL"
+                    fail("OVERLAP")
                 with m.Elif(~slot_full & ~hazard & go):      # go: the A/B readers start in this cycle
                     m.d.comb += running.eq(1)
                     m.d.sync += slot_full.eq(1)
                     if cfg.overlap:
                         m.d.sync += [tiles_left.eq(total["c"] >> tile_shift), *front_job]
                     m.next = "RUN"
-            with m.State("FAIL"):                       # report in order: after every earlier instruction
-                with m.If(~slot_full & ~back_busy):
-                    m.d.comb += [self.done.eq(1), self.error.eq(fail_code)]
-                    m.next = "IDLE"
+            if cfg.overlap:
+                with m.State("FAIL"):                   # report in order: after every earlier instruction
+                    with m.If(~slot_full & ~back_busy):
+                        m.d.comb += [self.done.eq(1), self.error.eq(fail_code)]
+                        m.next = "IDLE"
             with m.State("RUN"):
                 m.d.comb += running.eq(1)
                 if cfg.overlap:         # ready for the next instruction once the last k-step is fed

@@ -91,7 +91,8 @@ class Top(wiring.Component):
         cross = len(side) >= 2
         young = Signal(range(n + 1))      # index + 1 of the engine of the last issued instruction, 0 = none
         head = Signal(range(n))           # the engine of the oldest instruction in flight
-        count = [Signal(range(4), name=f"count{i}") for i in range(n)]   # issued, not retired (an engine holds <= 3)
+        # issued, not retired (an engine holds <= 3 with overlap, else 1)
+        count = [Signal(range(4 if cfg.overlap else 2), name=f"count{i}") for i in range(n)]
         owed = [Signal(range(4), name=f"owed{i}") for i in range(n)]     # done, not retired (younger than head)
         owed_error = [Signal(8, name=f"owed_error{i}") for i in range(n)]
         failed = Signal()                 # an engine reported an error: nothing more is issued
@@ -182,8 +183,9 @@ class Top(wiring.Component):
                         m.d.sync += owed[index].eq(owed[index] + keep - (is_head & owes))
                         with m.If(keep):
                             m.d.sync += owed_error[index].eq(engine.error)
-                    with m.If(engine.done & (engine.error != 0)):
-                        m.d.sync += failed.eq(1)
+                    if cross:   # an error of the engine beside the head stops the issue until it retires
+                        with m.If(engine.done & (engine.error != 0)):
+                            m.d.sync += failed.eq(1)
                     m.d.sync += count[index].eq(count[index] + issue[index] - (retire & is_head))
                 with m.If(retire):
                     with m.If(retire_error != 0):
