@@ -112,6 +112,7 @@ def test_config_flags_override_config_file(small_config_file):
     (["bench", "gemm", "--mem-width", "4"], "tridsa bench gemm: error: Config.mem_width=4 is invalid"),
     (["run", "/nonexistent/p.npz"], "tridsa run: error: no such Program file: /nonexistent/p.npz"),
     (["bench", "gemm", "--shapes", "8x8"], "tridsa bench gemm: error: --shapes item '8x8' is invalid"),
+    (["bench", "gemm", "--stream", "0"], "tridsa bench gemm: error: instructions=0 (--stream) is invalid"),
 ])
 def test_user_errors_are_one_line_exit_2(capsys, argv, message):
     code, out, err = cli(capsys, *argv)
@@ -250,6 +251,18 @@ def test_bench_gemm_golden_tiny(capsys, tmp_path):
     from tridsa.sw.cycle_model import estimate_gemm_cycles
     assert report["rows"][0]["cycles"] == estimate_gemm_cycles(SMALL, 4, 8, 4, out_format=0)
     assert "| matmul | 4x8x4 | int8 | 128 |" in out and "bench gemm (golden)" in err
+
+
+def test_bench_gemm_stream_golden(capsys, tmp_path):
+    """--stream N: N independent GEMM instructions in one Program; each hides the previous one's drain."""
+    code, out, err = cli(capsys, "bench", "gemm", "--backend", "golden", *SMALL_FLAGS, "--shapes", "16x16x16",
+                         "--no-conv", "--precision", "int8", "--stream", "3", "--out", str(tmp_path))
+    assert code == 0, err
+    (row,) = json.loads((tmp_path / "gemm.json").read_text())["rows"]
+    assert (row["kind"], row["name"], row["macs"], row["exact"]) == ("stream", "3x 16x16x16", 3 * 16 ** 3, True)
+    from tridsa.sw.cycle_model import estimate_gemm_cycles, gemm_drain_cycles
+    assert row["cycles"] == 3 * estimate_gemm_cycles(SMALL, 16, 16, 16, out_format=1) - 2 * gemm_drain_cycles(SMALL)
+    assert "| stream | 3x 16x16x16 | int8 |" in out
 
 
 @pytest.mark.slow
