@@ -7,6 +7,13 @@ included). The engine counters split it: ``gemm_feed`` cycles the array receives
 ``gemm_busy`` cycles the engine runs, so ``busy - feed`` is fill/drain/stall inside the engine and
 ``cycles - busy`` is dispatch outside it.
 
+In stream mode (``instructions`` > 1, ``tridsa bench gemm --stream N``) every matmul shape runs as one
+Program of N independent same-size GEMM instructions (kind ``stream``), each requantized to its own
+precision as a layer feeding the next would be (the memory image is checked against the golden model):
+consecutive instructions overlap (the next one's setup and reads run while the previous one drains), so
+the fixed cost is paid about once. The stream table is published in README.md (section
+``bench-gemm-stream``).
+
 Every result is checked bit for bit (matmuls against NumPy, convolutions against the golden backend).
 Sizes derive from the Config (multiples of the array size ``S = max(rows, cols)``), so the same sweep
 scales to any array. Run it with ``tridsa bench gemm`` or ``python -m benchmarks.bench_gemm``.
@@ -20,7 +27,8 @@ from pathlib import Path
 import numpy as np
 
 from tridsa import Accelerator, Config, Requant
-from tridsa.sw.builder import ProblemTooLarge
+from tridsa.sw.builder import ProblemTooLarge, ProgramBuilder
+from tridsa.sw.gemm_ops import emit_gemm
 
 from .report import Progress, line_plot, markdown_table, publish_image, write_json, write_section
 
@@ -116,6 +124,23 @@ def _run_matmul(acc, rng, precision, shape):
     return _record(acc, "matmul", "x".join(map(str, shape)), precision, shape, exact, wall)
 
 
+def _run_stream(acc, golden, rng, precision, shape, instructions):
+    """``instructions`` independent ``shape`` matmuls, one GEMM instruction each (requantized to
+    ``precision``), in one Program; exact if the memory image equals the golden model's."""
+    m, k, n = shape
+    builder = ProgramBuilder(acc.config)
+    for i in range(instructions):
+        emit_gemm(builder, _random(rng, precision, (m, k)), _random(rng, precision, (k, n)),
+                  requant=Requant.from_scale(2.0 ** -10), precision=precision, out_dtype=precision, name=f"c{i}")
+    program = builder.build()
+    start = time.perf_counter()
+    result = acc.run(program)
+    wall = time.perf_counter() - start
+    acc._stats(result, program, instructions * m * k * n, acc._peak(precision))
+    exact = np.array_equal(result.memory, golden.run(program).memory)
+    return _record(acc, "stream", f"{instructions}x " + "x".join(map(str, shape)), precision, shape, exact, wall)
+
+
 def _run_convs(acc, golden, rng, precision, layers, bar):
     """Run the conv stack layer by layer (each on the previous layer's output); yield one row per layer."""
     hi = _RANGE[precision][1]
@@ -177,7 +202,7 @@ def published_table(rows, config, backend, summary=None) -> str:
              "|---|---|---|---|---|---|"]
     labels = {"matmul": "matmul {shape}", "conv": "{name}",
               "batched": "batched: {batch} problems of {shape}, one instruction",
-              "separate": "the same as {batch} separate matmul calls"}
+              "separate": "the same as {batch} separate matmul calls", "stream": "stream of {name}"}
     for (kind, name), by in cases.items():
         i8, i4 = by.get("int8"), by.get("int4")
         first = i8 or i4
@@ -217,7 +242,7 @@ def _summary(rows, config, backend):
     s = max(config.rows, config.cols)
 
     def compute_bound(r):
-        return r["kind"] == "matmul" and min(r["m"], r["k"], r["n"]) >= 4 * s
+        return r["kind"] in ("matmul", "stream") and min(r["m"], r["k"], r["n"]) >= 4 * s
 
     timed = [r for r in rows if r.get("cycles")]
     cb8 = [r["utilization"] for r in timed if compute_bound(r) and r["precision"] == "int8"]
@@ -227,7 +252,7 @@ def _summary(rows, config, backend):
     pairs = {case: v["int4"] / v["int8"] for case, v in by_case.items() if "int4" in v and "int8" in v}
     ratios = {f"{kind} {name}": ratio for (kind, name), ratio in pairs.items()}
     cb_ratios = [ratio for (kind, name), ratio in pairs.items()
-                 if kind == "matmul" and min(map(int, name.split("x"))) >= 4 * s]
+                 if kind in ("matmul", "stream") and min(map(int, name.split(" ")[-1].split("x"))) >= 4 * s]
     total_cycles = sum(r["cycles"] for r in timed)
     total_sim = sum(r.get("sim_seconds") or 0 for r in timed)
     marginal, startup = _fit_speed(timed)
@@ -290,7 +315,7 @@ def _format_summary(summary, config) -> str:
 def _plots(rows, out_dir: Path, config: Config) -> list:
     paths = []
     series_util, series_mpc = {}, {}
-    for kind in ("matmul", "conv"):
+    for kind in ("matmul", "stream", "conv"):
         for precision in ("int8", "int4"):
             pts = sorted((r["macs"], r["utilization"], r["macs_per_cycle"]) for r in rows
                          if r["kind"] == kind and r["precision"] == precision and r.get("cycles"))
@@ -314,7 +339,7 @@ def _plots(rows, out_dir: Path, config: Config) -> list:
 
 def run(config: Config | None = None, backend: str = "verilator", out_dir="benchmarks/out", *,
         quick: bool = False, shapes=None, conv: bool = True, precisions=("int8", "int4"), seed: int = 0,
-        progress: bool = True, stream=None, publish: bool = False) -> dict:
+        progress: bool = True, stream=None, instructions: int = 1, publish: bool = False) -> dict:
     """Run the sweep, print the Markdown table and summary, write ``gemm.json`` and PNGs; return the report.
 
     Parameters
@@ -325,6 +350,8 @@ def run(config: Config | None = None, backend: str = "verilator", out_dir="bench
         Also run the :func:`conv_layers` stack through ``Accelerator.conv2d``.
     precisions:
         Subset of ``("int8", "int4")``; INT4 is skipped on a Config without ``int4``.
+    instructions:
+        > 1: every shape runs as a Program of that many independent same-size GEMM instructions.
     publish:
         Also write :func:`published_table` into README.md (section ``bench-gemm``).
 
@@ -334,6 +361,8 @@ def run(config: Config | None = None, backend: str = "verilator", out_dir="bench
     config = Config() if config is None else config
     out = sys.stdout if stream is None else stream
     out_dir = Path(out_dir)
+    if not isinstance(instructions, int) or instructions < 1:
+        raise ValueError(f"instructions={instructions!r} (--stream) is invalid: expected a positive integer")
     bad = [p for p in precisions if p not in _RANGE]
     if bad or not precisions:
         raise ValueError(f"precisions={precisions!r} is invalid: expected a non-empty subset of ('int8', 'int4')")
@@ -355,7 +384,8 @@ def run(config: Config | None = None, backend: str = "verilator", out_dir="bench
             for shape in shapes:
                 bar.step(f"matmul {precision} {'x'.join(map(str, shape))}")
                 try:
-                    rows.append(_run_matmul(acc, rng, precision, shape))
+                    rows.append(_run_matmul(acc, rng, precision, shape) if instructions == 1
+                                else _run_stream(acc, golden, rng, precision, shape, instructions))
                 except ProblemTooLarge:
                     skipped.append(f"matmul {precision} {'x'.join(map(str, shape))}: does not fit mem_depth")
             if layers:
@@ -375,6 +405,11 @@ def run(config: Config | None = None, backend: str = "verilator", out_dir="bench
     write_json(json_path, report)
     print(f"## GEMM benchmark\n\n{markdown_table(rows, _COLUMNS)}\n", file=out)
     print(_format_summary(summary, config), file=out)
+    if instructions > 1 and backend != "golden":        # RTL figures only
+        command = (f"tridsa bench gemm --stream {instructions} --shapes "
+                   + ",".join("x".join(map(str, s)) for s in shapes) + " --no-conv")
+        write_section("bench-gemm-stream", f"{markdown_table(rows, _COLUMNS)}\n\n{_format_summary(summary, config)}\n\n"
+                      f"(RTL cycle counter on {backend}; written by `{command}`)")
     for item in skipped:
         print(f"- skipped {item}", file=out)
     print(f"- wrote {', '.join(report['files'])}", file=out)

@@ -33,6 +33,8 @@ from .memory import BlockReader, MemArbiter
 
 __all__ = ["GatherEngine", "PoolingUnit"]
 
+ROWS_AHEAD = 16          # cache lines of missed rows the rows reader holds (in flight or buffered)
+
 
 class PoolingUnit(wiring.Component):
     """Pools rows into bags and emits every bag as ``out_words`` int32 output words (mode copy: the
@@ -213,7 +215,8 @@ class GatherEngine(wiring.Component):
 
     def __init__(self, config):
         self.config = config
-        super().__init__(engine_ports(config, self.COUNTERS, instr_layout("GATHER")))
+        # side by side with the GEMM engine: reads table, indices, offsets, weights; writes the output
+        super().__init__(engine_ports(config, self.COUNTERS, instr_layout("GATHER"), regions=(4, 1)))
 
     def elaborate(self, platform):
         m = Module()
@@ -226,7 +229,9 @@ class GatherEngine(wiring.Component):
         wiring.connect(m, arbiter.mem, wiring.flipped(self.mem))
         readers = {}
         for i, name in enumerate(("off", "idx", "w", "rows")):
-            readers[name] = m.submodules[f"{name}_reader"] = BlockReader(cfg)
+            # the rows reader reads misses ahead while the pooling unit works on hits
+            depth = ROWS_AHEAD * line_words(cfg) if name == "rows" else None
+            readers[name] = m.submodules[f"{name}_reader"] = BlockReader(cfg, depth=depth)
             wiring.connect(m, readers[name].mem, arbiter.port(i))
         writer = arbiter.port(4)
         splitters = {}
@@ -318,8 +323,10 @@ class GatherEngine(wiring.Component):
         # ---- sequencer ------------------------------------------------------------------------
         written = Signal(48)
         all_idle = Cat(r.idle for r in readers.values()).all()
+        go = getattr(self, "go", Const(1))
         with m.FSM() as fsm:
             with m.State("IDLE"):
+                m.d.comb += self.ready.eq(1)
                 with m.If(self.start):
                     m.d.sync += f.eq(self.instr)
                     m.next = "SETUP1"
@@ -346,7 +353,7 @@ class GatherEngine(wiring.Component):
                             | (f.weighted & beyond_memory(cfg, f.w_addr, idx_words))):
                     m.d.sync += error.eq(isa.ERRORS["ADDR_RANGE"])
                     m.next = "FINISH"
-                with m.Else():
+                with m.Elif(go):            # legal: its first read waits for ``go`` (side by side)
                     m.d.sync += [error.eq(0), k_off.eq(0), k_idx.eq(0), off_seen_bad.eq(0), idx_seen_bad.eq(0),
                                  pending["off_check"].eq(1), pending["idx_check"].eq(idx_words != 0),
                                  pending["off"].eq(1), pending["idx"].eq(1), pending["w"].eq(f.weighted)]
@@ -387,6 +394,15 @@ class GatherEngine(wiring.Component):
                      pool.out.ready.eq(writer.req.ready)]
         with m.If(writer.req.valid & writer.req.ready):
             m.d.sync += written.eq(written + 1)
+
+        if hasattr(self, "go"):     # the regions of the instruction in flight, for the dispatcher's hazard check
+            L = cfg.addr_bits + 1
+            for region, addr, words, valid in zip(
+                    (*self.reads, *self.writes), (f.table_addr, f.idx_addr, f.off_addr, f.w_addr, f.out_addr),
+                    (table_words, idx_words, off_words, idx_words, out_total), (1, 1, 1, f.weighted, 1)):
+                m.d.comb += [region.lo.eq(addr[:L]), region.hi.eq(addr[:L] + words[:L]),
+                             region.valid.eq(~fsm.ongoing("IDLE") & valid)]
+            m.d.comb += self.checked.eq(fsm.ongoing("IDLE") | fsm.ongoing("MAIN"))
 
         # ---- counters -----------------------------------------------------------------------------
         c = self.counters

@@ -333,6 +333,7 @@ class SketchEngine(wiring.Component):
         p_count = Signal(range(self.p_words + 1))
         with m.FSM() as fsm:
             with m.State("IDLE"):
+                m.d.comb += self.ready.eq(1)
                 with m.If(self.start):
                     m.d.sync += ins.eq(self.instr)
                     m.next = "SETUP1"

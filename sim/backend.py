@@ -22,7 +22,8 @@ def get_backend(name: str, config, waves=None, **options):
 
     ``waves``: a file name; the backends of :data:`WAVE_FORMATS` dump every run's waveforms there.
     ``options`` go to backends that take them: ``fpga`` (``port``, ``baud``, ``readback``) and
-    ``uart-sim`` (``simulator``, ``divisor``, ``readback``); see :mod:`tridsa.sw.fpga`.
+    ``uart-sim`` (``simulator``, ``divisor``, ``readback``); see :mod:`tridsa.sw.fpga`. The HDL simulation
+    backends take ``mem_stall_seed``: random memory stalls from that seed (0: none; tests).
     """
     if name not in BACKENDS:
         raise ValueError(f"unknown backend {name!r}: expected one of {', '.join(BACKENDS)}")
@@ -34,16 +35,17 @@ def get_backend(name: str, config, waves=None, **options):
     if name == "uart-sim":
         from .uart_sim import UartSimBackend
         return UartSimBackend(config, **options)
-    if options:
-        raise TypeError(f"backend {name!r} takes no options, got {sorted(options)}")
+    stall_options = {"mem_stall_seed"} if name in ("amaranth", "verilator", "icarus", "cocotb-verilator") else set()
+    if set(options) - stall_options:
+        raise TypeError(f"backend {name!r} takes no options {sorted(set(options) - stall_options)}")
     if name == "golden":
         from .golden import GoldenBackend
         return GoldenBackend(config)
     if name == "amaranth":
         from .amaranth_sim import AmaranthBackend
-        return AmaranthBackend(config, waves=waves)
+        return AmaranthBackend(config, waves=waves, **options)
     if name == "verilator":
         from .verilator_model import VerilatorBackend
-        return VerilatorBackend(config, waves=waves)
+        return VerilatorBackend(config, waves=waves, **options)
     from .cocotb_sim import CocotbBackend
-    return CocotbBackend(config, "verilator" if name == "cocotb-verilator" else "icarus", waves=waves)
+    return CocotbBackend(config, "verilator" if name == "cocotb-verilator" else "icarus", waves=waves, **options)

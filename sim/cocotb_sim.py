@@ -25,9 +25,10 @@ SIM_MEM = Path(__file__).with_name("sim_mem.v")
 
 
 class CocotbBackend(Backend):
-    def __init__(self, config, simulator, max_cycles=50_000_000, waves=None):
+    def __init__(self, config, simulator, max_cycles=50_000_000, waves=None, mem_stall_seed=0):
         from .toolchain import prepare_simulator
         super().__init__(config)
+        self.mem_stall_seed = mem_stall_seed        # random memory stalls (sim/sim_mem.v), 0: none
         prepare_simulator(simulator)          # a missing simulator is an error now, not at the first run
         self.simulator = simulator
         self.name = "icarus" if simulator == "icarus" else f"cocotb-{simulator}"
@@ -59,7 +60,8 @@ class CocotbBackend(Backend):
             start = time.perf_counter()
             run_test(runner, build_dir, TOPLEVEL, "tridsa.sim.cocotb_top_tb", test_dir=run_dir,
                      extra_env={"TRIDSA_RUN_DIR": str(run_dir)}, waves=next(self.waves) if self.waves else None,
-                     plusargs=[f"+mem_in={run_dir / 'mem_in.hex'}", f"+mem_out={run_dir / 'mem_out.hex'}"])
+                     plusargs=[f"+mem_in={run_dir / 'mem_in.hex'}", f"+mem_out={run_dir / 'mem_out.hex'}",
+                              f"+mem_stall_seed={self.mem_stall_seed}"])
             wall = time.perf_counter() - start
             status = json.loads((run_dir / "status.json").read_text())
             memory = read_hex(run_dir / "mem_out.hex", self.config.mem_depth, self.config.mem_width)

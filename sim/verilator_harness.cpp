@@ -49,6 +49,16 @@ static uint64_t g_written_lo, g_written_hi;
 
 static inline uint64_t word_index(int addr) { return static_cast<uint32_t>(addr) % MEM_WORDS; }
 
+static uint32_t g_stall_seed, g_stall_state;    // TRIDSA_MEM_STALL_SEED; 0: the memory never stalls
+
+svBit tridsa_mem_stall() {                      // xorshift32, restarted from the seed for every Program
+    if (g_stall_state == 0) return 0;
+    g_stall_state ^= g_stall_state << 13;
+    g_stall_state ^= g_stall_state >> 17;
+    g_stall_state ^= g_stall_state << 5;
+    return (g_stall_state & 3) == 0;
+}
+
 void tridsa_mem_read(int addr, svBitVecVal* data) {
     std::memcpy(data, g_mem + word_index(addr) * MEM_BYTES, MEM_BYTES);
 }
@@ -113,6 +123,7 @@ int main(int argc, char** argv) {
     g_mem = static_cast<uint8_t*>(mmap(nullptr, bytes, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0));
     if (g_mem == MAP_FAILED) { std::perror("mmap"); return 2; }
 
+    if (const char* seed = std::getenv("TRIDSA_MEM_STALL_SEED")) g_stall_seed = std::strtoul(seed, nullptr, 10);
     std::string fields;
 #define REPLY_NAME(type, name) fields += std::string(fields.empty() ? "" : " ") + #name ":" + std::to_string(sizeof(type));
     REPLY_FIELDS(REPLY_NAME)
@@ -166,6 +177,7 @@ int main(int argc, char** argv) {
         };
         g_written_lo = UINT64_MAX;
         g_written_hi = 0;
+        g_stall_state = g_stall_seed;
         top->cmd_valid = 0;
         top->rst_req = 1;                         // the core sees reset one cycle late (sim/fast_top.v):
         top->clk = 0;

@@ -98,14 +98,15 @@ def build_model(config, trace: bool = False, verilator_flags=VERILATOR_FLAGS, ma
 class _Harness:
     """One running harness process and the memory file it shares with this process."""
 
-    def __init__(self, executable: Path, config):
+    def __init__(self, executable: Path, config, mem_stall_seed=0):
         self.config = config
         shm = "/dev/shm" if os.path.isdir("/dev/shm") else None
         fd, path = tempfile.mkstemp(prefix="tridsa-mem-", dir=shm)
         try:
             os.ftruncate(fd, config.mem_depth * config.mem_width)      # sparse: untouched pages cost nothing
             self._map = mmap.mmap(fd, config.mem_depth * config.mem_width)
-            self.proc = subprocess.Popen([str(executable), path], stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+            self.proc = subprocess.Popen([str(executable), path], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                         env=dict(os.environ, TRIDSA_MEM_STALL_SEED=str(mem_stall_seed)))
             self._expect(b"RDY\0", 4)
             self._reply_fields = self._read_fields()
         finally:
@@ -187,9 +188,10 @@ class VerilatorBackend(Backend):
     """
     name = "verilator"
 
-    def __init__(self, config, max_cycles: int = 1 << 32, waves: str | None = None,
+    def __init__(self, config, max_cycles: int = 1 << 32, waves: str | None = None, mem_stall_seed: int = 0,
                  verilator_flags=VERILATOR_FLAGS, make_flags=MAKE_FLAGS):
         super().__init__(config)
+        self.mem_stall_seed = mem_stall_seed    # random memory stalls (sim/sim_mem.v), 0: none
         prepare_simulator("verilator")          # a missing simulator is an error now, not at the first run
         self.max_cycles = max_cycles
         self.waves = wave_paths(waves, ".fst")
@@ -198,7 +200,8 @@ class VerilatorBackend(Backend):
 
     def _start(self):
         if self._harness is None:
-            self._harness = _Harness(build_model(self.config, trace=self.waves is not None, **self.flags), self.config)
+            self._harness = _Harness(build_model(self.config, trace=self.waves is not None, **self.flags), self.config,
+                                     self.mem_stall_seed)
         return self._harness
 
     def close(self):

@@ -175,6 +175,39 @@ def decode(word: int) -> tuple:
     return op, fields
 
 
+#: The memory semantics of a Program (docs/isa.md): what overlapping instructions may and may not do.
+ORDERING = """## Ordering and hazards
+
+A Program's result is that of its instructions run one after another, in order (the golden model).
+A chip built with `Config.overlap` (the default) overlaps consecutive instructions where that cannot
+change the result; without it every instruction starts when the previous one is done.
+
+Regions are `[start, end)` word intervals. GEMM reads A `[a_addr, a_addr + batch * A words)`, B
+likewise, its parameters P, in accumulate mode C, and writes C `[c_addr, c_addr + batch * C words)`;
+GATHER reads its table (`rows` rows), indices, offsets and (weighted) weights and writes its output.
+Two instructions have a hazard when one reads a region the other writes (read after write, write after
+read) or both write a word (write after write).
+
+* A GEMM after a GEMM starts its setup, checks and A/B reads while the previous GEMM drains (requant,
+  last writes). A GEMM whose A or B region meets the C region of the GEMM still draining waits for its
+  last write (read after write). Its own writes (C) and its P/Q reads start only after the previous
+  GEMM's last write, so write after read and write after write need no wait.
+* A GATHER and a GEMM run side by side: the dispatcher starts an instruction on the other of the two
+  engines once every instruction in flight passed its checks (a GEMM its field checks, a GATHER also its
+  check pass over offsets and indices), and it then touches memory only when it has no hazard with
+  any instruction of the other engine still in flight (else it waits until they are done). The
+  instructions that follow on its engine are checked the same way; the other engine takes no new
+  instruction until all of its own are done.
+* Any other instruction (RNG, SKETCH, NOP, HALT, and any instruction on another engine otherwise) starts
+  when every earlier instruction is done.
+* Errors: an instruction is *after* another when it comes later in the Program, whether or not it is in
+  flight. No instruction touches memory before every instruction before it passed its checks, so the
+  first failing instruction reports its index (`error_pc`) after every earlier instruction is done (their
+  writes are in memory), and nothing after it reads or writes memory: an instruction after it is never
+  started, or was started on the same engine and is dropped before its first access.
+""" + "\n"
+
+
 def markdown_table() -> str:
     """The encoding table of every instruction and the error codes, as Markdown."""
     lines = [f"# Instruction encoding\n\nEvery instruction is {INSTR_BITS} bits; bits [0:8) are the opcode.\n"
@@ -188,6 +221,7 @@ def markdown_table() -> str:
                 kind = " (signed)" if field.signed else ""
                 lines.append(f"| [{start}:{start + field.width}) | `{field.name}` | {field.doc}{kind} |")
             lines.append("")
+    lines.append(ORDERING)
     lines.append("## Status error codes\n\n| code | name |\n|---|---|")
     lines += [f"| {code} | {name} |" for name, code in ERRORS.items()]
     return "\n".join(lines) + "\n"

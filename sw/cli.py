@@ -295,7 +295,7 @@ def _cmd_bench(ns, extra) -> int:
         if ns.shapes:
             kwargs["shapes"] = module.parse_shapes(ns.shapes)
         kwargs.update(conv=not ns.no_conv, precisions=tuple(ns.precision or ("int8", "int4")), seed=ns.seed,
-                      publish=ns.publish)
+                      publish=ns.publish, instructions=ns.stream)
     if ns.bench == "multichip":
         kwargs.update(chips=ns.chips, strategy=ns.strategy, batch=ns.batch,
                       link_bytes_per_cycle=ns.link_bandwidth)
@@ -399,6 +399,9 @@ def _parser() -> argparse.ArgumentParser:
             b.add_argument("--precision", action="append", choices=("int8", "int4"),
                            help="run only this precision (repeatable; default both)")
             b.add_argument("--seed", type=int, default=0, help="seed of the random operands (default: 0)")
+            b.add_argument("--stream", type=int, default=1, metavar="N",
+                           help="run every matmul shape as a Program of N independent same-size GEMM "
+                                "instructions (default: 1, a single instruction)")
             b.add_argument("--publish", action="store_true",
                            help="also write the table into README.md (section bench-gemm)")
         if name == "gather":

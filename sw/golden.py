@@ -67,5 +67,5 @@ def execute(program: Program) -> RunResult:
             costs.append(cost or instruction_cost(op.name, fields, config, memory))
         retired += 1
     return RunResult(memory=memory, error=error, error_pc=error_pc,
-                     counters={"cycles": program_cycles(c.cycles for c in costs), "retired": retired,
+                     counters={"cycles": program_cycles(costs), "retired": retired,
                                "mem_reads": sum(c.reads for c in costs), "mem_writes": sum(c.writes for c in costs)})

@@ -112,6 +112,7 @@ def test_config_flags_override_config_file(small_config_file):
     (["bench", "gemm", "--mem-width", "4"], "tridsa bench gemm: error: Config.mem_width=4 is invalid"),
     (["run", "/nonexistent/p.npz"], "tridsa run: error: no such Program file: /nonexistent/p.npz"),
     (["bench", "gemm", "--shapes", "8x8"], "tridsa bench gemm: error: --shapes item '8x8' is invalid"),
+    (["bench", "gemm", "--stream", "0"], "tridsa bench gemm: error: instructions=0 (--stream) is invalid"),
 ])
 def test_user_errors_are_one_line_exit_2(capsys, argv, message):
     code, out, err = cli(capsys, *argv)
@@ -282,6 +283,18 @@ def test_bench_gemm_published_table_golden():
     assert lines[4].startswith("| matmul 16 x 16 x 16 | ") and lines[4].endswith("x |")
     assert lines[5].startswith(f"| batched: {BATCH} problems of 8 x 12 x 4, one instruction | {batched['cycles']} | ")
     assert lines[6].startswith(f"| the same as {BATCH} separate matmul calls | {separate['cycles']} | ")
+
+
+def test_bench_gemm_stream_golden(capsys, tmp_path):
+    """--stream N: N independent GEMM instructions in one Program; each hides the previous one's drain."""
+    code, out, err = cli(capsys, "bench", "gemm", "--backend", "golden", *SMALL_FLAGS, "--shapes", "16x16x16",
+                         "--no-conv", "--precision", "int8", "--stream", "3", "--out", str(tmp_path))
+    assert code == 0, err
+    (row,) = json.loads((tmp_path / "gemm.json").read_text())["rows"]
+    assert (row["kind"], row["name"], row["macs"], row["exact"]) == ("stream", "3x 16x16x16", 3 * 16 ** 3, True)
+    from tridsa.sw.cycle_model import estimate_gemm_cycles, gemm_drain_cycles
+    assert row["cycles"] == 3 * estimate_gemm_cycles(SMALL, 16, 16, 16, out_format=1) - 2 * gemm_drain_cycles(SMALL)
+    assert "| stream | 3x 16x16x16 | int8 |" in out
 
 
 @pytest.mark.slow

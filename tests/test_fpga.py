@@ -268,9 +268,7 @@ def test_synthesis_smoke_ice40(tmp_path):
     # it is half of an instantiated SB_MAC16 in dual 8 x 8 mode with its registers on
     mult = report["multipliers"]
     assert mult["array_hard"] == 1 and mult["inferred_hard"] >= 1, mult
-    # the PE's SB_MAC16 is the instantiated one (whether the netlist shows its registers on is not checked
-    # here: the registered-DSP count reads 0 on this build, an open question of issue 17)
-    assert mult["array_dsp_blocks"] == 1, mult
+    assert mult["array_dsp_blocks"] == 1 and mult["registered_dsps"] == 1, mult
 
 
 # -- build reports and their errors (no toolchain run) -------------------------------------------
