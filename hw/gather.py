@@ -23,8 +23,8 @@ from amaranth.lib import data, stream, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
-from ..sw import isa
-from ..sw.gather_golden import BYPASS_BIT, line_words
+from ..spec import isa
+from ..spec.gather_layout import BYPASS_BIT, MEAN_DIVIDE_STEPS as _DIV_STEPS, line_words
 from .engine_port import beyond_memory, engine_ports, log2
 from .gemm import WordSplitter
 from .index_queue import COUNTERS as QUEUE_COUNTERS, IndexQueue, entry_layout
@@ -33,7 +33,6 @@ from .memory import BlockReader, MemArbiter
 
 __all__ = ["GatherEngine", "PoolingUnit"]
 
-_DIV_STEPS = 34          # bits of the mean's numerator 2|s| + n < 2**34
 ROWS_AHEAD = 16          # cache lines of missed rows the rows reader holds (in flight or buffered)
 
 

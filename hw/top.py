@@ -5,7 +5,7 @@ The dispatcher issues them in order. It starts an instruction on an engine that 
 instruction is in flight, or when the instructions in flight run on that same engine (an engine may take
 the next instruction while it drains the previous one: see :class:`tridsa.hw.gemm.GemmEngine`); engines
 report ``done`` in instruction order. NOP and HALT wait until nothing is in flight. ``HALT`` or the
-first error raises ``halted``; ``error`` then holds the error code (:data:`tridsa.sw.isa.ERRORS`) and
+first error raises ``halted``; ``error`` then holds the error code (:data:`tridsa.spec.isa.ERRORS`) and
 ``error_pc`` the index of the failing instruction. After halting, the dispatcher keeps draining ``cmd`` so a host never blocks.
 Counters count from the first instruction popped until ``halted``. The chip has the engines named in
 ``Config.engines``; an instruction of a missing engine is ILLEGAL_OPCODE.
@@ -17,7 +17,7 @@ from amaranth import *
 from amaranth.lib import fifo, stream, wiring
 from amaranth.lib.wiring import In, Out
 
-from ..sw import isa
+from ..spec import isa
 from .counters import COUNTER_BITS, counter_layout
 from .engines import ENGINES
 from .engine_port import regions_conflict

@@ -12,11 +12,12 @@ from tridsa.hw.gather import GatherEngine
 from tridsa.hw.index_queue import IndexQueue
 from tridsa.hw.memory import MemoryModel
 from tridsa.sim.memimage import from_ints, to_ints
-from tridsa.sw import isa
+from tridsa.spec import isa
 from tridsa.sw.builder import ProgramBuilder
 from tridsa.sw.driver import AcceleratorError
 from tridsa.sw.embedding import embedding_bag, embedding_bag_rowwise, quantize_rowwise
-from tridsa.sw.gather_golden import BYPASS_BIT, COUNTER_NAMES, check_gather, gather_counters
+from tridsa.spec.gather_layout import BYPASS_BIT
+from tridsa.sw.gather_golden import COUNTER_NAMES, check_gather, gather_counters
 from tridsa.sw.gather_ops import emit_gather, gather_program, pack_int32
 from tridsa.sw.golden import execute
 from tridsa.sw.cache_hints import hot_plan
@@ -670,3 +671,34 @@ def test_index_queue_random_backpressure(seed):
                     slot_of[row] = e.slot
             assert e.slot // cfg.cache_ways == row % cfg.cache_sets
             pos += 1
+
+
+@pytest.mark.slow
+def test_bench_hit_rates_rtl_counters_equal_the_cache_model():
+    """bench gather's RTL hit-rate columns (one GATHER of the trace on Verilator) equal the NumPy cache
+    model's for all three policies (plain LRU, hints of the same call, hints of the previous batch)."""
+    from tridsa.benchmarks.bench_gather import hit_rate_table, hit_rates
+    hits = hit_rates(SMALL, lookups=400, backend="verilator")
+    for h in hits:
+        assert [h[f"rtl_{k}"] for k in ("lru", "hinted", "hinted_prev")] == [h["lru"], h["hinted"], h["hinted_prev"]]
+    table = hit_rate_table(hits, "verilator")
+    assert "tridsa bench gather --publish" in table and "RTL previous batch" in table
+
+
+def test_cache_hints_take_a_plan_of_an_earlier_batch():
+    """``cache_hints`` may be a HotPlan (profiled on an earlier batch): same result, its hints in the
+    counters; a plan of another table size is one clear error."""
+    rng = np.random.default_rng(3)
+    table = rng.integers(-128, 128, (40, 8)).astype(np.int8)
+    idx, prev = rng.integers(0, 40, 60), rng.integers(0, 10, 60)
+    off = np.arange(0, 60, 6)
+    acc = accelerator("golden")
+    plain = acc.embedding_bag(table, idx, off, cache_hints=False)
+    plan = hot_plan(prev, 40, SMALL.cache_sets * SMALL.cache_ways)
+    assert np.array_equal(acc.embedding_bag(table, idx, off, cache_hints=plan), plain)
+    positions, allocate = plan.lookups(idx)
+    from tridsa.sw.row_cache import simulate
+    model = simulate(positions, SMALL.cache_sets, SMALL.cache_ways, allocate)
+    assert acc.last_run.counters["gather_hits"] == model["hits"]
+    with pytest.raises(ValueError, match="HotPlan of a 41-row table, the table has 40 rows"):
+        acc.embedding_bag(table, idx, off, cache_hints=hot_plan(prev, 41, 8))
