@@ -31,7 +31,7 @@ from .index_queue import COUNTERS as QUEUE_COUNTERS, IndexQueue, entry_layout
 from .instr import instr_layout
 from .memory import BlockReader, MemArbiter
 
-__all__ = ["GatherEngine", "PoolingUnit"]
+__all__ = ["GatherEngine", "PoolingUnit", "CheckPass"]
 
 ROWS_AHEAD = 16          # cache lines of missed rows the rows reader holds (in flight or buffered)
 
@@ -202,6 +202,59 @@ class PoolingUnit(wiring.Component):
         return m
 
 
+class CheckPass(wiring.Component):
+    """A GATHER's check pass: a word of offsets and a word of indices per cycle, side by side.
+
+    ``start`` (one cycle) begins a pass over ``off_words`` offset words and ``idx_words`` index words;
+    ``n_bags``, ``n_indices``, ``rows``, ``off_words`` and ``idx_words`` hold still until it ends. ``off`` /
+    ``idx`` are ready while the pass still wants words of that array (the engine hands it the first words
+    of its offsets and indices readers). Sticky results: ``off_bad`` (``off[0] != 0``, a decrease, or
+    ``off[n_bags] > n_indices``; int32 compares), ``idx_bad`` (the row field, bits ``[0:31]``, of one of
+    the ``n_indices`` index words ``>= rows``), and ``off_last`` = ``off[n_bags]`` once the offsets are checked.
+    """
+
+    def __init__(self, config):
+        self.config = config
+        super().__init__({
+            "start": In(1), "n_bags": In(24), "n_indices": In(24), "rows": In(24), "off_words": In(24),
+            "idx_words": In(24), "off": In(stream.Signature(config.mem_bits)),
+            "idx": In(stream.Signature(config.mem_bits)),
+            "off_bad": Out(1), "idx_bad": Out(1), "off_last": Out(25),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        pw = self.config.mem_width // 4               # int32 items per word
+        k_off, k_idx = Signal(24), Signal(24)         # words checked so far
+        carry = Signal(32)                            # last offset of the previous word
+        m.d.comb += [self.off.ready.eq(k_off != self.off_words), self.idx.ready.eq(k_idx != self.idx_words)]
+        off_in, idx_in = self.off.valid & self.off.ready, self.idx.valid & self.idx.ready
+        off_word, idx_word = self.off.payload, self.idx.payload
+        off_terms, idx_terms = [], []
+        for lane in range(pw):
+            item = k_off * pw + lane
+            v = off_word[32 * lane:32 * lane + 32].as_signed()
+            before = carry.as_signed() if lane == 0 else off_word[32 * (lane - 1):32 * lane].as_signed()
+            off_terms.append((item <= self.n_bags) & (((item == 0) & (v != 0)) | ((item != 0) & (v < before))
+                                                      | ((item == self.n_bags) & (v > self.n_indices))))
+            with m.If(off_in & (item == self.n_bags)):
+                m.d.sync += self.off_last.eq(v)
+            # the row field of an index word: the bits below the bypass hint
+            idx_terms.append((k_idx * pw + lane < self.n_indices)
+                             & (idx_word[32 * lane:32 * lane + BYPASS_BIT] >= self.rows))
+        with m.If(off_in):
+            m.d.sync += [k_off.eq(k_off + 1), carry.eq(off_word[-32:])]
+            with m.If(Cat(off_terms).any()):
+                m.d.sync += self.off_bad.eq(1)
+        with m.If(idx_in):
+            m.d.sync += k_idx.eq(k_idx + 1)
+            with m.If(Cat(idx_terms).any()):
+                m.d.sync += self.idx_bad.eq(1)
+        with m.If(self.start):
+            m.d.sync += [k_off.eq(0), k_idx.eq(0), self.off_bad.eq(0), self.idx_bad.eq(0)]
+        return m
+
+
 class GatherEngine(wiring.Component):
     """Runs GATHER instructions. ``start`` (one cycle, with ``instr``) -> ``done`` (one cycle, with ``error``).
 
@@ -249,7 +302,6 @@ class GatherEngine(wiring.Component):
         row_words, out_words = Signal(16), Signal(16)
         table_words, out_total = Signal(48), Signal(48)
         idx_words, off_words = Signal(24), Signal(24)
-        off_last = Signal(25)
         error = Signal(8)
         row_bytes = Mux(f.dtype, f.dim << 2, f.dim)
         m.d.comb += [queue.n_bags.eq(f.n_bags), queue.weighted.eq(f.weighted), queue.table_addr.eq(f.table_addr),
@@ -266,41 +318,19 @@ class GatherEngine(wiring.Component):
         # effect and these regions were range checked), but their words wait in the readers until the
         # check passed (MAIN), or are dropped (DRAIN). So are the weights' (read once, by the main pass):
         # every reader must be emptied before DRAIN ends, or the engine never becomes idle.
-        k_off, k_idx = Signal(24), Signal(24)         # words checked so far
-        carry = Signal(32)                            # last offset of the previous word
-        off_seen_bad, idx_seen_bad = Signal(), Signal()
         in_main, draining = Signal(), Signal()
-        off_check = k_off != off_words
-        idx_check = k_idx != idx_words
-        for name, checking in (("off", off_check), ("idx", idx_check), ("w", C(0))):
+        m.submodules.check = check = CheckPass(cfg)
+        m.d.comb += [check.n_bags.eq(f.n_bags), check.n_indices.eq(f.n_indices), check.rows.eq(f.rows),
+                     check.off_words.eq(off_words), check.idx_words.eq(idx_words)]
+        off_check, idx_check = check.off.ready, check.idx.ready
+        off_seen_bad, idx_seen_bad, off_last = check.off_bad, check.idx_bad, check.off_last
+        for name, port in (("off", check.off), ("idx", check.idx), ("w", None)):
             src, split = readers[name].words, splitters[name].words
+            checking = port.ready if port is not None else C(0)
+            if port is not None:
+                m.d.comb += [port.payload.eq(src.payload), port.valid.eq(src.valid)]
             m.d.comb += [split.payload.eq(src.payload), split.valid.eq(src.valid & ~checking & in_main),
                          src.ready.eq(checking | draining | (split.ready & in_main))]
-        off_in, idx_in = readers["off"].words.valid & off_check, readers["idx"].words.valid & idx_check
-        off_word = readers["off"].words.payload
-        idx_word = readers["idx"].words.payload
-        off_bad, idx_bad = Signal(), Signal()
-        off_terms, idx_terms = [], []
-        for lane in range(pw):
-            item = k_off * pw + lane
-            v = off_word[32 * lane:32 * lane + 32].as_signed()
-            before = carry.as_signed() if lane == 0 else off_word[32 * (lane - 1):32 * lane].as_signed()
-            off_terms.append((item <= f.n_bags) & (((item == 0) & (v != 0)) | ((item != 0) & (v < before))
-                                                   | ((item == f.n_bags) & (v > f.n_indices))))
-            with m.If(off_in & (item == f.n_bags)):
-                m.d.sync += off_last.eq(v)
-            # the row field of an index word: the bits below the bypass hint
-            idx_terms.append((k_idx * pw + lane < f.n_indices)
-                             & (idx_word[32 * lane:32 * lane + BYPASS_BIT] >= f.rows))
-        m.d.comb += [off_bad.eq(Cat(off_terms).any()), idx_bad.eq(Cat(idx_terms).any())]
-        with m.If(off_in):
-            m.d.sync += [k_off.eq(k_off + 1), carry.eq(off_word[-32:])]
-            with m.If(off_bad):
-                m.d.sync += off_seen_bad.eq(1)
-        with m.If(idx_in):
-            m.d.sync += k_idx.eq(k_idx + 1)
-            with m.If(idx_bad):
-                m.d.sync += idx_seen_bad.eq(1)
 
         # ---- reads: the check pass's, then the main pass's behind them --------------------------
         rc = {name: readers[name].cmd for name in ("off", "idx", "w")}
@@ -354,8 +384,8 @@ class GatherEngine(wiring.Component):
                     m.d.sync += error.eq(isa.ERRORS["ADDR_RANGE"])
                     m.next = "FINISH"
                 with m.Elif(go):            # legal: its first read waits for ``go`` (side by side)
-                    m.d.sync += [error.eq(0), k_off.eq(0), k_idx.eq(0), off_seen_bad.eq(0), idx_seen_bad.eq(0),
-                                 pending["off_check"].eq(1), pending["idx_check"].eq(idx_words != 0),
+                    m.d.comb += check.start.eq(1)
+                    m.d.sync += [error.eq(0), pending["off_check"].eq(1), pending["idx_check"].eq(idx_words != 0),
                                  pending["off"].eq(1), pending["idx"].eq(1), pending["w"].eq(f.weighted)]
                     m.d.comb += queue.start.eq(1)
                     m.next = "DATA_CHECK"
