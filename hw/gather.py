@@ -31,7 +31,7 @@ from .index_queue import COUNTERS as QUEUE_COUNTERS, IndexQueue, entry_layout
 from .instr import instr_layout
 from .memory import BlockReader, MemArbiter
 
-__all__ = ["GatherEngine", "PoolingUnit", "CheckPass"]
+__all__ = ["GatherEngine", "PoolingUnit", "MeanDivider", "CheckPass"]
 
 ROWS_AHEAD = 16          # cache lines of missed rows the rows reader holds (in flight or buffered)
 
@@ -156,41 +156,21 @@ class PoolingUnit(wiring.Component):
         copied = Mux(self.dtype, Cat(elems32), Cat(elems8))
         lanes = Signal(data.ArrayLayout(signed(32), lanes32))
         m.d.comb += lanes.eq(Mux(self.dtype, sel32, sel8))
-        # restoring division of 2|s| + n by 2n, every lane at once
-        n = Signal(25)
-        m.d.comb += n.eq(Mux(out_count == 0, 1, out_count))
-        step = Signal(range(_DIV_STEPS + 1))
-        dividing = Signal()
-        nums = [Signal(_DIV_STEPS, name=f"num{i}") for i in range(lanes32)]
-        rems = [Signal(27, name=f"rem{i}") for i in range(lanes32)]
-        quos = [Signal(_DIV_STEPS, name=f"quo{i}") for i in range(lanes32)]
+        m.submodules.divider = divider = MeanDivider(lanes32)
+        mean = self.mode == 1
+        m.d.comb += [divider.lanes.eq(lanes), divider.count.eq(Mux(out_count == 0, 1, out_count)),
+                     divider.start.eq(out_busy & mean & divider.idle),
+                     divider.ack.eq(self.out.valid & self.out.ready)]
         result = Signal(data.ArrayLayout(signed(32), lanes32))
         for i in range(lanes32):
-            s = lanes[i]
-            mag = Mux(s < 0, -s, s)[:33]
-            with m.If(out_busy & ~dividing & (step == 0) & (self.mode == 1)):
-                m.d.sync += [nums[i].eq((mag << 1) + n), rems[i].eq(0), quos[i].eq(0)]
-            trial = Cat(nums[i][-1], rems[i])
-            with m.If(dividing):
-                with m.If(trial >= (n << 1)):
-                    m.d.sync += [rems[i].eq(trial - (n << 1)), quos[i].eq(Cat(1, quos[i]))]
-                with m.Else():
-                    m.d.sync += [rems[i].eq(trial), quos[i].eq(Cat(0, quos[i]))]
-                m.d.sync += nums[i].eq(nums[i] << 1)
-            value = Mux(self.mode == 1, Mux(s < 0, -quos[i][:32], quos[i][:32]), s)
+            value = Mux(mean, divider.quotients[i], lanes[i])
             m.d.comb += result[i].eq(Mux(j * lanes32 + i < self.dim, value, 0))
-        with m.If(out_busy & ~dividing & (step == 0) & (self.mode == 1)):
-            m.d.sync += dividing.eq(1)
-        with m.If(dividing):
-            m.d.sync += step.eq(step + 1)
-            with m.If(step == _DIV_STEPS - 1):
-                m.d.sync += dividing.eq(0)
-        ready_word = out_busy & ((self.mode != 1) | (step == _DIV_STEPS))
+        ready_word = out_busy & (~mean | divider.done)
         m.d.comb += [self.out.valid.eq(ready_word), self.out.payload.eq(Mux(as_row, copied, result))]
         last_out = self.out.valid & self.out.ready & (j == self.out_words - 1)
         m.d.comb += out_free.eq(~out_busy | last_out)
         with m.If(self.out.valid & self.out.ready):
-            m.d.sync += [step.eq(0), flat.eq(Mux(row_per_out, flat[32 * W:], flat[32 * lanes32:]))]
+            m.d.sync += flat.eq(Mux(row_per_out, flat[32 * W:], flat[32 * lanes32:]))
             with m.If(last_out):
                 m.d.sync += [j.eq(0), out_busy.eq(0)]
             with m.Else():
@@ -199,6 +179,53 @@ class PoolingUnit(wiring.Component):
             m.d.sync += [out_buf.eq(Mux(s2.empty, 0, acc_next)), out_count.eq(Mux(s2.empty, 0, count_next)),
                          out_busy.eq(1)]
         m.d.comb += self.busy.eq(out_busy | s2.valid)
+        return m
+
+
+class MeanDivider(wiring.Component):
+    """Mode mean's division of ``lanes`` int32 sums by their row count, every lane at once.
+
+    ``start`` (one cycle, while ``idle``) takes ``lanes`` and ``count`` (>= 1); ``_DIV_STEPS`` cycles later
+    ``done`` rises with ``quotients[i] = sign(s) * ((2|s| + n) // 2n)`` (``s = lanes[i]``, ``n = count``:
+    rounding half away from zero) and holds them until ``ack`` (one cycle) makes it ``idle`` again. A
+    radix-2 restoring divider of ``2|s| + n`` (below ``2**_DIV_STEPS``) by ``2n``, one quotient bit per cycle.
+    """
+
+    def __init__(self, lanes):
+        self.lanes_n = lanes
+        super().__init__({"start": In(1), "ack": In(1), "lanes": In(data.ArrayLayout(signed(32), lanes)),
+                          "count": In(25), "idle": Out(1), "done": Out(1),
+                          "quotients": Out(data.ArrayLayout(signed(32), lanes))})
+
+    def elaborate(self, platform):
+        m = Module()
+        step = Signal(range(_DIV_STEPS + 1))
+        dividing = Signal()
+        n = Signal(25)
+        m.d.comb += [self.idle.eq(~dividing & (step == 0)), self.done.eq(step == _DIV_STEPS)]
+        with m.If(self.start):
+            m.d.sync += [n.eq(self.count), dividing.eq(1)]
+        for i in range(self.lanes_n):
+            s = self.lanes[i]
+            num, rem, quo, negative = (Signal(_DIV_STEPS, name=f"num{i}"), Signal(27, name=f"rem{i}"),
+                                       Signal(_DIV_STEPS, name=f"quo{i}"), Signal(name=f"neg{i}"))
+            with m.If(self.start):
+                m.d.sync += [num.eq((Mux(s < 0, -s, s)[:33] << 1) + self.count), rem.eq(0), quo.eq(0),
+                             negative.eq(s < 0)]
+            trial = Cat(num[-1], rem)
+            with m.If(dividing):
+                with m.If(trial >= (n << 1)):
+                    m.d.sync += [rem.eq(trial - (n << 1)), quo.eq(Cat(1, quo))]
+                with m.Else():
+                    m.d.sync += [rem.eq(trial), quo.eq(Cat(0, quo))]
+                m.d.sync += num.eq(num << 1)
+            m.d.comb += self.quotients[i].eq(Mux(negative, -quo[:32], quo[:32]))
+        with m.If(dividing):
+            m.d.sync += step.eq(step + 1)
+            with m.If(step == _DIV_STEPS - 1):
+                m.d.sync += dividing.eq(0)
+        with m.If(self.ack):
+            m.d.sync += step.eq(0)
         return m
 
 

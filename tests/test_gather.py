@@ -8,7 +8,7 @@ import pytest
 from amaranth import Elaboratable, Module
 from amaranth.sim import Simulator
 
-from tridsa.hw.gather import CheckPass, GatherEngine
+from tridsa.hw.gather import CheckPass, GatherEngine, MeanDivider
 from tridsa.hw.index_queue import IndexQueue
 from tridsa.hw.memory import MemoryModel
 from tridsa.sim.memimage import from_ints, to_ints
@@ -572,6 +572,41 @@ def test_other_latency_on_verilator(seed):
     assert result.error == 0 and np.array_equal(result.memory, execute(program).memory)
     expect = _golden_counters(program)
     assert {k: result.counters[k] for k in expect} == expect
+
+
+# -- the mean divider alone --------------------------------------------------------------------------
+
+def test_mean_divider_alone(seed):
+    """MeanDivider against sign(s) * ((2|s| + n) // 2n) in Python integers: extremes and random lanes."""
+    rng = np.random.default_rng(seed)
+    dut = MeanDivider(4)
+    cases = [([-(1 << 31), (1 << 31) - 1, 0, -1], 1), ([-(1 << 31), (1 << 31) - 1, 5, -5], (1 << 24) - 1),
+             ([7, -7, 3, -3], 2), ([1, -1, 2, -2], 4)]
+    cases += [(rng.integers(-(1 << 31), 1 << 31, 4).tolist(), int(rng.integers(1, 1 << 24))) for _ in range(8)]
+    sim = Simulator(dut)
+    sim.add_clock(1e-8)
+
+    async def bench(ctx):
+        for lanes, n in cases:
+            assert ctx.get(dut.idle)
+            for i, v in enumerate(lanes):
+                ctx.set(dut.lanes[i], v)
+            ctx.set(dut.count, n)
+            ctx.set(dut.start, 1)
+            await ctx.tick()
+            ctx.set(dut.start, 0)
+            cycles = 0
+            while not ctx.get(dut.done):
+                await ctx.tick()
+                cycles += 1
+            want = [(1 if v >= 0 else -1) * ((2 * abs(v) + n) // (2 * n)) for v in lanes]
+            assert [ctx.get(dut.quotients[i]) for i in range(4)] == want, (lanes, n)
+            ctx.set(dut.ack, 1)
+            await ctx.tick()
+            ctx.set(dut.ack, 0)
+
+    sim.add_testbench(bench)
+    sim.run()
 
 
 # -- the check pass alone ----------------------------------------------------------------------------
