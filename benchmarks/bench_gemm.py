@@ -7,6 +7,13 @@ included). The engine counters split it: ``gemm_feed`` cycles the array receives
 ``gemm_busy`` cycles the engine runs, so ``busy - feed`` is fill/drain/stall inside the engine and
 ``cycles - busy`` is dispatch outside it.
 
+In stream mode (``instructions`` > 1, ``tridsa bench gemm --stream N``) every matmul shape runs as one
+Program of N independent same-size GEMM instructions (kind ``stream``), each requantized to its own
+precision as a layer feeding the next would be (the memory image is checked against the golden model):
+consecutive instructions overlap (the next one's setup and reads run while the previous one drains), so
+the fixed cost is paid about once. The stream table is published in README.md (section
+``bench-gemm-stream``).
+
 Every result is checked bit for bit (matmuls against NumPy, convolutions against the golden backend).
 Sizes derive from the Config (multiples of the array size ``S = max(rows, cols)``), so the same sweep
 scales to any array. Run it with ``tridsa bench gemm`` or ``python -m benchmarks.bench_gemm``.
@@ -20,14 +27,18 @@ from pathlib import Path
 import numpy as np
 
 from tridsa import Accelerator, Config, Requant
-from tridsa.sw.builder import ProblemTooLarge
+from tridsa.sw.builder import ProblemTooLarge, ProgramBuilder
+from tridsa.sw.gemm_ops import emit_gemm
 
-from .report import Progress, line_plot, markdown_table, write_json
+from .report import Progress, line_plot, markdown_table, publish_image, write_json, write_section
 
-__all__ = ["run", "matmul_shapes", "conv_layers", "parse_shapes", "TARGET_UTILIZATION", "TARGET_INT4_RATIO"]
+__all__ = ["run", "matmul_shapes", "conv_layers", "parse_shapes", "published_table", "TARGET_UTILIZATION",
+           "TARGET_INT4_RATIO", "BATCH"]
 
 TARGET_UTILIZATION = 0.95     # compute-bound INT8 matmuls
 TARGET_INT4_RATIO = 1.95      # INT4 over INT8 MACs per cycle on the same shape
+#: Problems of the batched case: one batched GEMM instruction against as many separate matmul calls.
+BATCH = 32
 
 _RANGE = {"int8": (-128, 127), "int4": (-8, 7)}
 
@@ -113,6 +124,23 @@ def _run_matmul(acc, rng, precision, shape):
     return _record(acc, "matmul", "x".join(map(str, shape)), precision, shape, exact, wall)
 
 
+def _run_stream(acc, golden, rng, precision, shape, instructions):
+    """``instructions`` independent ``shape`` matmuls, one GEMM instruction each (requantized to
+    ``precision``), in one Program; exact if the memory image equals the golden model's."""
+    m, k, n = shape
+    builder = ProgramBuilder(acc.config)
+    for i in range(instructions):
+        emit_gemm(builder, _random(rng, precision, (m, k)), _random(rng, precision, (k, n)),
+                  requant=Requant.from_scale(2.0 ** -10), precision=precision, out_dtype=precision, name=f"c{i}")
+    program = builder.build()
+    start = time.perf_counter()
+    result = acc.run(program)
+    wall = time.perf_counter() - start
+    acc._stats(result, program, instructions * m * k * n, acc._peak(precision))
+    exact = np.array_equal(result.memory, golden.run(program).memory)
+    return _record(acc, "stream", f"{instructions}x " + "x".join(map(str, shape)), precision, shape, exact, wall)
+
+
 def _run_convs(acc, golden, rng, precision, layers, bar):
     """Run the conv stack layer by layer (each on the previous layer's output); yield one row per layer."""
     hi = _RANGE[precision][1]
@@ -136,6 +164,64 @@ def _run_convs(acc, golden, rng, precision, layers, bar):
         x = ref
 
 
+def _run_batched(acc, rng, config, batch=BATCH):
+    """``batch`` INT8 problems of (2 rows) x (3 cols) x cols: one ``matmul_batch`` (one instruction) and
+    the same problems as ``batch`` separate ``matmul`` calls (their cycles summed)."""
+    m, k, n = 2 * config.rows, 3 * config.cols, config.cols
+    a = _random(rng, "int8", (batch, m, k))
+    b = _random(rng, "int8", (batch, k, n))
+    ref = a.astype(np.int64) @ b.astype(np.int64)
+    start = time.perf_counter()
+    y = acc.matmul_batch(a, b)
+    name = f"{m}x{k}x{n}"
+    rows = [_record(acc, "batched", name, "int8", (m, k, n), np.array_equal(y.astype(np.int64), ref),
+                    time.perf_counter() - start)]
+    rows[0]["batch"] = batch
+    cycles = macs = 0
+    exact, start = True, time.perf_counter()
+    for i in range(batch):
+        exact &= np.array_equal(acc.matmul(a[i], b[i]).astype(np.int64), ref[i])
+        cycles, macs = cycles + acc.last_run.cycles, macs + acc.last_run.macs
+    peak = acc.last_run.peak_macs_per_cycle
+    rows.append(dict(kind="separate", name=name, precision="int8", m=m, k=k, n=n, macs=macs, cycles=cycles,
+                     peak_macs_per_cycle=peak, utilization=macs / (peak * cycles), macs_per_cycle=macs / cycles,
+                     exact=bool(exact), wall_seconds=time.perf_counter() - start, batch=batch))
+    return rows
+
+
+def published_table(rows, config, backend, summary=None) -> str:
+    """The README's GEMM table: INT8 and INT4 side by side per case, then the batched comparison, and the
+    targets' verdicts of ``summary`` (:func:`_summary`) if given."""
+    cases = {}
+    for r in rows:
+        cases.setdefault((r["kind"], r["name"]), {})[r["precision"]] = r
+    lines = [f"Measured by `tridsa bench gemm --publish` on the {backend} backend (RTL cycle counters, "
+             f"{config.rows}x{config.cols} array, {config.mem_width}-byte port, latency {config.mem_latency}); "
+             "every result bit-exact.", "",
+             "| case (matmul: M x K x N) | INT8 cycles | INT8 utilization | INT4 cycles | INT4 MACs/cycle | INT4 / INT8 |",
+             "|---|---|---|---|---|---|"]
+    labels = {"matmul": "matmul {shape}", "conv": "{name}",
+              "batched": "batched: {batch} problems of {shape}, one instruction",
+              "separate": "the same as {batch} separate matmul calls", "stream": "stream of {name}"}
+    for (kind, name), by in cases.items():
+        i8, i4 = by.get("int8"), by.get("int4")
+        first = i8 or i4
+        cells = [labels[kind].format(name=name, shape=name.replace("x", " x "), batch=first.get("batch")),
+                 i8 and i8["cycles"], i8 and f"{100 * i8['utilization']:.1f}%",
+                 i4 and i4["cycles"], i4 and f"{i4['macs_per_cycle']:.1f}",
+                 f"{i4['macs_per_cycle'] / i8['macs_per_cycle']:.2f}x" if i4 and i8 else None]
+        lines.append("| " + " | ".join("" if c is None else str(c) for c in cells) + " |")
+    if summary and summary["int8_compute_bound_utilization_min"] is not None:
+        verdict = lambda ok: "met" if ok else "**not met**"
+        lines += ["", f"Compute-bound shapes (every dimension >= 4x the array): INT8 utilization min "
+                  f"{100 * summary['int8_compute_bound_utilization_min']:.1f}% (target >= {TARGET_UTILIZATION:.0%}: "
+                  f"{verdict(summary['utilization_target_met'])})"
+                  + (f", INT4 / INT8 min {summary['int4_over_int8_compute_bound_min']:.2f}x (target >= "
+                     f"{TARGET_INT4_RATIO}x: {verdict(summary['int4_ratio_target_met'])})."
+                     if summary["int4_over_int8_compute_bound_min"] is not None else ".")]
+    return "\n".join(lines)
+
+
 def _fit_speed(rows):
     """Marginal simulated cycles per second: slope of a least-squares fit wall = t0 + cycles / speed.
 
@@ -156,7 +242,7 @@ def _summary(rows, config, backend):
     s = max(config.rows, config.cols)
 
     def compute_bound(r):
-        return r["kind"] == "matmul" and min(r["m"], r["k"], r["n"]) >= 4 * s
+        return r["kind"] in ("matmul", "stream") and min(r["m"], r["k"], r["n"]) >= 4 * s
 
     timed = [r for r in rows if r.get("cycles")]
     cb8 = [r["utilization"] for r in timed if compute_bound(r) and r["precision"] == "int8"]
@@ -166,9 +252,9 @@ def _summary(rows, config, backend):
     pairs = {case: v["int4"] / v["int8"] for case, v in by_case.items() if "int4" in v and "int8" in v}
     ratios = {f"{kind} {name}": ratio for (kind, name), ratio in pairs.items()}
     cb_ratios = [ratio for (kind, name), ratio in pairs.items()
-                 if kind == "matmul" and min(map(int, name.split("x"))) >= 4 * s]
+                 if kind in ("matmul", "stream") and min(map(int, name.split(" ")[-1].split("x"))) >= 4 * s]
     total_cycles = sum(r["cycles"] for r in timed)
-    total_sim = sum(r["sim_seconds"] or 0 for r in timed)
+    total_sim = sum(r.get("sim_seconds") or 0 for r in timed)
     marginal, startup = _fit_speed(timed)
     summary = dict(
         backend=backend, cases=len(rows), all_exact=all(r["exact"] for r in rows),
@@ -229,7 +315,7 @@ def _format_summary(summary, config) -> str:
 def _plots(rows, out_dir: Path, config: Config) -> list:
     paths = []
     series_util, series_mpc = {}, {}
-    for kind in ("matmul", "conv"):
+    for kind in ("matmul", "stream", "conv"):
         for precision in ("int8", "int4"):
             pts = sorted((r["macs"], r["utilization"], r["macs_per_cycle"]) for r in rows
                          if r["kind"] == kind and r["precision"] == precision and r.get("cycles"))
@@ -253,7 +339,7 @@ def _plots(rows, out_dir: Path, config: Config) -> list:
 
 def run(config: Config | None = None, backend: str = "verilator", out_dir="benchmarks/out", *,
         quick: bool = False, shapes=None, conv: bool = True, precisions=("int8", "int4"), seed: int = 0,
-        progress: bool = True, stream=None) -> dict:
+        progress: bool = True, stream=None, instructions: int = 1, publish: bool = False) -> dict:
     """Run the sweep, print the Markdown table and summary, write ``gemm.json`` and PNGs; return the report.
 
     Parameters
@@ -264,6 +350,10 @@ def run(config: Config | None = None, backend: str = "verilator", out_dir="bench
         Also run the :func:`conv_layers` stack through ``Accelerator.conv2d``.
     precisions:
         Subset of ``("int8", "int4")``; INT4 is skipped on a Config without ``int4``.
+    instructions:
+        > 1: every shape runs as a Program of that many independent same-size GEMM instructions.
+    publish:
+        Also write :func:`published_table` into README.md (section ``bench-gemm``).
 
     The report is ``{"config", "rows", "summary", "skipped", "files"}``; ``summary["all_exact"]`` is
     False if any result differed from the reference.
@@ -271,10 +361,13 @@ def run(config: Config | None = None, backend: str = "verilator", out_dir="bench
     config = Config() if config is None else config
     out = sys.stdout if stream is None else stream
     out_dir = Path(out_dir)
+    if not isinstance(instructions, int) or instructions < 1:
+        raise ValueError(f"instructions={instructions!r} (--stream) is invalid: expected a positive integer")
     bad = [p for p in precisions if p not in _RANGE]
     if bad or not precisions:
         raise ValueError(f"precisions={precisions!r} is invalid: expected a non-empty subset of ('int8', 'int4')")
     skipped = []
+    batched = "int8" in precisions and not quick and shapes is None       # part of the default sweep
     if not config.int4 and "int4" in precisions:
         precisions = tuple(p for p in precisions if p != "int4")
         skipped.append("int4: the Config has int4=False")
@@ -285,13 +378,14 @@ def run(config: Config | None = None, backend: str = "verilator", out_dir="bench
     golden = Accelerator("golden", config)
     rng = np.random.default_rng(seed)
     rows = []
-    total = len(precisions) * (len(shapes) + len(layers))
+    total = len(precisions) * (len(shapes) + len(layers)) + batched
     with Progress(total, f"bench gemm ({backend})", enabled=progress) as bar:
         for precision in precisions:
             for shape in shapes:
                 bar.step(f"matmul {precision} {'x'.join(map(str, shape))}")
                 try:
-                    rows.append(_run_matmul(acc, rng, precision, shape))
+                    rows.append(_run_matmul(acc, rng, precision, shape) if instructions == 1
+                                else _run_stream(acc, golden, rng, precision, shape, instructions))
                 except ProblemTooLarge:
                     skipped.append(f"matmul {precision} {'x'.join(map(str, shape))}: does not fit mem_depth")
             if layers:
@@ -299,6 +393,9 @@ def run(config: Config | None = None, backend: str = "verilator", out_dir="bench
                     rows.extend(_run_convs(acc, golden, rng, precision, layers, bar))
                 except ProblemTooLarge:
                     skipped.append(f"conv stack {precision}: does not fit mem_depth")
+        if batched:
+            bar.step(f"batched {BATCH} problems")
+            rows.extend(_run_batched(acc, rng, config))
     summary = _summary(rows, config, backend)
     files = [str(p) for p in _plots(rows, out_dir, config)]
     report = dict(benchmark="gemm", config=config.to_dict(), quick=quick, seed=seed, rows=rows,
@@ -308,9 +405,18 @@ def run(config: Config | None = None, backend: str = "verilator", out_dir="bench
     write_json(json_path, report)
     print(f"## GEMM benchmark\n\n{markdown_table(rows, _COLUMNS)}\n", file=out)
     print(_format_summary(summary, config), file=out)
+    if instructions > 1 and backend != "golden":        # RTL figures only
+        command = (f"tridsa bench gemm --stream {instructions} --shapes "
+                   + ",".join("x".join(map(str, s)) for s in shapes) + " --no-conv")
+        write_section("bench-gemm-stream", f"{markdown_table(rows, _COLUMNS)}\n\n{_format_summary(summary, config)}\n\n"
+                      f"(RTL cycle counter on {backend}; written by `{command}`)")
     for item in skipped:
         print(f"- skipped {item}", file=out)
     print(f"- wrote {', '.join(report['files'])}", file=out)
+    if publish:
+        changed = write_section("bench-gemm", published_table(rows, config, backend, summary))
+        changed += [publish_image(p) for p in files if p.endswith("gemm_utilization.png")]
+        print(f"- published: {', '.join(map(str, changed))}", file=out)
     return report
 
 

@@ -25,9 +25,9 @@ from amaranth import *
 from amaranth.lib import data, fifo, stream, wiring
 from amaranth.lib.wiring import In, Out
 
-from ..sw import isa
-from ..sw.config import ceil_div
-from ..sw.gemm_layout import OUT_BITS, PARAM_WORDS
+from ..spec import isa
+from ..spec.config import ceil_div
+from ..spec.gemm_layout import OUT_BITS, PARAM_WORDS
 from .engine_port import engine_ports, log2
 from .instr import instr_layout
 from .mac_array import MacArray
@@ -72,12 +72,27 @@ class WordSplitter(wiring.Component):
 
 
 class GemmEngine(wiring.Component):
-    """Runs GEMM instructions. ``start`` (one cycle, with ``instr``) -> ``done`` (one cycle, with ``error``).
+    """Runs GEMM instructions. ``start`` (one cycle, with ``instr``, when ``ready``) -> ``done`` (one cycle,
+    with ``error``), in instruction order.
+
+    Two stages overlap consecutive instructions. The *front* (setup, checks, A/B reads, feeder) takes the
+    next instruction (``ready``) as soon as it has fed the array the last k-step of the previous one; the
+    *back* (P/Q reads, requant, packer, writer) drains the previous instruction's rows meanwhile. A legal
+    instruction leaves the front's checks for a one-entry ``slot`` (the back's next job) when the slot is
+    empty and, while the back runs, only if its A and B regions do not meet the back's C region (a read
+    after write waits for the write: the back's job is then done). The back's writes follow the previous
+    job's in order, and its P/Q reads start after the previous job's last write, so no other hazard
+    exists between two GEMMs. An illegal instruction reports its error only when the slot and the back are
+    empty (after every earlier instruction is done), and nothing after it has started. Without
+    ``Config.overlap`` the front holds its instruction until the back is done and the back's job is a view
+    of the front's registers (no slot, job or hazard logic). Side by side with the gather engine a legal
+    instruction also waits in DECIDE for ``go`` (:mod:`tridsa.hw.engines`).
 
     Illegal fields (mode, zero size, region of the batch beyond memory, C overlapping an input) end the
     command at once with an error code and no memory access, as :func:`tridsa.sw.gemm_golden.check_gemm`
-    specifies. Setup: four states of geometry, ``SCALE`` (one cycle per bit of ``batch``: the batch's
-    region sizes by shift-and-add), ``CHECK`` (registers every range and overlap comparison), ``DECIDE``.
+    specifies. Setup: four states of geometry, ``SCALE`` (one cycle per bit of ``batch`` > 1: the batch's
+    region sizes by shift-and-add), ``CHECK`` (registers every range and overlap comparison), ``DECIDE``
+    (a legal instruction that may go issues its first A/B reads in this cycle).
     """
 
     OPS = ("GEMM",)
@@ -85,7 +100,10 @@ class GemmEngine(wiring.Component):
 
     def __init__(self, config):
         self.config = config
-        super().__init__(engine_ports(config, self.COUNTERS, instr_layout("GEMM")))
+        # side by side with the gather engine: the front's A, B, P (and in accumulate mode C) reads and C
+        # write, the slot's and the back job's P (C) reads and C writes
+        super().__init__(engine_ports(config, self.COUNTERS, instr_layout("GEMM"),
+                                      regions=(8 if config.accumulate else 5, 3)))
 
     def elaborate(self, platform):
         m = Module()
@@ -155,6 +173,7 @@ class GemmEngine(wiring.Component):
         beyond = {name: Signal(name=f"{name}_beyond") for name in problem}    # registered in CHECK
         meets_c = {name: Signal(name=f"{name}_meets_c") for name in ("a", "b", "p")}
 
+        reach = {name: low[name] + total[name] for name in problem}           # addr + total, for CHECK
         tw = {code: ceil_div(R * C * bits, cfg.mem_bits) for code, bits in OUT_BITS.items()}
         assert all(words & (words - 1) == 0 for words in tw.values())       # powers of two: a shift
         bad_mode, bad_shape = Signal(), Signal()                          # registered in CHECK
@@ -164,16 +183,47 @@ class GemmEngine(wiring.Component):
         b_ib, b_ptr = Signal(L), Signal(L)
         mt_last, nt_last = Signal(L), Signal(L)                 # mt - 1, nt - 1
         more = {name: Signal(name=f"{name}_more") for name in reader_names}   # reads left (RUN)
-        out_total = Signal(L)                                   # words the batch writes
-        final = {name: Signal(L, name=f"{name}_final") for name in ("a", "b", "p")}          # the last block's pointer
+        final = {name: Signal(L, name=f"{name}_final") for name in ("a", "b", "p")}   # the last block's pointer
         p_ptr = Signal(L)
         running = Signal()
         first, last, single = Signal(), Signal(), Signal()    # feeder: k-step flags, k_rows == 1
         k_left = Signal(16)                                     # k-steps of the tile after this one
 
-        out_done = Signal()
+        # ---- the back's job: what the output stage needs of an instruction that passed its checks ----
+        g_layout = instr_layout("GEMM")
+        job_layout = data.StructLayout({
+            **{name: g_layout[name].shape for name in ("requant", "rounding", "zero_point", "out_format", "relu",
+                                                      "accumulate")},
+            "mt": L, "p_addr": L, "p_final": L, "c_addr": L, "c_end": L, "c_words": L, "out_total": L})
+        slot_full, back_busy, back_done = Signal(), Signal(), Signal()
+        fire = Signal()                                         # the feeder passes a k-step to the array
+        fail_code = Signal(8)
+        slot = Signal(job_layout)
+        front_job = [slot.mt.eq(mt), slot.p_addr.eq(low["p"]), slot.p_final.eq(end["p"] - PARAM_WORDS),
+                     slot.c_addr.eq(low["c"]), slot.c_end.eq(end["c"]), slot.c_words.eq(total["c"]),
+                     slot.out_total.eq(total["c"] >> (tile_shift - out_shift)[:4])]
+        front_job += [getattr(slot, name).eq(getattr(f, name)) for name in
+                      ("requant", "rounding", "zero_point", "out_format", "relu", "accumulate")]
+        if cfg.overlap:
+            # the slot and the back's job are registers: the front moves on to the next instruction
+            job = Signal(job_layout)
+            tiles_left = Signal(L)                              # tiles the front has still to start (RUN)
+            # Read after write: A or B meets the C region the back still writes. ``meets_job`` is that
+            # comparison registered against the job the back holds in the next cycle (the slot's, if the
+            # back takes it now), from the region ends CHECK computes (``reach``) or has registered (``end``):
+            # DECIDE's go decision then starts at registers (FPGA timing).
+            meets_job = Signal()
+            hazard = back_busy & meets_job
+        else:
+            # the front holds its instruction until the back is done: the job is a view of the front's registers
+            m.d.comb += front_job
+            job, hazard = slot, Const(0)
+
+        legal = Signal()                                        # DECIDE: the instruction passed its checks
+        go = getattr(self, "go", Const(1))                      # no hazard with the other engine (side by side)
         with m.FSM() as fsm:
             with m.State("IDLE"):
+                m.d.comb += self.ready.eq(1)
                 # The instruction is latched in every idle cycle, not only on ``start``: ``start`` then
                 # steers only the state, not the enables of a few hundred registers (FPGA timing).
                 i = self.instr
@@ -201,8 +251,10 @@ class GemmEngine(wiring.Component):
             with m.State("SETUP4"):
                 m.d.sync += a_words.eq(saturate(problem["a"]))
                 for name, words in problem.items():
-                    m.d.sync += [step[name].eq(saturate(words)), total[name].eq(0)]
+                    m.d.sync += [step[name].eq(saturate(words)), total[name].eq(Mux(left == 1, saturate(words), 0))]
                 m.next = "SCALE"
+                with m.If(left == 1):                   # one problem: its words are the total, no scaling
+                    m.next = "CHECK"
             with m.State("SCALE"):
                 # total = batch * words, least significant bit of batch first
                 for name in problem:
@@ -215,43 +267,92 @@ class GemmEngine(wiring.Component):
                 m.d.sync += [bad_mode.eq((f.int4 & (not cfg.int4)) | (f.rounding == 3) | (~f.requant & (f.out_format != 0))
                                        | (f.accumulate & (not cfg.accumulate))),
                              bad_shape.eq(zero_size)]
-                # one adder per region for its end, its range check and the overlap checks
-                reach = {name: low[name] + total[name] for name in problem}
+                # one adder per region (``reach``) for its end, its range check and the overlap checks
                 for name in problem:
                     m.d.sync += [end[name].eq(reach[name]), beyond[name].eq(high[name] | (reach[name] > cfg.mem_depth))]
                 for name in meets_c:      # [addr, addr+total) meets [c_addr, c_addr+c_total); used when in range
                     m.d.sync += meets_c[name].eq((low[name] < reach["c"]) & (low["c"] < reach[name]))
+                # the A/B address generators, for DECIDE to issue the first reads if the instruction goes
+                m.d.sync += [a_ib.eq(0), a_jb.eq(0), a_ptr.eq(low["a"]), a_base.eq(low["a"]), b_ib.eq(0),
+                             b_ptr.eq(low["b"]), more["a"].eq(1), more["b"].eq(1),   # regions are non-empty
+                             final["a"].eq(reach["a"] - a_words), final["b"].eq(reach["b"] - b_bw)]
                 m.next = "DECIDE"
             with m.State("DECIDE"):
-                # An illegal instruction ends here, before any memory access.
+                m.d.comb += legal.eq(~bad_mode & ~bad_shape & ~Cat(*beyond.values()).any()
+                                     & ~Cat(*meets_c.values()).any())
+                # An illegal instruction ends here, before any memory access; with overlap it reports in
+                # FAIL, once every earlier instruction is done.
+                def fail(code):
+                    if cfg.overlap:
+                        m.d.sync += fail_code.eq(isa.ERRORS[code])
+                        m.next = "FAIL"
+                    else:
+                        m.d.comb += [self.done.eq(1), self.error.eq(isa.ERRORS[code])]
+                        m.next = "IDLE"
                 with m.If(bad_mode):
-                    m.d.comb += [self.done.eq(1), self.error.eq(isa.ERRORS["BAD_MODE"])]
-                    m.next = "IDLE"
+                    fail("BAD_MODE")
                 with m.Elif(bad_shape):
-                    m.d.comb += [self.done.eq(1), self.error.eq(isa.ERRORS["BAD_SHAPE"])]
-                    m.next = "IDLE"
+                    fail("BAD_SHAPE")
                 with m.Elif(Cat(*beyond.values()).any()):
-                    m.d.comb += [self.done.eq(1), self.error.eq(isa.ERRORS["ADDR_RANGE"])]
-                    m.next = "IDLE"
+                    fail("ADDR_RANGE")
                 with m.Elif(Cat(*meets_c.values()).any()):
-                    m.d.comb += [self.done.eq(1), self.error.eq(isa.ERRORS["OVERLAP"])]
-                    m.next = "IDLE"
-                with m.Else():
-                    m.d.sync += [a_ib.eq(0), a_jb.eq(0), a_ptr.eq(low["a"]), a_base.eq(low["a"]), b_ib.eq(0),
-                                 b_ptr.eq(low["b"]), p_ptr.eq(low["p"])]
-                    m.d.sync += [more[name].eq(1) for name in ("a", "b", "p")]   # every region of a legal GEMM is non-empty
-                    m.d.sync += out_total.eq(total["c"] >> (tile_shift - out_shift)[:4])
-                    if cfg.accumulate:
-                        m.d.sync += more["q"].eq(f.accumulate)
-                    m.d.sync += [final["a"].eq(end["a"] - a_words), final["b"].eq(end["b"] - b_bw),
-                                 final["p"].eq(end["p"] - PARAM_WORDS)]
+                    fail("OVERLAP")
+                with m.Elif(~slot_full & ~hazard & go):      # go: the A/B readers start in this cycle
+                    m.d.comb += running.eq(1)
+                    m.d.sync += slot_full.eq(1)
+                    if cfg.overlap:
+                        m.d.sync += [tiles_left.eq(total["c"] >> tile_shift), *front_job]
                     m.next = "RUN"
+            if cfg.overlap:
+                with m.State("FAIL"):                   # report in order: after every earlier instruction
+                    with m.If(~slot_full & ~back_busy):
+                        m.d.comb += [self.done.eq(1), self.error.eq(fail_code)]
+                        m.next = "IDLE"
             with m.State("RUN"):
                 m.d.comb += running.eq(1)
-                with m.If(out_done):
-                    m.d.comb += self.done.eq(1)
-                    m.next = "IDLE"
-        with m.If(~fsm.ongoing("IDLE")):
+                if cfg.overlap:         # ready for the next instruction once the last k-step is fed
+                    with m.If(fire & last & (tiles_left == 1)):
+                        m.next = "IDLE"
+                    with m.If(fire & last):
+                        m.d.sync += tiles_left.eq(tiles_left - 1)
+                else:                   # ready when the back is done
+                    with m.If(back_done):
+                        m.next = "IDLE"
+
+        if cfg.overlap:
+            take = ~back_busy & slot_full
+            next_c_addr, next_c_end = Mux(take, slot.c_addr, job.c_addr), Mux(take, slot.c_end, job.c_end)
+
+            def meets_next_job(ends):
+                return (((low["a"] < next_c_end) & (next_c_addr < ends["a"]))
+                        | ((low["b"] < next_c_end) & (next_c_addr < ends["b"])))
+            with m.If(fsm.ongoing("CHECK")):
+                m.d.sync += meets_job.eq(meets_next_job(reach))
+            with m.Else():
+                m.d.sync += meets_job.eq(meets_next_job(end))
+
+        if hasattr(self, "go"):     # the regions of the instructions in flight, for the dispatcher's hazard check
+            front = legal | fsm.ongoing("RUN")
+            param_end = {name: job_.p_final + PARAM_WORDS for name, job_ in (("slot", slot), ("job", job))}
+            reads = [(low["a"], end["a"], front), (low["b"], end["b"], front), (low["p"], end["p"], front),
+                     (slot.p_addr, param_end["slot"], slot_full), (job.p_addr, param_end["job"], back_busy)]
+            if cfg.accumulate:
+                reads += [(low["c"], end["c"], front & f.accumulate), (slot.c_addr, slot.c_end, slot_full & slot.accumulate),
+                          (job.c_addr, job.c_end, back_busy & job.accumulate)]
+            writes = [(low["c"], end["c"], front), (slot.c_addr, slot.c_end, slot_full), (job.c_addr, job.c_end, back_busy)]
+            for region, (lo, hi, valid) in zip((*self.reads, *self.writes), reads + writes):
+                m.d.comb += [region.lo.eq(lo), region.hi.eq(hi), region.valid.eq(valid)]
+            m.d.comb += self.checked.eq(fsm.ongoing("IDLE") | front)
+
+        # ---- back: takes the slot's job when idle, done (below) when its last write reached the memory ----
+        with m.If(~back_busy & slot_full):
+            if cfg.overlap:
+                m.d.sync += job.eq(slot)
+            m.d.sync += [slot_full.eq(0), back_busy.eq(1), p_ptr.eq(slot.p_addr), more["p"].eq(1),
+                         final["p"].eq(slot.p_final)]
+            if cfg.accumulate:
+                m.d.sync += more["q"].eq(slot.accumulate)
+        with m.If(~fsm.ongoing("IDLE") | back_busy):
             m.d.sync += self.counters.busy.eq(self.counters.busy + 1)
 
         # ---- address generators: one block read command per tile (A, B) or column block (P) ----
@@ -262,7 +363,7 @@ class GemmEngine(wiring.Component):
         ra, rb, rp = readers["a"].cmd, readers["b"].cmd, readers["p"].cmd
         m.d.comb += [ra.payload.addr.eq(a_ptr), ra.payload.count.eq(a_bw), ra.valid.eq(running & more["a"]),
                      rb.payload.addr.eq(b_ptr), rb.payload.count.eq(b_bw), rb.valid.eq(running & more["b"]),
-                     rp.payload.addr.eq(p_ptr), rp.payload.count.eq(PARAM_WORDS), rp.valid.eq(running & more["p"])]
+                     rp.payload.addr.eq(p_ptr), rp.payload.count.eq(PARAM_WORDS), rp.valid.eq(back_busy & more["p"])]
         next_base = a_base + a_words
         with m.If(ra.valid & ra.ready):
             with m.If(a_ib != mt_last):
@@ -281,7 +382,7 @@ class GemmEngine(wiring.Component):
             m.d.sync += [p_ptr.eq(p_ptr + PARAM_WORDS), more["p"].eq(p_ptr != final["p"])]
         if cfg.accumulate:     # one read command for the whole batch's partial sums
             rq = readers["q"].cmd
-            m.d.comb += [rq.payload.addr.eq(low["c"]), rq.payload.count.eq(total["c"]), rq.valid.eq(running & more["q"])]
+            m.d.comb += [rq.payload.addr.eq(job.c_addr), rq.payload.count.eq(job.c_words), rq.valid.eq(back_busy & more["q"])]
             with m.If(rq.valid & rq.ready):
                 m.d.sync += more["q"].eq(0)
 
@@ -294,8 +395,8 @@ class GemmEngine(wiring.Component):
         row_pop = rows.r_en & rows.r_rdy
         can_end = since_last >= array.min_tile_cycles
         # the readers fetch exactly the batch's k-rows, so the splitters run dry after the last tile
-        fire = (running & a_items.o.valid & b_items.o.valid
-                & (~first | can_start) & (~last | can_end))
+        m.d.comb += fire.eq(running & a_items.o.valid & b_items.o.valid
+                            & (~first | can_start) & (~last | can_end))
         m.d.comb += [a_items.o.ready.eq(fire), b_items.o.ready.eq(fire),
                      array.a.eq(a_items.o.payload), array.b.eq(b_items.o.payload),
                      array.ctrl.valid.eq(fire), array.ctrl.first.eq(first), array.ctrl.last.eq(last),
@@ -323,36 +424,36 @@ class GemmEngine(wiring.Component):
         p_slot = Signal(range(PARAM_WORDS))
         rows_left = Signal(L + log2(R))  # rows of the current column block still to requantize
         have_rows = Signal()            # rows_left != 0, as a register (it gates the requant input)
-        with m.If(fsm.ongoing("IDLE")):
+        with m.If(~back_busy):
             m.d.sync += [p_slot.eq(0), rows_left.eq(0), have_rows.eq(0)]
-        load_params = running & ~have_rows
+        load_params = back_busy & ~have_rows
         m.d.comb += p_words_in.ready.eq(load_params)
         with m.If(p_words_in.valid & p_words_in.ready):
-            for slot, reg in enumerate((bias, mult, shift)):
-                with m.If(p_slot == slot):
+            for index, reg in enumerate((bias, mult, shift)):
+                with m.If(p_slot == index):
                     m.d.sync += reg.eq(p_words_in.payload[:32 * C])
             with m.If(p_slot == PARAM_WORDS - 1):
-                m.d.sync += [p_slot.eq(0), rows_left.eq(mt * R), have_rows.eq(1)]
+                m.d.sync += [p_slot.eq(0), rows_left.eq(job.mt * R), have_rows.eq(1)]
             with m.Else():
                 m.d.sync += p_slot.eq(p_slot + 1)
         rq_in = requant.i
         partials_ready = Const(1)
         row_bias = bias
         if cfg.accumulate:        # accumulate: the row's partial sums replace the bias
-            partials_ready = ~f.accumulate | q_split.items.valid
-            m.d.comb += q_split.items.ready.eq(f.accumulate & rq_in.ready & rq_in.valid)
+            partials_ready = ~job.accumulate | q_split.items.valid
+            m.d.comb += q_split.items.ready.eq(job.accumulate & rq_in.ready & rq_in.valid)
             row_bias = Signal(data.ArrayLayout(32, C))
-            m.d.comb += row_bias.eq(Mux(f.accumulate, q_split.items.payload, bias.as_value()))
-        m.d.comb += [rq_in.valid.eq(running & have_rows & rows.r_rdy & partials_ready),
+            m.d.comb += row_bias.eq(Mux(job.accumulate, q_split.items.payload, bias.as_value()))
+        m.d.comb += [rq_in.valid.eq(back_busy & have_rows & rows.r_rdy & partials_ready),
                      rows.r_en.eq(rq_in.ready & rq_in.valid), rq_in.payload.x.eq(rows.r_data)]
         for j in range(C):
             m.d.comb += [rq_in.payload.bias[j].eq(row_bias[j]), rq_in.payload.multiplier[j].eq(mult[j][:31]),
                          rq_in.payload.shift[j].eq(Mux(shift[j][:6] > 62, 62, shift[j][:6]))]
         with m.If(rq_in.valid & rq_in.ready):
             m.d.sync += [rows_left.eq(rows_left - 1), have_rows.eq(rows_left != 1)]
-        m.d.comb += [requant.enable.eq(f.requant), requant.rounding.eq(f.rounding),
-                     requant.zero_point.eq(f.zero_point), requant.out_format.eq(f.out_format),
-                     requant.relu.eq(f.relu)]
+        m.d.comb += [requant.enable.eq(job.requant), requant.rounding.eq(job.rounding),
+                     requant.zero_point.eq(job.zero_point), requant.out_format.eq(job.out_format),
+                     requant.relu.eq(job.relu)]
 
         # ---- packer: rows of out_bits elements -> words -> writes ----------------------------
         word = Signal(cfg.mem_bits)               # rows of the word being assembled
@@ -364,7 +465,7 @@ class GemmEngine(wiring.Component):
         merged = Signal(cfg.mem_bits)
         rows_per_word = Signal(range(cfg.mem_bits // (4 * C) + 1))
         y = requant.o.payload
-        with m.Switch(f.out_format):
+        with m.Switch(job.out_format):
             for code, bits in OUT_BITS.items():
                 with m.Case(code):
                     per_word = cfg.mem_bits // (C * bits)
@@ -388,8 +489,11 @@ class GemmEngine(wiring.Component):
                              word.eq(0), lane.eq(0)]
             with m.Else():
                 m.d.sync += [word.eq(merged), lane.eq(lane + 1)]
-        with m.If(fsm.ongoing("IDLE")):
-            m.d.sync += [c_ptr.eq(self.instr.c_addr[:L]), written.eq(0), word.eq(0), lane.eq(0), row_in_tile.eq(0),
+        with m.If(~back_busy):
+            m.d.sync += [c_ptr.eq(slot.c_addr), written.eq(0), word.eq(0), lane.eq(0), row_in_tile.eq(0),
                          pend_valid.eq(0)]
-        m.d.comb += out_done.eq((written == out_total) & arbiter.idle)
+        m.d.comb += back_done.eq(back_busy & (written == job.out_total) & ~arbiter.pending[len(reader_names)])
+        with m.If(back_done):
+            m.d.comb += self.done.eq(1)
+            m.d.sync += back_busy.eq(0)
         return m

@@ -2,7 +2,8 @@
 
 Memory port protocol (:class:`MemPort`, seen from the requester):
 
-* ``req`` is a stream of ``{addr, we, wdata}``; the memory accepts at most one request per cycle.
+* ``req`` is a stream of ``{addr, we, wdata}``; the memory accepts at most one request per cycle (a
+  simulation may stall it: ``ready`` low, see :class:`MemoryModel`'s ``stall_seed``).
 * A read's data comes back on ``resp`` (valid only, no ready) exactly ``Config.mem_latency`` cycles
   after its request was accepted, in request order. Requesters never issue a read they have no
   buffer space for (credits), so responses cannot be refused.
@@ -46,12 +47,18 @@ class MemoryModel(wiring.Component):
         simulation, FPGA block RAM). ``"verilog"``: an instance of ``tridsa_sim_mem`` (``sim/sim_mem.v``),
         which ``$readmemh``-s ``+mem_in=FILE`` at time 0 and ``$writememh``-s ``+mem_out=FILE`` while
         ``dump`` is high, so HDL simulators load and dump whole memory images without Python.
+    stall_seed:
+        Random stalls for tests (``"amaranth"`` storage; ``sim/sim_mem.v`` has its own from a plusarg): the
+        port refuses about one request in four, in a pattern an xorshift32 generator makes from this seed.
+        0 (the default, and every chip) never stalls: ``port.req.ready`` is then constant.
     """
 
-    def __init__(self, config, storage="amaranth", init=()):
+    def __init__(self, config, storage="amaranth", init=(), stall_seed=0):
         if storage not in ("amaranth", "verilog"):
             raise ValueError(f"storage must be 'amaranth' or 'verilog', not {storage!r}")
-        self.config, self.storage = config, storage
+        if not (isinstance(stall_seed, int) and 0 <= stall_seed < 1 << 32):
+            raise ValueError(f"stall_seed must be an integer in 0..2**32-1, not {stall_seed!r}")
+        self.config, self.storage, self.stall_seed = config, storage, stall_seed
         # Created here (not in elaborate) so a Python simulation can read the final contents.
         self.storage_memory = (Memory(shape=config.mem_bits, depth=config.mem_depth, init=init)
                                if storage == "amaranth" else None)
@@ -60,14 +67,22 @@ class MemoryModel(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         cfg = self.config
-        m.d.comb += self.port.req.ready.eq(1)
+        stall = Signal()
+        m.d.comb += self.port.req.ready.eq(~stall)
+        if self.stall_seed:
+            state = Signal(32, init=self.stall_seed)
+            shifted = [Signal(32, name=f"xorshift{k}") for k in range(3)]
+            m.d.comb += [shifted[0].eq(state ^ (state << 13)[:32]), shifted[1].eq(shifted[0] ^ (shifted[0] >> 17)),
+                         shifted[2].eq(shifted[1] ^ (shifted[1] << 5)[:32])]
+            m.d.sync += [state.eq(shifted[2]), stall.eq(shifted[2][:2] == 0)]
         # With mem_latency >= 2 the request is registered before the RAM (one of the latency cycles): the
         # arbiter's grant and payload mux then end at a register, not at the block RAM's inputs (FPGA timing).
         # The order of accesses, and so what every read returns, is unchanged.
-        req_valid, req = self.port.req.valid, self.port.req.payload
+        req_valid, req = self.port.req.valid & self.port.req.ready, self.port.req.payload
         if cfg.mem_latency >= 2:
+            accepted = req_valid
             req_valid, req = Signal(name="req_valid"), Signal.like(self.port.req.payload, name="req_payload")
-            m.d.sync += [req_valid.eq(self.port.req.valid), req.eq(self.port.req.payload)]
+            m.d.sync += [req_valid.eq(accepted), req.eq(self.port.req.payload)]
         rdata = Signal(cfg.mem_bits)
         write = req_valid & req.we
         if self.storage == "amaranth":
@@ -80,7 +95,7 @@ class MemoryModel(wiring.Component):
             m.submodules.storage = Instance(
                 "tridsa_sim_mem", p_WIDTH=cfg.mem_bits, p_DEPTH=cfg.mem_depth, p_ABITS=cfg.addr_bits,
                 i_clk=ClockSignal(), i_addr=req.addr, i_we=write, i_wdata=req.wdata,
-                i_dump=self.dump, o_rdata=rdata)
+                i_dump=self.dump, o_rdata=rdata, o_stall=stall)
         # One cycle in the RAM, the rest (after the request register) in a delay line.
         valid = Signal()
         m.d.sync += valid.eq(req_valid & ~req.we)
@@ -106,12 +121,15 @@ class MemArbiter(wiring.Component):
     ``req.ready`` is then a register, so the grant (a function of every requester's ``valid``) never
     reaches back into a requester's logic (FPGA timing). It costs one cycle of latency, not throughput.
     A request a requester handed over may still wait in its buffer: ``idle`` is high when none does, and
-    an engine reports ``done`` only then (its last write has reached the memory).
+    an engine reports ``done`` only then (its last write has reached the memory). ``pending`` has one bit
+    per requester: a request of that requester still waits in its buffer. ``buffered=False`` leaves the
+    skid buffers out (the top level's arbiter between engines, whose requests come from their own arbiters'
+    buffers).
     """
 
-    def __init__(self, config, n):
-        self.config, self.n = config, n
-        super().__init__({"mem": Out(MemPort(config)), "idle": Out(1),
+    def __init__(self, config, n, buffered=True):
+        self.config, self.n, self.buffered = config, n, buffered
+        super().__init__({"mem": Out(MemPort(config)), "idle": Out(1), "pending": Out(n),
                           **{f"p{i}": In(MemPort(config)) for i in range(n)}})
 
     def port(self, i):
@@ -122,10 +140,14 @@ class MemArbiter(wiring.Component):
         n = self.n
         ports = []
         for i in range(n):
+            if not self.buffered:
+                ports.append(self.port(i).req)
+                continue
             m.submodules[f"skid{i}"] = skid = SkidBuffer(self.port(i).req.payload.shape())
             wiring.connect(m, wiring.flipped(self.port(i).req), skid.i)
             ports.append(skid.o)
-        m.d.comb += self.idle.eq(~Cat(p.valid for p in ports).any())   # a skid entry implies o.valid
+        m.d.comb += [self.pending.eq(Cat(p.valid for p in ports)),      # a skid entry implies o.valid
+                     self.idle.eq(~self.pending.any())]
         last = Signal(range(n), init=n - 1)
         grant = Signal(range(n))
         stalled = Signal()          # a request was presented and not accepted: keep its grant

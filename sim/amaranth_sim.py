@@ -4,18 +4,20 @@ from __future__ import annotations
 import time
 
 from ..sw.program import RunResult
-from .backend import Backend, CycleLimit, wave_paths
+from .backend_base import Backend, CycleLimit, wave_paths
 from .memimage import from_ints, to_ints
 
 __all__ = ["AmaranthBackend"]
 
 
 class AmaranthBackend(Backend):
-    """``waves=PATH`` writes every run's VCD (see :func:`tridsa.sim.backend.wave_paths`)."""
+    """``waves=PATH`` writes every run's VCD (see :func:`tridsa.sim.backend_base.wave_paths`); ``mem_stall_seed``:
+    random memory stalls (:class:`tridsa.hw.memory.MemoryModel`)."""
     name = "amaranth"
 
-    def __init__(self, config, max_cycles=2_000_000, waves=None):
+    def __init__(self, config, max_cycles=2_000_000, waves=None, mem_stall_seed=0):
         super().__init__(config)
+        self.mem_stall_seed = mem_stall_seed
         self.max_cycles = max_cycles
         self.waves = wave_paths(waves, ".vcd")
 
@@ -24,7 +26,7 @@ class AmaranthBackend(Backend):
         from ..hw.top import Top
         self._check(program)
         cfg = self.config
-        top = Top(cfg, storage="amaranth", init=to_ints(program.memory))
+        top = Top(cfg, storage="amaranth", init=to_ints(program.memory), stall_seed=self.mem_stall_seed)
         sim = Simulator(top)
         sim.add_clock(1e-8)
         out = {}

@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 
 from ..sw.program import RunResult
-from .backend import Backend, wave_paths
+from .backend_base import Backend, wave_paths
 from .cocotb_run import build_design, run_directory, run_test
 from .memimage import read_hex, write_hex
 
@@ -25,9 +25,10 @@ SIM_MEM = Path(__file__).with_name("sim_mem.v")
 
 
 class CocotbBackend(Backend):
-    def __init__(self, config, simulator, max_cycles=50_000_000, waves=None):
+    def __init__(self, config, simulator, max_cycles=50_000_000, waves=None, mem_stall_seed=0):
         from .toolchain import prepare_simulator
         super().__init__(config)
+        self.mem_stall_seed = mem_stall_seed        # random memory stalls (sim/sim_mem.v), 0: none
         prepare_simulator(simulator)          # a missing simulator is an error now, not at the first run
         self.simulator = simulator
         self.name = "icarus" if simulator == "icarus" else f"cocotb-{simulator}"
@@ -38,7 +39,8 @@ class CocotbBackend(Backend):
     def _build(self):
         """(runner, build_dir, counter names); the names are recorded with the build they belong to."""
         if self._built is None:
-            from ..hw.top import COUNTER_BITS, Top, counter_names
+            from ..hw.top import Top, counter_names
+            from ..spec.counters import COUNTER_BITS
             runner, build_dir = build_design(lambda: Top(self.config, storage="verilog"), TOPLEVEL,
                                              self.config.to_json(), self.simulator, extra_sources=(SIM_MEM,))
             names = build_dir / "counters.json"
@@ -58,7 +60,8 @@ class CocotbBackend(Backend):
             start = time.perf_counter()
             run_test(runner, build_dir, TOPLEVEL, "tridsa.sim.cocotb_top_tb", test_dir=run_dir,
                      extra_env={"TRIDSA_RUN_DIR": str(run_dir)}, waves=next(self.waves) if self.waves else None,
-                     plusargs=[f"+mem_in={run_dir / 'mem_in.hex'}", f"+mem_out={run_dir / 'mem_out.hex'}"])
+                     plusargs=[f"+mem_in={run_dir / 'mem_in.hex'}", f"+mem_out={run_dir / 'mem_out.hex'}",
+                              f"+mem_stall_seed={self.mem_stall_seed}"])
             wall = time.perf_counter() - start
             status = json.loads((run_dir / "status.json").read_text())
             memory = read_hex(run_dir / "mem_out.hex", self.config.mem_depth, self.config.mem_width)

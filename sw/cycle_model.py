@@ -2,8 +2,12 @@
 
 The golden backend reports ``cycles`` from this model (:func:`program_cycles`), so a whole network is
 sized in seconds; the test suite checks it against the gateware's cycle counter on sampled layers of
-every engine (``tests/test_cycle_model.py``). It models the gateware as it is: every instruction runs
-alone (setup, pipeline fill, drain), then the dispatcher starts the next one.
+every engine (``tests/test_cycle_model.py``). It models the gateware as it is: an instruction costs its
+setup, pipeline fill, work and drain (:class:`Cost`); with ``Config.overlap`` a GEMM after a GEMM starts
+when the previous one has fed its last k-step, so it hides the previous one's drain (:data:`GEMM_DRAIN_EXTRA`), unless it reads
+what the previous one writes (then its reads wait for the last write); a GATHER and a GEMM run side by
+side once the earlier one passed its checks, unless their regions meet, sharing the memory port; any other
+instruction starts when the previous one is done (:func:`program_cycles`).
 """
 from __future__ import annotations
 
@@ -11,30 +15,50 @@ import dataclasses
 
 import numpy as np
 
-from .gemm_layout import FEED_STAGES, PARAM_WORDS, PE_LATENCY, GemmGeometry
+from ..spec.gather_layout import MEAN_DIVIDE_STEPS
+from ..spec.gemm_layout import FEED_STAGES, PARAM_WORDS, PE_LATENCY, GemmGeometry
 
 __all__ = ["Cost", "gemm_fixed_cycles", "estimate_gemm_cycles", "gemm_cost", "gather_cost", "rng_cost",
-           "sketch_cost", "instruction_cost", "program_cycles", "DISPATCH_CYCLES", "PROGRAM_CYCLES"]
+           "sketch_cost", "instruction_cost", "program_cycles", "gemm_drain_cycles", "DISPATCH_CYCLES", "PROGRAM_CYCLES",
+           "GEMM_DRAIN_EXTRA", "GEMM_SETUP"]
 
 
 @dataclasses.dataclass(frozen=True)
 class Cost:
-    """Cycles of one instruction and the memory words it reads and writes (the engines' port traffic)."""
+    """Cycles of one instruction and the memory words it reads and writes (the engines' port traffic).
+
+    ``drain``: the last cycles a next instruction of the same engine overlaps (0: none); ``inputs`` and
+    ``output``: the ``[start, end)`` word regions the next one's reads wait on (inputs it reads while the
+    previous one drains; the output the previous one writes then). ``engine``: the engine's name when it
+    runs side by side with the other (``Config.overlap``, a GATHER and a GEMM; "" otherwise), ``checked``
+    the cycles until an instruction beside it may start, ``read_regions``/``write_regions`` every region it
+    reads and writes (the hazard check between the two).
+    """
     cycles: int
     reads: int
     writes: int
+    drain: int = 0
+    inputs: tuple = ()
+    output: tuple = ()
+    engine: str = ""
+    checked: int = 0
+    read_regions: tuple = ()
+    write_regions: tuple = ()
 
 #: Cycles the dispatcher spends between two instructions, and once per Program (first fetch, HALT).
 DISPATCH_CYCLES = 0
 PROGRAM_CYCLES = 0
+#: Cycles of a GEMM's drain (after its last k-step is fed) beyond the array skew, the PE and requant
+#: pipelines, fitted to the gateware; and the setup cycles of a GEMM before its reads start.
+GEMM_DRAIN_EXTRA, GEMM_SETUP = 5, 5
 
 
 # ---- GEMM -----------------------------------------------------------------------------------------
 def gemm_fixed_cycles(config) -> int:
     """Cycles a GEMM instruction costs beyond its tiles: array skew, read latency, the MAC and requant
-    pipelines (``config.requant_latency``) plus 17 cycles of setup states, skid buffers, stream hand-offs
+    pipelines (``config.requant_latency``) plus 15 cycles of setup states, skid buffers, stream hand-offs
     and the last write, fitted to the gateware."""
-    return config.rows + config.cols + config.mem_latency + FEED_STAGES + PE_LATENCY + config.requant_latency + 17
+    return config.rows + config.cols + config.mem_latency + FEED_STAGES + PE_LATENCY + config.requant_latency + 15
 
 
 def estimate_gemm_cycles(config, m, k, n, int4=False, out_format=1, batch=1, accumulate=False) -> int:
@@ -44,7 +68,7 @@ def estimate_gemm_cycles(config, m, k, n, int4=False, out_format=1, batch=1, acc
     (``max(rows, cols) + 1``), the requant time of its rows and the memory words it moves (one per
     cycle: A and B blocks, its output, in accumulate mode its int32 partial sums), the last two with a
     tile's share of its column block's parameter load; plus a fixed cost per instruction and one setup
-    cycle per bit of ``batch`` beyond the first.
+    cycle per bit of ``batch`` if it is > 1.
     """
     geo = GemmGeometry(config, m, k, n, int4, out_format)
     params = PARAM_WORDS / geo.mt                       # parameter words per tile
@@ -59,7 +83,8 @@ def estimate_gemm_cycles(config, m, k, n, int4=False, out_format=1, batch=1, acc
     # The last tile's requant inputs leave the unit one interval apart (the fixed cost counts its rows at one
     # per cycle and the unit's latency once), and a chunked unit reassembles a row in one more register.
     drain = (values - 1) * (config.requant_interval - 1) + values - config.rows + (chunks > 1)
-    fixed = gemm_fixed_cycles(config) + max(1, batch).bit_length() - 1 + drain
+    scale = batch.bit_length() if batch > 1 else 0
+    fixed = gemm_fixed_cycles(config) + scale + drain
     return round(fixed + geo.k_rows + (max(1, batch) * geo.mt * geo.nt - 1) * tile)
 
 
@@ -73,7 +98,24 @@ def gemm_cost(fields: dict, config, memory=None) -> Cost:
     tiles = batch * geo.mt * geo.nt
     reads = tiles * (geo.a_block_words + geo.b_block_words + partials) + batch * geo.p_words
     cycles = estimate_gemm_cycles(config, geo.m, geo.k, geo.n, geo.int4, geo.out_format, batch, accumulate)
-    return Cost(cycles, reads, tiles * geo.tile_words)
+    c_words = batch * (GemmGeometry(config, geo.m, geo.k, geo.n, geo.int4, 0).c_words if accumulate else geo.c_words)
+    inputs = ((fields["a_addr"], fields["a_addr"] + batch * geo.a_words),
+              (fields["b_addr"], fields["b_addr"] + batch * geo.b_words))
+    output = ((fields["c_addr"], fields["c_addr"] + c_words),)
+    p_region = (fields["p_addr"], fields["p_addr"] + batch * geo.p_words)
+    return Cost(cycles, reads, tiles * geo.tile_words, gemm_drain_cycles(config) if config.overlap else 0, inputs,
+                output, _side_engine(config, "gemm"), GEMM_SETUP, inputs + (p_region,) + (output if accumulate else ()),
+                output)
+
+
+def _side_engine(config, name) -> str:
+    """``name`` if the engine runs side by side with the other (sw twin of ``hw.engine_port.side_by_side``)."""
+    return name if config.overlap and {"gemm", "gather"} <= set(config.engines) else ""
+
+
+def gemm_drain_cycles(config) -> int:
+    """Cycles of a GEMM after its last k-step is fed: array skew, PE and requant pipelines, last write."""
+    return config.rows + config.cols + PE_LATENCY + config.requant_latency + GEMM_DRAIN_EXTRA
 
 
 # ---- GATHER ---------------------------------------------------------------------------------------
@@ -85,8 +127,14 @@ GATHER_FIXED, GATHER_PORT_FIXED, GATHER_MISS_EXTRA, GATHER_HIT_LATENCY = 18, 8, 
 #: reads), so a GATHER whose paths take about as long is slower than either: their ``GATHER_NORM``-norm,
 #: fitted on 212 sampled GATHERs (dims 32-128, pooling 1-100, every mode; |error| mean 0.6%, max 3.3%).
 GATHER_NORM = 12
-#: Cycles the gather engine's mean divider spends per output word (hw/gather.py: _DIV_STEPS + 2).
-MEAN_WORD_CYCLES = 36
+#: Cycles the gather engine's mean divider spends per output word: its steps and two to hand the word on.
+MEAN_WORD_CYCLES = MEAN_DIVIDE_STEPS + 2
+#: Cycles of a GATHER's setup and check pass beyond its memory latency and its offset/index words: when
+#: a GEMM beside it may start.
+GATHER_CHECK = 6
+#: Cycles that one memory word of an instruction beside it costs the one that ends later (most of their
+#: words meet a cycle the other does not use the port), fitted to the gateware.
+SIDE_PORT_SHARE = 0.5
 
 
 def pooling_cycles(hits, offsets, row_words: int, out_cycles: int, config) -> int:
@@ -120,7 +168,8 @@ def gather_cost(fields: dict, config, memory) -> Cost:
     and index words, then the pooling unit and output buffer: :func:`pooling_cycles`) and the memory
     port's words (offsets and indices twice, weights, missed rows, output words) plus a smaller fixed
     cost (:data:`GATHER_NORM` combines them). Fitted on the default Config (tests/test_cycle_model.py)."""
-    from .gather_golden import _trace, int32_words, out_words, row_words
+    from ..spec.gather_layout import int32_words, out_words, row_words
+    from .gather_golden import _trace
     from .row_cache import simulate_hits
     rw = row_words(config, fields["dim"], fields["dtype"])
     ow = out_words(config, fields["dim"], fields["dtype"], fields["mode"], fields["narrow"])
@@ -133,7 +182,14 @@ def gather_cost(fields: dict, config, memory) -> Cost:
     out_cycles = ow * (MEAN_WORD_CYCLES if fields["mode"] == 1 else 1)
     pooled = GATHER_FIXED + off_words + idx_words + pooling_cycles(hits, offsets, rw, out_cycles, config)
     port = GATHER_PORT_FIXED + reads + writes
-    return Cost(round((pooled ** GATHER_NORM + port ** GATHER_NORM) ** (1 / GATHER_NORM)), reads, writes)
+    reads_at = [(fields["table_addr"], fields["table_addr"] + fields["rows"] * rw),
+                (fields["idx_addr"], fields["idx_addr"] + idx_words), (fields["off_addr"], fields["off_addr"] + off_words)]
+    if fields["weighted"]:
+        reads_at.append((fields["w_addr"], fields["w_addr"] + idx_words))
+    checked = GATHER_CHECK + config.mem_latency + max(off_words, idx_words)
+    return Cost(round((pooled ** GATHER_NORM + port ** GATHER_NORM) ** (1 / GATHER_NORM)), reads, writes,
+                engine=_side_engine(config, "gather"), checked=checked, read_regions=tuple(reads_at),
+                write_regions=((fields["out_addr"], fields["out_addr"] + writes),))
 
 
 # ---- RNG / SKETCH ---------------------------------------------------------------------------------
@@ -169,11 +225,58 @@ def instruction_cost(op: str, fields: dict, config, memory) -> Cost:
     return MODELS[op](fields, config, memory)
 
 
+def _meets(regions, others) -> bool:
+    return any(start < other_end and other_start < end for start, end in regions for other_start, other_end in others)
+
+
+def _hazard(cost: Cost, other: Cost) -> bool:
+    """A read-after-write, write-after-read or write-after-write between two instructions' regions."""
+    return (_meets(cost.read_regions, other.write_regions) or _meets(cost.write_regions, other.read_regions)
+            or _meets(cost.write_regions, other.write_regions))
+
+
 def program_cycles(instruction_costs) -> int:
-    """The cycle counter of a Program whose instructions cost ``instruction_costs``."""
-    costs = list(instruction_costs)
-    return PROGRAM_CYCLES + sum(costs) + DISPATCH_CYCLES * max(0, len(costs) - 1)
+    """The cycle counter of a Program whose instructions cost ``instruction_costs`` (:class:`Cost`, in order).
 
-
-
-
+    An instruction with a ``drain`` after one with a ``drain`` (GEMM after GEMM) starts when the previous
+    one enters its drain, or, if it reads the previous one's output, ``GEMM_SETUP`` cycles before the
+    previous one is done (its setup overlaps, its reads wait); it is done after the previous one of its
+    engine. An instruction on the engine beside the previous one's (both with an ``engine``) starts when
+    the previous one passed its checks and its own engine is done, and waits for every instruction of the
+    other engine whose regions meet its own (a hazard). The two share the memory port: of two that run
+    side by side, the one that ends later ends later by ``SIDE_PORT_SHARE`` of the other's memory words in
+    their common cycles.
+    """
+    end = fed = 0                     # when the previous instruction is done, and enters its drain
+    previous = None
+    runs = []                         # [engine, start, end, words] of every instruction so far
+    engine_end = {}
+    for cost in instruction_costs:
+        start = end + (DISPATCH_CYCLES if previous else 0)
+        if previous is not None and previous.drain and cost.drain:
+            start = fed
+            if _meets(cost.inputs, previous.output):
+                start = max(fed, end - GEMM_SETUP)
+        elif previous is not None and cost.engine and previous.engine and cost.engine != previous.engine:
+            start = max(runs[-1][1] + previous.checked, engine_end.get(cost.engine, 0))
+        beside = [run for run in runs if cost.engine and run[0] and run[0] != cost.engine and run[2] > start]
+        for run in beside:
+            if _hazard(cost, run[4]):
+                start = max(start, run[2])
+        finish = max(start + cost.cycles, engine_end.get(cost.engine, 0) + 1)
+        fed = finish - cost.drain
+        words = cost.reads + cost.writes
+        for run in beside:            # the memory port's words of the other in the common cycles
+            if run[2] <= start:
+                continue
+            if finish >= run[2]:
+                finish += round(SIDE_PORT_SHARE * run[3] * (run[2] - start) / max(1, run[2] - run[1]))
+            else:
+                run[2] += round(SIDE_PORT_SHARE * words)
+                engine_end[run[0]] = max(engine_end[run[0]], run[2])
+                end = max(end, run[2])
+        runs.append([cost.engine, start, finish, words, cost])
+        engine_end[cost.engine] = finish
+        end = max(end, finish)
+        previous = cost
+    return PROGRAM_CYCLES + end

@@ -7,7 +7,7 @@ model's (:mod:`tridsa.sw.cycle_model`) for the instructions that ran without err
 """
 from __future__ import annotations
 
-from . import isa
+from ..spec import isa
 from .cycle_model import instruction_cost, program_cycles
 from .program import Program, RunResult
 
@@ -67,5 +67,5 @@ def execute(program: Program) -> RunResult:
             costs.append(cost or instruction_cost(op.name, fields, config, memory))
         retired += 1
     return RunResult(memory=memory, error=error, error_pc=error_pc,
-                     counters={"cycles": program_cycles(c.cycles for c in costs), "retired": retired,
+                     counters={"cycles": program_cycles(costs), "retired": retired,
                                "mem_reads": sum(c.reads for c in costs), "mem_writes": sum(c.writes for c in costs)})

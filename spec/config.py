@@ -73,7 +73,7 @@ class Config:
     rng_lanes:
         Number of Philox4x32-10 lanes of the sketch engine (each makes 128 bits per cycle).
     engines:
-        The engines the chip has (names of :data:`tridsa.sw.isa.ENGINE_OPS`, kept in that order). An
+        The engines the chip has (names of :data:`tridsa.spec.isa.ENGINE_OPS`, kept in that order). An
         FPGA build can leave out what does not fit; their instructions are then ILLEGAL_OPCODE.
     requant_lanes:
         Accumulators the GEMM engine requantizes per cycle (a power of two dividing ``cols``; None =
@@ -97,6 +97,12 @@ class Config:
         per SB_MAC16 in dual 8 x 8 mode; ``"ecp5"``: one MULT18X18D per PE), also in simulation, where the
         primitives are behavioural models. None: the elaborating platform's family (the generic PE in
         simulation). Results and timing are the same for every choice (:class:`tridsa.hw.mac_array.MacArray`).
+    overlap:
+        Overlap consecutive instructions (docs/architecture.md, "Overlapped instructions"): the GEMM engine
+        takes the next GEMM while the previous one drains, and a GATHER and a GEMM run side by side where
+        their memory regions allow. It costs the GEMM engine a job register and the dispatcher its hazard
+        check; without it every instruction starts when the previous one is done, the gateware holds
+        none of that logic (the area-first FPGA chips), and the results are the same.
     """
 
     rows: int = 8
@@ -117,6 +123,7 @@ class Config:
     requant_stages: int = 12
     accumulate: bool = True
     pe_family: str | None = None
+    overlap: bool = True
 
     def __post_init__(self):
         def need(ok, name, allowed):
@@ -127,6 +134,7 @@ class Config:
             need(_is_pow2(getattr(self, name)) and getattr(self, name) <= 64, name, "a power of two in 1..64")
         need(isinstance(self.int4, bool), "int4", "True or False")
         need(isinstance(self.accumulate, bool), "accumulate", "True or False")
+        need(isinstance(self.overlap, bool), "overlap", "True or False")
         need(_is_pow2(self.mem_width) and self.mem_width % (4 * self.cols) == 0
              and self.mem_width % self.rows == 0 and self.mem_width <= 512,
              "mem_width", f"a power of two <= 512 bytes and a multiple of 4*cols={4 * self.cols} and rows={self.rows}")
