@@ -34,11 +34,13 @@ from .memory import BlockReader, MemArbiter
 __all__ = ["GatherEngine", "PoolingUnit"]
 
 _DIV_STEPS = 34          # bits of the mean's numerator 2|s| + n < 2**34
+ROWS_AHEAD = 16          # cache lines of missed rows the rows reader holds (in flight or buffered)
 
 
 class PoolingUnit(wiring.Component):
     """Pools rows into bags and emits every bag as ``out_words`` int32 output words (mode copy: the
-    sum's lanes narrowed to the table's element width, in the table's row layout).
+    sum's lanes wrapped to the table's element width, in the table's row layout; ``narrow``: the result
+    lanes rounded by ``2**-shift``, ties up, and saturated to the element width, in the row layout).
 
     ``entries`` come from :class:`~tridsa.hw.index_queue.IndexQueue`; a miss entry takes its
     ``row_words`` words from ``fills`` (and stores them in its cache line unless it is a bypass), a
@@ -59,6 +61,7 @@ class PoolingUnit(wiring.Component):
             "entries": In(stream.Signature(entry_layout(config))), "fills": In(stream.Signature(config.mem_bits)),
             "out": Out(stream.Signature(config.mem_bits)),
             "mode": In(2), "dtype": In(1), "dim": In(12), "row_words": In(16), "out_words": In(16),
+            "narrow": In(1), "shift": In(5),
             "busy": Out(1),
         })
 
@@ -135,14 +138,23 @@ class PoolingUnit(wiring.Component):
         j = Signal(16)
         flat = out_buf.as_value()
         row_per_out = Signal()
-        m.d.comb += row_per_out.eq(self.dtype | (self.mode == 3))
+        as_row = Signal()                        # output words in the table's row layout (copy, narrow)
+        m.d.comb += [as_row.eq((self.mode == 3) | self.narrow), row_per_out.eq(self.dtype | as_row)]
         sel8 = flat[:32 * lanes32]
         acc_word = flat[:32 * W]                 # row word j's lanes
         sel32 = acc_word[:32 * lanes32]
-        # copy: row word j's lanes narrowed back to the element width (lanes past dim zero)
-        narrow8 = Cat(Mux(j * W + i < self.dim, acc_word[32 * i:32 * i + 8], 0) for i in range(W))
-        narrow32 = Cat(Mux(j * lanes32 + i < self.dim, acc_word[32 * i:32 * i + 32], 0) for i in range(lanes32))
-        copied = Mux(self.dtype, narrow32, narrow8)
+        # copy / narrow: row word j's lanes at the element width (lanes past dim zero). Narrow rounds
+        # first: floor(v / 2**shift + 1/2) = ((2v >> shift) + 1) >> 1, then saturates int8 lanes.
+        elems8, elems32 = [], []
+        for i in range(W):
+            v = acc_word[32 * i:32 * i + 32].as_signed()
+            r = Signal(signed(33), name=f"round{i}")
+            m.d.comb += r.eq(((v << 1) >> self.shift) + 1 >> 1)
+            sat8 = Mux(r > 127, 127, Mux(r < -128, -128, r))
+            elems8.append(Mux(j * W + i < self.dim, Mux(self.narrow, sat8, v)[:8], 0))
+            if i < lanes32:
+                elems32.append(Mux(j * lanes32 + i < self.dim, Mux(self.narrow, r, v)[:32], 0))
+        copied = Mux(self.dtype, Cat(elems32), Cat(elems8))
         lanes = Signal(data.ArrayLayout(signed(32), lanes32))
         m.d.comb += lanes.eq(Mux(self.dtype, sel32, sel8))
         # restoring division of 2|s| + n by 2n, every lane at once
@@ -175,7 +187,7 @@ class PoolingUnit(wiring.Component):
             with m.If(step == _DIV_STEPS - 1):
                 m.d.sync += dividing.eq(0)
         ready_word = out_busy & ((self.mode != 1) | (step == _DIV_STEPS))
-        m.d.comb += [self.out.valid.eq(ready_word), self.out.payload.eq(Mux(self.mode == 3, copied, result))]
+        m.d.comb += [self.out.valid.eq(ready_word), self.out.payload.eq(Mux(as_row, copied, result))]
         last_out = self.out.valid & self.out.ready & (j == self.out_words - 1)
         m.d.comb += out_free.eq(~out_busy | last_out)
         with m.If(self.out.valid & self.out.ready):
@@ -218,7 +230,9 @@ class GatherEngine(wiring.Component):
         wiring.connect(m, arbiter.mem, wiring.flipped(self.mem))
         readers = {}
         for i, name in enumerate(("off", "idx", "w", "rows")):
-            readers[name] = m.submodules[f"{name}_reader"] = BlockReader(cfg)
+            # the rows reader reads misses ahead while the pooling unit works on hits
+            depth = ROWS_AHEAD * line_words(cfg) if name == "rows" else None
+            readers[name] = m.submodules[f"{name}_reader"] = BlockReader(cfg, depth=depth)
             wiring.connect(m, readers[name].mem, arbiter.port(i))
         writer = arbiter.port(4)
         splitters = {}
@@ -242,7 +256,7 @@ class GatherEngine(wiring.Component):
         m.d.comb += [queue.n_bags.eq(f.n_bags), queue.weighted.eq(f.weighted), queue.table_addr.eq(f.table_addr),
                      queue.row_words.eq(row_words),
                      pool.mode.eq(f.mode), pool.dtype.eq(f.dtype), pool.dim.eq(f.dim), pool.row_words.eq(row_words),
-                     pool.out_words.eq(out_words)]
+                     pool.out_words.eq(out_words), pool.narrow.eq(f.narrow), pool.shift.eq(f.out_shift)]
 
         def words32(n):
             return (n + pw - 1) >> log2(pw)
@@ -320,14 +334,14 @@ class GatherEngine(wiring.Component):
             with m.State("SETUP1"):
                 row_words_now = (row_bytes + W - 1) >> log2(W)
                 m.d.sync += [row_words.eq(row_words_now),
-                             out_words.eq(Mux(f.mode == 3, row_words_now, ((f.dim << 2) + W - 1) >> log2(W))),
+                             out_words.eq(Mux((f.mode == 3) | f.narrow, row_words_now, ((f.dim << 2) + W - 1) >> log2(W))),
                              idx_words.eq(words32(f.n_indices)), off_words.eq(words32(f.n_bags + 1))]
                 m.next = "SETUP2"
             with m.State("SETUP2"):
                 m.d.sync += [table_words.eq(f.rows * row_words), out_total.eq(f.n_bags * out_words)]
                 m.next = "CHECK"
             with m.State("CHECK"):
-                with m.If(f.weighted & (f.mode != 0)):
+                with m.If((f.weighted & (f.mode != 0)) | (f.narrow & ((f.mode == 1) | (f.mode == 3)))):
                     m.d.sync += error.eq(isa.ERRORS["BAD_MODE"])
                     m.next = "FINISH"
                 with m.Elif((f.dim == 0) | (row_words > line_words(cfg))):

@@ -189,11 +189,13 @@ class BlockReader(wiring.Component):
     ``cmd`` takes ``{addr, count}``: read words ``addr .. addr+count-1`` (``count >= 1``). Words leave on
     ``words`` in address order. A read is issued only while ``in flight + buffered < depth`` (credits),
     so the response FIFO can never overflow and the memory port is never blocked by this reader.
+    ``depth`` defaults to ``Config.stream_fifo_depth`` (one read in flight per cycle); a deeper reader
+    also reads ahead of a consumer that pauses.
     """
 
-    def __init__(self, config, count_bits=24):
+    def __init__(self, config, count_bits=24, depth=None):
         self.config = config
-        self.depth = config.stream_fifo_depth
+        self.depth = depth or config.stream_fifo_depth
         cmd = data.StructLayout({"addr": config.addr_bits, "count": count_bits})
         super().__init__({"cmd": In(stream.Signature(cmd)), "words": Out(stream.Signature(config.mem_bits)),
                           "mem": Out(MemPort(config)), "idle": Out(1)})

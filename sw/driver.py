@@ -174,7 +174,7 @@ class Accelerator:
         return finish(values)
 
     def embedding_bag(self, table, indices, offsets=None, mode="sum", per_sample_weights=None,
-                      include_last_offset=False, padding_idx=None, cache_hints=True):
+                      include_last_offset=False, padding_idx=None, cache_hints=True, out_shift=None):
         """``torch.nn.functional.embedding_bag`` on an int8/int32 table in the gather engine -> int32.
 
         Semantics (integer sums wrap, ``mean`` rounding, errors) are
@@ -184,10 +184,14 @@ class Accelerator:
         ``last_run`` holds the row cache counters (``gather_hits``, ...; the cache model's on golden).
         ``cache_hints``: True keeps the row cache for the call's most frequent rows (profiled here, see
         docs/gather.md), False uses plain LRU; the result is the same.
+        ``out_shift`` (0-31, modes sum and max): a quantized output of the table's type instead of int32,
+        every element ``round(x / 2**out_shift)`` (ties up) saturated, narrowed in the engine
+        (:func:`tridsa.sw.gather_golden.narrowed`): a quarter of the port bytes of int32 for int8 tables.
         """
         from .gather_ops import run_gather
         return self._gather(*run_gather(self.config, self.run, table, indices, offsets, mode, per_sample_weights,
-                                        include_last_offset, padding_idx, cache_hints=cache_hints))
+                                        include_last_offset, padding_idx, cache_hints=cache_hints,
+                                        out_shift=out_shift))
 
     def _gather(self, out, runs, golden_counters):
         """``last_run`` of gather Programs: the row cache counters (the cache model's on golden)."""
@@ -197,16 +201,17 @@ class Accelerator:
         return out
 
     def embedding_bags(self, tables, indices_list, offsets_list, mode="sum", per_sample_weights=None,
-                       include_last_offset=False, cache_hints=True):
+                       include_last_offset=False, cache_hints=True, out_shift=None):
         """embedding_bag of several same-width tables (one bag per sample each) in ONE gather call.
 
         Table-batched as FBGEMM's TBE (:class:`tridsa.sw.gather_ops.TableBatch`): returns
         ``(batch, len(tables), dim)`` int32, ``[:, t]`` equal to ``embedding_bag(tables[t], indices_list[t],
-        offsets_list[t], mode)``. ``per_sample_weights``: None or one array per table.
+        offsets_list[t], mode)``. ``per_sample_weights``: None or one array per table; ``out_shift`` as
+        :meth:`embedding_bag`.
         """
         from .gather_ops import TableBatch
         return TableBatch(tables)(self, indices_list, offsets_list, mode, per_sample_weights, include_last_offset,
-                                  cache_hints=cache_hints)
+                                  cache_hints=cache_hints, out_shift=out_shift)
 
     def embedding_bag_rowwise(self, qtable, bits, indices, offsets=None, mode="sum", per_sample_weights=None,
                               include_last_offset=False, cache_hints=True):

@@ -78,7 +78,7 @@ def _gather_regions(fields, memory, config):
     rw = row_words(config, fields["dim"], fields["dtype"])
     n, bags = fields["n_indices"], fields["n_bags"]
     inputs, output = gather_regions(fields, config)
-    ow = out_words(config, fields["dim"], fields["dtype"], fields["mode"])
+    ow = out_words(config, fields["dim"], fields["dtype"], fields["mode"], fields["narrow"])
     divide = _MEAN_WORD_CYCLES * bags * ow if fields["mode"] == 1 else 0
     cost = n * (rw + 4) + bags * (ow + 4) + divide + 50
     return inputs, [output], cost
@@ -305,10 +305,11 @@ def _gen_gather(ctx):
     weights = (rng.integers(-1000, 1000, n) if rng.random() < 0.5 else rng.integers(-(1 << 31), 1 << 31, n)) \
         if mode == "sum" and rng.random() < 0.4 else None
     pad = int(rng.integers(0, rows)) if rng.random() < 0.15 else None
+    shift = int(rng.integers(0, 32)) if mode != "mean" and rng.random() < 0.3 else None
     before = ctx.builder._next
     count = len(ctx.builder.instructions)
     emit_gather(ctx.builder, table, idx, offsets, mode, weights, include_last_offset=False, padding_idx=pad,
-                name=f"emb{count}_")
+                name=f"emb{count}_", out_shift=shift)
     ctx.regions.append((before, ctx.builder._next - before))
     words = ctx.builder.instructions[count:]
     del ctx.builder.instructions[count:]

@@ -10,12 +10,16 @@ Layout (addresses in memory words of ``W = Config.mem_width`` bytes, everything 
   of a bypass lookup is not allocated, see :mod:`tridsa.sw.row_cache`); plain row indices (bit 31
   clear) give plain LRU;
 * **output**: ``n_bags`` rows of ``dim`` int32, each on :func:`out_words` whole words, unused lanes 0;
-  in mode ``copy``, ``n_bags`` rows of ``dim`` elements of the table's type laid out as table rows.
+  in mode ``copy`` and with ``narrow``, ``n_bags`` rows of ``dim`` elements of the table's type laid out
+  as table rows.
 
 The pooling is :func:`tridsa.sw.embedding.embedding_bag` on an integer table (int32 wrap-around sums,
 TFLite rounding for ``mean``, first-of-equals for ``max``, empty bag -> zeros). Mode ``copy`` is the
 sum written at the table's element width (wrapping): with one row per bag it copies the gathered rows,
-which is how the driver moves FBGEMM rowwise-quantized rows (raw bytes) through the engine. The cache is flushed at
+which is how the driver moves FBGEMM rowwise-quantized rows (raw bytes) through the engine. ``narrow``
+(modes sum and max) writes every pooled element as :func:`narrowed`: divided by ``2**out_shift``, rounded
+half up and saturated to the table's element type (the int8 output of a quantized embedding stage, a
+quarter of the int32 row's bytes). The cache is flushed at
 the start of every GATHER and sees the indices ``indices[0:off[n_bags]]`` in order, so its counters are
 :func:`tridsa.sw.row_cache.simulate` of that trace with the words' bypass hints.
 """
@@ -26,9 +30,10 @@ import numpy as np
 from . import isa
 from .config import ceil_div
 from .embedding import embedding_bag
+from .quantize import round_shift
 from .row_cache import simulate
 
-__all__ = ["DTYPES", "MODES", "BYPASS_BIT", "ROW_MASK", "row_words", "out_words", "line_words", "int32_words",
+__all__ = ["DTYPES", "MODES", "BYPASS_BIT", "ROW_MASK", "row_words", "out_words", "narrowed", "line_words", "int32_words",
            "gather_regions", "check_gather", "execute_gather", "gather_counters", "COUNTER_NAMES"]
 
 #: mode field code -> pooling mode.
@@ -48,9 +53,16 @@ def row_words(config, dim: int, dtype: int) -> int:
     return ceil_div(dim * DTYPES[dtype].itemsize, config.mem_width)
 
 
-def out_words(config, dim: int, dtype: int = 0, mode: int = 0) -> int:
-    """Words of one output row: ``dim`` int32, or in mode copy (3) a table row (:func:`row_words`)."""
-    return row_words(config, dim, dtype) if mode == 3 else ceil_div(dim * 4, config.mem_width)
+def out_words(config, dim: int, dtype: int = 0, mode: int = 0, narrow: int = 0) -> int:
+    """Words of one output row: ``dim`` int32, or in mode copy (3) and narrow a table row (:func:`row_words`)."""
+    return row_words(config, dim, dtype) if mode == 3 or narrow else ceil_div(dim * 4, config.mem_width)
+
+
+def narrowed(pooled, shift: int, dtype: int) -> np.ndarray:
+    """A narrow GATHER's output elements: ``pooled`` (int32 values) divided by ``2**shift``, rounded half
+    up (``floor(x / 2**shift + 1/2)``), saturated to the element type of table dtype code ``dtype``."""
+    info = np.iinfo(DTYPES[dtype])
+    return np.clip(round_shift(pooled, shift, "half_up"), info.min, info.max).astype(DTYPES[dtype])
 
 
 def line_words(config) -> int:
@@ -71,7 +83,7 @@ def gather_regions(fields: dict, config) -> tuple:
               (fields["idx_addr"], int32_words(config, n)), (fields["off_addr"], int32_words(config, bags + 1))]
     if fields["weighted"]:
         inputs.append((fields["w_addr"], int32_words(config, n)))
-    return inputs, (fields["out_addr"], bags * out_words(config, dim, dtype, fields["mode"]))
+    return inputs, (fields["out_addr"], bags * out_words(config, dim, dtype, fields["mode"], fields["narrow"]))
 
 
 def _int32s(memory, addr: int, n: int) -> np.ndarray:
@@ -82,13 +94,13 @@ def _int32s(memory, addr: int, n: int) -> np.ndarray:
 def check_gather(memory: np.ndarray, fields: dict, config) -> int:
     """The error code the hardware reports for a GATHER (0 if legal).
 
-    Priority: BAD_MODE (weights with a mode other than sum), BAD_SHAPE (``dim == 0`` or a
+    Priority: BAD_MODE (weights with a mode other than sum, narrow with mode mean or copy), BAD_SHAPE (``dim == 0`` or a
     row longer than a cache line), ADDR_RANGE (a region past the end of memory), BAD_OFFSETS
     (``off[0] != 0``, a decrease, or ``off[n_bags] > n_indices``; int32 compares), INDEX_RANGE (the row
     field, bits ``[0:31]``, of any of the ``n_indices`` index words ``>= rows``; the hint bit is ignored). The two data checks read memory, which the
     hardware does in a check pass before it writes anything.
     """
-    if fields["weighted"] and fields["mode"] != 0:
+    if (fields["weighted"] and fields["mode"] != 0) or (fields["narrow"] and fields["mode"] in (1, 3)):
         return isa.ERRORS["BAD_MODE"]
     dim, dtype = fields["dim"], fields["dtype"]
     if dim == 0 or row_words(config, dim, dtype) > line_words(config):
@@ -135,8 +147,10 @@ def execute_gather(memory: np.ndarray, fields: dict, config) -> int:
     copy = fields["mode"] == 3
     pooled = embedding_bag(_table(memory, fields, config), idx, off, "sum" if copy else MODES[fields["mode"]],
                            per_sample_weights=weights, include_last_offset=True)
-    dtype = DTYPES[fields["dtype"]] if copy else np.dtype(np.int32)
-    ow = out_words(config, fields["dim"], fields["dtype"], fields["mode"])
+    if fields["narrow"]:
+        pooled = narrowed(pooled, fields["out_shift"], fields["dtype"])
+    dtype = DTYPES[fields["dtype"]] if copy or fields["narrow"] else np.dtype(np.int32)
+    ow = out_words(config, fields["dim"], fields["dtype"], fields["mode"], fields["narrow"])
     out = np.zeros((bags, ow * config.mem_width // dtype.itemsize), dtype.newbyteorder("<"))
     out[:, :fields["dim"]] = pooled.astype(dtype)               # copy: wraps to the element width
     memory[fields["out_addr"]:fields["out_addr"] + bags * ow] = out.view(np.uint8).reshape(bags * ow, -1)

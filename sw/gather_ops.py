@@ -27,7 +27,8 @@ from .builder import ProblemTooLarge, ProgramBuilder
 from .config import ceil_div
 from .cache_hints import hot_plan, identity_plan
 from .embedding import _bags, _check_mode, _check_weights
-from .gather_golden import BYPASS_BIT, DTYPES, COUNTER_NAMES, MODES, gather_counters, line_words, out_words, row_words
+from .gather_golden import (BYPASS_BIT, DTYPES, COUNTER_NAMES, MODES, gather_counters, line_words, narrowed, out_words,
+                            row_words)
 
 __all__ = ["GatherCall", "TableBatch", "emit_gather", "gather_program", "run_gather", "rowwise_gather", "pack_table",
            "pack_int32"]
@@ -122,16 +123,19 @@ def normalize_bags(tab, indices, offsets, mode, per_sample_weights, include_last
 
 
 def emit_gather(builder: ProgramBuilder, table, indices, offsets=None, mode="sum", per_sample_weights=None,
-                include_last_offset=False, padding_idx=None, name="emb", cache_hints=True) -> GatherCall:
+                include_last_offset=False, padding_idx=None, name="emb", cache_hints=True, out_shift=None) -> GatherCall:
     """Validate an embedding_bag, lay out its operands and emit one GATHER per column chunk.
 
     ``mode`` is torch's ("sum", "mean", "max") or "copy": the rows' sum at the table's element width
-    (wrapping), so a bag of one row returns that row as it is (how rowwise-quantized rows travel)."""
+    (wrapping), so a bag of one row returns that row as it is (how rowwise-quantized rows travel).
+    ``out_shift``: None for int32 results, or 0-31 for a narrow GATHER (modes sum and max): results
+    :func:`~tridsa.sw.gather_golden.narrowed` to the table's element type."""
     cfg = builder.config
     tab = _table(table)
     num_rows, dim = tab.shape
     idx, off, weights, mode = normalize_bags(tab, indices, offsets, mode, per_sample_weights, include_last_offset,
                                              padding_idx)
+    narrow = _check_out_shift(out_shift, mode)
     n_bags = off.size - 1
     if not isinstance(cache_hints, (bool, np.bool_)):
         raise TypeError(f"cache_hints must be True or False, got {cache_hints!r}")
@@ -140,7 +144,7 @@ def emit_gather(builder: ProgramBuilder, table, indices, offsets=None, mode="sum
     words = rows_at | (~allocate).astype(np.int64) << BYPASS_BIT
     dtype = _DTYPE_CODES[tab.dtype]
     shared = dict(rows=num_rows, dtype=dtype, mode=_MODE_CODES[mode], weighted=int(weights is not None),
-                  n_indices=int(idx.size), n_bags=n_bags,
+                  narrow=narrow, out_shift=out_shift or 0, n_indices=int(idx.size), n_bags=n_bags,
                   idx_addr=builder.put(pack_int32(words, cfg.mem_width)),
                   off_addr=builder.put(pack_int32(off, cfg.mem_width)),
                   w_addr=builder.put(pack_int32(weights, cfg.mem_width)) if weights is not None else 0)
@@ -151,14 +155,27 @@ def emit_gather(builder: ProgramBuilder, table, indices, offsets=None, mode="sum
         part = laid_out[:, col:col + chunk]
         region = f"{name}{col}"
         fields = dict(shared, dim=part.shape[1], table_addr=builder.put(pack_table(part, cfg)),
-                      out_addr=builder.alloc(n_bags * out_words(cfg, part.shape[1], dtype, _MODE_CODES[mode]), region))
+                      out_addr=builder.alloc(n_bags * out_words(cfg, part.shape[1], dtype, _MODE_CODES[mode], narrow),
+                                             region))
         builder.emit("GATHER", **fields)
         for key, value in gather_counters(builder.memory, fields, cfg).items():
             totals[key] += value
         regions.append((region, col, part.shape[1]))
     assert all(row_words(cfg, d, dtype) <= line_words(cfg) for _, _, d in regions)
     return GatherCall(regions, n_bags, dim, {f"gather_{k}": v for k, v in totals.items()},
-                      tab.dtype if mode == "copy" else np.dtype(np.int32))
+                      tab.dtype if mode == "copy" or narrow else np.dtype(np.int32))
+
+
+def _check_out_shift(out_shift, mode) -> int:
+    """The GATHER ``narrow`` field of ``out_shift`` (None: 0), or one clear error."""
+    if out_shift is None:
+        return 0
+    if isinstance(out_shift, (bool, np.bool_)) or not isinstance(out_shift, (int, np.integer)) \
+            or not 0 <= out_shift < 32:
+        raise ValueError(f"out_shift must be None or an integer in 0..31, got {out_shift!r}")
+    if mode not in ("sum", "max"):
+        raise ValueError(f"out_shift (a narrow output) needs mode 'sum' or 'max', got mode={mode!r}")
+    return 1
 
 
 def gather_program(config, *args, **kwargs):
@@ -169,7 +186,7 @@ def gather_program(config, *args, **kwargs):
 
 
 def run_gather(config, run, table, indices, offsets=None, mode="sum", per_sample_weights=None,
-               include_last_offset=False, padding_idx=None, cache_hints=True):
+               include_last_offset=False, padding_idx=None, cache_hints=True, out_shift=None):
     """An embedding_bag of any size (arguments as :func:`emit_gather`), Program after Program.
 
     A call whose table and operands fit the accelerator memory is one Program. Otherwise only the rows
@@ -177,22 +194,24 @@ def run_gather(config, run, table, indices, offsets=None, mode="sum", per_sample
     accelerator memory holds the rows of the current Program) and the bags are split over as many
     Programs as their staged rows need; a bag too large even alone runs a cache line of columns at a time
     and, in modes sum and max, as sub-bags combined on the host (int32 wrap-around sum, max): exact.
-    Unweighted sums of bags of at most one row run in mode copy (see below).
+    Unweighted int32 sums of bags of at most one row run in mode copy (see below). ``out_shift`` as
+    :func:`emit_gather` (sub-bags are combined at int32 and narrowed here).
     ``run(program) -> RunResult``. Returns ``(out, runs, counters)``: the (n_bags, dim) result, the ``(program, result)`` of every Program and the cache model's counters.
     """
     tab = _host_table(table)
     idx, off, weights, mode = normalize_bags(tab, indices, offsets, mode, per_sample_weights, include_last_offset,
                                              padding_idx)
+    _check_out_shift(out_shift, mode)
     single = np.diff(off) <= 1
-    if mode != "sum" or weights is not None or not single.any():
-        return _run_bags(config, run, tab, idx, off, weights, mode, cache_hints)
+    if mode != "sum" or weights is not None or out_shift is not None or not single.any():
+        return _run_bags(config, run, tab, idx, off, weights, mode, cache_hints, out_shift)
     # A bag of at most one row is that row: GATHER mode copy writes it at the table's width (a quarter of
     # the int32 sum's bytes for int8), widened here. Worth a Program of its own if it saves more port
     # words than the fixed cost of one more GATHER.
     saved = int(single.sum()) * (out_words(config, tab.shape[1], _DTYPE_CODES[tab.dtype], 0)
                                  - out_words(config, tab.shape[1], _DTYPE_CODES[tab.dtype], 3))
     if not single.all() and saved <= _SPLIT_WORTH:
-        return _run_bags(config, run, tab, idx, off, weights, mode, cache_hints)
+        return _run_bags(config, run, tab, idx, off, weights, mode, cache_hints, out_shift)
     out = np.zeros((off.size - 1, tab.shape[1]), np.int32)
     runs, counters = [], {}
     for pick, pick_mode in ((single, "copy"), (~single, "sum")):
@@ -214,12 +233,13 @@ def run_gather(config, run, table, indices, offsets=None, mode="sum", per_sample
 _SPLIT_WORTH = 64
 
 
-def _run_bags(config, run, tab, idx, off, weights, mode, cache_hints):
+def _run_bags(config, run, tab, idx, off, weights, mode, cache_hints, out_shift=None):
     """:func:`run_gather` on validated bags (``off``: n_bags + 1 offsets, padding removed)."""
     if tab.shape[0] * row_words(config, min(tab.shape[1], _chunk(config, tab.dtype)), _DTYPE_CODES[tab.dtype]) \
             <= config.mem_depth and tab.shape[0] < _LIMIT:
         try:
-            program, call = gather_program(config, tab, idx, off, mode, weights, True, cache_hints=cache_hints)
+            program, call = gather_program(config, tab, idx, off, mode, weights, True, cache_hints=cache_hints,
+                                           out_shift=out_shift)
         except ProblemTooLarge:
             pass
         else:
@@ -229,7 +249,7 @@ def _run_bags(config, run, tab, idx, off, weights, mode, cache_hints):
     while True:
         try:
             if longest >= int(np.diff(off).max(initial=0)):
-                return _staged(config, run, tab, idx, off, weights, mode, cache_hints)
+                return _staged(config, run, tab, idx, off, weights, mode, cache_hints, out_shift)
             # sum and max of a bag too large for the memory: sub-bags of at most ``longest`` rows, combined here
             counts = np.maximum(1, -(-np.diff(off) // longest))          # sub-bags per bag
             starts = np.cumsum(counts) - counts                          # each bag's first sub-bag
@@ -237,20 +257,24 @@ def _run_bags(config, run, tab, idx, off, weights, mode, cache_hints):
             sub_off = np.append(np.repeat(off[:-1], counts) + longest * within, off[-1])
             parts, runs, counters = _staged(config, run, tab, idx, sub_off, weights, mode, cache_hints)
             if mode == "max":
-                return np.maximum.reduceat(parts, starts), runs, counters
-            total = np.add.reduceat(parts.astype(np.int64), starts)
-            return (((total + (1 << 31)) & 0xFFFFFFFF) - (1 << 31)).astype(np.int32), runs, counters
+                total = np.maximum.reduceat(parts, starts)
+            else:
+                total = (((np.add.reduceat(parts.astype(np.int64), starts) + (1 << 31)) & 0xFFFFFFFF)
+                         - (1 << 31)).astype(np.int32)
+            if out_shift is not None:
+                total = narrowed(total, out_shift, _DTYPE_CODES[tab.dtype])
+            return total, runs, counters
         except ProblemTooLarge:
             if mode not in ("sum", "max") or longest <= 1:
                 raise
             longest = max(1, min(longest, int(np.diff(off).max(initial=0))) // 2)
 
 
-def _staged(config, run, tab, idx, off, weights, mode, cache_hints):
+def _staged(config, run, tab, idx, off, weights, mode, cache_hints, out_shift=None):
     """:func:`run_gather`'s staged path for validated bags (``off``: n_bags + 1 offsets); raises
     ProblemTooLarge if one bag's rows do not fit even a cache line of columns at a time."""
     n_bags = off.size - 1
-    out = np.zeros((n_bags, tab.shape[1]), tab.dtype if mode == "copy" else np.int32)
+    out = np.zeros((n_bags, tab.shape[1]), tab.dtype if mode == "copy" or out_shift is not None else np.int32)
     runs, counters = [], {}
     first, size, width = 0, max(1, n_bags), tab.shape[1]
     while first < n_bags or not runs:
@@ -263,7 +287,7 @@ def _staged(config, run, tab, idx, off, weights, mode, cache_hints):
             for col in range(0, tab.shape[1], width):
                 program, call = gather_program(config, staged[:, col:col + width], local, off[first:last + 1] - lo,
                                                mode, None if weights is None else weights[lo:hi], True,
-                                               cache_hints=cache_hints)
+                                               cache_hints=cache_hints, out_shift=out_shift)
                 parts.append((col, program, call))
         except ProblemTooLarge:
             if size > 1:

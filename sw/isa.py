@@ -43,6 +43,9 @@ class Op:
 
 
 _ADDR = 32
+#: GATHER's address fields: 30 bits (every Config.mem_depth is <= 2**24 words, so ADDR_RANGE stays reachable)
+#: leave room for its output format fields in one instruction word.
+_GATHER_ADDR = 30
 
 OPS = (
     Op("NOP", 0x00, "Do nothing.", ()),
@@ -71,18 +74,21 @@ OPS = (
               "(docs/workloads.md, Any size)", default=0),
     )),
     Op("GATHER", 0x20, "embedding_bag: pool table rows per bag through the row cache (see docs/gather.md).", (
-        Field("table_addr", _ADDR, "table: `rows` rows of `dim` int8/int32 elements, each row on whole words"),
+        Field("table_addr", _GATHER_ADDR, "table: `rows` rows of `dim` int8/int32 elements, each row on whole words"),
         Field("rows", 24, "rows of the table; an index >= rows is INDEX_RANGE"),
         Field("dim", 12, "elements per row (>= 1; the row must fit one cache line)"),
         Field("dtype", 1, "0 int8 table, 1 int32 table"),
-        Field("idx_addr", _ADDR, "n_indices int32 index words, packed: row in bits [0:31], bit 31 = cache bypass hint"),
+        Field("idx_addr", _GATHER_ADDR, "n_indices int32 index words, packed: row in bits [0:31], bit 31 = cache bypass hint"),
         Field("n_indices", 24, "number of indices (all are range checked)"),
-        Field("off_addr", _ADDR, "n_bags + 1 int32 offsets, packed: 0, non-decreasing, last <= n_indices"),
+        Field("off_addr", _GATHER_ADDR, "n_bags + 1 int32 offsets, packed: 0, non-decreasing, last <= n_indices"),
         Field("n_bags", 24, "number of bags (output rows)"),
-        Field("w_addr", _ADDR, "n_indices int32 per-sample weights, packed (read only if weighted)"),
-        Field("out_addr", _ADDR, "n_bags output rows of dim int32 (mode copy: of the table's type), each row on whole words"),
+        Field("w_addr", _GATHER_ADDR, "n_indices int32 per-sample weights, packed (read only if weighted)"),
+        Field("out_addr", _GATHER_ADDR, "n_bags output rows of dim int32 (mode copy, narrow: of the table's type, laid out as table rows)"),
         Field("mode", 2, "0 sum, 1 mean, 2 max, 3 copy (the sum at the table's element width: one row per bag copies rows)"),
         Field("weighted", 1, "1: sum of weight * row (mode sum only)"),
+        Field("narrow", 1, "1: each output element is round(result / 2**out_shift), ties up, saturated to the "
+              "table's element type (modes sum and max only; docs/gather.md)", default=0),
+        Field("out_shift", 5, "right shift of a narrow output (0-31)", default=0),
     )),
     Op("RNG", 0x30, "Write the Philox4x32-10 word stream of (key, counter) to memory (see docs/sketch.md).", (
         Field("n", 32, "uint32 words wanted (>= 1); whole memory words are written: n rounds up to mem_width/4"),

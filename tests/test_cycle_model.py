@@ -74,6 +74,8 @@ def test_cycle_model_matches_rtl(backend, seed):
     for engine, values in errors.items():
         values = np.abs(values)
         print(f"{engine}: |error| max {100 * values.max():.2f}%, mean {100 * values.mean():.2f}% over {len(values)}")
-    # GEMM, RNG and SKETCH: within 2%. GATHER: within 10% (its port arbitration and the index queue are
-    # modelled in aggregate; the large stages of the zoo are within 1%, short ones within 10%)
-    assert all(abs(e) <= (0.10 if engine == "GATHER" else 0.02) for engine, values in errors.items() for e in values), errors
+    # GEMM, RNG and SKETCH: within 2%. GATHER: within 4%, 1.5% on average (the pooling path and the port's
+    # round robin are modelled in aggregate, sw/cycle_model.GATHER_NORM: 212 sampled GATHERs gave |error|
+    # mean 0.6%, max 3.3%, the largest errors on the shortest ones)
+    assert all(abs(e) <= (0.04 if engine == "GATHER" else 0.02) for engine, values in errors.items() for e in values), errors
+    assert np.mean(np.abs(errors["GATHER"])) <= 0.015, errors["GATHER"]

@@ -208,7 +208,8 @@ def _bad_programs():
                          ("BAD_OFFSETS", dict(off=[0, 2, 1, 3])), ("BAD_OFFSETS", dict(off=[1, 1, 2, 3])),
                          ("BAD_OFFSETS", dict(off=[0, 1, 2, 4])),
                          ("INDEX_RANGE", dict(idx=[0, 6, 1])), ("INDEX_RANGE", dict(idx=[0, 1, -1])),
-                         ("BAD_OFFSETS", dict(off=[0, 3, 2, 3], idx=[0, 9, 1]))]:    # offsets checked first
+                         ("BAD_OFFSETS", dict(off=[0, 3, 2, 3], idx=[0, 9, 1])),     # offsets checked first
+                         ("BAD_MODE", dict(mode=1, narrow=1)), ("BAD_MODE", dict(mode=3, narrow=1, dim=0))]:
         builder = ProgramBuilder(SMALL)
         emit_gather(builder, *good[:4], name="ok")
         fields = isa.decode(builder.instructions[0])[1]
@@ -372,6 +373,101 @@ def test_engine_pools_a_bag_per_cycle(seed):
         if stall_rate == 0:
             words = out["counters"]["mem_reads"] + out["counters"]["mem_writes"]
             assert out["cycles"] <= words + 4 * SMALL.mem_latency + 12, (out["cycles"], words)
+
+
+# -- narrow output ------------------------------------------------------------------------------------
+
+def _narrow_oracle(table, idx, off, mode, shift, weights=None):
+    """torch embedding_bag in float64 (exact: every sum here is below 2**53), wrapped to int32 as the
+    engine's sums, then floor(x / 2**s + 1/2) and saturation to the table's type, in Python integers."""
+    torch = pytest.importorskip("torch", reason="torch is the oracle of the pooling (test extra)")
+    pooled = torch.nn.functional.embedding_bag(
+        torch.tensor(np.asarray(idx, np.int64)), torch.tensor(table.astype(np.float64)),
+        torch.tensor(np.asarray(off, np.int64)), mode=mode, include_last_offset=True,
+        per_sample_weights=None if weights is None else torch.tensor(np.asarray(weights, np.float64))).numpy()
+    info = np.iinfo(table.dtype)
+    out = np.zeros(pooled.shape, table.dtype)
+    for pos, x in np.ndenumerate(pooled):
+        x = (int(round(x)) + (1 << 31)) % (1 << 32) - (1 << 31)
+        q = x if shift == 0 else (x + (1 << (shift - 1))) >> shift
+        out[pos] = min(max(q, int(info.min)), int(info.max))
+    return out
+
+
+def _narrow_cases(rng, rows=40):
+    """(table, idx, off, mode, weights, shift): int8/int32, sum/max, weights, shifts 0..31, empty bags,
+    sums that saturate int8 and sums that wrap int32."""
+    t8 = rng.integers(-128, 128, (rows, 20)).astype(np.int8)
+    t32 = rng.integers(-2 ** 31, 2 ** 31, (rows, 3)).astype(np.int32)
+    idx = rng.integers(0, rows, 30)
+    off = np.array([0, 0, 5, 5, 12, 29, 30])
+    w = rng.integers(-1000, 1000, 30)
+    return [(t8, idx, off, "sum", None, 0), (t8, idx, off, "sum", None, 3), (t8, idx, off, "sum", w, 9),
+            (t8, idx, off, "max", None, 0), (t8, idx, off, "max", None, 2), (t8, idx, off, "sum", None, 31),
+            (t32, idx, off, "sum", None, 0), (t32, idx, off, "sum", w, 17), (t32, idx, off, "max", None, 31)]
+
+
+def _narrow_program(cases, config=SMALL):
+    builder = ProgramBuilder(config)
+    calls = [emit_gather(builder, t, i, o, m, w, include_last_offset=True, name=f"n{n}_", out_shift=s)
+             for n, (t, i, o, m, w, s) in enumerate(cases)]
+    return builder.build(), calls
+
+
+def test_narrow_golden_matches_torch_oracle(seed):
+    cases = _narrow_cases(np.random.default_rng(seed))
+    program, calls = _narrow_program(cases)
+    result = execute(program)
+    assert result.error == 0
+    for (t, i, o, m, w, s), call in zip(cases, calls):
+        got = call.result(program, result.memory)
+        assert got.dtype == t.dtype and np.array_equal(got, _narrow_oracle(t, i, o, m, s, w)), (m, s)
+    saturated = calls[0].result(program, result.memory)
+    assert (np.abs(saturated.astype(int)) == 128).any() or (saturated == 127).any()      # int8 saturation hit
+
+
+@pytest.mark.parametrize("out_shift, mode, match", [(32, "sum", "0..31"), (-1, "sum", "0..31"), (1.5, "sum", "0..31"),
+                                                    (True, "sum", "0..31"), (3, "mean", "mode 'sum' or 'max'")])
+def test_narrow_rejects_bad_input(out_shift, mode, match):
+    with pytest.raises(ValueError, match=match):
+        accelerator("golden").embedding_bag(np.ones((10, 4), np.int8), [0, 1, 2], [0, 2], mode, out_shift=out_shift)
+
+
+def test_narrow_engine_random_stalls(seed):
+    program, _ = _narrow_program(_narrow_cases(np.random.default_rng(seed)), SMALL.replace(mem_latency=3))
+    out = run_engine(program, seed, stall_rate=0.3)
+    print(f"replay: seed {seed}, stall rate 0.3")
+    assert out["error"] == 0 and np.array_equal(out["memory"], execute(program).memory)
+
+
+@pytest.mark.parametrize("backend", backend_params())
+def test_narrow_on_backend(backend, seed):
+    """Narrow GATHERs on the backend, and the driver's narrow table-batched call: both equal the oracle."""
+    rng = np.random.default_rng(seed)
+    cases = _narrow_cases(rng)
+    program, calls = _narrow_program(cases)
+    acc = accelerator(backend)
+    result = acc.backend.run(program)
+    assert result.error == 0 and np.array_equal(result.memory, execute(program).memory)
+    tables, indices, offsets, weights = _tbe_case(rng)
+    got = acc.embedding_bags(tables, indices, offsets, "sum", weights, out_shift=2)
+    assert got.dtype == np.int8 and acc.last_run.instructions == 1
+    for t, tab in enumerate(tables):
+        off = np.append(offsets[t], len(indices[t]))
+        assert np.array_equal(got[:, t], _narrow_oracle(tab, indices[t], off, "sum", 2, weights[t]))
+
+
+@pytest.mark.parametrize("mode", ["sum", "max"])
+def test_narrow_bag_larger_than_memory(mode, seed):
+    """A bag too large for the accelerator memory runs as sub-bags combined at int32 on the host and
+    only then narrowed: equal to the oracle, not to a sum of narrowed parts."""
+    rng = np.random.default_rng(seed)
+    table = rng.integers(-128, 128, (300, 16)).astype(np.int8)
+    idx = rng.integers(0, 300, 9000)                       # 2250 index words: more than SMALL's 2048
+    acc = accelerator("golden")
+    got = acc.embedding_bag(table, idx, [0, 5], mode, out_shift=7)
+    assert acc.last_run.programs > 1
+    assert got.dtype == np.int8 and np.array_equal(got, _narrow_oracle(table, idx, np.array([0, 5, 9000]), mode, 7))
 
 
 # -- every backend -----------------------------------------------------------------------------------

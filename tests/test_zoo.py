@@ -34,8 +34,9 @@ class ShapesOnly:
         oh, ow = (conv_output_size(s, k, stride, padding, dilation) for s, k in zip(x.shape[2:], w.shape[2:]))
         return self._done(x.shape[0] * w.shape[0] * oh * ow * w[0].size, np.zeros((x.shape[0], w.shape[0], oh, ow), np.int8))
 
-    def embedding_bags(self, tables, indices, offsets):
-        return self._done(0, np.zeros((len(offsets[0]), len(tables), tables[0].shape[1]), np.int32))
+    def embedding_bags(self, tables, indices, offsets, out_shift=None):
+        dtype = np.int32 if out_shift is None else tables[0].dtype
+        return self._done(0, np.zeros((len(offsets[0]), len(tables), tables[0].shape[1]), dtype))
 
 
 @pytest.mark.parametrize("name, macs", [("resnet50", 4.09e9), ("mobilenetv2", 300.8e6), ("bert", 931.1e6)])

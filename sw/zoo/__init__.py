@@ -106,12 +106,12 @@ class Recorder:
         return self._call("conv2d", name, shape, x, w, None, stride, padding, 1, groups,
                           fan_in_requant(cin // groups * kernel * kernel), relu)
 
-    def embedding_bags(self, name, tables, indices, offsets):
+    def embedding_bags(self, name, tables, indices, offsets, out_shift=None):
         dim = tables[0].shape[1]
         lookups = sum(len(i) for i in indices)
         shape = f"{len(tables)} tables x {dim}, {lookups} lookups"
         return self._call("embedding_bags", name, shape, tables, indices, offsets,
-                          lookup_bytes=lookups * dim * tables[0].dtype.itemsize)
+                          lookup_bytes=lookups * dim * tables[0].dtype.itemsize, out_shift=out_shift)
 
 
 def fan_in_requant(k: int) -> Requant:

@@ -6,7 +6,8 @@ fit ``table_bytes`` of host memory (default: a quarter of the available memory, 
 tables stay on the host and every call stages only the rows it touches (FBGEMM's UVM-cache idea,
 :func:`tridsa.sw.gather_ops.run_gather`). Traffic: Zipf (alpha 1.05) row ids, the multi-hot pooling
 factors of MLPerf's DLRMv2 Criteo dataset (:data:`POOLING`). The embedding bags of all 26 tables run
-as one table-batched call; the pairwise dot products of the 27 vectors of every sample run as one
+as one table-batched call whose int8 output the engine quantizes (``out_shift``, the int8 pooled
+embeddings of quantized inference DLRMs); the pairwise dot products of the 27 vectors of every sample run as one
 batched GEMM.
 """
 from __future__ import annotations
@@ -25,6 +26,8 @@ CRITEO_ROWS = (39884406, 39043, 17289, 7420, 20263, 3, 7120, 1543, 63, 38532951,
 #: Lookups per sample of every table (MLPerf DLRMv2 multi-hot Criteo).
 POOLING = (3, 2, 1, 2, 6, 1, 1, 1, 1, 7, 3, 8, 1, 6, 9, 5, 1, 1, 1, 12, 100, 27, 10, 3, 1, 1)
 BOTTOM, TOP, DIM = (512, 256, 128), (1024, 1024, 512, 256, 1), 128
+#: The pooled embeddings leave the gather engine as int8, scaled by 2**-POOLED_SHIFT (a narrow GATHER).
+POOLED_SHIFT = 6
 
 
 def table_rows(budget: int) -> list:
@@ -52,8 +55,9 @@ def dlrm(rec, batch: int = 128, table_bytes: int | None = None) -> None:
         tables.append(np.frombuffer(gen.bytes(rows * DIM), np.int8).reshape(rows, DIM))
         indices.append(zipf_indices(rows, batch * POOLING[t], 1.05, gen))
         offsets.append(np.arange(batch) * POOLING[t])
-    pooled = rec.embedding_bags("embeddings", tables, indices, offsets)           # (batch, 26, 128) int32
-    vectors = np.concatenate([x[:, None, :], to_int8(pooled, 1.0 / 64)], axis=1)   # (batch, 27, 128)
+    # (batch, 26, 128) int8: the pooled sums scaled by 1/64 (round half up, saturated) in the gather engine
+    pooled = rec.embedding_bags("embeddings", tables, indices, offsets, out_shift=POOLED_SHIFT)
+    vectors = np.concatenate([x[:, None, :], pooled], axis=1)                     # (batch, 27, 128)
     dots = rec.matmul_batch("interaction", vectors, np.ascontiguousarray(vectors.transpose(0, 2, 1)))
     upper = np.triu_indices(vectors.shape[1], 1)
     z = np.concatenate([x, to_int8(dots[:, upper[0], upper[1]], 1.0 / 512)], axis=1)   # (batch, 128 + 351)
