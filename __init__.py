@@ -6,7 +6,7 @@ sketch multiplies) and one Python driver that offloads layers to them::
     from tridsa import Accelerator, Config, Requant
     acc = Accelerator(backend="golden")
 """
-from .sw.config import Config
+from .spec.config import Config
 
 __all__ = ["Accelerator", "Config", "Requant"]
 __version__ = "0.1.0"

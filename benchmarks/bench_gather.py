@@ -26,11 +26,13 @@ import numpy as np
 
 from tridsa import Accelerator, Config
 from tridsa.sw.cache_hints import hot_plan
-from tridsa.sw.config import ceil_div
+from tridsa.spec.config import ceil_div
 from tridsa.sw.dlrm_traffic import make_bags
 from tridsa.sw.row_cache import belady_hits, simulate
 
-__all__ = ["run", "hit_rates", "bandwidth", "latency_sweep", "latency_loss"]
+from .report import write_section
+
+__all__ = ["run", "hit_rates", "hit_rate_table", "port_table", "bandwidth", "latency_sweep", "latency_loss"]
 
 DISTS = (("zipf", 0.9), ("zipf", 1.0), ("zipf", 1.3), ("uniform", None))
 
@@ -39,19 +41,23 @@ def _bags(rows, batch, pooling, dist, alpha, seed, permute=True):
     return make_bags(batch, pooling, rows, dist=dist, alpha=alpha or 1.0, rng=seed, permute=permute)
 
 
-def hit_rates(config: Config, lookups: int = 20_000, seed: int = 0) -> list:
+def hit_rates(config: Config, lookups: int = 20_000, seed: int = 0, backend: str | None = None) -> list:
     """Hit rates of the configured cache (LRU; hinted LRU) vs Belady's at cache = 5 % of the table's rows.
 
     ``hinted`` profiles the measured batch itself (what ``embedding_bag`` does); ``hinted_prev``
     profiles an independent previous batch of the same distribution (same hot rows) and applies
-    its plan to the measured one: no knowledge of the measured indices at all.
+    its plan to the measured one: no knowledge of the measured indices at all. These come from the
+    NumPy cache model (:func:`tridsa.sw.row_cache.simulate`). With a gateware ``backend`` the same
+    three policies also run as one GATHER of the same trace, and ``rtl_*`` are its hit counters (None
+    where the call does not fit one GATHER: the cache is flushed per GATHER).
     """
+    acc = Accelerator(backend, config) if backend not in (None, "golden") else None
     capacity = config.cache_sets * config.cache_ways
     rows = 20 * capacity
     out = []
     for dist, alpha in DISTS:
         perm = np.random.default_rng(seed).permutation(rows)
-        idx, _ = _bags(rows, lookups // 20, 20, dist, alpha, seed, perm)
+        idx, off = _bags(rows, lookups // 20, 20, dist, alpha, seed, perm)
         prev, _ = _bags(rows, lookups // 20, 20, dist, alpha, seed + 1, perm)
 
         def hinted(profile):
@@ -64,7 +70,40 @@ def hit_rates(config: Config, lookups: int = 20_000, seed: int = 0) -> list:
                         belady_bypass=belady_hits(idx, capacity, bypass=True) / idx.size))
         for key in ("lru", "hinted", "hinted_prev"):
             out[-1][f"{key}/belady"] = out[-1][key] / opt if opt else 1.0
+        if acc is not None:
+            plans = {"lru": False, "hinted": True, "hinted_prev": hot_plan(prev, rows, capacity)}
+            out[-1].update({f"rtl_{key}": _rtl_hit_rate(acc, rows, idx, off, plan) for key, plan in plans.items()})
     return out
+
+
+def _rtl_hit_rate(acc, rows, idx, off, cache_hints):
+    """Hit rate from the gather engine's counters for one embedding_bag of the trace (None if it took
+    more than one GATHER)."""
+    table = np.zeros((rows, acc.config.mem_width), np.int8)          # one memory word per row
+    acc.embedding_bag(table, idx, off, cache_hints=cache_hints)
+    run = acc.last_run
+    if run.programs != 1 or run.instructions != 1:                   # one GATHER (HALT not counted)
+        return None
+    return run.counters["gather_hits"] / run.counters["gather_lookups"]
+
+
+def hit_rate_table(hits, backend: str | None) -> str:
+    """The published hit-rate table: the cache model's three policies, Belady, and the RTL's counters."""
+    rtl = backend not in (None, "golden") and any(h.get("rtl_lru") is not None for h in hits)
+    lines = ["Measured by `tridsa bench gather --publish`: LRU, hinted and Belady from the NumPy cache model "
+             "(`sw/row_cache.py`)" + (f"; RTL columns: the gather engine's hit counters on the {backend} backend, "
+                                       "one GATHER of the same trace." if rtl else "."), "",
+             "| indices | LRU | hinted (same call) | hinted (previous batch) | Belady (MIN) | hinted / Belady "
+             "| previous batch / Belady |" + (" RTL LRU | RTL hinted | RTL previous batch |" if rtl else ""),
+             "|---|---|---|---|---|---|---|" + ("---|---|---|" if rtl else "")]
+    fmt = lambda v: "-" if v is None else f"{v:.3f}"
+    for h in hits:
+        cells = [h["dist"], *(fmt(h[k]) for k in ("lru", "hinted", "hinted_prev", "belady")),
+                 f"{h['hinted/belady']:.2f}", f"{h['hinted_prev/belady']:.2f}"]
+        if rtl:
+            cells += [fmt(h.get(f"rtl_{k}")) for k in ("lru", "hinted", "hinted_prev")]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
 
 
 def _measure(acc, rows, row_bytes, batch, pooling, dist="uniform", alpha=None, seed=0, cache_hints=True):
@@ -140,6 +179,15 @@ def latency_loss(sweep: list) -> list:
     return out
 
 
+def port_table(bw, config, backend: str) -> str:
+    """The published memory-port table of :func:`bandwidth`."""
+    source = "the cycle model" if backend == "golden" else f"RTL counters on the {backend} backend"
+    lines = [f"Measured by `tridsa bench gather --publish` ({source}; {config.mem_width} B/cycle port peak):", "",
+             "| row bytes | port bytes / peak | row bytes / peak | row share of port traffic |", "|---|---|---|---|"]
+    lines += [f"| {b['row_bytes']} | {b['port_of_peak']:.2f} | {b['row_of_peak']:.2f} | {b['row_share']:.2f} |" for b in bw]
+    return "\n".join(lines)
+
+
 def _markdown(rows: list, cols: list) -> str:
     head = "| " + " | ".join(cols) + " |\n|" + "---|" * len(cols) + "\n"
     fmt = lambda v: f"{v:.3f}" if isinstance(v, float) else str(v)
@@ -194,20 +242,24 @@ def _plots(out_dir: Path, hits, bw, sweep, config) -> list:
     return files
 
 
-def run(config: Config, backend: str = "amaranth", out_dir=".", sweep=True, quick=False) -> dict:
+def run(config: Config, backend: str = "amaranth", out_dir=".", sweep=True, quick=False, publish=False) -> dict:
     """Run the gather benchmark; print Markdown tables, write PNGs to ``out_dir``, return the numbers.
 
-    The HDL parts use a table that fits ``mem_depth``; ``quick`` skips the latency sweep."""
+    The HDL parts use a table that fits ``mem_depth``; ``quick`` skips the latency sweep. ``publish`` writes
+    :func:`hit_rate_table` and :func:`port_table` into README.md (sections ``bench-gather-hits``, ``-port``)."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    hits = hit_rates(config)
+    hits = hit_rates(config, backend=backend)
     print("## Row cache hit rate vs Belady (cache = 5% of rows)\n")
-    print(_markdown(hits, ["dist", "rows", "capacity", "lru", "hinted", "hinted_prev", "belady", "belady_bypass",
-                           "lru/belady", "hinted/belady", "hinted_prev/belady"]))
+    print(hit_rate_table(hits, backend) + "\n")
+    if publish:
+        print(f"published: {', '.join(map(str, write_section('bench-gather-hits', hit_rate_table(hits, backend))))}")
     bw = bandwidth(config, backend)
     print(f"## Bandwidth on misses ({backend}, port peak {config.mem_width} B/cycle)\n")
     print(_markdown(bw, ["row_bytes", "lookups", "misses", "busy", "port_bytes_per_cycle", "port_of_peak",
                          "row_bytes_per_cycle", "row_of_peak", "row_share"]))
+    if publish:
+        print(f"published: {', '.join(map(str, write_section('bench-gather-port', port_table(bw, config, backend))))}")
     # pooling 1 writes one output row per lookup: give the sweep room for a 20 x cache table and them
     lat = latency_sweep(config.replace(mem_depth=max(config.mem_depth, 8192)), backend) if sweep and not quick else []
     if lat:

@@ -30,12 +30,15 @@ from tridsa import Accelerator, Config, Requant
 from tridsa.sw.builder import ProblemTooLarge, ProgramBuilder
 from tridsa.sw.gemm_ops import emit_gemm
 
-from .report import Progress, line_plot, markdown_table, write_json, write_section
+from .report import Progress, line_plot, markdown_table, publish_image, write_json, write_section
 
-__all__ = ["run", "matmul_shapes", "conv_layers", "parse_shapes", "TARGET_UTILIZATION", "TARGET_INT4_RATIO"]
+__all__ = ["run", "matmul_shapes", "conv_layers", "parse_shapes", "published_table", "TARGET_UTILIZATION",
+           "TARGET_INT4_RATIO", "BATCH"]
 
 TARGET_UTILIZATION = 0.95     # compute-bound INT8 matmuls
 TARGET_INT4_RATIO = 1.95      # INT4 over INT8 MACs per cycle on the same shape
+#: Problems of the batched case: one batched GEMM instruction against as many separate matmul calls.
+BATCH = 32
 
 _RANGE = {"int8": (-128, 127), "int4": (-8, 7)}
 
@@ -161,6 +164,64 @@ def _run_convs(acc, golden, rng, precision, layers, bar):
         x = ref
 
 
+def _run_batched(acc, rng, config, batch=BATCH):
+    """``batch`` INT8 problems of (2 rows) x (3 cols) x cols: one ``matmul_batch`` (one instruction) and
+    the same problems as ``batch`` separate ``matmul`` calls (their cycles summed)."""
+    m, k, n = 2 * config.rows, 3 * config.cols, config.cols
+    a = _random(rng, "int8", (batch, m, k))
+    b = _random(rng, "int8", (batch, k, n))
+    ref = a.astype(np.int64) @ b.astype(np.int64)
+    start = time.perf_counter()
+    y = acc.matmul_batch(a, b)
+    name = f"{m}x{k}x{n}"
+    rows = [_record(acc, "batched", name, "int8", (m, k, n), np.array_equal(y.astype(np.int64), ref),
+                    time.perf_counter() - start)]
+    rows[0]["batch"] = batch
+    cycles = macs = 0
+    exact, start = True, time.perf_counter()
+    for i in range(batch):
+        exact &= np.array_equal(acc.matmul(a[i], b[i]).astype(np.int64), ref[i])
+        cycles, macs = cycles + acc.last_run.cycles, macs + acc.last_run.macs
+    peak = acc.last_run.peak_macs_per_cycle
+    rows.append(dict(kind="separate", name=name, precision="int8", m=m, k=k, n=n, macs=macs, cycles=cycles,
+                     peak_macs_per_cycle=peak, utilization=macs / (peak * cycles), macs_per_cycle=macs / cycles,
+                     exact=bool(exact), wall_seconds=time.perf_counter() - start, batch=batch))
+    return rows
+
+
+def published_table(rows, config, backend, summary=None) -> str:
+    """The README's GEMM table: INT8 and INT4 side by side per case, then the batched comparison, and the
+    targets' verdicts of ``summary`` (:func:`_summary`) if given."""
+    cases = {}
+    for r in rows:
+        cases.setdefault((r["kind"], r["name"]), {})[r["precision"]] = r
+    lines = [f"Measured by `tridsa bench gemm --publish` on the {backend} backend (RTL cycle counters, "
+             f"{config.rows}x{config.cols} array, {config.mem_width}-byte port, latency {config.mem_latency}); "
+             "every result bit-exact.", "",
+             "| case (matmul: M x K x N) | INT8 cycles | INT8 utilization | INT4 cycles | INT4 MACs/cycle | INT4 / INT8 |",
+             "|---|---|---|---|---|---|"]
+    labels = {"matmul": "matmul {shape}", "conv": "{name}",
+              "batched": "batched: {batch} problems of {shape}, one instruction",
+              "separate": "the same as {batch} separate matmul calls", "stream": "stream of {name}"}
+    for (kind, name), by in cases.items():
+        i8, i4 = by.get("int8"), by.get("int4")
+        first = i8 or i4
+        cells = [labels[kind].format(name=name, shape=name.replace("x", " x "), batch=first.get("batch")),
+                 i8 and i8["cycles"], i8 and f"{100 * i8['utilization']:.1f}%",
+                 i4 and i4["cycles"], i4 and f"{i4['macs_per_cycle']:.1f}",
+                 f"{i4['macs_per_cycle'] / i8['macs_per_cycle']:.2f}x" if i4 and i8 else None]
+        lines.append("| " + " | ".join("" if c is None else str(c) for c in cells) + " |")
+    if summary and summary["int8_compute_bound_utilization_min"] is not None:
+        verdict = lambda ok: "met" if ok else "**not met**"
+        lines += ["", f"Compute-bound shapes (every dimension >= 4x the array): INT8 utilization min "
+                  f"{100 * summary['int8_compute_bound_utilization_min']:.1f}% (target >= {TARGET_UTILIZATION:.0%}: "
+                  f"{verdict(summary['utilization_target_met'])})"
+                  + (f", INT4 / INT8 min {summary['int4_over_int8_compute_bound_min']:.2f}x (target >= "
+                     f"{TARGET_INT4_RATIO}x: {verdict(summary['int4_ratio_target_met'])})."
+                     if summary["int4_over_int8_compute_bound_min"] is not None else ".")]
+    return "\n".join(lines)
+
+
 def _fit_speed(rows):
     """Marginal simulated cycles per second: slope of a least-squares fit wall = t0 + cycles / speed.
 
@@ -193,7 +254,7 @@ def _summary(rows, config, backend):
     cb_ratios = [ratio for (kind, name), ratio in pairs.items()
                  if kind in ("matmul", "stream") and min(map(int, name.split(" ")[-1].split("x"))) >= 4 * s]
     total_cycles = sum(r["cycles"] for r in timed)
-    total_sim = sum(r["sim_seconds"] or 0 for r in timed)
+    total_sim = sum(r.get("sim_seconds") or 0 for r in timed)
     marginal, startup = _fit_speed(timed)
     summary = dict(
         backend=backend, cases=len(rows), all_exact=all(r["exact"] for r in rows),
@@ -278,7 +339,7 @@ def _plots(rows, out_dir: Path, config: Config) -> list:
 
 def run(config: Config | None = None, backend: str = "verilator", out_dir="benchmarks/out", *,
         quick: bool = False, shapes=None, conv: bool = True, precisions=("int8", "int4"), seed: int = 0,
-        progress: bool = True, stream=None, instructions: int = 1) -> dict:
+        progress: bool = True, stream=None, instructions: int = 1, publish: bool = False) -> dict:
     """Run the sweep, print the Markdown table and summary, write ``gemm.json`` and PNGs; return the report.
 
     Parameters
@@ -291,6 +352,8 @@ def run(config: Config | None = None, backend: str = "verilator", out_dir="bench
         Subset of ``("int8", "int4")``; INT4 is skipped on a Config without ``int4``.
     instructions:
         > 1: every shape runs as a Program of that many independent same-size GEMM instructions.
+    publish:
+        Also write :func:`published_table` into README.md (section ``bench-gemm``).
 
     The report is ``{"config", "rows", "summary", "skipped", "files"}``; ``summary["all_exact"]`` is
     False if any result differed from the reference.
@@ -304,6 +367,7 @@ def run(config: Config | None = None, backend: str = "verilator", out_dir="bench
     if bad or not precisions:
         raise ValueError(f"precisions={precisions!r} is invalid: expected a non-empty subset of ('int8', 'int4')")
     skipped = []
+    batched = "int8" in precisions and not quick and shapes is None       # part of the default sweep
     if not config.int4 and "int4" in precisions:
         precisions = tuple(p for p in precisions if p != "int4")
         skipped.append("int4: the Config has int4=False")
@@ -314,7 +378,7 @@ def run(config: Config | None = None, backend: str = "verilator", out_dir="bench
     golden = Accelerator("golden", config)
     rng = np.random.default_rng(seed)
     rows = []
-    total = len(precisions) * (len(shapes) + len(layers))
+    total = len(precisions) * (len(shapes) + len(layers)) + batched
     with Progress(total, f"bench gemm ({backend})", enabled=progress) as bar:
         for precision in precisions:
             for shape in shapes:
@@ -329,6 +393,9 @@ def run(config: Config | None = None, backend: str = "verilator", out_dir="bench
                     rows.extend(_run_convs(acc, golden, rng, precision, layers, bar))
                 except ProblemTooLarge:
                     skipped.append(f"conv stack {precision}: does not fit mem_depth")
+        if batched:
+            bar.step(f"batched {BATCH} problems")
+            rows.extend(_run_batched(acc, rng, config))
     summary = _summary(rows, config, backend)
     files = [str(p) for p in _plots(rows, out_dir, config)]
     report = dict(benchmark="gemm", config=config.to_dict(), quick=quick, seed=seed, rows=rows,
@@ -346,6 +413,10 @@ def run(config: Config | None = None, backend: str = "verilator", out_dir="bench
     for item in skipped:
         print(f"- skipped {item}", file=out)
     print(f"- wrote {', '.join(report['files'])}", file=out)
+    if publish:
+        changed = write_section("bench-gemm", published_table(rows, config, backend, summary))
+        changed += [publish_image(p) for p in files if p.endswith("gemm_utilization.png")]
+        print(f"- published: {', '.join(map(str, changed))}", file=out)
     return report
 
 

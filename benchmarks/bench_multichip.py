@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from tridsa.sw.cluster import connect
-from tridsa.sw.config import Config
+from tridsa.spec.config import Config
 from tridsa.sw.multichip import dlrm_plan, run_sharded, run_single, traffic
 from tridsa.sw.workloads.dlrm import load_dlrm, synthetic_ctr
 

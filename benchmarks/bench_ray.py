@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 
 from tridsa.sw.cluster import connect, map_tasks
-from tridsa.sw.config import Config
+from tridsa.spec.config import Config
 from tridsa.sw.fuzz_ray import fuzz_ray
 from tridsa.sw.sweep import grid, sweep
 

@@ -25,9 +25,10 @@ from pathlib import Path
 import numpy as np
 
 from tridsa import Accelerator, Config
-from tridsa.sw.gemm_layout import GemmGeometry
+from tridsa.spec.gemm_layout import GemmGeometry
 from tridsa.sw.sketch_dist import omega
-from tridsa.sw.sketch_ops import SketchGeometry, rng_lanes_used
+from tridsa.sw.sketch_ops import SketchGeometry
+from tridsa.spec.sketch_layout import rng_lanes_used
 
 __all__ = ["run", "rng_core_resources"]
 

@@ -56,7 +56,7 @@ def _fit(points):
 
 def _flag_sweep(config, n, rng, bar):
     """Cycles/s of the large matmul on the fast model built plain and with each option added."""
-    from tridsa.sim.verilator_model import MAKE_FLAGS, VERILATOR_FLAGS, _Harness, build_model
+    from tridsa.sim.verilator_model import MAKE_FLAGS, VERILATOR_FLAGS, VerilatorBackend
     from tridsa.sw.builder import ProgramBuilder
     from tridsa.sw.gemm_ops import emit_gemm
     builder = ProgramBuilder(config)
@@ -70,16 +70,16 @@ def _flag_sweep(config, n, rng, bar):
     rows = []
     for label, vflags, mflags in variants:
         bar.step(f"flags: {label}")
-        harness = _Harness(build_model(config, verilator_flags=vflags, make_flags=mflags), config)
+        model = VerilatorBackend(config, 1 << 40, verilator_flags=vflags, make_flags=mflags)
         try:
             best = None
             for _ in range(3):
                 start = time.perf_counter()
-                _, error, _, counters, _ = harness.run(program, program.loaded_words, 1 << 40, None)
+                counters = model.run(program).counters
                 best = min(best or 1e9, time.perf_counter() - start)
             rows.append({"build": label, "cycles": counters["cycles"], "cycles_per_s": counters["cycles"] / best})
         finally:
-            harness.close()
+            model.close()
     return rows
 
 

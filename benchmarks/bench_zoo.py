@@ -16,7 +16,7 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from tridsa.sw.config import Config
+from tridsa.spec.config import Config
 from tridsa.sw.driver import Accelerator
 from tridsa.sw.zoo import MODELS, run_model
 

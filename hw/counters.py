@@ -1,9 +1,9 @@
 """Performance counters: every engine counts into COUNTER_BITS-wide registers cleared by reset."""
 from amaranth.lib import data
 
-__all__ = ["COUNTER_BITS", "counter_layout"]
+from ..spec.counters import COUNTER_BITS
 
-COUNTER_BITS = 48
+__all__ = ["COUNTER_BITS", "counter_layout"]
 
 
 def counter_layout(names) -> data.StructLayout:

@@ -4,7 +4,7 @@ from amaranth import Cat
 from amaranth.lib import data
 from amaranth.lib.wiring import In, Out
 
-from ..sw import isa
+from ..spec import isa
 from .counters import counter_layout
 from .memory import MemPort
 

@@ -2,7 +2,7 @@
 
 An engine is a ``wiring.Component`` class with
 
-* ``OPS``: the instruction names it executes (:data:`tridsa.sw.isa.ENGINE_OPS` of its name);
+* ``OPS``: the instruction names it executes (:data:`tridsa.spec.isa.ENGINE_OPS` of its name);
 * ``COUNTERS``: names of its performance counters (``COUNTER_BITS`` wide, cleared by reset);
 * ports ``start`` (In 1: one-cycle pulse, ``instr`` valid; only while ``ready``), ``instr`` (In
   ``isa.INSTR_BITS``: the raw instruction word, view it with :func:`tridsa.hw.instr.instr_layout`),
@@ -26,7 +26,7 @@ passed their checks) and ``go`` (In 1: an instruction that passed its checks may
 its regions meet those of the other engine's older instructions). Their ``done`` may come before the other
 engine's older instructions are done: the dispatcher retires in order.
 """
-from ..sw import isa
+from ..spec import isa
 from .gather import GatherEngine
 from .gemm import GemmEngine
 from .sketch import SketchEngine

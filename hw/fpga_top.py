@@ -25,7 +25,7 @@ from amaranth.lib import io, wiring
 from amaranth.lib.cdc import ResetSynchronizer
 from amaranth.lib.wiring import In, Out
 
-from ..sw.config import Config
+from ..spec.config import Config
 from .host_bridge import HostBridge
 from .skid import SkidBuffer
 from .top import Top

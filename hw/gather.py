@@ -23,17 +23,16 @@ from amaranth.lib import data, stream, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
-from ..sw import isa
-from ..sw.gather_golden import BYPASS_BIT, line_words
+from ..spec import isa
+from ..spec.gather_layout import BYPASS_BIT, MEAN_DIVIDE_STEPS as _DIV_STEPS, line_words
 from .engine_port import beyond_memory, engine_ports, log2
 from .gemm import WordSplitter
 from .index_queue import COUNTERS as QUEUE_COUNTERS, IndexQueue, entry_layout
 from .instr import instr_layout
 from .memory import BlockReader, MemArbiter
 
-__all__ = ["GatherEngine", "PoolingUnit"]
+__all__ = ["GatherEngine", "PoolingUnit", "MeanDivider", "CheckPass"]
 
-_DIV_STEPS = 34          # bits of the mean's numerator 2|s| + n < 2**34
 ROWS_AHEAD = 16          # cache lines of missed rows the rows reader holds (in flight or buffered)
 
 
@@ -157,41 +156,21 @@ class PoolingUnit(wiring.Component):
         copied = Mux(self.dtype, Cat(elems32), Cat(elems8))
         lanes = Signal(data.ArrayLayout(signed(32), lanes32))
         m.d.comb += lanes.eq(Mux(self.dtype, sel32, sel8))
-        # restoring division of 2|s| + n by 2n, every lane at once
-        n = Signal(25)
-        m.d.comb += n.eq(Mux(out_count == 0, 1, out_count))
-        step = Signal(range(_DIV_STEPS + 1))
-        dividing = Signal()
-        nums = [Signal(_DIV_STEPS, name=f"num{i}") for i in range(lanes32)]
-        rems = [Signal(27, name=f"rem{i}") for i in range(lanes32)]
-        quos = [Signal(_DIV_STEPS, name=f"quo{i}") for i in range(lanes32)]
+        m.submodules.divider = divider = MeanDivider(lanes32)
+        mean = self.mode == 1
+        m.d.comb += [divider.lanes.eq(lanes), divider.count.eq(Mux(out_count == 0, 1, out_count)),
+                     divider.start.eq(out_busy & mean & divider.idle),
+                     divider.ack.eq(self.out.valid & self.out.ready)]
         result = Signal(data.ArrayLayout(signed(32), lanes32))
         for i in range(lanes32):
-            s = lanes[i]
-            mag = Mux(s < 0, -s, s)[:33]
-            with m.If(out_busy & ~dividing & (step == 0) & (self.mode == 1)):
-                m.d.sync += [nums[i].eq((mag << 1) + n), rems[i].eq(0), quos[i].eq(0)]
-            trial = Cat(nums[i][-1], rems[i])
-            with m.If(dividing):
-                with m.If(trial >= (n << 1)):
-                    m.d.sync += [rems[i].eq(trial - (n << 1)), quos[i].eq(Cat(1, quos[i]))]
-                with m.Else():
-                    m.d.sync += [rems[i].eq(trial), quos[i].eq(Cat(0, quos[i]))]
-                m.d.sync += nums[i].eq(nums[i] << 1)
-            value = Mux(self.mode == 1, Mux(s < 0, -quos[i][:32], quos[i][:32]), s)
+            value = Mux(mean, divider.quotients[i], lanes[i])
             m.d.comb += result[i].eq(Mux(j * lanes32 + i < self.dim, value, 0))
-        with m.If(out_busy & ~dividing & (step == 0) & (self.mode == 1)):
-            m.d.sync += dividing.eq(1)
-        with m.If(dividing):
-            m.d.sync += step.eq(step + 1)
-            with m.If(step == _DIV_STEPS - 1):
-                m.d.sync += dividing.eq(0)
-        ready_word = out_busy & ((self.mode != 1) | (step == _DIV_STEPS))
+        ready_word = out_busy & (~mean | divider.done)
         m.d.comb += [self.out.valid.eq(ready_word), self.out.payload.eq(Mux(as_row, copied, result))]
         last_out = self.out.valid & self.out.ready & (j == self.out_words - 1)
         m.d.comb += out_free.eq(~out_busy | last_out)
         with m.If(self.out.valid & self.out.ready):
-            m.d.sync += [step.eq(0), flat.eq(Mux(row_per_out, flat[32 * W:], flat[32 * lanes32:]))]
+            m.d.sync += flat.eq(Mux(row_per_out, flat[32 * W:], flat[32 * lanes32:]))
             with m.If(last_out):
                 m.d.sync += [j.eq(0), out_busy.eq(0)]
             with m.Else():
@@ -200,6 +179,106 @@ class PoolingUnit(wiring.Component):
             m.d.sync += [out_buf.eq(Mux(s2.empty, 0, acc_next)), out_count.eq(Mux(s2.empty, 0, count_next)),
                          out_busy.eq(1)]
         m.d.comb += self.busy.eq(out_busy | s2.valid)
+        return m
+
+
+class MeanDivider(wiring.Component):
+    """Mode mean's division of ``lanes`` int32 sums by their row count, every lane at once.
+
+    ``start`` (one cycle, while ``idle``) takes ``lanes`` and ``count`` (>= 1); ``_DIV_STEPS`` cycles later
+    ``done`` rises with ``quotients[i] = sign(s) * ((2|s| + n) // 2n)`` (``s = lanes[i]``, ``n = count``:
+    rounding half away from zero) and holds them until ``ack`` (one cycle) makes it ``idle`` again. A
+    radix-2 restoring divider of ``2|s| + n`` (below ``2**_DIV_STEPS``) by ``2n``, one quotient bit per cycle.
+    """
+
+    def __init__(self, lanes):
+        self.lanes_n = lanes
+        super().__init__({"start": In(1), "ack": In(1), "lanes": In(data.ArrayLayout(signed(32), lanes)),
+                          "count": In(25), "idle": Out(1), "done": Out(1),
+                          "quotients": Out(data.ArrayLayout(signed(32), lanes))})
+
+    def elaborate(self, platform):
+        m = Module()
+        step = Signal(range(_DIV_STEPS + 1))
+        dividing = Signal()
+        n = Signal(25)
+        m.d.comb += [self.idle.eq(~dividing & (step == 0)), self.done.eq(step == _DIV_STEPS)]
+        with m.If(self.start):
+            m.d.sync += [n.eq(self.count), dividing.eq(1)]
+        for i in range(self.lanes_n):
+            s = self.lanes[i]
+            num, rem, quo, negative = (Signal(_DIV_STEPS, name=f"num{i}"), Signal(27, name=f"rem{i}"),
+                                       Signal(_DIV_STEPS, name=f"quo{i}"), Signal(name=f"neg{i}"))
+            with m.If(self.start):
+                m.d.sync += [num.eq((Mux(s < 0, -s, s)[:33] << 1) + self.count), rem.eq(0), quo.eq(0),
+                             negative.eq(s < 0)]
+            trial = Cat(num[-1], rem)
+            with m.If(dividing):
+                with m.If(trial >= (n << 1)):
+                    m.d.sync += [rem.eq(trial - (n << 1)), quo.eq(Cat(1, quo))]
+                with m.Else():
+                    m.d.sync += [rem.eq(trial), quo.eq(Cat(0, quo))]
+                m.d.sync += num.eq(num << 1)
+            m.d.comb += self.quotients[i].eq(Mux(negative, -quo[:32], quo[:32]))
+        with m.If(dividing):
+            m.d.sync += step.eq(step + 1)
+            with m.If(step == _DIV_STEPS - 1):
+                m.d.sync += dividing.eq(0)
+        with m.If(self.ack):
+            m.d.sync += step.eq(0)
+        return m
+
+
+class CheckPass(wiring.Component):
+    """A GATHER's check pass: a word of offsets and a word of indices per cycle, side by side.
+
+    ``start`` (one cycle) begins a pass over ``off_words`` offset words and ``idx_words`` index words;
+    ``n_bags``, ``n_indices``, ``rows``, ``off_words`` and ``idx_words`` hold still until it ends. ``off`` /
+    ``idx`` are ready while the pass still wants words of that array (the engine hands it the first words
+    of its offsets and indices readers). Sticky results: ``off_bad`` (``off[0] != 0``, a decrease, or
+    ``off[n_bags] > n_indices``; int32 compares), ``idx_bad`` (the row field, bits ``[0:31]``, of one of
+    the ``n_indices`` index words ``>= rows``), and ``off_last`` = ``off[n_bags]`` once the offsets are checked.
+    """
+
+    def __init__(self, config):
+        self.config = config
+        super().__init__({
+            "start": In(1), "n_bags": In(24), "n_indices": In(24), "rows": In(24), "off_words": In(24),
+            "idx_words": In(24), "off": In(stream.Signature(config.mem_bits)),
+            "idx": In(stream.Signature(config.mem_bits)),
+            "off_bad": Out(1), "idx_bad": Out(1), "off_last": Out(25),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        pw = self.config.mem_width // 4               # int32 items per word
+        k_off, k_idx = Signal(24), Signal(24)         # words checked so far
+        carry = Signal(32)                            # last offset of the previous word
+        m.d.comb += [self.off.ready.eq(k_off != self.off_words), self.idx.ready.eq(k_idx != self.idx_words)]
+        off_in, idx_in = self.off.valid & self.off.ready, self.idx.valid & self.idx.ready
+        off_word, idx_word = self.off.payload, self.idx.payload
+        off_terms, idx_terms = [], []
+        for lane in range(pw):
+            item = k_off * pw + lane
+            v = off_word[32 * lane:32 * lane + 32].as_signed()
+            before = carry.as_signed() if lane == 0 else off_word[32 * (lane - 1):32 * lane].as_signed()
+            off_terms.append((item <= self.n_bags) & (((item == 0) & (v != 0)) | ((item != 0) & (v < before))
+                                                      | ((item == self.n_bags) & (v > self.n_indices))))
+            with m.If(off_in & (item == self.n_bags)):
+                m.d.sync += self.off_last.eq(v)
+            # the row field of an index word: the bits below the bypass hint
+            idx_terms.append((k_idx * pw + lane < self.n_indices)
+                             & (idx_word[32 * lane:32 * lane + BYPASS_BIT] >= self.rows))
+        with m.If(off_in):
+            m.d.sync += [k_off.eq(k_off + 1), carry.eq(off_word[-32:])]
+            with m.If(Cat(off_terms).any()):
+                m.d.sync += self.off_bad.eq(1)
+        with m.If(idx_in):
+            m.d.sync += k_idx.eq(k_idx + 1)
+            with m.If(Cat(idx_terms).any()):
+                m.d.sync += self.idx_bad.eq(1)
+        with m.If(self.start):
+            m.d.sync += [k_off.eq(0), k_idx.eq(0), self.off_bad.eq(0), self.idx_bad.eq(0)]
         return m
 
 
@@ -250,7 +329,6 @@ class GatherEngine(wiring.Component):
         row_words, out_words = Signal(16), Signal(16)
         table_words, out_total = Signal(48), Signal(48)
         idx_words, off_words = Signal(24), Signal(24)
-        off_last = Signal(25)
         error = Signal(8)
         row_bytes = Mux(f.dtype, f.dim << 2, f.dim)
         m.d.comb += [queue.n_bags.eq(f.n_bags), queue.weighted.eq(f.weighted), queue.table_addr.eq(f.table_addr),
@@ -267,41 +345,19 @@ class GatherEngine(wiring.Component):
         # effect and these regions were range checked), but their words wait in the readers until the
         # check passed (MAIN), or are dropped (DRAIN). So are the weights' (read once, by the main pass):
         # every reader must be emptied before DRAIN ends, or the engine never becomes idle.
-        k_off, k_idx = Signal(24), Signal(24)         # words checked so far
-        carry = Signal(32)                            # last offset of the previous word
-        off_seen_bad, idx_seen_bad = Signal(), Signal()
         in_main, draining = Signal(), Signal()
-        off_check = k_off != off_words
-        idx_check = k_idx != idx_words
-        for name, checking in (("off", off_check), ("idx", idx_check), ("w", C(0))):
+        m.submodules.check = check = CheckPass(cfg)
+        m.d.comb += [check.n_bags.eq(f.n_bags), check.n_indices.eq(f.n_indices), check.rows.eq(f.rows),
+                     check.off_words.eq(off_words), check.idx_words.eq(idx_words)]
+        off_check, idx_check = check.off.ready, check.idx.ready
+        off_seen_bad, idx_seen_bad, off_last = check.off_bad, check.idx_bad, check.off_last
+        for name, port in (("off", check.off), ("idx", check.idx), ("w", None)):
             src, split = readers[name].words, splitters[name].words
+            checking = port.ready if port is not None else C(0)
+            if port is not None:
+                m.d.comb += [port.payload.eq(src.payload), port.valid.eq(src.valid)]
             m.d.comb += [split.payload.eq(src.payload), split.valid.eq(src.valid & ~checking & in_main),
                          src.ready.eq(checking | draining | (split.ready & in_main))]
-        off_in, idx_in = readers["off"].words.valid & off_check, readers["idx"].words.valid & idx_check
-        off_word = readers["off"].words.payload
-        idx_word = readers["idx"].words.payload
-        off_bad, idx_bad = Signal(), Signal()
-        off_terms, idx_terms = [], []
-        for lane in range(pw):
-            item = k_off * pw + lane
-            v = off_word[32 * lane:32 * lane + 32].as_signed()
-            before = carry.as_signed() if lane == 0 else off_word[32 * (lane - 1):32 * lane].as_signed()
-            off_terms.append((item <= f.n_bags) & (((item == 0) & (v != 0)) | ((item != 0) & (v < before))
-                                                   | ((item == f.n_bags) & (v > f.n_indices))))
-            with m.If(off_in & (item == f.n_bags)):
-                m.d.sync += off_last.eq(v)
-            # the row field of an index word: the bits below the bypass hint
-            idx_terms.append((k_idx * pw + lane < f.n_indices)
-                             & (idx_word[32 * lane:32 * lane + BYPASS_BIT] >= f.rows))
-        m.d.comb += [off_bad.eq(Cat(off_terms).any()), idx_bad.eq(Cat(idx_terms).any())]
-        with m.If(off_in):
-            m.d.sync += [k_off.eq(k_off + 1), carry.eq(off_word[-32:])]
-            with m.If(off_bad):
-                m.d.sync += off_seen_bad.eq(1)
-        with m.If(idx_in):
-            m.d.sync += k_idx.eq(k_idx + 1)
-            with m.If(idx_bad):
-                m.d.sync += idx_seen_bad.eq(1)
 
         # ---- reads: the check pass's, then the main pass's behind them --------------------------
         rc = {name: readers[name].cmd for name in ("off", "idx", "w")}
@@ -355,8 +411,8 @@ class GatherEngine(wiring.Component):
                     m.d.sync += error.eq(isa.ERRORS["ADDR_RANGE"])
                     m.next = "FINISH"
                 with m.Elif(go):            # legal: its first read waits for ``go`` (side by side)
-                    m.d.sync += [error.eq(0), k_off.eq(0), k_idx.eq(0), off_seen_bad.eq(0), idx_seen_bad.eq(0),
-                                 pending["off_check"].eq(1), pending["idx_check"].eq(idx_words != 0),
+                    m.d.comb += check.start.eq(1)
+                    m.d.sync += [error.eq(0), pending["off_check"].eq(1), pending["idx_check"].eq(idx_words != 0),
                                  pending["off"].eq(1), pending["idx"].eq(1), pending["w"].eq(f.weighted)]
                     m.d.comb += queue.start.eq(1)
                     m.next = "DATA_CHECK"

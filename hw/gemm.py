@@ -25,9 +25,9 @@ from amaranth import *
 from amaranth.lib import data, fifo, stream, wiring
 from amaranth.lib.wiring import In, Out
 
-from ..sw import isa
-from ..sw.config import ceil_div
-from ..sw.gemm_layout import OUT_BITS, PARAM_WORDS
+from ..spec import isa
+from ..spec.config import ceil_div
+from ..spec.gemm_layout import OUT_BITS, PARAM_WORDS
 from .engine_port import engine_ports, log2
 from .instr import instr_layout
 from .mac_array import MacArray

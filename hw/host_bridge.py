@@ -1,9 +1,9 @@
-"""The host bridge: the board side of the framed UART protocol of :mod:`tridsa.sw.fpga`.
+"""The host bridge: the board side of the framed UART protocol of :mod:`tridsa.spec.host_link`.
 
 It turns request frames (bytes on ``rx``) into memory writes and reads on ``mem`` (the Top's ``host``
 memory port), instruction pushes on ``cmd``, a reset pulse on ``clear``, and reply frames on ``tx``.
 Every request gets exactly one reply; the protocol, reply codes and error recovery are documented in
-:mod:`tridsa.sw.fpga` (the one definition both sides import).
+:mod:`tridsa.spec.host_link` (the one definition both sides import).
 
 Invariants:
 
@@ -19,7 +19,7 @@ from amaranth import *
 from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
 
-from ..sw import fpga, isa
+from ..spec import host_link as link, isa
 from .counters import counter_layout
 from .engine_port import beyond_memory
 from .memory import MemPort
@@ -28,13 +28,13 @@ __all__ = ["HostBridge", "crc8_next"]
 
 
 def crc8_next(crc, byte):
-    """The CRC-8 (:func:`tridsa.sw.fpga.crc8`) after one more byte, as a combinational expression.
+    """The CRC-8 (:func:`tridsa.spec.host_link.crc8`) after one more byte, as a combinational expression.
 
     The CRC step is linear over GF(2) (init 0, no final xor), so every output bit is the XOR of the input
-    bits whose unit vectors set it; the unit responses come from the software :func:`~tridsa.sw.fpga.crc8`.
+    bits whose unit vectors set it; the unit responses come from the software :func:`~tridsa.spec.host_link.crc8`.
     """
     inputs = Cat(crc, byte)
-    responses = [fpga.crc8(bytes([0]), 1 << i) for i in range(8)] + [fpga.crc8(bytes([1 << i])) for i in range(8)]
+    responses = [link.crc8(bytes([0]), 1 << i) for i in range(8)] + [link.crc8(bytes([1 << i])) for i in range(8)]
     return Cat(Cat(inputs[i] for i in range(16) if responses[i] >> bit & 1).xor() for bit in range(8))
 
 
@@ -76,7 +76,7 @@ class HostBridge(wiring.Component):
         m = Module()
         cfg = self.config
         width = cfg.mem_width
-        codes, cmds = fpga.REPLY_CODES, fpga.COMMANDS
+        codes, cmds = link.REPLY_CODES, link.COMMANDS
 
         # Memory: one word at a time through ``word`` (bytes shift in at the top and out at the bottom);
         # the link is far slower than the memory, so the bridge needs no read buffer or arbiter.
@@ -85,7 +85,7 @@ class HostBridge(wiring.Component):
         # Header and PUSH payload bytes shift into one register (the header is decoded before the payload
         # arrives): the header is its top HEADER_BYTES bytes.
         instr = Signal(isa.INSTR_BITS)
-        header = instr[-8 * fpga.HEADER_BYTES:]
+        header = instr[-8 * link.HEADER_BYTES:]
         command, addr, count = header[:8], header[8:40], header[40:56]
         crc = Signal(8)
         words_left = Signal(16)
@@ -94,9 +94,9 @@ class HostBridge(wiring.Component):
         started = Signal()
         busy = started & ~self.halted
         status = Cat(self.halted, busy, C(0, 6), self.error, self.error_pc, Value.cast(self.counters))
-        info = _const_bytes(fpga.MAGIC + bytes([fpga.PROTOCOL_VERSION]) + fpga.config_digest_bytes(cfg)
+        info = _const_bytes(link.MAGIC + bytes([link.PROTOCOL_VERSION]) + link.config_digest_bytes(cfg)
                             + bytes([len(self.counter_names)]))
-        index = Signal(range(max(fpga.HEADER_BYTES, fpga.INSTR_BYTES, width, len(status) // 8) + 1))
+        index = Signal(range(max(link.HEADER_BYTES, link.INSTR_BYTES, width, len(status) // 8) + 1))
         code = Signal(8)
         idle = Signal(range(self.timeout + 1))
         timed_out = idle == self.timeout
@@ -134,7 +134,7 @@ class HostBridge(wiring.Component):
         with m.FSM() as fsm:
             with m.State("IDLE"):
                 m.d.comb += self.rx.ready.eq(1)
-                with m.If(got & (byte == fpga.REQ_SYNC)):
+                with m.If(got & (byte == link.REQ_SYNC)):
                     m.d.sync += [crc.eq(0), index.eq(0)]
                     m.next = "HEADER"
             with m.State("HEADER"):
@@ -142,7 +142,7 @@ class HostBridge(wiring.Component):
                 with m.If(got):
                     m.d.sync += [instr.eq(Cat(instr[8:], byte)), crc.eq(crc8_next(crc, byte)),
                                  index.eq(index + 1)]
-                    with m.If(index == fpga.HEADER_BYTES - 1):
+                    with m.If(index == link.HEADER_BYTES - 1):
                         m.next = "CHECK"
                 with m.Elif(timed_out):
                     reply(codes["TIMEOUT"])
@@ -196,7 +196,7 @@ class HostBridge(wiring.Component):
             with m.State("PUSH"):
                 m.d.comb += self.rx.ready.eq(1)
                 with m.If(got):
-                    with m.If(index == fpga.INSTR_BYTES):
+                    with m.If(index == link.INSTR_BYTES):
                         with m.If(byte == crc):
                             m.next = "PUSH_WAIT"
                         with m.Else():
@@ -216,7 +216,7 @@ class HostBridge(wiring.Component):
                 with m.If(timed_out):
                     m.next = "SEND_SYNC"
             with m.State("SEND_SYNC"):
-                m.d.comb += [self.tx.valid.eq(1), self.tx.payload.eq(fpga.REP_SYNC)]
+                m.d.comb += [self.tx.valid.eq(1), self.tx.payload.eq(link.REP_SYNC)]
                 with m.If(sent):
                     m.d.sync += tx_crc.eq(0)
                     m.next = "SEND_CODE"

@@ -9,7 +9,7 @@ latency of misses overlaps, while the cache state changes exactly in index order
 model (the pooling unit fills and reads line data in the same order, so an entry always sees the line
 contents its lookup saw).
 
-Bit :data:`~tridsa.sw.gather_golden.BYPASS_BIT` of an index word is the bypass hint: a miss with it
+Bit :data:`~tridsa.spec.gather_layout.BYPASS_BIT` of an index word is the bypass hint: a miss with it
 is read like any miss but not allocated (the tags and LRU state stay as they were, the entry's
 ``bypass`` bit tells the pooling unit not to write the line). A hit is a hit whatever the hint.
 """
@@ -17,7 +17,7 @@ from amaranth import *
 from amaranth.lib import data, fifo, stream, wiring
 from amaranth.lib.wiring import In, Out
 
-from ..sw.gather_golden import BYPASS_BIT
+from ..spec.gather_layout import BYPASS_BIT
 from .counters import counter_layout
 from .row_cache import RowCacheTags
 

@@ -1,8 +1,8 @@
-"""Amaranth views of the instruction words, generated from the one table in :mod:`tridsa.sw.isa`."""
+"""Amaranth views of the instruction words, generated from the one table in :mod:`tridsa.spec.isa`."""
 from amaranth import signed, unsigned
 from amaranth.lib import data
 
-from ..sw import isa
+from ..spec import isa
 
 __all__ = ["instr_layout"]
 

@@ -19,7 +19,7 @@ from amaranth import *
 from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
-from ..sw.gemm_layout import FEED_STAGES, PE_LATENCY      # the driver's cycle model uses the same depths
+from ..spec.gemm_layout import FEED_STAGES, PE_LATENCY      # the driver's cycle model uses the same depths
 from .dsp import LATENCY as DSP_LATENCY, Mac16Dual8x8, Mult18x18, platform_family
 
 assert PE_LATENCY == 4 and DSP_LATENCY == 2, "ProcessingElement is written for four stages, two of them a DSP's"

@@ -15,7 +15,7 @@ from amaranth.hdl import Cat, Module, Signal, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
-from ..sw.philox import M0, M1, ROUNDS, W0, W1
+from ..spec.philox import M0, M1, ROUNDS, W0, W1
 
 __all__ = ["WORD", "BLOCK_LAYOUT", "KEY_LAYOUT", "CORE_INPUT_LAYOUT", "PhiloxCore", "PhiloxStream"]
 

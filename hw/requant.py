@@ -12,9 +12,9 @@ from amaranth import Cat, Const, Module, Mux, Signal, Value, signed, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
-from ..sw.config import REQUANT_REGISTERED, REQUANT_SERIAL_CYCLES, Config, requant_timing
-from ..sw.requant import (ACC_BITS, INT32_MAX, INT32_MIN, MULTIPLIER_BITS, OUT_FORMATS, OUT_RANGES, ROUNDING,
-                          SHIFT_BITS, SHIFT_MAX, ZERO_POINT_BITS)
+from ..spec.config import REQUANT_REGISTERED, REQUANT_SERIAL_CYCLES, Config, requant_timing
+from ..spec.requant import (ACC_BITS, INT32_MAX, INT32_MIN, MULTIPLIER_BITS, OUT_FORMATS, OUT_RANGES, ROUNDING,
+                            SHIFT_BITS, SHIFT_MAX, ZERO_POINT_BITS)
 
 __all__ = ["RequantUnit"]
 
@@ -92,7 +92,7 @@ class RequantUnit(wiring.Component):
         unit needs ``per_cycle`` multipliers instead of ``lanes`` (small FPGAs).
     stages:
         ``Config.requant_stages``: register stages of the pipeline (a key of
-        :data:`tridsa.sw.config.REQUANT_REGISTERED`), or 0 for the serial unit (below).
+        :data:`tridsa.spec.config.REQUANT_REGISTERED`), or 0 for the serial unit (below).
 
     Attributes
     ----------

@@ -22,18 +22,18 @@ from amaranth import *
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
-from ..sw import isa
-from ..sw.config import ceil_div
-from ..sw.sketch_dist import DISTRIBUTIONS
-from ..sw.sketch_ops import PARAM_NAMES, rng_lanes_used
+from ..spec import isa
+from ..spec.config import ceil_div
+from ..spec.sketch_layout import DISTRIBUTIONS, PARAM_NAMES, rng_lanes_used
 from .engine_port import beyond_memory, engine_ports, log2
 from .gemm import WordSplitter
 from .instr import instr_layout
-from .memory import BlockReader, MemArbiter
+from .memory import BlockReader, MemArbiter, MemPort
 from .philox import BLOCK_LAYOUT, KEY_LAYOUT, PhiloxCore
 from .sketch_dist import SketchDistMap
 
-__all__ = ["OmegaSource", "SketchArray", "SketchEngine", "ceil_div_constant"]
+__all__ = ["OmegaSource", "RngWriter", "SketchArray", "SketchEngine", "SketchGeometry", "TileWriter",
+           "ceil_div_constant"]
 
 
 def ceil_div_constant(x_bits: int, d: int) -> tuple:
@@ -142,6 +142,139 @@ class SketchArray(wiring.Component):
         return m
 
 
+class SketchGeometry(wiring.Component):
+    """Sizes of an RNG or SKETCH instruction, in registers: ``instr`` must hold still for three cycles
+    (the engine's SETUP states) before every output is that instruction's.
+
+    RNG: ``n_words`` memory words, ``beats`` Philox beats. SKETCH: ``mt`` row blocks, ``nct`` column tiles,
+    ``a_bw`` words of an A row block, ``a_words`` / ``y_words`` of A and Y, ``dist`` the distribution code.
+    ``step``: counter blocks per Omega row (RNG: the lanes of one beat).
+    """
+
+    def __init__(self, config):
+        self.config = config
+        self.tile_rows, self.tile_cols = config.rows, 4 * config.rng_lanes
+        self.tile_words = ceil_div(self.tile_rows * self.tile_cols * 32, config.mem_bits)
+        self.rng_lanes = rng_lanes_used(config)
+        super().__init__({"instr": In(isa.INSTR_BITS), "n_words": Out(33), "beats": Out(33), "mt": Out(16),
+                          "nct": Out(16), "a_bw": Out(24), "step": Out(16), "tiles": Out(32), "a_words": Out(40),
+                          "y_words": Out(40), "dist": Out(2)})
+
+    def elaborate(self, platform):
+        m = Module()
+        R, C, W = self.tile_rows, self.tile_cols, self.config.mem_width
+        P = W // 4                                   # uint32 per memory word
+        Q = 4 * self.rng_lanes                       # uint32 per RNG beat (power of two)
+        fr = data.View(instr_layout("RNG"), self.instr)
+        fs = data.View(instr_layout("SKETCH"), self.instr)
+        is_rng = fr.opcode == isa.OPCODES["RNG"].code
+        magic, shift = ceil_div_constant(16, C)
+        m.d.sync += [self.n_words.eq((fr.n + P - 1) >> log2(P)),          # first cycle
+                     self.mt.eq((fs.m + R - 1) >> log2(R)),
+                     self.nct.eq(((fs.k + C - 1) * magic) >> shift),
+                     self.a_bw.eq(((fs.K << log2(R)) + W - 1) >> log2(W)),
+                     self.step.eq(Mux(is_rng, self.rng_lanes, (fs.k + 3) >> 2)),
+                     self.dist.eq(fs.dist)]
+        if Q >= P:                                                         # second
+            m.d.sync += self.beats.eq((self.n_words + Q // P - 1) >> log2(Q // P))
+        else:
+            m.d.sync += self.beats.eq(self.n_words << log2(P // Q))
+        m.d.sync += [self.tiles.eq(self.mt * self.nct), self.a_words.eq(self.mt * self.a_bw),
+                     self.y_words.eq(self.tiles * self.tile_words)]         # third
+        return m
+
+
+class TileWriter(wiring.Component):
+    """Writes a finished output tile to memory while the next one accumulates (the shadow tile).
+
+    ``capture`` (one cycle, while not ``busy``) takes ``tile`` (``tile_bits``, zero padded to whole words);
+    ``busy`` stays high until its words are written at consecutive addresses from ``addr`` (given with
+    ``start``, which also clears ``written``, the count of words written since).
+    """
+
+    def __init__(self, config, tile_bits: int):
+        self.config = config
+        self.tile_words = ceil_div(tile_bits, config.mem_bits)
+        super().__init__({"start": In(1), "addr": In(32), "tile": In(tile_bits), "capture": In(1),
+                          "busy": Out(1), "written": Out(40), "mem": Out(MemPort(self.config))})
+
+    def elaborate(self, platform):
+        m = Module()
+        cfg, last_word = self.config, self.tile_words - 1
+        ptr = Signal(32)
+        w_idx = Signal(range(max(2, self.tile_words)))
+        pad = self.tile_words * cfg.mem_bits - len(self.tile)
+        tile = Cat(self.tile, Const(0, pad)) if pad else self.tile
+        req = self.mem.req
+        m.d.comb += [req.valid.eq(self.busy), req.payload.we.eq(1), req.payload.addr.eq(ptr),
+                     req.payload.wdata.eq(tile.word_select(w_idx, cfg.mem_bits))]
+        with m.If(self.capture):
+            m.d.sync += self.busy.eq(1)
+        with m.If(req.valid & req.ready):
+            m.d.sync += [ptr.eq(ptr + 1), self.written.eq(self.written + 1),
+                         w_idx.eq(Mux(w_idx == last_word, 0, w_idx + 1))]
+            with m.If(w_idx == last_word):
+                m.d.sync += self.busy.eq(0)
+        with m.If(self.start):
+            m.d.sync += [ptr.eq(self.addr), self.written.eq(0), w_idx.eq(0), self.busy.eq(0)]
+        return m
+
+
+class RngWriter(wiring.Component):
+    """Writes the RNG word stream: beats of ``4 * lanes`` uint32 (a power of two) through a width adapter
+    to memory words, at consecutive addresses from ``addr`` (given with ``start``).
+
+    While ``active`` the first ``n_words`` words are written; the rest of the last beat is dropped. ``done``
+    once ``beats`` beats were taken and ``n_words`` words written.
+    """
+
+    def __init__(self, config, lanes: int):
+        self.config = config
+        self.per_beat = 4 * lanes                    # uint32 per beat
+        super().__init__({"start": In(1), "addr": In(config.addr_bits), "n_words": In(33), "beats": In(33),
+                          "active": In(1), "beat": In(stream.Signature(32 * self.per_beat)),
+                          "mem": Out(MemPort(config)), "done": Out(1)})
+
+    def elaborate(self, platform):
+        m = Module()
+        cfg, Q, P = self.config, self.per_beat, self.config.mem_width // 4
+        word_valid, word_ready, word = Signal(), Signal(), Signal(cfg.mem_bits)
+        beats_in = Signal(33)
+        take = Signal()
+        m.d.comb += self.beat.ready.eq(take)
+        if Q >= P:
+            m.submodules.split = split = WordSplitter(32 * Q, cfg.mem_bits)
+            m.d.comb += [split.per_block.eq(Q // P), split.words.payload.eq(self.beat.payload),
+                         split.words.valid.eq(self.beat.valid), take.eq(split.words.valid & split.words.ready),
+                         word_valid.eq(split.items.valid), word.eq(split.items.payload),
+                         split.items.ready.eq(word_ready)]
+        else:
+            per = P // Q
+            packed, slot, full = Signal(cfg.mem_bits), Signal(range(per)), Signal()
+            m.d.comb += [take.eq(self.beat.valid & ~full), word_valid.eq(full), word.eq(packed)]
+            with m.If(take):
+                m.d.sync += [packed.word_select(slot, 32 * Q).eq(self.beat.payload),
+                             slot.eq(Mux(slot == per - 1, 0, slot + 1))]
+                with m.If(slot == per - 1):
+                    m.d.sync += full.eq(1)
+            with m.If(word_valid & word_ready):
+                m.d.sync += full.eq(0)
+        with m.If(take):
+            m.d.sync += beats_in.eq(beats_in + 1)
+        ptr, written = Signal(cfg.addr_bits), Signal(33)
+        wanted = written < self.n_words
+        req = self.mem.req
+        m.d.comb += [req.valid.eq(self.active & word_valid & wanted), req.payload.we.eq(1),
+                     req.payload.addr.eq(ptr), req.payload.wdata.eq(word),
+                     word_ready.eq(Mux(wanted, req.ready, 1))]
+        with m.If(req.valid & req.ready):
+            m.d.sync += [ptr.eq(ptr + 1), written.eq(written + 1)]
+        with m.If(self.start):
+            m.d.sync += [ptr.eq(self.addr), written.eq(0), beats_in.eq(0)]
+        m.d.comb += self.done.eq((beats_in == self.beats) & (written == self.n_words) & ~word_valid)
+        return m
+
+
 class SketchEngine(wiring.Component):
     """Runs RNG and SKETCH instructions. ``start`` (one cycle, with ``instr``) -> ``done`` (with ``error``).
 
@@ -157,16 +290,14 @@ class SketchEngine(wiring.Component):
         self.config = config
         self.lanes = config.rng_lanes
         self.tile_rows, self.tile_cols = config.rows, 4 * config.rng_lanes
-        self.tile_words = ceil_div(self.tile_rows * self.tile_cols * 32, config.mem_bits)
         self.p_words = ceil_div(32 * len(PARAM_NAMES), config.mem_bits)
         self.rng_lanes = rng_lanes_used(config)
-        self.nct_magic = ceil_div_constant(16, self.tile_cols)
         super().__init__(engine_ports(config, self.COUNTERS))
 
     def elaborate(self, platform):
         m = Module()
         cfg = self.config
-        R, C, L, W = self.tile_rows, self.tile_cols, self.lanes, cfg.mem_width
+        R, C, L = self.tile_rows, self.tile_cols, self.lanes
         ins = Signal(isa.INSTR_BITS)
         fr = data.View(instr_layout("RNG"), ins)
         fs = data.View(instr_layout("SKETCH"), ins)
@@ -180,25 +311,22 @@ class SketchEngine(wiring.Component):
         m.submodules.p_reader = p_reader = BlockReader(cfg)
         wiring.connect(m, a_reader.mem, arbiter.port(0))
         wiring.connect(m, p_reader.mem, arbiter.port(1))
-        y_writer, rng_writer = arbiter.port(2), arbiter.port(3)
         m.submodules.a_split = a_split = WordSplitter(cfg.mem_bits, 8 * R)
         wiring.connect(m, a_reader.words, a_split.words)
         m.submodules.source = source = OmegaSource(L)
         m.submodules.dist = dist = SketchDistMap(4 * L)
         m.submodules.array = array = SketchArray(R, C)
 
-        # ---- geometry (registered in SETUP) -----------------------------------------------------
-        P = W // 4                                   # uint32 per memory word
-        Q = 4 * self.rng_lanes                       # uint32 per RNG beat (power of two)
-        n_words, beats = Signal(33), Signal(33)      # RNG
-        mt, nct, a_bw, step = Signal(16), Signal(16), Signal(24), Signal(16)
-        tiles, a_words, y_words = Signal(32), Signal(40), Signal(40)
+        # ---- geometry of the latched instruction (ready after SETUP1..3) ---------------------------
+        m.submodules.geometry = geometry = SketchGeometry(cfg)
+        m.d.comb += geometry.instr.eq(ins)
+        n_words, beats, mt, nct = geometry.n_words, geometry.beats, geometry.mt, geometry.nct
+        a_bw, step, a_words, y_words = geometry.a_bw, geometry.step, geometry.a_words, geometry.y_words
+        dist_code = geometry.dist
         error = Signal(8)
-        magic, shift = self.nct_magic
         params = Signal(self.p_words * cfg.mem_bits)
         pv = data.View(data.ArrayLayout(32, len(PARAM_NAMES)), params[:32 * len(PARAM_NAMES)])
         p = {name: pv[i] for i, name in enumerate(PARAM_NAMES)}
-        dist_code = Signal(2)
         running = Signal()
 
         rng_done, sketch_done = Signal(), Signal()
@@ -210,22 +338,10 @@ class SketchEngine(wiring.Component):
                     m.d.sync += ins.eq(self.instr)
                     m.next = "SETUP1"
             with m.State("SETUP1"):
-                m.d.sync += [n_words.eq((fr.n + P - 1) >> log2(P)),
-                             mt.eq((fs.m + R - 1) >> log2(R)),
-                             nct.eq(((fs.k + C - 1) * magic) >> shift),
-                             a_bw.eq(((fs.K << log2(R)) + W - 1) >> log2(W)),
-                             step.eq(Mux(is_rng, self.rng_lanes, (fs.k + 3) >> 2)),
-                             dist_code.eq(fs.dist)]
                 m.next = "SETUP2"
             with m.State("SETUP2"):
-                if Q >= P:
-                    m.d.sync += beats.eq((n_words + Q // P - 1) >> log2(Q // P))
-                else:
-                    m.d.sync += beats.eq(n_words << log2(P // Q))
-                m.d.sync += [tiles.eq(mt * nct), a_words.eq(mt * a_bw)]
                 m.next = "SETUP3"
             with m.State("SETUP3"):
-                m.d.sync += y_words.eq(tiles * self.tile_words)
                 m.next = "CHECK"
             with m.State("CHECK"):
                 with m.If(is_rng):
@@ -297,7 +413,7 @@ class SketchEngine(wiring.Component):
                 m.d.sync += cnt.read_words.eq(cnt.read_words + 1)
         beat_taken = source.o.valid & source.o.ready
         with m.If(beat_taken):
-            m.d.sync += cnt.random_words.eq(cnt.random_words + Mux(is_rng, Q, 4 * L))
+            m.d.sync += cnt.random_words.eq(cnt.random_words + Mux(is_rng, 4 * self.rng_lanes, 4 * L))
 
         # ---- SKETCH: A column reads (one block read per tile), distributions, adder array ------
         a_ib, a_jt, a_ptr = Signal(16), Signal(16), Signal(32)
@@ -335,61 +451,19 @@ class SketchEngine(wiring.Component):
             m.d.sync += [r_idx.eq(0), col_base.eq(0)]
 
         # ---- SKETCH: tile writer (drains the shadow tile while the next tile accumulates) ------
-        y_ptr, y_written = Signal(32), Signal(40)
-        w_idx = Signal(range(max(2, self.tile_words)))
-        pad = self.tile_words * cfg.mem_bits - 32 * R * C
-        tile = Cat(array.tile, Const(0, pad)) if pad else array.tile
-        m.d.comb += [y_writer.req.valid.eq(shadow_busy), y_writer.req.payload.we.eq(1),
-                     y_writer.req.payload.addr.eq(y_ptr),
-                     y_writer.req.payload.wdata.eq(tile.word_select(w_idx, cfg.mem_bits))]
-        with m.If(fire & last):
-            m.d.sync += shadow_busy.eq(1)
-        with m.If(y_writer.req.valid & y_writer.req.ready):
-            m.d.sync += [y_ptr.eq(y_ptr + 1), y_written.eq(y_written + 1),
-                         w_idx.eq(Mux(w_idx == self.tile_words - 1, 0, w_idx + 1))]
-            with m.If(w_idx == self.tile_words - 1):
-                m.d.sync += shadow_busy.eq(0)
-        with m.If(self.start):
-            m.d.sync += [y_ptr.eq(new_sketch.y_addr), y_written.eq(0),
-                         w_idx.eq(0), shadow_busy.eq(0)]
-        m.d.comb += sketch_done.eq(y_written == y_words)
+        m.submodules.tile_writer = tile_writer = TileWriter(cfg, R * C * 32)
+        wiring.connect(m, tile_writer.mem, arbiter.port(2))
+        m.d.comb += [tile_writer.start.eq(self.start), tile_writer.addr.eq(new_sketch.y_addr),
+                     tile_writer.tile.eq(array.tile), tile_writer.capture.eq(fire & last),
+                     shadow_busy.eq(tile_writer.busy), sketch_done.eq(tile_writer.written == y_words)]
 
         # ---- RNG: width adapter from beats of Q uint32 to memory words, then the writer --------
-        beat = Cat(source.o.payload[lane].as_value() for lane in range(self.rng_lanes))
-        word_valid, word_ready, word = Signal(), Signal(), Signal(cfg.mem_bits)
-        beats_in = Signal(33)
-        rng_take = Signal()
-        if Q >= P:
-            m.submodules.rng_split = rng_split = WordSplitter(32 * Q, cfg.mem_bits)
-            m.d.comb += [rng_split.per_block.eq(Q // P), rng_split.words.payload.eq(beat),
-                         rng_split.words.valid.eq(source.o.valid & is_rng),
-                         rng_take.eq(rng_split.words.valid & rng_split.words.ready),
-                         word_valid.eq(rng_split.items.valid), word.eq(rng_split.items.payload),
-                         rng_split.items.ready.eq(word_ready)]
-        else:
-            per = P // Q
-            packed, slot, full = Signal(cfg.mem_bits), Signal(range(per)), Signal()
-            m.d.comb += [rng_take.eq(source.o.valid & is_rng & ~full), word_valid.eq(full), word.eq(packed)]
-            with m.If(rng_take):
-                m.d.sync += [packed.word_select(slot, 32 * Q).eq(beat), slot.eq(Mux(slot == per - 1, 0, slot + 1))]
-                with m.If(slot == per - 1):
-                    m.d.sync += full.eq(1)
-            with m.If(word_valid & word_ready):
-                m.d.sync += full.eq(0)
-        m.d.comb += source.o.ready.eq(Mux(is_rng, rng_take, dist.i.ready))
-        m.d.comb += dist.i.valid.eq(source.o.valid & ~is_rng)
-        with m.If(rng_take):
-            m.d.sync += beats_in.eq(beats_in + 1)
-        rng_ptr, rng_written = Signal(cfg.addr_bits), Signal(33)
-        wanted = rng_written < n_words
-        m.d.comb += [rng_writer.req.valid.eq(running & is_rng & word_valid & wanted),
-                     rng_writer.req.payload.we.eq(1), rng_writer.req.payload.addr.eq(rng_ptr),
-                     rng_writer.req.payload.wdata.eq(word),
-                     word_ready.eq(Mux(wanted, rng_writer.req.ready, 1))]
-        with m.If(rng_writer.req.valid & rng_writer.req.ready):
-            m.d.sync += [rng_ptr.eq(rng_ptr + 1), rng_written.eq(rng_written + 1)]
-        with m.If(self.start):
-            m.d.sync += [rng_ptr.eq(new_rng.out_addr),
-                         rng_written.eq(0), beats_in.eq(0)]
-        m.d.comb += rng_done.eq((beats_in == beats) & (rng_written == n_words) & ~word_valid)
+        m.submodules.rng_writer = rng = RngWriter(cfg, self.rng_lanes)
+        wiring.connect(m, rng.mem, arbiter.port(3))
+        m.d.comb += [rng.start.eq(self.start), rng.addr.eq(new_rng.out_addr), rng.n_words.eq(n_words),
+                     rng.beats.eq(beats), rng.active.eq(running & is_rng),
+                     rng.beat.valid.eq(source.o.valid & is_rng),
+                     rng.beat.payload.eq(Cat(source.o.payload[lane].as_value() for lane in range(self.rng_lanes))),
+                     source.o.ready.eq(Mux(is_rng, rng.beat.ready, dist.i.ready)),
+                     dist.i.valid.eq(source.o.valid & ~is_rng), rng_done.eq(rng.done)]
         return m

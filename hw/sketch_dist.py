@@ -10,7 +10,7 @@ from amaranth.hdl import Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
-from ..sw.sketch_dist import DISTRIBUTIONS, GAUSSIAN_BOUND
+from ..spec.sketch_layout import DISTRIBUTIONS, GAUSSIAN_BOUND
 
 __all__ = ["SketchDistMap"]
 

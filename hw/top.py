@@ -12,7 +12,7 @@ read or write meets one the older engine's instructions write, and none they wri
 Instructions retire in order: the oldest in flight runs on ``head``, and a ``done`` of the younger engine
 is owed until the older engine's instructions retired. NOP and HALT wait until nothing is in flight.
 ``HALT`` or the first error raises ``halted``; ``error`` then holds the error code
-(:data:`tridsa.sw.isa.ERRORS`) and ``error_pc`` the index of the failing instruction; after an engine
+(:data:`tridsa.spec.isa.ERRORS`) and ``error_pc`` the index of the failing instruction; after an engine
 reported an error nothing more is issued. After halting, the dispatcher keeps draining ``cmd`` so a host
 never blocks.
 Counters count from the first instruction popped until ``halted``. The chip has the engines named in
@@ -25,7 +25,7 @@ from amaranth import *
 from amaranth.lib import fifo, stream, wiring
 from amaranth.lib.wiring import In, Out
 
-from ..sw import isa
+from ..spec import isa
 from .counters import COUNTER_BITS, counter_layout
 from .engines import ENGINES
 from .engine_port import regions_conflict

@@ -4,14 +4,14 @@ from __future__ import annotations
 import time
 
 from ..sw.program import RunResult
-from .backend import Backend, CycleLimit, wave_paths
+from .backend_base import Backend, CycleLimit, wave_paths
 from .memimage import from_ints, to_ints
 
 __all__ = ["AmaranthBackend"]
 
 
 class AmaranthBackend(Backend):
-    """``waves=PATH`` writes every run's VCD (see :func:`tridsa.sim.backend.wave_paths`); ``mem_stall_seed``:
+    """``waves=PATH`` writes every run's VCD (see :func:`tridsa.sim.backend_base.wave_paths`); ``mem_stall_seed``:
     random memory stalls (:class:`tridsa.hw.memory.MemoryModel`)."""
     name = "amaranth"
 

@@ -1,4 +1,5 @@
-"""Backends execute a :class:`tridsa.sw.program.Program` and return a :class:`RunResult`.
+"""The backends by name: each executes a :class:`tridsa.sw.program.Program` and returns a :class:`RunResult`
+(the interface: :class:`tridsa.sim.backend_base.Backend`).
 
 ``golden`` interprets the instructions in NumPy; ``amaranth`` simulates the gateware in Python;
 ``verilator`` runs a compiled C++ model of the generated Verilog in a long-lived process (the fast path);
@@ -7,9 +8,7 @@ give the golden model's memory image and status bit for bit, and they all give t
 """
 from __future__ import annotations
 
-from pathlib import Path
-
-__all__ = ["BACKENDS", "SIMULATION_BACKENDS", "Backend", "CycleLimit", "get_backend", "wave_paths"]
+__all__ = ["BACKENDS", "SIMULATION_BACKENDS", "WAVE_FORMATS", "get_backend"]
 
 BACKENDS = ("golden", "amaranth", "verilator", "cocotb-verilator", "icarus", "fpga", "uart-sim")
 #: The backends that need no board: the golden model and the simulators.
@@ -18,48 +17,7 @@ SIMULATION_BACKENDS = BACKENDS[:5]
 WAVE_FORMATS = {"verilator": ".fst", "icarus": ".fst", "amaranth": ".vcd"}
 
 
-class CycleLimit(RuntimeError):
-    """The design did not halt within the backend's ``max_cycles`` (a hang)."""
-
-
-class Backend:
-    """Runs Programs for one Config. Subclasses implement :meth:`run`."""
-    name = "?"
-
-    def __init__(self, config):
-        self.config = config
-
-    def run(self, program):
-        raise NotImplementedError
-
-    def close(self):
-        """Release what the backend holds (a simulator process); a later run starts again."""
-
-    def _check(self, program):
-        if program.config != self.config:
-            raise ValueError(f"the Program was built for {program.config}, this {self.name} backend for {self.config}")
-
-
-def wave_paths(waves, suffix: str):
-    """Waveform file names for successive runs: ``waves`` itself, then ``<stem>-1<suffix>``, ... (None: no
-    waves). A call that runs several Programs (a conv2d split into parts) keeps every part's waves."""
-    if waves is None:
-        return None
-    path = Path(waves)
-    if path.suffix != suffix:
-        raise ValueError(f"waves={str(waves)!r}: this backend writes {suffix} files; name the file *{suffix}")
-    path.parent.mkdir(parents=True, exist_ok=True)
-
-    def names():
-        yield str(path)
-        n = 1
-        while True:
-            yield str(path.with_name(f"{path.stem}-{n}{suffix}"))
-            n += 1
-    return names()
-
-
-def get_backend(name: str, config, waves=None, **options) -> Backend:
+def get_backend(name: str, config, waves=None, **options):
     """The backend called ``name`` for ``config``; unknown names raise ValueError.
 
     ``waves``: a file name; the backends of :data:`WAVE_FORMATS` dump every run's waveforms there.

@@ -16,7 +16,6 @@ import fcntl
 import functools
 import hashlib
 import os
-import re
 import shutil
 import subprocess
 import sys
@@ -35,28 +34,12 @@ def build_root() -> Path:
     return root
 
 
-_IMPORT = re.compile(r"^\s*from \.+(sw|hw)?\.?(\w*) import (\([^)]*\)|[\w, ]+)", re.M)
-
-
 def gateware_sources() -> list:
-    """The files the gateware is generated from: every ``hw/*.py``, ``sim/*.v``, and the ``sw`` modules
-    they import (followed transitively through relative imports), in a stable order."""
+    """The files the gateware is generated from, in a stable order: every ``hw/*.py``, the spec layer
+    ``spec/*.py`` (the only package gateware imports, tests/test_imports.py) and ``sim/*.v``."""
     root = Path(__file__).parent.parent
-    todo = sorted((root / "hw").glob("*.py")) + sorted(Path(__file__).parent.glob("*.v"))
-    seen = []
-    while todo:
-        path = todo.pop(0)
-        if path in seen or not path.exists():
-            continue
-        seen.append(path)
-        if path.suffix != ".py":
-            continue
-        for pkg, module, names in _IMPORT.findall(path.read_text()):
-            folder = root / (pkg or path.parent.name)
-            candidates = [folder / f"{module}.py"] if module else \
-                [folder / f"{n.strip()}.py" for n in names.replace("(", "").replace(")", "").split(",")]
-            todo.extend(c for c in candidates if c.parent.name in ("sw", "hw"))
-    return seen
+    return sorted((root / "hw").glob("*.py")) + sorted((root / "spec").glob("*.py")) \
+        + sorted(Path(__file__).parent.glob("*.v"))
 
 
 def source_digest() -> str:

@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 
 from ..sw.program import RunResult
-from .backend import Backend, wave_paths
+from .backend_base import Backend, wave_paths
 from .cocotb_run import build_design, run_directory, run_test
 from .memimage import read_hex, write_hex
 
@@ -39,7 +39,8 @@ class CocotbBackend(Backend):
     def _build(self):
         """(runner, build_dir, counter names); the names are recorded with the build they belong to."""
         if self._built is None:
-            from ..hw.top import COUNTER_BITS, Top, counter_names
+            from ..hw.top import Top, counter_names
+            from ..spec.counters import COUNTER_BITS
             runner, build_dir = build_design(lambda: Top(self.config, storage="verilog"), TOPLEVEL,
                                              self.config.to_json(), self.simulator, extra_sources=(SIM_MEM,))
             names = build_dir / "counters.json"

@@ -1,6 +1,6 @@
 """The golden backend: NumPy interpretation of the instruction stream (not cycle accurate)."""
 from ..sw.golden import execute
-from .backend import Backend
+from .backend_base import Backend
 
 __all__ = ["GoldenBackend"]
 

@@ -4,12 +4,12 @@
 // shared with the Python driver (mmap, MEM_WORDS x MEM_BYTES bytes, word w at byte w * MEM_BYTES, byte 0
 // least significant); sim_mem.v reads and writes it through DPI (built with +define+TRIDSA_DPI_MEM).
 //
-// Protocol on stdin/stdout, little-endian: "RDY\0" once the memory is mapped, then one reply per request:
+// Protocol on stdin/stdout, little-endian: "RDY\0", u32 n, n bytes of the reply's fields ("name:bytes"
+// separated by spaces, REPLY_FIELDS below: the Python side reads replies by this list) once the memory is
+// mapped, then one reply per request:
 //   request  "RUN\0", u32 n_words, u64 max_cycles, u32 wave_path_len, wave path bytes,
 //            n_words instructions of INSTR_BYTES bytes each
-//   reply    "RES\0", u32 halted, u32 error, u32 error_pc, u64 cycles_run,
-//            u64 written_lo, u64 written_hi (words written by the design: [lo, hi), hi = 0 if none),
-//            COUNTER_BYTES bytes of the counters port
+//   reply    "RES\0", the REPLY_FIELDS in order, COUNTER_BYTES bytes of the counters port
 // Each run resets the design (rst high for two cycles), leaves one idle cycle, then pushes the
 // instructions into `cmd` one per handshake exactly as the cocotb testbench does, and clocks until
 // `halted` or until max_cycles clock cycles have passed (the reply then says halted = 0).
@@ -31,6 +31,18 @@
 #if VM_TRACE
 #include "verilated_fst_c.h"
 #endif
+
+// The reply's fields after "RES\0", in order (written_lo/hi: words written by the design, [lo, hi), hi = 0
+// if none; cycles: cycles run after reset).
+#define REPLY_FIELDS(X) \
+    X(uint32_t, halted) X(uint32_t, error) X(uint32_t, error_pc) X(uint64_t, cycles) X(uint64_t, written_lo) \
+    X(uint64_t, written_hi)
+
+struct Reply {
+#define REPLY_MEMBER(type, name) type name;
+    REPLY_FIELDS(REPLY_MEMBER)
+#undef REPLY_MEMBER
+};
 
 static uint8_t* g_mem = nullptr;
 static uint64_t g_written_lo, g_written_hi;
@@ -112,7 +124,14 @@ int main(int argc, char** argv) {
     if (g_mem == MAP_FAILED) { std::perror("mmap"); return 2; }
 
     if (const char* seed = std::getenv("TRIDSA_MEM_STALL_SEED")) g_stall_seed = std::strtoul(seed, nullptr, 10);
+    std::string fields;
+#define REPLY_NAME(type, name) fields += std::string(fields.empty() ? "" : " ") + #name ":" + std::to_string(sizeof(type));
+    REPLY_FIELDS(REPLY_NAME)
+#undef REPLY_NAME
+    uint32_t fields_len = static_cast<uint32_t>(fields.size());
     write_all("RDY", 4);                                         // the driver may unlink the file now
+    write_all(&fields_len, 4);
+    write_all(fields.data(), fields.size());
     auto context = std::make_unique<VerilatedContext>();
     context->fatalOnError(false);
 #if VM_TRACE
@@ -143,19 +162,17 @@ int main(int argc, char** argv) {
         if (wave_len) trace->open(wave_path.c_str());
 #endif
         uint64_t cycles = 0;
+        auto half_step = [&](uint8_t clk) {                     // one clock edge, traced, 5 ns
+            top->clk = clk;
+            top->eval();
+#if VM_TRACE
+            if (trace->isOpen()) trace->dump(time);
+#endif
+            time += 5;
+        };
         auto tick = [&] {
-            top->clk = 1;
-            top->eval();
-#if VM_TRACE
-            if (trace->isOpen()) trace->dump(time);
-#endif
-            time += 5;
-            top->clk = 0;
-            top->eval();
-#if VM_TRACE
-            if (trace->isOpen()) trace->dump(time);
-#endif
-            time += 5;
+            half_step(1);
+            half_step(0);
             ++cycles;
         };
         g_written_lo = UINT64_MAX;
@@ -188,14 +205,18 @@ int main(int argc, char** argv) {
 #if VM_TRACE
         if (trace->isOpen()) trace->close();
 #endif
+        Reply r;
+        r.halted = top->halted;
+        r.error = top->error;
+        r.error_pc = top->error_pc;
+        r.cycles = cycles;
+        r.written_lo = g_written_hi ? g_written_lo : 0;
+        r.written_hi = g_written_hi;
         reply.clear();
         reply.insert(reply.end(), {'R', 'E', 'S', '\0'});
-        put<uint32_t>(reply, top->halted);
-        put<uint32_t>(reply, top->error);
-        put<uint32_t>(reply, top->error_pc);
-        put<uint64_t>(reply, cycles);
-        put<uint64_t>(reply, g_written_hi ? g_written_lo : 0);
-        put<uint64_t>(reply, g_written_hi);
+#define REPLY_PUT(type, name) put<type>(reply, r.name);
+        REPLY_FIELDS(REPLY_PUT)
+#undef REPLY_PUT
         size_t at = reply.size();
         reply.resize(at + COUNTER_BYTES);
         get_port(top->counters, &reply[at], COUNTER_BYTES);

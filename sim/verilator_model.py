@@ -11,7 +11,7 @@ between Programs). The accelerator memory is a file in ``/dev/shm`` mapped by bo
 writes the words a Program uses, the harness runs it, and the driver copies back the words in use or
 written. No text image, no per-cycle Python, no process start per call.
 
-A Program that does not halt within ``max_cycles`` raises :class:`~tridsa.sim.backend.CycleLimit`
+A Program that does not halt within ``max_cycles`` raises :class:`~tridsa.sim.backend_base.CycleLimit`
 naming the running instruction; a model process that dies raises :class:`SimulatorCrashed`, and the
 next run starts a fresh process. ``waves=PATH`` runs a separately built model with FST tracing.
 """
@@ -29,9 +29,9 @@ from pathlib import Path
 
 import numpy as np
 
-from ..sw import isa
+from ..spec import isa
 from ..sw.program import RunResult
-from .backend import Backend, CycleLimit, wave_paths
+from .backend_base import Backend, CycleLimit, wave_paths
 from .build_cache import cached_folder, source_digest, toolchain_fingerprint, verilog_file
 from .toolchain import prepare_simulator
 
@@ -43,7 +43,8 @@ TOPLEVEL = "tridsa_top"
 VERILATOR_FLAGS = ("-O3", "--x-assign", "fast", "--x-initial", "fast", "--noassert")
 #: C++ optimisation of the model's hot code (OPT_FAST) and of its one-time set-up code (OPT_SLOW).
 MAKE_FLAGS = ("OPT_FAST=-O3", "OPT_SLOW=-O1")
-_REPLY = struct.Struct("<4sIIIQQQ")
+#: Reply fields the backend reads (the harness announces all of its fields, with their sizes, at start-up).
+_NEEDED = ("halted", "error", "error_pc", "written_hi")
 
 
 class SimulatorCrashed(RuntimeError):
@@ -51,7 +52,8 @@ class SimulatorCrashed(RuntimeError):
 
 
 def _counter_spec(config):
-    from ..hw.top import COUNTER_BITS, counter_names
+    from ..hw.top import counter_names
+    from ..spec.counters import COUNTER_BITS
     names = counter_names(config)
     return names, COUNTER_BITS, len(names) * COUNTER_BITS
 
@@ -106,6 +108,7 @@ class _Harness:
             self.proc = subprocess.Popen([str(executable), path], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                          env=dict(os.environ, TRIDSA_MEM_STALL_SEED=str(mem_stall_seed)))
             self._expect(b"RDY\0", 4)
+            self._reply_fields = self._read_fields()
         finally:
             os.close(fd)
             os.unlink(path)                     # both sides hold it mapped; nothing is left behind
@@ -128,6 +131,19 @@ class _Harness:
 
     def close(self):
         self._finalizer()
+
+    def _read_fields(self) -> tuple:
+        """``(struct of a reply's fixed part, field names)`` from the harness's start-up announcement."""
+        size = int.from_bytes(self.proc.stdout.read(4), "little")
+        fields = [item.split(":") for item in self.proc.stdout.read(size).decode().split()]
+        names = tuple(name for name, _ in fields)
+        missing = [name for name in _NEEDED if name not in names]
+        if missing:
+            self.close()
+            raise SimulatorCrashed(f"the Verilator model's replies lack {missing} (it announced {names}); "
+                                   "rebuild it from this checkout")
+        layout = struct.Struct("<4s" + "".join({"4": "I", "8": "Q"}[width] for _, width in fields))
+        return layout, names
 
     def _expect(self, magic: bytes, n: int) -> bytes:
         data = self.proc.stdout.read(n)
@@ -152,32 +168,39 @@ class _Harness:
         except BrokenPipeError:
             pass                                # reported by _expect with the exit status
         names, bits, width = _counter_spec(config)
-        reply = self._expect(b"RES\0", _REPLY.size + -(-width // 8))
-        _, halted, error, error_pc, _, lo, hi = _REPLY.unpack_from(reply)
-        packed = int.from_bytes(reply[_REPLY.size:], "little")
+        layout, field_names = self._reply_fields
+        reply = self._expect(b"RES\0", layout.size + -(-width // 8))
+        fields = dict(zip(field_names, layout.unpack_from(reply)[1:]))
+        packed = int.from_bytes(reply[layout.size:], "little")
         counters = {name: (packed >> (i * bits)) & ((1 << bits) - 1) for i, name in enumerate(names)}
-        extent = max(used, hi)
+        extent = max(used, fields["written_hi"])
         self.dirty = max(self.dirty, extent)
         memory = np.zeros((config.mem_depth, config.mem_width), np.uint8)
         memory[:extent] = self.memory[:extent]
-        return bool(halted), error, error_pc, counters, memory
+        return bool(fields["halted"]), fields["error"], fields["error_pc"], counters, memory
 
 
 class VerilatorBackend(Backend):
-    """Runs Programs on the compiled Verilator model of its Config (see the module docstring)."""
+    """Runs Programs on the compiled Verilator model of its Config (see the module docstring).
+
+    ``verilator_flags`` / ``make_flags`` pick the build (:func:`build_model`; ``tridsa bench sim --flags``
+    measures each option this way); results do not depend on them.
+    """
     name = "verilator"
 
-    def __init__(self, config, max_cycles: int = 1 << 32, waves: str | None = None, mem_stall_seed: int = 0):
+    def __init__(self, config, max_cycles: int = 1 << 32, waves: str | None = None, mem_stall_seed: int = 0,
+                 verilator_flags=VERILATOR_FLAGS, make_flags=MAKE_FLAGS):
         super().__init__(config)
         self.mem_stall_seed = mem_stall_seed    # random memory stalls (sim/sim_mem.v), 0: none
         prepare_simulator("verilator")          # a missing simulator is an error now, not at the first run
         self.max_cycles = max_cycles
         self.waves = wave_paths(waves, ".fst")
+        self.flags = dict(verilator_flags=tuple(verilator_flags), make_flags=tuple(make_flags))
         self._harness = None
 
     def _start(self):
         if self._harness is None:
-            self._harness = _Harness(build_model(self.config, trace=self.waves is not None), self.config,
+            self._harness = _Harness(build_model(self.config, trace=self.waves is not None, **self.flags), self.config,
                                      self.mem_stall_seed)
         return self._harness
 

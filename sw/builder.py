@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from . import isa
+from ..spec import isa
 from .program import Program, Region
 
 __all__ = ["ProgramBuilder", "ProblemTooLarge"]

@@ -2,7 +2,7 @@
 
 Subcommands: ``verilog`` (Verilog of the top level for a Config), ``run`` (replay a saved Program on a
 backend), ``bench`` (cycle-level benchmarks from ``benchmarks/``), ``build`` (FPGA bitstream and report,
-:mod:`tridsa.sw.build`), ``demo`` (:mod:`tridsa.sw.demo`) and ``fuzz`` (:mod:`tridsa.sw.fuzz`).
+:mod:`tridsa.sw.build`), ``demo`` (:mod:`tridsa.sw.demo`) and ``fuzz`` (:mod:`tridsa.sw.fuzz_cli`).
 
 Contract: a user error (bad Config, missing file, unknown backend, missing simulator, a feature whose
 module is not there yet) prints one line ``tridsa <command>: error: ...`` on stderr and exits with 2,
@@ -21,9 +21,9 @@ import sys
 import time
 from pathlib import Path
 
-from .config import Config
+from ..spec.config import Config
 
-__all__ = ["main", "CliError", "config_from_args"]
+__all__ = ["main", "CliError", "Parser", "config_from_args"]
 
 _CONFIG_FLAGS = ("rows", "cols", "mem_width", "mem_depth", "mem_latency")
 _BENCHES = {
@@ -49,8 +49,9 @@ class _Failure(Exception):
     """The command ran but its result is bad (error status, mismatch): printed as one line, exit code 1."""
 
 
-class _Parser(argparse.ArgumentParser):
-    """argparse with one-line errors (``prog: error: message``) and exit code 2."""
+class Parser(argparse.ArgumentParser):
+    """argparse with one-line errors (``prog: error: message``, no usage block) and exit code 2; every
+    ``tridsa`` command parses with it."""
 
     def error(self, message):
         self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
@@ -217,7 +218,7 @@ def _run_onnx(ns, path: Path) -> int:
 
 def _cmd_run(ns, extra) -> int:
     import numpy as np
-    from . import isa
+    from ..spec import isa
     from ..sim.backend import get_backend
     from .program import Program
 
@@ -294,12 +295,14 @@ def _cmd_bench(ns, extra) -> int:
         if ns.shapes:
             kwargs["shapes"] = module.parse_shapes(ns.shapes)
         kwargs.update(conv=not ns.no_conv, precisions=tuple(ns.precision or ("int8", "int4")), seed=ns.seed,
-                      instructions=ns.stream)
+                      publish=ns.publish, instructions=ns.stream)
     if ns.bench == "multichip":
         kwargs.update(chips=ns.chips, strategy=ns.strategy, batch=ns.batch,
                       link_bytes_per_cycle=ns.link_bandwidth)
     if ns.bench in ("multichip", "ray"):
         kwargs.update(address=ns.address, publish=ns.publish)
+    if ns.bench == "gather":
+        kwargs.update(publish=ns.publish)
     if ns.bench == "zoo":
         kwargs.update(models=ns.models.split(",") if ns.models else None, publish=ns.publish)
     report = module.run(config, ns.backend, ns.out, **kwargs)
@@ -342,11 +345,11 @@ def _forward(module: str, path_hint: str, parser):
 # -- parser ------------------------------------------------------------------------------------------
 def _parser() -> argparse.ArgumentParser:
     from .. import __version__
-    parser = _Parser(prog="tridsa", description="tridsa: an open INT4/INT8 GEMM, embedding-gather and Philox "
+    parser = Parser(prog="tridsa", description="tridsa: an open INT4/INT8 GEMM, embedding-gather and Philox "
                      "sketch accelerator. Every subcommand has --help.")
     parser.add_argument("--version", action="version", version=f"tridsa {__version__}")
     parser.add_argument("--debug", action="store_true", help="show tracebacks instead of one-line errors")
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=Parser)
 
     p = sub.add_parser("verilog", help="write Verilog of the top level for a Config",
                        description="Write synthesizable Verilog (amaranth.back.verilog) of tridsa.hw.top.Top for a "
@@ -382,7 +385,7 @@ def _parser() -> argparse.ArgumentParser:
     p = sub.add_parser("bench", help="cycle-level benchmarks (needs a source checkout)",
                        description="Benchmarks from the repository's benchmarks/ folder: Markdown table on "
                        "stdout, progress on stderr, JSON and PNG files in --out.")
-    bench = p.add_subparsers(dest="bench", metavar="NAME", parser_class=_Parser, required=True)
+    bench = p.add_subparsers(dest="bench", metavar="NAME", parser_class=Parser, required=True)
     for name, text in _BENCHES.items():
         b = bench.add_parser(name, help=text, description=text)
         b.add_argument("--backend", default="golden" if name == "ray" else "verilator", choices=BACKENDS,
@@ -399,6 +402,12 @@ def _parser() -> argparse.ArgumentParser:
             b.add_argument("--stream", type=int, default=1, metavar="N",
                            help="run every matmul shape as a Program of N independent same-size GEMM "
                                 "instructions (default: 1, a single instruction)")
+            b.add_argument("--publish", action="store_true",
+                           help="also write the table into README.md (section bench-gemm)")
+        if name == "gather":
+            b.add_argument("--publish", action="store_true",
+                           help="also write the hit-rate and memory-port tables into README.md (sections "
+                           "bench-gather-hits, bench-gather-port)")
         if name == "multichip":
             from .sharding import STRATEGIES
             b.add_argument("--chips", type=_positive, default=2, metavar="N", help="accelerators (default: %(default)s)")
@@ -442,7 +451,8 @@ def _parser() -> argparse.ArgumentParser:
 
     for name, module, hint, text in (
             ("demo", "tridsa.sw.demo", "sw/demo.py", "run the end-to-end demo (arguments go to tridsa.sw.demo)"),
-            ("fuzz", "tridsa.sw.fuzz", "sw/fuzz.py", "cross-backend random testing (arguments go to tridsa.sw.fuzz)"),
+            ("fuzz", "tridsa.sw.fuzz_cli", "sw/fuzz_cli.py",
+             "cross-backend random testing (arguments go to tridsa.sw.fuzz_cli)"),
             ("sweep", "tridsa.sw.sweep", "sw/sweep.py",
              "design-space sweep of Configs x workloads on Ray (arguments go to tridsa.sw.sweep)")):
         p = sub.add_parser(name, help=text, description=text + "; --help shows its own options once it exists.",
@@ -458,12 +468,13 @@ def main(argv=None) -> int:
     if ns.command is None:
         parser.print_help(sys.stderr)
         return 2
+    prog = " ".join(["tridsa", ns.command] + ([ns.bench] if ns.command == "bench" else []))
     if extra and not getattr(ns, "forwards", False):
-        parser.error(f"unrecognized arguments: {' '.join(extra)}")
+        print(f"{prog}: error: unrecognized arguments: {' '.join(extra)} (see {prog} --help)", file=sys.stderr)
+        return 2
     from ..sim.toolchain import SimulatorMissing
     from .builder import ProblemTooLarge
     from .cluster import ClusterError
-    prog = " ".join(["tridsa", ns.command] + ([ns.bench] if ns.command == "bench" else []))
     try:
         return ns.handler(ns, extra)
     except KeyboardInterrupt:

@@ -21,12 +21,13 @@ import dataclasses
 
 import numpy as np
 
-from .config import ceil_div
+from ..spec.config import ceil_div
 from .cycle_model import estimate_gemm_cycles
 from .gemm_ops import gemm_problems, resolve_out_dtype
 from .host_memory import check_host_bytes
 from .operands import integer_matrix
-from .requant import OUT_FORMATS, Requant
+from ..spec.requant import OUT_FORMATS
+from .requant import Requant
 
 __all__ = ["ConvShape", "Lowering", "conv2d_gemms", "conv_output_size", "choose_lowering"]
 

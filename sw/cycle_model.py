@@ -15,7 +15,8 @@ import dataclasses
 
 import numpy as np
 
-from .gemm_layout import FEED_STAGES, PARAM_WORDS, PE_LATENCY, GemmGeometry
+from ..spec.gather_layout import MEAN_DIVIDE_STEPS
+from ..spec.gemm_layout import FEED_STAGES, PARAM_WORDS, PE_LATENCY, GemmGeometry
 
 __all__ = ["Cost", "gemm_fixed_cycles", "estimate_gemm_cycles", "gemm_cost", "gather_cost", "rng_cost",
            "sketch_cost", "instruction_cost", "program_cycles", "gemm_drain_cycles", "DISPATCH_CYCLES", "PROGRAM_CYCLES",
@@ -126,8 +127,8 @@ GATHER_FIXED, GATHER_PORT_FIXED, GATHER_MISS_EXTRA, GATHER_HIT_LATENCY = 18, 8, 
 #: reads), so a GATHER whose paths take about as long is slower than either: their ``GATHER_NORM``-norm,
 #: fitted on 212 sampled GATHERs (dims 32-128, pooling 1-100, every mode; |error| mean 0.6%, max 3.3%).
 GATHER_NORM = 12
-#: Cycles the gather engine's mean divider spends per output word (hw/gather.py: _DIV_STEPS + 2).
-MEAN_WORD_CYCLES = 36
+#: Cycles the gather engine's mean divider spends per output word: its steps and two to hand the word on.
+MEAN_WORD_CYCLES = MEAN_DIVIDE_STEPS + 2
 #: Cycles of a GATHER's setup and check pass beyond its memory latency and its offset/index words: when
 #: a GEMM beside it may start.
 GATHER_CHECK = 6
@@ -167,7 +168,8 @@ def gather_cost(fields: dict, config, memory) -> Cost:
     and index words, then the pooling unit and output buffer: :func:`pooling_cycles`) and the memory
     port's words (offsets and indices twice, weights, missed rows, output words) plus a smaller fixed
     cost (:data:`GATHER_NORM` combines them). Fitted on the default Config (tests/test_cycle_model.py)."""
-    from .gather_golden import _trace, int32_words, out_words, row_words
+    from ..spec.gather_layout import int32_words, out_words, row_words
+    from .gather_golden import _trace
     from .row_cache import simulate_hits
     rw = row_words(config, fields["dim"], fields["dtype"])
     ow = out_words(config, fields["dim"], fields["dtype"], fields["mode"], fields["narrow"])

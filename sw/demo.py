@@ -9,7 +9,6 @@ the Transformer as quantized ONNX models and compares them with onnxruntime.
 """
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import json
 import sys
@@ -19,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from ..sim.backend import SIMULATION_BACKENDS
-from .config import Config
+from ..spec.config import Config
 from .profile import CheckedAccelerator
 from .progress import Progress
 
@@ -111,7 +110,7 @@ def profile(checked: CheckedAccelerator, name: str, golden, inputs=None) -> list
     checked.workload = name
     first = len(checked.records)
     with Progress(counter.calls, f"  {name}") as progress:
-        checked.on_layer = lambda r: progress.step(
+        checked.on_layer = lambda r: progress.finished(
             f"{r.op} {r.shape}" + (f"  util {r.utilization:.2f}" if r.utilization else ""))
         got = _forward(model, checked, batch)
     if not np.array_equal(got, expected):
@@ -191,12 +190,16 @@ def run(backend: str, config: Config, out_dir: Path, names, full_accuracy: bool 
     return summary
 
 
+#: Legends beside the axes, so they never cover bars or points.
+_LEGEND_OUTSIDE = dict(loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0.0)
+
+
 def plot_layers(records, config, path):
     """PNG: per-layer utilization bars and a roofline (MACs/cycle vs MACs per byte moved)."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(13, 4.5))
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(15, 4.5))
     names = list(dict.fromkeys(r.workload for r in records))
     colors = dict(zip(names, plt.cm.tab10.colors))
     util = [(r.utilization or 0) * 100 for r in records]
@@ -205,7 +208,7 @@ def plot_layers(records, config, path):
     ax1.set_ylabel("MAC utilization of the layer's peak (%)")
     ax1.set_title("Per-layer utilization")
     from matplotlib.patches import Patch
-    ax1.legend(handles=[Patch(color=colors[n], label=n) for n in names])
+    ax1.legend(handles=[Patch(color=colors[n], label=n) for n in names], **_LEGEND_OUTSIDE)
     peak = config.rows * config.cols
     xs = np.logspace(-2, 3, 100)
     ax2.loglog(xs, np.minimum(2 * peak, xs * config.mem_width), "k--", label="roof (INT4 peak, port bandwidth)")
@@ -217,14 +220,15 @@ def plot_layers(records, config, path):
     ax2.set_xlabel("arithmetic intensity (MACs per byte moved)")
     ax2.set_ylabel("MACs per cycle")
     ax2.set_title("Roofline")
-    ax2.legend(fontsize=8)
+    ax2.legend(fontsize=8, **_LEGEND_OUTSIDE)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="tridsa demo", description=__doc__.splitlines()[0])
+    from .cli import Parser
+    parser = Parser(prog="tridsa demo", description=__doc__.splitlines()[0])
     parser.add_argument("--backend", default="verilator", choices=SIMULATION_BACKENDS)
     parser.add_argument("--workloads", nargs="+", default=list(WORKLOADS) + ["randla", "onnx"],
                         choices=list(WORKLOADS) + ["randla", "onnx"],
@@ -232,7 +236,10 @@ def main(argv=None) -> int:
                         "(QOperator and QDQ), run through the ONNX backend and compared with onnxruntime")
     parser.add_argument("--out", type=Path, default=Path("out"))
     parser.add_argument("--no-accuracy", action="store_true", help="skip the whole-test-split accuracy runs")
-    args = parser.parse_args(argv)
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:
+        return int(exc.code or 0)
     run(args.backend, Config(), args.out, args.workloads, not args.no_accuracy)
     return 0
 

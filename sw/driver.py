@@ -7,9 +7,9 @@ from __future__ import annotations
 
 import dataclasses
 
-from . import isa
+from ..spec import isa
 from .builder import ProgramBuilder
-from .config import Config
+from ..spec.config import Config
 from .conv import conv2d_gemms
 from .gemm_ops import gemm_problems
 from .operands import integer_matrix
@@ -183,7 +183,8 @@ class Accelerator:
         touches it (:func:`tridsa.sw.gather_ops.run_gather`).
         ``last_run`` holds the row cache counters (``gather_hits``, ...; the cache model's on golden).
         ``cache_hints``: True keeps the row cache for the call's most frequent rows (profiled here, see
-        docs/gather.md), False uses plain LRU; the result is the same.
+        docs/gather.md), False uses plain LRU, a :class:`~tridsa.sw.cache_hints.HotPlan` (e.g. profiled on the
+        previous batch) is used as it is; the result is the same.
         ``out_shift`` (0-31, modes sum and max): a quantized output of the table's type instead of int32,
         every element ``round(x / 2**out_shift)`` (ties up) saturated, narrowed in the engine
         (:func:`tridsa.sw.gather_golden.narrowed`): a quarter of the port bytes of int32 for int8 tables.

@@ -13,7 +13,7 @@ What a Program holds (see :func:`random_program`):
   RNG, SKETCH):
   odd shapes, INT4, every rounding/output format/distribution, reserved instruction bits set, inputs
   that alias each other or an earlier instruction's output, outputs that overwrite earlier regions;
-* optionally one *risky* instruction: fields drawn generically from the :mod:`tridsa.sw.isa` table (so a
+* optionally one *risky* instruction: fields drawn generically from the :mod:`tridsa.spec.isa` table (so a
   new op is fuzzed the moment it is added to ``OPS``), a structured instruction with one field pushed to
   an edge (zero size, past the end of memory, top bits set), an output aliasing its own input, tampered
   index/offset memory, or an unknown opcode; it usually ends the Program with an error code;
@@ -27,25 +27,23 @@ is generated, since then no memory is written. Instructions are also kept below 
 """
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import importlib.util
 import re
-import sys
 import time
 from pathlib import Path
 
 import numpy as np
 
-from . import isa
+from ..spec import isa
 from .builder import ProblemTooLarge, ProgramBuilder
-from ..sim.backend import SIMULATION_BACKENDS
-from .config import Config, ceil_div
+from ..spec.config import Config, ceil_div
+from .cycle_model import MEAN_WORD_CYCLES
 from .golden import EXECUTORS, execute
 from .program import Program, Region
 
 __all__ = ["random_program", "Mismatch", "compare", "shrink", "fuzz", "FuzzReport", "undefined_reason",
-           "GENERATORS", "REGIONS", "make_backend", "main", "MAX_COST", "cycle_limit", "run_bounded"]
+           "GENERATORS", "REGIONS", "make_backend", "MAX_COST", "cycle_limit", "run_bounded"]
 
 #: Default bound on the estimated cycles of one Program's executed instructions.
 MAX_COST = 20_000
@@ -69,17 +67,13 @@ def _gemm_regions(fields, memory, config):
     return [spans["a"], spans["b"], spans["p"]], [spans["c"]], cost
 
 
-#: Cycles the gather engine's mean divider spends per output word (hw/gather.py: _DIV_STEPS + 1).
-_MEAN_WORD_CYCLES = 35
-
-
 def _gather_regions(fields, memory, config):
-    from .gather_golden import gather_regions, out_words, row_words
+    from ..spec.gather_layout import gather_regions, out_words, row_words
     rw = row_words(config, fields["dim"], fields["dtype"])
     n, bags = fields["n_indices"], fields["n_bags"]
     inputs, output = gather_regions(fields, config)
     ow = out_words(config, fields["dim"], fields["dtype"], fields["mode"], fields["narrow"])
-    divide = _MEAN_WORD_CYCLES * bags * ow if fields["mode"] == 1 else 0
+    divide = MEAN_WORD_CYCLES * bags * ow if fields["mode"] == 1 else 0
     cost = n * (rw + 4) + bags * (ow + 4) + divide + 50
     return inputs, [output], cost
 
@@ -284,7 +278,7 @@ def _gen_gemm(ctx):
 
 
 def _gen_gather(ctx):
-    from .gather_golden import line_words
+    from ..spec.gather_layout import line_words
     from .gather_ops import emit_gather
     cfg, rng = ctx.config, ctx.rng
     dtype = np.int8 if rng.random() < 0.5 else np.int32
@@ -328,7 +322,8 @@ def _gen_rng(ctx):
 
 
 def _gen_sketch(ctx):
-    from .sketch_dist import DISTRIBUTIONS, dist_params
+    from ..spec.sketch_layout import DISTRIBUTIONS
+    from .sketch_dist import dist_params
     from .sketch_golden import geometry
     from .sketch_ops import pack_params
     cfg, rng = ctx.config, ctx.rng
@@ -723,67 +718,3 @@ def fuzz(config: Config, backend: str = "verilator", n: int = 100, seed: int = 0
         if progress:
             progress(report, n)
     return report
-
-
-def main(argv=None) -> int:
-    """``tridsa fuzz``: exit 0 if every Program matched, 1 if one failed, 2 on a usage error."""
-    from .cli import CliError, config_from_args
-    parser = argparse.ArgumentParser(prog="tridsa fuzz", description=(
-        "Differential fuzzing: random Programs on the golden model and a gateware backend, memory image and "
-        "status compared bit for bit. Failing Programs are shrunk and saved for `tridsa run FILE --check`."))
-    parser.add_argument("--backend", default="verilator", choices=SIMULATION_BACKENDS)
-    parser.add_argument("--n", type=int, default=100, metavar="N", help="number of Programs (default: %(default)s)")
-    parser.add_argument("--seed", type=int, default=0, metavar="S", help="campaign seed (default: %(default)s)")
-    parser.add_argument("--start", type=int, default=0, metavar="I",
-                        help="index of the first Program (replay Program I of seed S with --start I --n 1)")
-    parser.add_argument("--out", metavar="DIR", help="save failing Programs (original and shrunk) here")
-    parser.add_argument("--instructions", type=int, default=8, metavar="K",
-                        help="at most K instructions run per Program (default: %(default)s)")
-    parser.add_argument("--max-cost", type=int, default=MAX_COST, metavar="CYCLES",
-                        help="bound on the estimated cycles of one Program (default: %(default)s)")
-    parser.add_argument("--config", metavar="FILE.json", help="Config as JSON (default: Config())")
-    parser.add_argument("--ray", action="store_true",
-                        help="run on Ray workers (the same Programs and report; tridsa.sw.fuzz_ray)")
-    parser.add_argument("--workers", type=int, metavar="N", help="with --ray: tasks in flight (default: all CPUs)")
-    parser.add_argument("--address", metavar="HOST:PORT",
-                        help="with --ray: join this Ray cluster (default: a local instance; docs/multichip.md)")
-    for name in ("rows", "cols", "mem_width", "mem_depth", "mem_latency"):
-        parser.add_argument("--" + name.replace("_", "-"), type=int, metavar="N", dest=name, help=f"Config.{name}")
-    try:
-        ns = parser.parse_args(argv)
-    except SystemExit as exc:
-        return int(exc.code or 0)
-    try:
-        if ns.n < 0 or ns.instructions < 1 or ns.start < 0:
-            raise CliError("--n and --start must be >= 0 and --instructions >= 1")
-        if (ns.workers is not None or ns.address is not None) and not ns.ray:
-            raise CliError("--workers and --address need --ray")
-        if ns.workers is not None and ns.workers < 1:
-            raise CliError("--workers must be >= 1")
-        config = config_from_args(ns)
-    except CliError as exc:
-        print(f"tridsa fuzz: error: {exc}", file=sys.stderr)
-        return 2
-    from .cluster import ClusterError
-    from .progress import Progress
-    with Progress(ns.n, "fuzz") as bar:
-        step = lambda rep, total: bar.step(f"{len(rep.failures)} failing")
-        if ns.ray:
-            from .fuzz_ray import fuzz_ray
-            try:
-                report = fuzz_ray(config, ns.backend, ns.n, ns.seed, ns.out, ns.instructions, ns.max_cost,
-                                  progress=step, start=ns.start, workers=ns.workers, address=ns.address)
-            except ClusterError as exc:
-                print(f"tridsa fuzz: error: {exc}", file=sys.stderr)
-                return 2
-        else:
-            report = fuzz(config, ns.backend, ns.n, ns.seed, ns.out, ns.instructions, ns.max_cost,
-                          progress=step, start=ns.start)
-    print(report.summary())
-    if report.failures and not ns.out:
-        print("rerun with --out DIR to save shrunk failing Programs", file=sys.stderr)
-    return 1 if report.failures else 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

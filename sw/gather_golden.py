@@ -1,17 +1,6 @@
-"""Golden semantics of the GATHER instruction: memory layout, error checks, results and cache counters.
+"""Golden semantics of the GATHER instruction: error checks, results and cache counters.
 
-Layout (addresses in memory words of ``W = Config.mem_width`` bytes, everything little-endian):
-
-* **table**: ``rows`` rows of ``dim`` elements (int8 or int32); row ``r`` starts at word
-  ``table_addr + r * row_words`` (:func:`row_words`), unused bytes of its last word are ignored;
-* **indices**, **weights**, **offsets**: int32 arrays packed ``W // 4`` per word from their address;
-  ``n_bags + 1`` offsets delimit the bags (bag ``b`` is ``indices[off[b]:off[b+1]]``). An index word
-  is the row in bits ``[0:31]`` and the cache's *bypass* hint in bit :data:`BYPASS_BIT` = 31 (a miss
-  of a bypass lookup is not allocated, see :mod:`tridsa.sw.row_cache`); plain row indices (bit 31
-  clear) give plain LRU;
-* **output**: ``n_bags`` rows of ``dim`` int32, each on :func:`out_words` whole words, unused lanes 0;
-  in mode ``copy`` and with ``narrow``, ``n_bags`` rows of ``dim`` elements of the table's type laid out
-  as table rows.
+Layout: :mod:`tridsa.spec.gather_layout`.
 
 The pooling is :func:`tridsa.sw.embedding.embedding_bag` on an integer table (int32 wrap-around sums,
 TFLite rounding for ``mean``, first-of-equals for ``max``, empty bag -> zeros). Mode ``copy`` is the
@@ -27,35 +16,17 @@ from __future__ import annotations
 
 import numpy as np
 
-from . import isa
-from .config import ceil_div
+from ..spec import isa
+from ..spec.config import ceil_div
+from ..spec.gather_layout import BYPASS_BIT, DTYPES, MODES, ROW_MASK, gather_regions, line_words, out_words, row_words
 from .embedding import embedding_bag
 from .quantize import round_shift
 from .row_cache import simulate
 
-__all__ = ["DTYPES", "MODES", "BYPASS_BIT", "ROW_MASK", "row_words", "out_words", "narrowed", "line_words", "int32_words",
-           "gather_regions", "check_gather", "execute_gather", "gather_counters", "COUNTER_NAMES"]
+__all__ = ["narrowed", "check_gather", "execute_gather", "gather_counters", "COUNTER_NAMES"]
 
-#: mode field code -> pooling mode.
-MODES = ("sum", "mean", "max", "copy")
-#: dtype field code -> element type of the table.
-DTYPES = {0: np.dtype(np.int8), 1: np.dtype(np.int32)}
 #: Cache counters of the golden model (the hardware's ``gather_*`` counters of the same names).
 COUNTER_NAMES = ("lookups", "hits", "misses", "evictions", "bypasses", "bytes_read")
-#: Bit of an index word that carries the bypass hint; the row is the bits below it.
-BYPASS_BIT = 31
-ROW_MASK = (1 << BYPASS_BIT) - 1
-
-
-
-def row_words(config, dim: int, dtype: int) -> int:
-    """Words of one table row."""
-    return ceil_div(dim * DTYPES[dtype].itemsize, config.mem_width)
-
-
-def out_words(config, dim: int, dtype: int = 0, mode: int = 0, narrow: int = 0) -> int:
-    """Words of one output row: ``dim`` int32, or in mode copy (3) and narrow a table row (:func:`row_words`)."""
-    return row_words(config, dim, dtype) if mode == 3 or narrow else ceil_div(dim * 4, config.mem_width)
 
 
 def narrowed(pooled, shift: int, dtype: int) -> np.ndarray:
@@ -63,27 +34,6 @@ def narrowed(pooled, shift: int, dtype: int) -> np.ndarray:
     up (``floor(x / 2**shift + 1/2)``), saturated to the element type of table dtype code ``dtype``."""
     info = np.iinfo(DTYPES[dtype])
     return np.clip(round_shift(pooled, shift, "half_up"), info.min, info.max).astype(DTYPES[dtype])
-
-
-def line_words(config) -> int:
-    """Words of one cache line: the largest row a GATHER accepts."""
-    return max(1, config.cache_row_bytes // config.mem_width)
-
-
-def int32_words(config, n: int) -> int:
-    """Words of ``n`` packed int32 values."""
-    return ceil_div(n, config.mem_width // 4)
-
-
-def gather_regions(fields: dict, config) -> tuple:
-    """``(inputs, output)``: the ``(first word, words)`` regions a GATHER reads (table, indices, offsets,
-    and weights if weighted) and the one it writes (``n_bags`` rows of :func:`out_words`)."""
-    dim, dtype, n, bags = fields["dim"], fields["dtype"], fields["n_indices"], fields["n_bags"]
-    inputs = [(fields["table_addr"], fields["rows"] * row_words(config, dim, dtype)),
-              (fields["idx_addr"], int32_words(config, n)), (fields["off_addr"], int32_words(config, bags + 1))]
-    if fields["weighted"]:
-        inputs.append((fields["w_addr"], int32_words(config, n)))
-    return inputs, (fields["out_addr"], bags * out_words(config, dim, dtype, fields["mode"], fields["narrow"]))
 
 
 def _int32s(memory, addr: int, n: int) -> np.ndarray:

@@ -10,7 +10,8 @@ anything runs. The driver lowers what the instruction does not have:
   GATHER per chunk sharing the indices, offsets and weights; the chunks' outputs are concatenated;
 * the row cache policy: with ``cache_hints=True`` (the default) the indices are profiled
   (:func:`tridsa.sw.cache_hints.hot_plan`), the table is laid out hottest row first and every index
-  word carries the bypass hint of a cold row; ``cache_hints=False`` keeps the table order and plain LRU.
+  word carries the bypass hint of a cold row; ``cache_hints=False`` keeps the table order and plain LRU; a
+  :class:`~tridsa.sw.cache_hints.HotPlan` (e.g. profiled on the previous batch) is applied as it is.
 
 :class:`TableBatch` lowers the embedding_bags of several tables (one DLRM step) to ONE embedding_bag,
 as FBGEMM's table-batched embedding (TBE) does: the tables are stacked into one table, every table's
@@ -24,18 +25,21 @@ import dataclasses
 import numpy as np
 
 from .builder import ProblemTooLarge, ProgramBuilder
-from .config import ceil_div
-from .cache_hints import hot_plan, identity_plan
+from ..spec import isa
+from ..spec.config import ceil_div
+from .cache_hints import HotPlan, hot_plan, identity_plan
 from .embedding import _bags, _check_mode, _check_weights
-from .gather_golden import (BYPASS_BIT, DTYPES, COUNTER_NAMES, MODES, gather_counters, line_words, narrowed, out_words,
-                            row_words)
+from ..spec.gather_layout import BYPASS_BIT, DTYPES, MODES, line_words, out_words, row_words
+from .gather_golden import COUNTER_NAMES, gather_counters, narrowed
 
 __all__ = ["GatherCall", "TableBatch", "emit_gather", "gather_program", "run_gather", "rowwise_gather", "pack_table",
            "pack_int32"]
 
 _MODE_CODES = {mode: code for code, mode in enumerate(MODES)}
 _DTYPE_CODES = {dtype: code for code, dtype in DTYPES.items()}
-_LIMIT = 1 << 24          # rows, indices and bags fit the instruction's 24-bit fields
+#: Largest table rows, indices and bags of one instruction (its 24-bit fields), and elements per row.
+_MAX_COUNT = isa.field_max("GATHER", "rows")
+_MAX_DIM = isa.field_max("GATHER", "dim")
 
 
 def pack_int32(values, width: int) -> np.ndarray:
@@ -84,16 +88,16 @@ def _host_table(table) -> np.ndarray:
                         "(rowwise-quantized tables: use embedding_bag_rowwise)")
     if tab.ndim != 2 or min(tab.shape) == 0:
         raise ValueError(f"table must be 2-D (num_rows, dim) with num_rows, dim >= 1, got shape {tab.shape}")
-    if tab.shape[1] >= 1 << 12:
-        raise ValueError(f"table shape {tab.shape} is too large: dim < 4096")
+    if tab.shape[1] > _MAX_DIM:
+        raise ValueError(f"table shape {tab.shape} is too large: dim <= {_MAX_DIM}")
     return tab
 
 
 def _table(table) -> np.ndarray:
-    """A table one GATHER instruction takes (rows < 2**24)."""
+    """A table one GATHER instruction takes (at most :data:`_MAX_COUNT` rows)."""
     tab = _host_table(table)
-    if tab.shape[0] >= _LIMIT:
-        raise ValueError(f"table shape {tab.shape} is too large: num_rows < 2**24 and dim < 4096")
+    if tab.shape[0] > _MAX_COUNT:
+        raise ValueError(f"table shape {tab.shape} is too large: num_rows <= {_MAX_COUNT} and dim <= {_MAX_DIM}")
     return tab
 
 
@@ -117,8 +121,8 @@ def normalize_bags(tab, indices, offsets, mode, per_sample_weights, include_last
         idx = idx[keep]
         weights = None if weights is None else weights[keep]
     n_bags = int(starts.size)
-    if idx.size >= _LIMIT or n_bags >= _LIMIT:
-        raise ValueError(f"{idx.size} indices and {n_bags} bags: both must be < 2**24")
+    if idx.size > _MAX_COUNT or n_bags > _MAX_COUNT:
+        raise ValueError(f"{idx.size} indices and {n_bags} bags: both must be <= {_MAX_COUNT}")
     return idx, np.append(starts, ends[-1] if n_bags else 0), weights, mode
 
 
@@ -137,9 +141,7 @@ def emit_gather(builder: ProgramBuilder, table, indices, offsets=None, mode="sum
                                              padding_idx)
     narrow = _check_out_shift(out_shift, mode)
     n_bags = off.size - 1
-    if not isinstance(cache_hints, (bool, np.bool_)):
-        raise TypeError(f"cache_hints must be True or False, got {cache_hints!r}")
-    plan = hot_plan(idx, num_rows, cfg.cache_sets * cfg.cache_ways) if cache_hints else identity_plan(num_rows)
+    plan = _plan(cache_hints, idx, num_rows, cfg)
     rows_at, allocate = plan.lookups(idx)
     words = rows_at | (~allocate).astype(np.int64) << BYPASS_BIT
     dtype = _DTYPE_CODES[tab.dtype]
@@ -150,7 +152,7 @@ def emit_gather(builder: ProgramBuilder, table, indices, offsets=None, mode="sum
                   w_addr=builder.put(pack_int32(weights, cfg.mem_width)) if weights is not None else 0)
     chunk = _chunk(cfg, tab.dtype)
     regions, totals = [], dict.fromkeys(COUNTER_NAMES, 0)
-    laid_out = tab[plan.order] if cache_hints else tab
+    laid_out = tab if cache_hints is False else tab[plan.order]
     for col in range(0, dim, chunk):
         part = laid_out[:, col:col + chunk]
         region = f"{name}{col}"
@@ -164,6 +166,19 @@ def emit_gather(builder: ProgramBuilder, table, indices, offsets=None, mode="sum
     assert all(row_words(cfg, d, dtype) <= line_words(cfg) for _, _, d in regions)
     return GatherCall(regions, n_bags, dim, {f"gather_{k}": v for k, v in totals.items()},
                       tab.dtype if mode == "copy" or narrow else np.dtype(np.int32))
+
+
+def _plan(cache_hints, idx, num_rows: int, config) -> HotPlan:
+    """The layout and hints of ``cache_hints``: True profiles ``idx`` (:func:`hot_plan`), False is plain LRU,
+    a :class:`HotPlan` of a ``num_rows``-row table is used as it is (e.g. one profiled on an earlier batch)."""
+    if isinstance(cache_hints, HotPlan):
+        if cache_hints.order.shape != (num_rows,):
+            raise ValueError(f"cache_hints is a HotPlan of a {cache_hints.order.size}-row table, the table has "
+                             f"{num_rows} rows")
+        return cache_hints
+    if not isinstance(cache_hints, (bool, np.bool_)):
+        raise TypeError(f"cache_hints must be True, False or a HotPlan, got {cache_hints!r}")
+    return hot_plan(idx, num_rows, config.cache_sets * config.cache_ways) if cache_hints else identity_plan(num_rows)
 
 
 def _check_out_shift(out_shift, mode) -> int:
@@ -236,7 +251,7 @@ _SPLIT_WORTH = 64
 def _run_bags(config, run, tab, idx, off, weights, mode, cache_hints, out_shift=None):
     """:func:`run_gather` on validated bags (``off``: n_bags + 1 offsets, padding removed)."""
     if tab.shape[0] * row_words(config, min(tab.shape[1], _chunk(config, tab.dtype)), _DTYPE_CODES[tab.dtype]) \
-            <= config.mem_depth and tab.shape[0] < _LIMIT:
+            <= config.mem_depth and tab.shape[0] <= _MAX_COUNT:
         try:
             program, call = gather_program(config, tab, idx, off, mode, weights, True, cache_hints=cache_hints,
                                            out_shift=out_shift)

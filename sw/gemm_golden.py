@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from . import isa
-from .gemm_layout import PARAM_WORDS, GemmGeometry, blocks_from_words, pack_c
+from ..spec import isa
+from ..spec.gemm_layout import PARAM_WORDS, GemmGeometry, blocks_from_words, pack_c
 
 __all__ = ["check_gemm", "execute_gemm", "regions", "problems"]
 

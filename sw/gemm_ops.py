@@ -5,12 +5,17 @@ import dataclasses
 
 import numpy as np
 
-from .gemm_layout import GemmGeometry, pack_a, pack_b, pack_c, pack_params, unpack_c
+from ..spec import isa
+from ..spec.gemm_layout import GemmGeometry, pack_a, pack_b, pack_c, pack_params, unpack_c
 from .operands import PRECISIONS, int32_vector, integer_matrix, operand_signedness
-from .requant import OUT_FORMATS, ROUNDING, Requant
+from ..spec.requant import OUT_FORMATS, ROUNDING
+from .requant import Requant
 
 __all__ = ["GemmCall", "GemmProblems", "emit_gemm", "emit_gemm_batch", "emit_problems", "gemm_problems",
            "gemm_words", "resolve_out_dtype"]
+
+#: Largest M, K, N and batch of one instruction (its 16-bit fields).
+_FIELD_MAX = isa.field_max("GEMM", "m")
 
 _NUMPY_OUT = {"int32": np.int32, "int8": np.int8, "uint8": np.uint8, "int4": np.int8}
 
@@ -123,8 +128,8 @@ def emit_problems(builder, problems: GemmProblems, name="c", stage="whole", part
     result (batch, M, N), placed at the output region the instruction reads in accumulate mode.
     """
     batch, m, k, n = problems.shape
-    if max(m, k, n, batch) >= 1 << 16:
-        raise ValueError(f"matmul dimensions and batch must be < 65536, got M={m} K={k} N={n} batch={batch}")
+    if max(m, k, n, batch) > _FIELD_MAX:
+        raise ValueError(f"matmul dimensions and batch must be <= {_FIELD_MAX}, got M={m} K={k} N={n} batch={batch}")
     final = stage in ("whole", "last")
     out = problems.out if final else "int32"
     geo = problems.geometry(builder.config, out)

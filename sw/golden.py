@@ -7,7 +7,7 @@ model's (:mod:`tridsa.sw.cycle_model`) for the instructions that ran without err
 """
 from __future__ import annotations
 
-from . import isa
+from ..spec import isa
 from .cycle_model import instruction_cost, program_cycles
 from .program import Program, RunResult
 

@@ -28,7 +28,7 @@ import dataclasses
 import numpy as np
 
 from .cluster import connect
-from .config import Config
+from ..spec.config import Config
 from .metered import KEYS, Metered
 from .sharding import Plan, plan, row_lookups
 

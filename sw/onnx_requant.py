@@ -25,7 +25,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from .requant import SHIFT_MAX, Requant
+from ..spec.requant import SHIFT_MAX
+from .requant import Requant
 
 __all__ = ["engine_requant", "channel_values", "host_output_stage", "OUT_DTYPES"]
 

@@ -10,12 +10,7 @@ Counters are four uint32 words, word 0 least significant; ``counter_add`` does 1
 ``block(counter)[0..3], block(counter + 1)[0..3], ...`` and ``random_uint32`` returns its first ``n``
 words. The gateware (:mod:`tridsa.hw.philox`) computes the same function, one block per cycle per lane.
 
-One round maps ``(c0, c1, c2, c3)`` with round key ``(k0, k1)`` to::
-
-    hi0:lo0 = M0 * c0      hi1:lo1 = M1 * c2          (32 x 32 -> 64-bit products)
-    (hi1 ^ c1 ^ k0,  lo1,  hi0 ^ c3 ^ k1,  lo0)
-
-and round ``i`` (0..9) uses the key ``(k0 + i * W0, k1 + i * W1) mod 2**32``.
+The round function and its constants: :mod:`tridsa.spec.philox`.
 """
 from __future__ import annotations
 
@@ -23,14 +18,9 @@ import numbers
 
 import numpy as np
 
-__all__ = ["M0", "M1", "W0", "W1", "ROUNDS", "philox4x32_10", "counter_add", "random_uint32",
-           "check_key", "check_counter"]
+from ..spec.philox import M0, M1, ROUNDS, W0, W1
 
-M0 = 0xD2511F53
-M1 = 0xCD9E8D57
-W0 = 0x9E3779B9
-W1 = 0xBB67AE85
-ROUNDS = 10
+__all__ = ["philox4x32_10", "counter_add", "random_uint32", "check_key", "check_counter"]
 
 _MASK32 = np.uint64(0xFFFFFFFF)
 

@@ -11,7 +11,7 @@ import dataclasses
 
 import numpy as np
 
-from .config import Config
+from ..spec.config import Config
 from .driver import Accelerator
 
 __all__ = ["CheckedAccelerator", "LayerRecord", "Mismatch"]
@@ -31,6 +31,7 @@ class LayerRecord:
     utilization: float | None
     bytes_moved: int
     wall_seconds: float
+    lookup_bytes: int = 0     # embedding bags: bytes of the table rows the lookups need
 
     @property
     def intensity(self) -> float:
@@ -55,7 +56,7 @@ class CheckedAccelerator:
         self.workload = ""
         self.on_layer = on_layer
 
-    def _call(self, op, shape, *args, **kwargs):
+    def _call(self, op, shape, *args, lookup_bytes=0, **kwargs):
         expected = getattr(self.golden, op)(*args, **kwargs)
         got = getattr(self.gateware, op)(*args, **kwargs)
         if got.dtype != expected.dtype or not np.array_equal(got, expected):
@@ -65,7 +66,7 @@ class CheckedAccelerator:
         run = self.gateware.last_run
         words = run.counters.get("mem_reads", 0) + run.counters.get("mem_writes", 0)
         record = LayerRecord(self.workload, op, shape, run.macs, run.cycles, run.utilization,
-                             words * self.config.mem_width, run.wall_seconds or 0.0)
+                             words * self.config.mem_width, run.wall_seconds or 0.0, lookup_bytes)
         self.records.append(record)
         if self.on_layer:
             self.on_layer(record)
@@ -87,5 +88,6 @@ class CheckedAccelerator:
                           a, k, *args, **kwargs)
 
     def embedding_bag(self, table, indices, *args, **kwargs):
+        table = np.asarray(table)
         return self._call("embedding_bag", f"table{tuple(table.shape)} idx{len(indices)}", table, indices,
-                          *args, **kwargs)
+                          *args, lookup_bytes=len(indices) * table.shape[1] * table.dtype.itemsize, **kwargs)

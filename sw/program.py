@@ -11,8 +11,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .config import Config
-from . import isa
+from ..spec.config import Config
+from ..spec import isa
 
 __all__ = ["Program", "Region", "RunResult", "used_words"]
 

@@ -27,6 +27,11 @@ class Progress:
         self._draw(label)
         self.done += 1
 
+    def finished(self, label: str = "") -> None:
+        """Announce that a case (``label``, e.g. with its result) has finished: the count includes it."""
+        self.done += 1
+        self._draw(label)
+
     def update(self, done: int, total: int, label: str = "") -> None:
         """Set progress to ``done`` of ``total`` (for work measured rather than stepped); redraws only
         when ``done`` changes."""

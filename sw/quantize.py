@@ -14,7 +14,7 @@ import numpy as np
 
 __all__ = [
     "DTYPE_RANGES", "act_qparams", "dyadic", "fold_bn", "pack_int4", "quantize_bias",
-    "quantize_weights", "rescale", "round_shift", "unpack_int4",
+    "quantize_weights", "rescale", "round_shift", "to_int8", "unpack_int4",
 ]
 
 #: Saturation bounds of every integer format used by the workloads.
@@ -211,3 +211,10 @@ def unpack_int4(packed, count: int) -> np.ndarray:
         raise ValueError(f"count={count} is invalid: must be in 0..{2 * p.size}")
     n = np.stack([p & 0xF, p >> 4], axis=1).ravel()[:count]
     return np.where(n >= 8, n - 16, n).astype(np.int8)
+
+
+def to_int8(x, scale: float) -> np.ndarray:
+    """Integer rescale of ``x`` (saturated to int32 first) by ``scale`` (a dyadic constant) to int8."""
+    m, sh = dyadic(scale)
+    x = np.clip(np.asarray(x, np.int64), -(1 << 31) + 1, (1 << 31) - 1)
+    return rescale(x, int(m), int(sh), 0, "int8").astype(np.int8)

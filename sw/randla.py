@@ -18,7 +18,8 @@ import dataclasses
 import numpy as np
 
 from .operands import integer_matrix
-from .sketch_dist import GAUSSIAN_VARIANCE, omega
+from ..spec.sketch_layout import GAUSSIAN_VARIANCE
+from .sketch_dist import omega
 
 __all__ = ["HutchinsonEstimate", "hutchinson", "hutchinson_curve", "range_finder", "low_rank",
            "range_finder_curve", "demo_matrix", "plot_errors"]

@@ -33,9 +33,7 @@ the output format: int8 ``[-128, 127]``, uint8 ``[0, 255]``, int4 ``[-8, 7]``, i
 ``[INT32_MIN, INT32_MAX]``. ReLU raises the lower clamp bound to ``z`` (TFLite's fused activation).
 The clamp is ``min(max(y, lo), hi)``.
 
-Encodings used by the instruction set are :data:`ROUNDING` and :data:`OUT_FORMATS`; the field widths
-(:data:`MULTIPLIER_BITS`, :data:`SHIFT_BITS`, :data:`ZERO_POINT_BITS`) are the single source for the
-gateware.
+The encodings used by the instruction set and the field widths are :mod:`tridsa.spec.requant`.
 """
 from __future__ import annotations
 
@@ -45,32 +43,15 @@ from numbers import Integral
 
 import numpy as np
 
+from ..spec.requant import (INT32_MAX, INT32_MIN, MULTIPLIER_BITS, OUT_FORMATS, OUT_RANGES, ROUNDING, SHIFT_MAX,
+                           ZERO_POINT_BITS)
+
 __all__ = [
-    "ROUNDING", "OUT_FORMATS", "OUT_RANGES", "ACC_BITS", "MULTIPLIER_BITS", "SHIFT_BITS", "SHIFT_MAX",
-    "ZERO_POINT_BITS", "INT32_MIN", "INT32_MAX",
     "wrap_int32", "round_shift", "requantize_raw", "requantize", "Requant",
 ]
 
-#: Rounding mode encodings of the instruction set.
-ROUNDING = {"tflite": 0, "half_up": 1, "half_even": 2}
-#: Output format encodings of the instruction set.
-OUT_FORMATS = {"int32": 0, "int8": 1, "uint8": 2, "int4": 3}
-
-INT32_MIN = -(1 << 31)
-INT32_MAX = (1 << 31) - 1
-#: Inclusive value range of every output format.
-OUT_RANGES = {"int32": (INT32_MIN, INT32_MAX), "int8": (-128, 127), "uint8": (0, 255), "int4": (-8, 7)}
 _OUT_NUMPY = {"int32": np.int32, "int8": np.int8, "uint8": np.uint8, "int4": np.int8}
 
-#: Accumulator and bias width.
-ACC_BITS = 32
-#: Multiplier width: ``m`` is unsigned, in ``[0, 2**31)``.
-MULTIPLIER_BITS = 31
-#: Largest shift; the shift field is :data:`SHIFT_BITS` wide.
-SHIFT_MAX = 62
-SHIFT_BITS = SHIFT_MAX.bit_length()
-#: Width of the signed zero point field.
-ZERO_POINT_BITS = 16
 _ZP_MIN, _ZP_MAX = -(1 << (ZERO_POINT_BITS - 1)), (1 << (ZERO_POINT_BITS - 1)) - 1
 _M_MAX = (1 << MULTIPLIER_BITS) - 1
 

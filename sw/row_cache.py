@@ -4,7 +4,7 @@ The cache holds whole embedding rows, keyed by row index (one table per cache; t
 it between tables). It is set-associative with true LRU replacement:
 
 * set index ``row % sets`` and tag ``row // sets``. With a power-of-two ``sets`` (as
-  :class:`~tridsa.sw.config.Config` requires) the set is the index's low bits, which costs no
+  :class:`~tridsa.spec.config.Config` requires) the set is the index's low bits, which costs no
   logic. A hash would only help strided index patterns; DLRM traffic is Zipf-distributed over
   rows in a random order (see :mod:`tridsa.sw.dlrm_traffic`), so hot rows already spread
   evenly over the sets.
@@ -74,7 +74,7 @@ class RowCache:
 
     @classmethod
     def from_config(cls, config) -> "RowCache":
-        """The cache of a :class:`~tridsa.sw.config.Config` (``cache_sets`` x ``cache_ways``)."""
+        """The cache of a :class:`~tridsa.spec.config.Config` (``cache_sets`` x ``cache_ways``)."""
         return cls(config.cache_sets, config.cache_ways)
 
     @property

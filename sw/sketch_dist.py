@@ -43,18 +43,13 @@ import numbers
 
 import numpy as np
 
+from ..spec.sketch_layout import DISTRIBUTIONS, GAUSSIAN_BOUND
 from .philox import check_counter, check_key, counter_range, philox4x32_10
 
-__all__ = ["DISTRIBUTIONS", "GAUSSIAN_VARIANCE", "GAUSSIAN_BOUND", "blocks_per_row", "omega_words",
+__all__ = ["blocks_per_row", "omega_words",
            "rademacher", "sparse_sign", "sparse_threshold", "uniform", "gaussian", "dist_params",
            "map_words", "omega"]
 
-#: Distribution names; the index of a name is its code in the gateware mapper.
-DISTRIBUTIONS = ("rademacher", "sparse_sign", "uniform", "gaussian")
-#: Variance of the "gaussian" entries: 4 * (256**2 - 1) / 12.
-GAUSSIAN_VARIANCE = 21845
-#: Largest magnitude of a "gaussian" entry: 4 * 255 / 2.
-GAUSSIAN_BOUND = 510
 
 
 def _words(words) -> np.ndarray:

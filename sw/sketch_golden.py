@@ -12,9 +12,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from . import isa
+from ..spec import isa
 from .philox import random_uint32
-from .sketch_dist import DISTRIBUTIONS, gaussian, omega_words, rademacher, sparse_sign, uniform
+from ..spec.sketch_layout import DISTRIBUTIONS
+from .sketch_dist import gaussian, omega_words, rademacher, sparse_sign, uniform
 from .sketch_ops import RngGeometry, SketchGeometry, a_values, pack_y, unpack_params
 
 __all__ = ["check_rng", "check_sketch", "check_sketch_params", "execute_rng", "execute_sketch", "sketch_omega"]

@@ -5,7 +5,7 @@ Memory layout (``W = Config.mem_width`` bytes per word, ``L = Config.rng_lanes``
 * **RNG output**: ``ceil(n / (W/4))`` whole words holding the stream words ``0 .. words*W/4 - 1``
   (uint32 little-endian, stream word ``i`` at byte ``4 i`` of the region): ``n`` rounds up to whole
   memory words, the extra words are the continuation of the stream.
-* **A** (M x K, int8 or uint8): the GEMM engine's row-block layout (:func:`tridsa.sw.gemm_layout.pack_a`
+* **A** (M x K, int8 or uint8): the GEMM engine's row-block layout (:func:`tridsa.spec.gemm_layout.pack_a`
   with ``R`` rows per block), so the engine reads one column of a row block (``R`` bytes) per cycle.
 * **parameter block**: nine uint32 ``key0 key1 ctr0 ctr1 ctr2 ctr3 threshold lo span-1`` in
   ``ceil(36 / W)`` words (``threshold``, ``lo``, ``span`` from :func:`tridsa.sw.sketch_dist.dist_params`).
@@ -20,26 +20,24 @@ import numbers
 
 import numpy as np
 
-from .config import Config, ceil_div
-from .gemm_layout import GemmGeometry, blocks_from_words, pack_a, words_from_bytes
+from ..spec import isa
+from ..spec.config import Config, ceil_div
+from ..spec.gemm_layout import GemmGeometry, blocks_from_words, pack_a, words_from_bytes
 from .operands import integer_matrix, operand_signedness
 from .philox import check_counter, check_key
-from .sketch_dist import DISTRIBUTIONS, dist_params
+from ..spec.sketch_layout import DISTRIBUTIONS, PARAM_NAMES, rng_lanes_used
+from .sketch_dist import dist_params
 
-__all__ = ["PARAM_NAMES", "RngGeometry", "SketchGeometry", "emit_rng", "emit_sketch", "RngCall", "SketchCall",
-           "pack_params", "unpack_params", "pack_y", "unpack_y", "a_values", "rng_lanes_used", "rng_program",
+__all__ = ["RngGeometry", "SketchGeometry", "emit_rng", "emit_sketch", "RngCall", "SketchCall",
+           "pack_params", "unpack_params", "pack_y", "unpack_y", "a_values", "rng_program",
            "sketch_program", "run_sketch"]
 
-#: uint32 slots of the SKETCH parameter block, in order.
-PARAM_NAMES = ("key0", "key1", "ctr0", "ctr1", "ctr2", "ctr3", "threshold", "lo", "span_m1")
 
-_MAX_DIM = (1 << 16) - 1
-
+#: Largest m, K and k of one SKETCH (its 16-bit fields).
+_MAX_DIM = isa.field_max("SKETCH", "m")
 
 
-def rng_lanes_used(config: Config) -> int:
-    """Lanes the RNG instruction uses: the largest power of two <= ``rng_lanes`` (a plain width adapter)."""
-    return 1 << (config.rng_lanes.bit_length() - 1)
+
 
 
 @dataclasses.dataclass(frozen=True)
@@ -158,8 +156,8 @@ def emit_rng(builder, key, counter, n, name="rng") -> RngCall:
     n = _positive(n, "n", (1 << 32) - 1)
     geo = RngGeometry(builder.config, n)
     addr = builder.alloc(geo.words, name)
-    if addr >= 1 << 24:
-        raise ValueError("the RNG output must start below word 2**24")
+    if addr > isa.field_max("RNG", "out_addr"):
+        raise ValueError(f"the RNG output must start at word {isa.field_max('RNG', 'out_addr')} or below")
     builder.emit("RNG", n=n, out_addr=addr, key0=int(key[0]), key1=int(key[1]),
                  **{f"ctr{i}": int(counter[i]) for i in range(4)})
     return RngCall(name, geo)

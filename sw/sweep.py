@@ -25,7 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .config import Config
+from ..spec.config import Config
 
 __all__ = ["WORKLOADS", "grid", "run_point", "sweep", "pareto_front", "main"]
 
@@ -199,11 +199,11 @@ def sweep(configs, workloads, backend: str = "golden", out_dir="sweep", workers:
 
 def main(argv=None) -> int:
     """``tridsa sweep``: exit 0 if every point matched the golden model, 1 if not, 2 on a usage error."""
-    from .cli import CliError, config_from_args
+    from .cli import CliError, Parser, config_from_args
     from .cluster import ClusterError, Retry, connect
     from .progress import Progress
     from ..sim.backend import BACKENDS
-    parser = argparse.ArgumentParser(prog="tridsa sweep", description=(
+    parser = Parser(prog="tridsa sweep", description=(
         "Design-space sweep: Configs x workloads as Ray tasks (local Ray, or a cluster with --address); "
         "writes sweep.json and Pareto plots. docs/multichip.md"))
     parser.add_argument("--array", default="4x4,8x8,16x16", metavar="RxC,...", help="array shapes (default: %(default)s)")

@@ -16,17 +16,18 @@ import dataclasses
 import numpy as np
 
 from .builder import ProblemTooLarge, ProgramBuilder
-from .config import ceil_div
+from ..spec import isa
+from ..spec.config import ceil_div
 from .cycle_model import estimate_gemm_cycles
-from .gemm_layout import PARAM_WORDS, GemmGeometry
+from ..spec.gemm_layout import PARAM_WORDS, GemmGeometry
 from .gemm_ops import _NUMPY_OUT, GemmProblems, emit_problems
 from .host_memory import check_host_bytes
-from .requant import OUT_FORMATS
+from ..spec.requant import OUT_FORMATS
 
 __all__ = ["GemmPlan", "plan_gemm", "run_gemm", "FIELD_LIMIT"]
 
 #: Sizes (M, K, N, batch) one GEMM instruction's 16-bit fields hold.
-FIELD_LIMIT = (1 << 16) - 1
+FIELD_LIMIT = isa.field_max("GEMM", "m")
 
 
 @dataclasses.dataclass(frozen=True)

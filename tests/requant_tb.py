@@ -20,8 +20,8 @@ from cocotb.triggers import FallingEdge
 
 from tridsa.hw.requant import RequantUnit
 from tridsa.sim.cocotb_streams import Stream, exchange
-from tridsa.sw.requant import (INT32_MAX, INT32_MIN, OUT_FORMATS, OUT_RANGES, ROUNDING, SHIFT_MAX,
-                               ZERO_POINT_BITS, requantize_raw)
+from tridsa.spec.requant import INT32_MAX, INT32_MIN, OUT_FORMATS, OUT_RANGES, ROUNDING, SHIFT_MAX, ZERO_POINT_BITS
+from tridsa.sw.requant import requantize_raw
 
 EDGE_X = [INT32_MIN, INT32_MIN + 1, -(1 << 30), -(1 << 16) - 1, -1, 0, 1, (1 << 16) + 1, 1 << 30, INT32_MAX]
 EDGE_M = [0, 1, 2, 3, 1 << 30, (1 << 30) + 1, (1 << 31) - 1]

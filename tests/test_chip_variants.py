@@ -7,7 +7,7 @@ import pytest
 
 from conftest import SMALL, accelerator, backend_params
 from tridsa import Config, Requant
-from tridsa.sw import isa
+from tridsa.spec import isa
 from tridsa.sw.builder import ProgramBuilder
 from tridsa.sw.golden import execute
 from tridsa.sw.program import Program

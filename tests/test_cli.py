@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 import tridsa
-from tridsa.sw import isa
+from tridsa.spec import isa
 from tridsa.sw.builder import ProgramBuilder
 from tridsa.sw.cli import main
 from tridsa.sw.gemm_ops import emit_gemm
@@ -120,6 +120,20 @@ def test_user_errors_are_one_line_exit_2(capsys, argv, message):
     assert err.startswith(message) and err.count("\n") == 1, err
 
 
+@pytest.mark.parametrize("argv", [command + ["--no-such-flag"] for command in COMMANDS + (["sweep"],)]
+                         + [["demo", "--backend", "nope"], ["fuzz", "--n", "many"], ["sweep", "--workers", "x"]],
+                         ids=" ".join)
+def test_argument_mistakes_are_one_line(capsys, argv):
+    """Every command, its own options included (demo, fuzz, sweep), names the mistake in one line, no usage."""
+    try:
+        code = main(argv)
+    except SystemExit as exc:
+        code = exc.code
+    err = capsys.readouterr().err
+    assert code == 2 and err.startswith("tridsa ") and ": error: " in err, err
+    assert err.count("\n") == 1 and "usage:" not in err, err
+
+
 def test_bad_config_file(capsys, tmp_path):
     path = tmp_path / "c.json"
     path.write_text('{"rows": 8, "colz": 8}')
@@ -155,7 +169,7 @@ def test_not_a_program_file(capsys, tmp_path, make):
 @pytest.mark.parametrize("argv, module, path", [
     (["build", "--board", "icebreaker"], "tridsa.sw.build", "sw/build.py"),
     (["demo"], "tridsa.sw.demo", "sw/demo.py"),
-    (["fuzz"], "tridsa.sw.fuzz", "sw/fuzz.py"),
+    (["fuzz"], "tridsa.sw.fuzz_cli", "sw/fuzz_cli.py"),
     (["bench", "models"], "benchmarks.bench_models", "benchmarks/bench_models.py")])
 def test_missing_modules_say_not_available(capsys, monkeypatch, argv, module, path):
     """Until a module exists its command says so in one line (simulated here once it does exist)."""
@@ -253,6 +267,24 @@ def test_bench_gemm_golden_tiny(capsys, tmp_path):
     assert "| matmul | 4x8x4 | int8 | 128 |" in out and "bench gemm (golden)" in err
 
 
+def test_bench_gemm_published_table_golden():
+    """The README's GEMM table: INT8 and INT4 of a case on one line, the batched GEMM beside the same
+    problems as separate calls, and the command and backend that measured it."""
+    from tridsa.benchmarks.bench_gemm import BATCH, _run_batched, _run_matmul, published_table
+    acc = tridsa.Accelerator("golden", SMALL)
+    rng = np.random.default_rng(0)
+    rows = [_run_matmul(acc, rng, p, (16, 16, 16)) for p in ("int8", "int4")] + _run_batched(acc, rng, SMALL)
+    assert all(r["exact"] for r in rows)
+    batched, separate = rows[2:]
+    assert batched["cycles"] < separate["cycles"] and batched["macs"] == separate["macs"]
+    table = published_table(rows, SMALL, "golden")
+    assert table.startswith("Measured by `tridsa bench gemm --publish` on the golden backend")
+    lines = table.splitlines()
+    assert lines[4].startswith("| matmul 16 x 16 x 16 | ") and lines[4].endswith("x |")
+    assert lines[5].startswith(f"| batched: {BATCH} problems of 8 x 12 x 4, one instruction | {batched['cycles']} | ")
+    assert lines[6].startswith(f"| the same as {BATCH} separate matmul calls | {separate['cycles']} | ")
+
+
 def test_bench_gemm_stream_golden(capsys, tmp_path):
     """--stream N: N independent GEMM instructions in one Program; each hides the previous one's drain."""
     code, out, err = cli(capsys, "bench", "gemm", "--backend", "golden", *SMALL_FLAGS, "--shapes", "16x16x16",
@@ -287,3 +319,14 @@ def test_bench_gemm_verilator_small(capsys, tmp_path):
         int4["macs_per_cycle"] / int8["macs_per_cycle"])
     assert report["summary"]["sim_cycles_per_second"] > 0
     assert "| matmul | 16x16x16 | int8 | 4096 |" in out and "compute-bound INT8 utilization" in out
+
+
+def test_progress_counts_a_finished_case():
+    """A case reported with its result (the demo's layers) is counted in the line that shows the result."""
+    import io
+    from tridsa.sw.progress import Progress
+    stream = io.StringIO()
+    with Progress(5, "cnn", stream=stream) as bar:
+        bar.finished("gemm 8x8x8  util 0.96")
+    first = stream.getvalue().splitlines()[0]
+    assert " 1/5 gemm 8x8x8  util 0.96 " in first, first

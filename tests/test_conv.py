@@ -220,12 +220,12 @@ def test_regular_convs_keep_plain_im2col():
 
 
 def test_cycle_model_pipeline_depths_are_the_gateware_ones():
-    """The cycle model's pipeline depths are those of the PE (sw/gemm_layout.py) and the requant unit
+    """The cycle model's pipeline depths are those of the PE (spec/gemm_layout.py) and the requant unit
     (Config.requant_stages)."""
     from tridsa.hw.mac_array import ProcessingElement
     from tridsa.hw.requant import RequantUnit
-    from tridsa.sw.config import REQUANT_REGISTERED
-    from tridsa.sw.gemm_layout import PE_LATENCY
+    from tridsa.spec.config import REQUANT_REGISTERED
+    from tridsa.spec.gemm_layout import PE_LATENCY
     assert ProcessingElement.latency == PE_LATENCY
     for stages in (0, *REQUANT_REGISTERED):
         cfg = Config(requant_stages=stages)

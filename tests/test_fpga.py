@@ -13,9 +13,10 @@ import pytest
 
 from conftest import SMALL
 from tridsa import Accelerator, Config, Requant
-from tridsa.sw import fpga, isa
+from tridsa.spec import host_link, isa
 from tridsa.sw.builder import ProgramBuilder
-from tridsa.sw.fpga import COMMANDS, LinkError, REPLY_CODES, HostLink, Transport, crc8, request_frame
+from tridsa.spec.host_link import COMMANDS, REPLY_CODES, crc8, request_frame
+from tridsa.sw.fpga import HostLink, LinkError, Transport
 from tridsa.sw.gemm_ops import emit_gemm
 from tridsa.sw.golden import execute
 
@@ -37,12 +38,12 @@ class Scripted(Transport):
 
 def reply(code, payload=b""):
     body = bytes([REPLY_CODES[code]]) + payload
-    return bytes([fpga.REP_SYNC]) + body + bytes([crc8(body)])
+    return bytes([host_link.REP_SYNC]) + body + bytes([crc8(body)])
 
 
 def test_request_frame_layout():
     frame = request_frame("WRITE", 0x01020304, 2, b"\x10\x20")
-    assert frame[0] == fpga.REQ_SYNC and frame[1] == COMMANDS["WRITE"]
+    assert frame[0] == host_link.REQ_SYNC and frame[1] == COMMANDS["WRITE"]
     assert frame[2:6] == bytes([4, 3, 2, 1]) and frame[6:8] == bytes([2, 0])
     assert frame[8] == crc8(frame[1:8])
     assert frame[9:11] == b"\x10\x20" and frame[11] == crc8(b"\x10\x20")
@@ -76,7 +77,7 @@ def test_driver_errors_and_retries():
 
 def test_driver_checks_bitstream_config():
     from tridsa.hw.top import counter_names
-    good = (fpga.MAGIC + bytes([fpga.PROTOCOL_VERSION]) + fpga.config_digest_bytes(SMALL)
+    good = (host_link.MAGIC + bytes([host_link.PROTOCOL_VERSION]) + host_link.config_digest_bytes(SMALL)
             + bytes([len(counter_names(SMALL))]))
     HostLink(Scripted([reply("OK", good)]), SMALL).check()
     other = Config()
@@ -166,7 +167,7 @@ def test_uart_protocol_errors_recover(uart_sim, seed):
         with pytest.raises(LinkError) as info:
             link._reply(0)
         assert info.value.code == code
-        assert link.info()["magic"] == fpga.MAGIC                  # the bridge answers again
+        assert link.info()["magic"] == host_link.MAGIC                  # the bridge answers again
 
     words = np.array([[rng.randrange(256) for _ in range(SMALL.mem_width)] for _ in range(3)], np.uint8)
     link.write_memory(100, words)
@@ -180,7 +181,7 @@ def test_uart_protocol_errors_recover(uart_sim, seed):
     expect(request_frame("WRITE", 100, 2, bytes(2 * SMALL.mem_width))[:20], "TIMEOUT")
     # unknown command
     header = bytes([0x7E, 0, 0, 0, 0, 1, 0])
-    expect(bytes([fpga.REQ_SYNC]) + header + bytes([crc8(header)]), "UNKNOWN_COMMAND")
+    expect(bytes([host_link.REQ_SYNC]) + header + bytes([crc8(header)]), "UNKNOWN_COMMAND")
     # out of range
     expect(request_frame("READ", SMALL.mem_depth - 1, 2), "BAD_RANGE")
     expect(request_frame("READ", 0, 0), "BAD_RANGE")

@@ -11,7 +11,8 @@ import numpy as np
 import pytest
 
 from conftest import SMALL, accelerator
-from tridsa.sw import fuzz, isa
+from tridsa.sw import fuzz, fuzz_cli
+from tridsa.spec import isa
 from tridsa.sw.golden import execute
 from tridsa.sw.program import Program, RunResult
 
@@ -172,13 +173,13 @@ def test_saved_failure_replays_with_tridsa_run(tmp_path, capsys):
 
 
 def test_main_runs_and_summarizes(capsys):
-    code = fuzz.main(["--backend", "golden", "--n", "4", "--seed", "5", "--rows", "4", "--cols", "4",
+    code = fuzz_cli.main(["--backend", "golden", "--n", "4", "--seed", "5", "--rows", "4", "--cols", "4",
                       "--mem-width", "16", "--mem-depth", "2048"])
     captured = capsys.readouterr()
     assert code == 0
     assert "4 Programs" in captured.out and "0 failing" in captured.out
     assert "fuzz [" in captured.err and "4/4" in captured.err      # the progress bar
-    assert fuzz.main(["--n", "-1", "--backend", "golden"]) == 2
+    assert fuzz_cli.main(["--n", "-1", "--backend", "golden"]) == 2
 
 
 # ---- the CI budget on the gateware ---------------------------------------------------------------------

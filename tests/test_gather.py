@@ -8,15 +8,16 @@ import pytest
 from amaranth import Elaboratable, Module
 from amaranth.sim import Simulator
 
-from tridsa.hw.gather import GatherEngine
+from tridsa.hw.gather import CheckPass, GatherEngine, MeanDivider
 from tridsa.hw.index_queue import IndexQueue
 from tridsa.hw.memory import MemoryModel
 from tridsa.sim.memimage import from_ints, to_ints
-from tridsa.sw import isa
+from tridsa.spec import isa
 from tridsa.sw.builder import ProgramBuilder
 from tridsa.sw.driver import AcceleratorError
 from tridsa.sw.embedding import embedding_bag, embedding_bag_rowwise, quantize_rowwise
-from tridsa.sw.gather_golden import BYPASS_BIT, COUNTER_NAMES, check_gather, gather_counters
+from tridsa.spec.gather_layout import BYPASS_BIT
+from tridsa.sw.gather_golden import COUNTER_NAMES, check_gather, gather_counters
 from tridsa.sw.gather_ops import emit_gather, gather_program, pack_int32
 from tridsa.sw.golden import execute
 from tridsa.sw.cache_hints import hot_plan
@@ -573,6 +574,105 @@ def test_other_latency_on_verilator(seed):
     assert {k: result.counters[k] for k in expect} == expect
 
 
+# -- the mean divider alone --------------------------------------------------------------------------
+
+def test_mean_divider_alone(seed):
+    """MeanDivider against sign(s) * ((2|s| + n) // 2n) in Python integers: extremes and random lanes."""
+    rng = np.random.default_rng(seed)
+    dut = MeanDivider(4)
+    cases = [([-(1 << 31), (1 << 31) - 1, 0, -1], 1), ([-(1 << 31), (1 << 31) - 1, 5, -5], (1 << 24) - 1),
+             ([7, -7, 3, -3], 2), ([1, -1, 2, -2], 4)]
+    cases += [(rng.integers(-(1 << 31), 1 << 31, 4).tolist(), int(rng.integers(1, 1 << 24))) for _ in range(8)]
+    sim = Simulator(dut)
+    sim.add_clock(1e-8)
+
+    async def bench(ctx):
+        for lanes, n in cases:
+            assert ctx.get(dut.idle)
+            for i, v in enumerate(lanes):
+                ctx.set(dut.lanes[i], v)
+            ctx.set(dut.count, n)
+            ctx.set(dut.start, 1)
+            await ctx.tick()
+            ctx.set(dut.start, 0)
+            cycles = 0
+            while not ctx.get(dut.done):
+                await ctx.tick()
+                cycles += 1
+            want = [(1 if v >= 0 else -1) * ((2 * abs(v) + n) // (2 * n)) for v in lanes]
+            assert [ctx.get(dut.quotients[i]) for i in range(4)] == want, (lanes, n)
+            ctx.set(dut.ack, 1)
+            await ctx.tick()
+            ctx.set(dut.ack, 0)
+
+    sim.add_testbench(bench)
+    sim.run()
+
+
+# -- the check pass alone ----------------------------------------------------------------------------
+
+def _check_case(rng, kind):
+    """(offsets, indices, rows, n_indices): legal, or broken in one way (``kind``)."""
+    rows, n = 50, int(rng.integers(1, 40))
+    idx = rng.integers(0, rows, n) | (rng.random(n) < 0.3).astype(np.int64) << BYPASS_BIT   # hints are ignored
+    off = np.sort(rng.integers(0, n + 1, int(rng.integers(1, 20))))
+    off = np.concatenate([[0], off, [int(rng.integers(off[-1], n + 1))]])
+    if kind == "index":
+        idx[rng.integers(0, n)] = rows + int(rng.integers(0, 3))
+    elif kind == "first":
+        off[0] = 1
+    elif kind == "decrease" and off.size > 2:
+        i = int(rng.integers(1, off.size))
+        off[i] = off[i - 1] - 1
+    elif kind == "last":
+        off[-1] = n + 1
+    return off, idx, rows, n
+
+
+@pytest.mark.parametrize("kind", ["legal", "index", "first", "decrease", "last"])
+def test_check_pass_alone(kind, seed):
+    """CheckPass under random gaps in both word streams: its verdicts and off[n_bags] equal the golden rules."""
+    rng, rnd = np.random.default_rng(seed), random.Random(seed)
+    cfg = SMALL
+    dut = CheckPass(cfg)
+    cases = [_check_case(rng, kind) for _ in range(4)]
+    sim = Simulator(dut)
+    sim.add_clock(1e-8)
+
+    async def bench(ctx):
+        for off, idx, rows, n in cases:
+            offw, idxw = pack_int32(off, cfg.mem_width), pack_int32(idx, cfg.mem_width)
+            ctx.set(dut.n_bags, off.size - 1); ctx.set(dut.n_indices, n); ctx.set(dut.rows, rows)
+            ctx.set(dut.off_words, len(offw)); ctx.set(dut.idx_words, -(-n // (cfg.mem_width // 4)))
+            ctx.set(dut.start, 1)
+            await ctx.tick()
+            ctx.set(dut.start, 0)
+            queues = {dut.off: [int.from_bytes(w.tobytes(), "little") for w in offw],
+                      dut.idx: [int.from_bytes(w.tobytes(), "little") for w in idxw][:-(-n // (cfg.mem_width // 4))]}
+            for _ in range(1000):
+                for port, words in queues.items():
+                    ctx.set(port.valid, bool(words) and rnd.random() < 0.6)
+                    ctx.set(port.payload, words[0] if words else 0)
+                if not ctx.get(dut.off.ready) and not ctx.get(dut.idx.ready):
+                    break
+                for port, words in queues.items():
+                    if words and ctx.get(port.valid) and ctx.get(port.ready):
+                        words.pop(0)
+                await ctx.tick()
+            for port in queues:
+                ctx.set(port.valid, 0)
+            assert not any(queues.values()), "the pass stopped before taking every word"
+            off_bad = off[0] != 0 or np.any(np.diff(off) < 0) or off[-1] > n
+            idx_bad = np.any((idx & ((1 << BYPASS_BIT) - 1)) >= rows)
+            assert (ctx.get(dut.off_bad), ctx.get(dut.idx_bad)) == (off_bad, idx_bad), (kind, off, idx)
+            if not off_bad:
+                assert ctx.get(dut.off_last) == off[-1]
+
+    print(f"replay: TRIDSA_SEED={seed}")
+    sim.add_testbench(bench)
+    sim.run()
+
+
 # -- the index prefetch queue alone ------------------------------------------------------------------
 
 def test_index_queue_random_backpressure(seed):
@@ -670,3 +770,34 @@ def test_index_queue_random_backpressure(seed):
                     slot_of[row] = e.slot
             assert e.slot // cfg.cache_ways == row % cfg.cache_sets
             pos += 1
+
+
+@pytest.mark.slow
+def test_bench_hit_rates_rtl_counters_equal_the_cache_model():
+    """bench gather's RTL hit-rate columns (one GATHER of the trace on Verilator) equal the NumPy cache
+    model's for all three policies (plain LRU, hints of the same call, hints of the previous batch)."""
+    from tridsa.benchmarks.bench_gather import hit_rate_table, hit_rates
+    hits = hit_rates(SMALL, lookups=400, backend="verilator")
+    for h in hits:
+        assert [h[f"rtl_{k}"] for k in ("lru", "hinted", "hinted_prev")] == [h["lru"], h["hinted"], h["hinted_prev"]]
+    table = hit_rate_table(hits, "verilator")
+    assert "tridsa bench gather --publish" in table and "RTL previous batch" in table
+
+
+def test_cache_hints_take_a_plan_of_an_earlier_batch():
+    """``cache_hints`` may be a HotPlan (profiled on an earlier batch): same result, its hints in the
+    counters; a plan of another table size is one clear error."""
+    rng = np.random.default_rng(3)
+    table = rng.integers(-128, 128, (40, 8)).astype(np.int8)
+    idx, prev = rng.integers(0, 40, 60), rng.integers(0, 10, 60)
+    off = np.arange(0, 60, 6)
+    acc = accelerator("golden")
+    plain = acc.embedding_bag(table, idx, off, cache_hints=False)
+    plan = hot_plan(prev, 40, SMALL.cache_sets * SMALL.cache_ways)
+    assert np.array_equal(acc.embedding_bag(table, idx, off, cache_hints=plan), plain)
+    positions, allocate = plan.lookups(idx)
+    from tridsa.sw.row_cache import simulate
+    model = simulate(positions, SMALL.cache_sets, SMALL.cache_ways, allocate)
+    assert acc.last_run.counters["gather_hits"] == model["hits"]
+    with pytest.raises(ValueError, match="HotPlan of a 41-row table, the table has 40 rows"):
+        acc.embedding_bag(table, idx, off, cache_hints=hot_plan(prev, 41, 8))

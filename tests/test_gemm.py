@@ -6,7 +6,7 @@ import pytest
 
 from conftest import SMALL, accelerator, backend_params
 from tridsa import Accelerator, Config, Requant
-from tridsa.sw import isa
+from tridsa.spec import isa
 from tridsa.sw.builder import ProgramBuilder
 from tridsa.sw.cycle_model import estimate_gemm_cycles
 from tridsa.sw.gemm_ops import emit_gemm, emit_gemm_batch
@@ -325,7 +325,7 @@ def test_illegal_instruction_sets_error_and_halts(backend):
 def test_isa_doc_is_generated_from_code():
     from pathlib import Path
     doc = Path(__file__).parent.parent / "docs" / "isa.md"
-    assert doc.read_text() == isa.markdown_table(), "docs/isa.md is stale: run python -m tridsa.sw.isa > docs/isa.md"
+    assert doc.read_text() == isa.markdown_table(), "docs/isa.md is stale: run python -m tridsa.spec.isa > docs/isa.md"
 
 
 def test_program_save_load_roundtrip(tmp_path, seed):

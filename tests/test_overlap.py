@@ -9,10 +9,10 @@ import pytest
 from conftest import SMALL, accelerator, backend_params
 from tridsa import Accelerator
 from tridsa import Requant
-from tridsa.sw import isa
+from tridsa.spec import isa
 from tridsa.sw.builder import ProgramBuilder
 from tridsa.sw.gather_ops import emit_gather
-from tridsa.sw.gemm_layout import GemmGeometry
+from tridsa.spec.gemm_layout import GemmGeometry
 from tridsa.sw.gemm_ops import emit_gemm
 from tridsa.sw.golden import execute
 from tridsa.sw.sketch_ops import emit_rng

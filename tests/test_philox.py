@@ -18,10 +18,10 @@ from hypothesis import given, settings, strategies as st
 
 from tridsa.hw.philox import PhiloxCore, PhiloxStream
 from tridsa.hw.sketch_dist import SketchDistMap
-from tridsa.sw.config import Config
+from tridsa.spec.config import Config
 from tridsa.sw.philox import counter_add, counter_range, philox4x32_10, random_uint32
-from tridsa.sw.sketch_dist import (DISTRIBUTIONS, GAUSSIAN_BOUND, GAUSSIAN_VARIANCE, blocks_per_row,
-                                   dist_params, gaussian, map_words, omega, omega_words, rademacher,
+from tridsa.spec.sketch_layout import DISTRIBUTIONS, GAUSSIAN_BOUND, GAUSSIAN_VARIANCE
+from tridsa.sw.sketch_dist import (blocks_per_row, dist_params, gaussian, map_words, omega, omega_words, rademacher,
                                    sparse_sign, sparse_threshold, uniform)
 
 # Random123 tests/kat_vectors, the three "philox4x32 10" lines: counter[4], key[2] -> output[4].

@@ -24,9 +24,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tridsa.hw.requant import RequantUnit
-from tridsa.sw.config import REQUANT_REGISTERED, REQUANT_SERIAL_CYCLES
-from tridsa.sw.requant import (INT32_MAX, INT32_MIN, OUT_FORMATS, OUT_RANGES, ROUNDING, Requant, requantize,
-                               requantize_raw, round_shift, wrap_int32)
+from tridsa.spec.config import REQUANT_REGISTERED, REQUANT_SERIAL_CYCLES
+from tridsa.spec.requant import INT32_MAX, INT32_MIN, OUT_FORMATS, OUT_RANGES, ROUNDING
+from tridsa.sw.requant import Requant, requantize, requantize_raw, round_shift, wrap_int32
 
 import requant_tb
 from requant_spec import _tflite_multiply, ref_requant
@@ -439,7 +439,7 @@ def test_unit_chunked_amaranth_sim(lanes, per_cycle, stages):
 def _design_key(lanes: int, stages: int) -> str:
     """Build cache key: the parameters and the sources the Verilog is generated from."""
     digest = hashlib.sha256()
-    for module in ("tridsa.hw.requant", "tridsa.sw.requant", "tridsa.sw.config"):
+    for module in ("tridsa.hw.requant", "tridsa.spec.requant", "tridsa.spec.config"):
         digest.update(Path(sys.modules[module].__file__).read_bytes())
     return f"lanes={lanes}:stages={stages}:{digest.hexdigest()[:16]}"
 

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from tridsa.sw.cache_hints import hot_plan, identity_plan
-from tridsa.sw.config import Config
+from tridsa.spec.config import Config
 from tridsa.sw.dlrm_traffic import make_bags, uniform_indices, zipf_indices, zipf_probabilities
 from tridsa.sw.row_cache import RowCache, belady_hits, simulate
 

@@ -9,7 +9,7 @@ import pytest
 
 from conftest import SMALL, accelerator
 from tridsa import Accelerator, Config
-from tridsa.sim.backend import CycleLimit
+from tridsa.sim.backend_base import CycleLimit
 from tridsa.sim.verilator_model import SimulatorCrashed
 from tridsa.sw import fuzz
 from tridsa.sw.builder import ProgramBuilder

@@ -16,7 +16,8 @@ import numpy as np
 import pytest
 
 from conftest import SMALL
-from tridsa.sw import cluster, fuzz, fuzz_ray, isa, sweep
+from tridsa.sw import cluster, fuzz, fuzz_cli, fuzz_ray, sweep
+from tridsa.spec import isa
 from tridsa.sw.golden import execute
 from tridsa.sw.program import RunResult
 
@@ -112,10 +113,10 @@ def test_unreachable_address_fails_fast(capsys):
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     start = time.perf_counter()
-    code = fuzz.main(["--backend", "golden", "--n", "2", "--ray", "--address", f"127.0.0.1:{port}"])
+    code = fuzz_cli.main(["--backend", "golden", "--n", "2", "--ray", "--address", f"127.0.0.1:{port}"])
     assert code == 2 and time.perf_counter() - start < 10
     assert f"--address 127.0.0.1:{port}: no Ray cluster reachable" in capsys.readouterr().err
-    assert fuzz.main(["--backend", "golden", "--n", "2", "--workers", "2"]) == 2      # needs --ray
+    assert fuzz_cli.main(["--backend", "golden", "--n", "2", "--workers", "2"]) == 2      # needs --ray
     with pytest.raises(cluster.ClusterError, match="invalid"):
         cluster.connect("nowhere")
 

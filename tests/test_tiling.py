@@ -10,7 +10,7 @@ from tridsa import Accelerator, Requant
 from tridsa.sw.builder import ProgramBuilder
 from tridsa.sw.gemm_ops import emit_problems, gemm_problems
 from tridsa.sw.host_memory import HostMemoryError
-from tridsa.sw.requant import OUT_FORMATS
+from tridsa.spec.requant import OUT_FORMATS
 from tridsa.sw.tiling import plan_gemm
 
 TINY = SMALL.replace(mem_depth=64)          # 1 KiB: a 16 x 40 x 12 matmul no longer fits
@@ -103,7 +103,7 @@ def test_accumulate_needs_the_mode(backend):
     """On a chip built without the accumulate mode (Config.accumulate=False) an accumulate GEMM is BAD_MODE
     and writes nothing; the tiling driver then never splits K (it still tiles M and N)."""
     from tridsa.sw.builder import ProblemTooLarge
-    from tridsa.sw import isa
+    from tridsa.spec import isa
     config = SMALL.replace(accumulate=False)
     problems = gemm_problems(config, np.ones((1, 4, 8), np.int8), np.ones((1, 8, 4), np.int8))
     builder = ProgramBuilder(config)

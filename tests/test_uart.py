@@ -8,7 +8,7 @@ from amaranth.sim import Simulator
 
 from tridsa.hw.host_bridge import crc8_next
 from tridsa.hw.uart import UartRx, UartTx
-from tridsa.sw.fpga import crc8
+from tridsa.spec.host_link import crc8
 
 
 def test_crc8_check_value():

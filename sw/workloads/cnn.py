@@ -20,7 +20,7 @@ import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
 from ..quantize import act_qparams, dyadic, rescale
-from . import (INT4_PERCENTILE, WEIGHTS_DIR, FloatModel, QuantModel, build_layer, calib_ranges, check_pixels,
+from .base import (INT4_PERCENTILE, WEIGHTS_DIR, FloatModel, QuantModel, build_layer, calib_ranges, check_pixels,
                check_precision)
 
 __all__ = ["CNN", "FloatCNN", "load_cnn", "load_cnn_float", "quantize_cnn"]

@@ -25,7 +25,7 @@ import numpy as np
 
 from ..gather_ops import TableBatch
 from ..quantize import act_qparams, dyadic, quantize_weights, rescale
-from . import INT4_PERCENTILE, WEIGHTS_DIR, FloatModel, QuantModel, build_layer, calib_ranges, check_precision
+from .base import INT4_PERCENTILE, WEIGHTS_DIR, FloatModel, QuantModel, build_layer, calib_ranges, check_precision
 
 __all__ = ["DLRM", "FloatDLRM", "auc", "load_dlrm", "load_dlrm_float", "quantize_dlrm", "synthetic_ctr"]
 

@@ -24,7 +24,7 @@ import numpy as np
 
 from ..int_ops import i_sigmoid, i_tanh
 from ..quantize import dyadic, rescale, round_shift
-from . import (WEIGHTS_DIR, FloatModel, QuantModel, build_layer, calib_ranges, check_pixels,
+from .base import (WEIGHTS_DIR, FloatModel, QuantModel, build_layer, calib_ranges, check_pixels,
                check_precision)
 
 __all__ = ["FloatLSTM", "LSTM", "load_lstm", "load_lstm_float", "quantize_lstm"]

@@ -23,7 +23,7 @@ import numpy as np
 from ..int_ops import i_gelu, i_layernorm, i_softmax
 from ..quantize import DTYPE_RANGES, act_qparams, dyadic, rescale
 from ..requant import Requant
-from . import (INT4_PERCENTILE, ROUNDING, WEIGHTS_DIR, FloatModel, QuantModel, build_layer, calib_ranges, check_pixels,
+from .base import (INT4_PERCENTILE, ROUNDING, WEIGHTS_DIR, FloatModel, QuantModel, build_layer, calib_ranges, check_pixels,
                check_precision)
 
 __all__ = ["FloatTransformer", "Transformer", "load_transformer", "load_transformer_float",

@@ -20,8 +20,11 @@ import zlib
 
 import numpy as np
 
-from ..quantize import dyadic, rescale
 from ..requant import Requant
+from .bert import bert
+from .cnn import mobilenetv2, resnet50
+from .dlrm import dlrm
+from .lstm import lstm
 
 __all__ = ["MODELS", "Layer", "Recorder", "run_model"]
 
@@ -120,13 +123,6 @@ def fan_in_requant(k: int) -> Requant:
     return Requant.from_scale(32.0 / (2900.0 * math.sqrt(k)), 0, "half_up")
 
 
-def to_int8(x, scale: float) -> np.ndarray:
-    """Integer rescale of ``x`` (saturated to int32 first) by ``scale`` (a dyadic constant) to int8."""
-    m, sh = dyadic(scale)
-    x = np.clip(np.asarray(x, np.int64), -(1 << 31) + 1, (1 << 31) - 1)
-    return rescale(x, int(m), int(sh), 0, "int8").astype(np.int8)
-
-
 def run_model(name: str, acc, golden=None, on_layer=None, **options) -> list:
     """Run zoo model ``name`` (a key of :data:`MODELS`) on ``acc``; return its :class:`Layer` records."""
     if name not in MODELS:
@@ -135,11 +131,6 @@ def run_model(name: str, acc, golden=None, on_layer=None, **options) -> list:
     MODELS[name](recorder, **options)
     return recorder.layers
 
-
-from .bert import bert  # noqa: E402  (the models use the helpers above)
-from .cnn import mobilenetv2, resnet50  # noqa: E402
-from .dlrm import dlrm  # noqa: E402
-from .lstm import lstm  # noqa: E402
 
 #: model name -> function(recorder, **options) running the model's layers.
 MODELS = {"resnet50": resnet50, "mobilenetv2": mobilenetv2, "bert": bert, "lstm": lstm, "dlrm": dlrm}

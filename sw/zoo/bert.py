@@ -9,8 +9,8 @@ from __future__ import annotations
 import numpy as np
 
 from ..int_ops import i_gelu, i_layernorm, i_softmax
+from ..quantize import to_int8
 from ..requant import Requant
-from . import to_int8
 
 __all__ = ["bert", "SEQ", "HIDDEN", "HEADS", "FFN"]
 

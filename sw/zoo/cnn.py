@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from . import to_int8
+from ..quantize import to_int8
+
 
 __all__ = ["resnet50", "mobilenetv2", "RESNET50_STAGES", "MOBILENETV2_BLOCKS"]
 

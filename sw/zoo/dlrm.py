@@ -16,7 +16,7 @@ import numpy as np
 
 from ..dlrm_traffic import zipf_indices
 from ..host_memory import available_bytes
-from . import to_int8
+from ..quantize import to_int8
 
 __all__ = ["dlrm", "CRITEO_ROWS", "POOLING", "BOTTOM", "TOP", "DIM"]
 

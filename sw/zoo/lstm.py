@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..quantize import to_int8
 from ..requant import Requant
 from ..workloads.rnn import GATE_FRAC, lstm_cell
-from . import to_int8
 
 __all__ = ["lstm", "HIDDEN", "STEPS", "BATCHES"]
 

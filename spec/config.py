@@ -73,7 +73,7 @@ class Config:
     rng_lanes:
         Number of Philox4x32-10 lanes of the sketch engine (each makes 128 bits per cycle).
     engines:
-        The engines the chip has (names of :data:`tridsa.sw.isa.ENGINE_OPS`, kept in that order). An
+        The engines the chip has (names of :data:`tridsa.spec.isa.ENGINE_OPS`, kept in that order). An
         FPGA build can leave out what does not fit; their instructions are then ILLEGAL_OPCODE.
     requant_lanes:
         Accumulators the GEMM engine requantizes per cycle (a power of two dividing ``cols``; None =
