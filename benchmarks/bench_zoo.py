@@ -7,7 +7,7 @@ which has no MACs, the memory-bound limit: the bytes of the rows its lookups nee
 divided by its cycles). On the golden backend the cycles and port bytes are the cycle model's
 (:mod:`tridsa.sw.cycle_model`); on a gateware backend they are the RTL counters, and every layer is
 checked bit for bit against the golden model. Writes ``zoo.json`` (after every model, with
-``"complete": false`` until the last), ``zoo_roofline.png`` and ``zoo.md`` (the summary table);
+``"complete": false`` until the last), ``zoo_roofline_<backend>.png`` and ``zoo.md`` (the summary table);
 ``--publish`` also puts the table into README.md and docs (section ``bench-zoo-<backend>``) and the
 plot into docs/img.
 """
@@ -85,7 +85,7 @@ def run(config: Config, backend: str = "golden", out_dir="benchmarks/out", model
     print("\n## Per layer\n")
     print(markdown_table(layers, ["model", "name", "op", "shape", "macs", "cycles", "utilization", "intensity",
                                   "roofline_fraction", "programs"]))
-    plot = _roofline(layers, config, out_dir / "zoo_roofline.png")
+    plot = _roofline(layers, config, out_dir / f"zoo_roofline_{backend}.png")
     (out_dir / "zoo.md").write_text(table + "\n")
     report = {"config": config.to_dict(), "backend": backend, "cycles_from": source, "models": summary,
               "targets": targets, "layers": layers, "files": [str(plot), str(out_dir / "zoo.md")], "complete": True}

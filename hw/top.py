@@ -2,11 +2,19 @@
 
 Host protocol: push instruction words into ``cmd`` (a stream; the queue holds ``Config.queue_depth``).
 The dispatcher issues them in order. It starts an instruction on an engine that is ``ready`` when no
-instruction is in flight, or when the instructions in flight run on that same engine (an engine may take
-the next instruction while it drains the previous one: see :class:`tridsa.hw.gemm.GemmEngine`); engines
-report ``done`` in instruction order. NOP and HALT wait until nothing is in flight. ``HALT`` or the
-first error raises ``halted``; ``error`` then holds the error code (:data:`tridsa.spec.isa.ERRORS`) and
-``error_pc`` the index of the failing instruction. After halting, the dispatcher keeps draining ``cmd`` so a host never blocks.
+instruction is in flight, or when the last instruction issued runs on that same engine (with
+``Config.overlap`` an engine may take the next instruction while it drains the previous one: see
+:class:`tridsa.hw.gemm.GemmEngine`), or, for the two engines that run side by side (GEMM and GATHER,
+:func:`tridsa.hw.engine_port.side_by_side`), on the other engine once every instruction in flight passed
+its checks. Side by side, the younger engine's instructions touch memory only on ``go``: no region they
+read or write meets one the older engine's instructions write, and none they write meets one those read
+(:func:`tridsa.hw.engine_port.regions_conflict`); an arbiter shares the memory port between the two.
+Instructions retire in order: the oldest in flight runs on ``head``, and a ``done`` of the younger engine
+is owed until the older engine's instructions retired. NOP and HALT wait until nothing is in flight.
+``HALT`` or the first error raises ``halted``; ``error`` then holds the error code
+(:data:`tridsa.spec.isa.ERRORS`) and ``error_pc`` the index of the failing instruction; after an engine
+reported an error nothing more is issued. After halting, the dispatcher keeps draining ``cmd`` so a host
+never blocks.
 Counters count from the first instruction popped until ``halted``. The chip has the engines named in
 ``Config.engines``; an instruction of a missing engine is ILLEGAL_OPCODE.
 

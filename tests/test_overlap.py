@@ -39,12 +39,20 @@ def _gemms(rng, builder, count):
 SERIAL = SMALL.replace(overlap=False)
 
 
-def _check(backend, program, config=SMALL):
+def _stalled(backend, config, seed):
+    """A backend with random memory stalls from ``seed`` (printed by the fixture; replay with TRIDSA_SEED)."""
+    if backend == "golden":
+        return accelerator("golden", config)
+    return Accelerator(backend, config, mem_stall_seed=seed % (1 << 32) or 1)
+
+
+def _check_stalled(backend, program, seed, config=SMALL):
     expected = execute(program)
-    result = accelerator(backend, config).backend.run(program)
+    acc = _stalled(backend, config, seed)
+    result = acc.backend.run(program)
     assert (result.error, result.error_pc) == (expected.error, expected.error_pc)
     np.testing.assert_array_equal(result.memory, expected.memory)
-    return expected
+    return expected, result
 
 
 # (backend, Config): every backend overlaps; golden and amaranth also run the chip without overlap
@@ -56,7 +64,8 @@ SETTINGS += [pytest.param(b, SERIAL, id=f"{b}-serial") for b in ("golden", "amar
 @pytest.mark.parametrize("chain", sorted(CHAINS))
 @pytest.mark.parametrize("backend, config", SETTINGS)
 def test_dependent_gemms_match_golden(backend, config, chain, seed):
-    """Three GEMMs chained as ``chain`` says, a GATHER, then two more GEMMs (one engine after another)."""
+    """Three GEMMs chained as ``chain`` says, a GATHER, then two more GEMMs (one engine after another),
+    under random memory stalls."""
     rng = np.random.default_rng(seed)
     builder = ProgramBuilder(config)
     fields = _gemms(rng, builder, 3)
@@ -66,7 +75,7 @@ def test_dependent_gemms_match_golden(backend, config, chain, seed):
     emit_gather(builder, rng.integers(-128, 128, (40, 8)).astype(np.int8), rng.integers(0, 40, 12), np.arange(4) * 3)
     _gemms(rng, builder, 2)
     program = builder.build()
-    expected = _check(backend, program, config)
+    expected, _ = _check_stalled(backend, program, seed, config)
     assert expected.error == 0 and expected.counters["retired"] == len(program.instructions) - 1
 
 
@@ -81,7 +90,7 @@ def test_error_behind_gemms_in_flight(backend, seed):
     builder.instructions[:4] = [isa.encode("GEMM", **f) for f in fields]
     emit_rng(builder, (1, 2), (0, 0, 0, 0), 16)
     program = builder.build()
-    expected = _check(backend, program)
+    expected, _ = _check_stalled(backend, program, seed)
     assert (expected.error_name, expected.error_pc) == ("OVERLAP", 2)
     c_words = GemmGeometry(SMALL, *SHAPE, False, 1).c_words
     for c in (fields[0]["c_addr"], fields[1]["c_addr"]):          # written (random operands: not all zero)
@@ -138,22 +147,6 @@ def _side_by_side(rng, config, chain):
         fields[i][name] = fields[j][region]
     builder.instructions[:4] = [isa.encode("GEMM" if i % 2 == 0 else "GATHER", **f) for i, f in enumerate(fields)]
     return builder.build(), fields
-
-
-def _stalled(backend, config, seed):
-    """A backend with random memory stalls from ``seed`` (printed by the fixture; replay with TRIDSA_SEED)."""
-    if backend == "golden":
-        return accelerator("golden", config)
-    return Accelerator(backend, config, mem_stall_seed=seed % (1 << 32) or 1)
-
-
-def _check_stalled(backend, program, seed, config=SMALL):
-    expected = execute(program)
-    acc = _stalled(backend, config, seed)
-    result = acc.backend.run(program)
-    assert (result.error, result.error_pc) == (expected.error, expected.error_pc)
-    np.testing.assert_array_equal(result.memory, expected.memory)
-    return expected, result
 
 
 CROSS_BACKENDS = backend_params(("golden", "amaranth", "verilator", "icarus"))

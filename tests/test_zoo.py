@@ -82,7 +82,7 @@ def test_bench_zoo_writes_report(tmp_path, capsys):
     report = json.loads((tmp_path / "zoo.json").read_text())
     assert set(report["models"]) == {"bert"} and report["models"]["bert"]["cycles"] > 0 and report["complete"]
     assert report["cycles_from"].startswith("cycle model") and report["targets"]["bert"]["met"]
-    assert (tmp_path / "zoo_roofline.png").stat().st_size > 0
+    assert (tmp_path / "zoo_roofline_golden.png").stat().st_size > 0
     table = (tmp_path / "zoo.md").read_text()
     assert "| bert |" in table and "Gemmini ResNet-50" in table and "tridsa bench zoo --backend golden" in table
     assert set(MODELS) == {"resnet50", "mobilenetv2", "bert", "lstm", "dlrm"}
