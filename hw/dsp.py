@@ -42,6 +42,14 @@ def _instantiate(primitive, platform, family):
     return primitive is True or (primitive == "auto" and platform_family(platform) == family)
 
 
+def _registered_products(m, products):
+    """The behavioural model of both primitives: for each ``(a, b, p)``, ``a`` and ``b`` into input
+    registers, their product into the output register ``p`` (latency 2)."""
+    for a, b, p in products:
+        a_r, b_r = Signal.like(a, name=f"{p.name}_a"), Signal.like(b, name=f"{p.name}_b")
+        m.d.sync += [a_r.eq(a), b_r.eq(b), p.eq(a_r * b_r)]
+
+
 class Mult18x18(wiring.Component):
     """18 x 18 signed multiplier with input and output registers (ECP5 ``MULT18X18D``); latency 2."""
     a: In(signed(18))
@@ -68,8 +76,7 @@ class Mult18x18(wiring.Component):
                 i_CLK0=ClockSignal(), i_CE0=1, i_RST0=0, i_CLK1=0, i_CE1=0, i_RST1=0, i_CLK2=0, i_CE2=0, i_RST2=0,
                 i_CLK3=0, i_CE3=0, i_RST3=0, **ports)
         else:
-            a, b = Signal(signed(18)), Signal(signed(18))
-            m.d.sync += [a.eq(self.a), b.eq(self.b), self.p.eq(a * b)]
+            _registered_products(m, [(self.a, self.b, self.p)])
         return m
 
 
@@ -105,7 +112,5 @@ class Mac16Dual8x8(wiring.Component):
                 i_OHOLDTOP=0, i_OHOLDBOT=0, i_CI=0, i_ACCUMCI=0, i_SIGNEXTIN=0, o_O=out)
             m.d.comb += [self.bot.eq(out[:16]), self.top.eq(out[16:])]
         else:
-            regs = [Signal(signed(8), name=n) for n in ("a_top_r", "b_top_r", "a_bot_r", "b_bot_r")]
-            m.d.sync += [r.eq(v) for r, v in zip(regs, (self.a_top, self.b_top, self.a_bot, self.b_bot))]
-            m.d.sync += [self.top.eq(regs[0] * regs[1]), self.bot.eq(regs[2] * regs[3])]
+            _registered_products(m, [(self.a_top, self.b_top, self.top), (self.a_bot, self.b_bot, self.bot)])
         return m

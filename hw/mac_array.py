@@ -30,6 +30,20 @@ CTRL = data.StructLayout({"valid": 1, "first": 1, "last": 1})
 MODE = data.StructLayout({"int4": 1, "a_signed": 1, "b_signed": 1})
 
 
+def delay(m, value, cycles, name, keep=False):
+    """``value`` through ``cycles`` registers named ``name0, name1, ...``.
+
+    ``keep`` for the copies the array holds on purpose: control and mode travel PE to PE so that no net
+    reaches every PE, so all PEs on an anti-diagonal hold equal values, and synthesis would merge those
+    registers into one that drives the whole diagonal again (sw/build.py copies ``keep`` from these wires
+    onto their flip-flop cells, which stops that)."""
+    for stage in range(cycles):
+        reg = Signal.like(value, name=f"{name}{stage}", attrs={"keep": 1} if keep else {})
+        m.d.sync += reg.eq(value)
+        value = reg
+    return value
+
+
 def lut_multiply(x, y, terms=1):
     """``x * y`` (both signed) as a balanced tree of shifted partial products, with no ``*`` operator, so
     synthesis keeps it in LUT logic instead of mapping it to a hard multiplier. Returns the tree's top
@@ -55,6 +69,18 @@ def lut_multiply(x, y, terms=1):
 # A * B = a_lo*b_hi + (a_lo*b_lo + a_hi*b_hi) * 2**S + a_hi*b_lo * 2**(2S). |a_lo*b_hi| <= 225 < 2**S and the
 # dot product lies in [-240, 450] (10 bits signed), so it is bits [S, S+10) of A * B plus 1 when a_lo*b_hi < 0.
 _S = 10
+
+
+class _Operands:
+    """A PE's operand bytes as signed values by ``mode``: ``a8``, ``b8`` (9 bits) and the INT4 nibbles ``a4 =
+    (a_lo, a_hi)``, ``b4 = (b_lo, b_hi)`` (5 bits each)."""
+
+    def __init__(self, a, b, mode):
+        def extend(value, top, signed):
+            return Cat(value, value[top] & signed).as_signed()
+        self.a8, self.b8 = extend(a, 7, mode.a_signed), extend(b, 7, mode.b_signed)
+        self.a4 = extend(a[0:4], 3, mode.a_signed), extend(a[4:8], 3, mode.a_signed)
+        self.b4 = extend(b[0:4], 3, mode.b_signed), extend(b[4:8], 3, mode.b_signed)
 
 
 class ProcessingElement(wiring.Component):
@@ -107,31 +133,25 @@ class ProcessingElement(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         a_in, b_in, mode_in = self.a_in, self.b_in, self.mode
-        m.d.sync += [self.a_out.eq(a_in), self.b_out.eq(b_in), self.ctrl_out.eq(self.ctrl_in),
-                     self.mode_out.eq(mode_in)]
+        m.d.sync += [self.a_out.eq(a_in), self.b_out.eq(b_in)]
+        m.d.comb += [self.ctrl_out.eq(delay(m, self.ctrl_in, 1, "ctrl_out", keep=True)),
+                     self.mode_out.eq(delay(m, mode_in, 1, "mode_out", keep=True))]
 
-        def extend(value, top, signed):
-            return Cat(value, value[top] & signed).as_signed()
-
-        def delay(value, cycles, name):
-            for stage in range(cycles):
-                reg = Signal.like(value, name=f"{name}{stage}")
-                m.d.sync += reg.eq(value)
-                value = reg
-            return value
-
+        # Stage 0 of the mac8 and lut PEs is the pass-through registers (a_out, b_out, mode_out); the mult18
+        # PE packs before the DSP's input register, from the inputs
+        stage0 = _Operands(self.a_out, self.b_out, self.mode_out)
         product = Signal(signed(18))                # stage 2: int8 product or int4 dot product
         if self.kind == "mult18":
             m.submodules.mult = mult = Mult18x18(self.primitive)      # stages 0 and 1
-            a8, b8 = extend(a_in, 7, mode_in.a_signed), extend(b_in, 7, mode_in.b_signed)
+            x = _Operands(a_in, b_in, mode_in)
+            a8, b8 = x.a8, x.b8
             if self.int4:
                 # The packed operands, 16 bits (|a_hi * 2**S + a_lo| < 2**15), go into the DSP's input register
-                a_lo, a_hi = extend(a_in[0:4], 3, mode_in.a_signed), extend(a_in[4:8], 3, mode_in.a_signed)
-                b_lo, b_hi = extend(b_in[0:4], 3, mode_in.b_signed), extend(b_in[4:8], 3, mode_in.b_signed)
+                (a_lo, a_hi), (b_lo, b_hi) = x.a4, x.b4
                 m.d.comb += [mult.a.eq(Mux(mode_in.int4, a_lo + (a_hi << _S), a8)),
                              mult.b.eq(Mux(mode_in.int4, b_hi + (b_lo << _S), b8))]
-                int4 = delay(mode_in.int4, 2, "int4_")
-                low_negative = delay((a_lo != 0) & (b_hi != 0) & (a_lo[4] ^ b_hi[4]), 2, "low_negative")
+                int4 = delay(m, mode_in.int4, 2, "int4_", keep=True)
+                low_negative = delay(m, (a_lo != 0) & (b_hi != 0) & (a_lo[4] ^ b_hi[4]), 2, "low_negative")
                 dot = (mult.p[_S:_S + 10] + low_negative)[:10].as_signed()
                 m.d.sync += product.eq(Mux(int4, dot, mult.p[:18].as_signed()))
             else:
@@ -144,17 +164,14 @@ class ProcessingElement(wiring.Component):
             # registered beside the DSP's product register (and one more cycle with the delay)
             a, b, mode = self.a_out, self.b_out, self.mode_out
             a_fix, b_fix = a[7] & ~mode.a_signed, b[7] & ~mode.b_signed
-            correction = Mux(a_fix, extend(b, 7, mode.b_signed), 0) + Mux(b_fix, a.as_signed(), 0)
-            correction = delay(correction[:10].as_signed(), 1 + self.dsp_delay, "correction")
+            correction = Mux(a_fix, stage0.b8, 0) + Mux(b_fix, a.as_signed(), 0)
+            correction = delay(m, correction[:10].as_signed(), 1 + self.dsp_delay, "correction")
             m.d.sync += product.eq(self.dsp_p + (correction << 8))
         else:
-            a, b, mode = Signal(8), Signal(8), Signal(MODE)      # stage 0: the operands as received
-            m.d.sync += [a.eq(a_in), b.eq(b_in), mode.eq(mode_in)]
-            a8, b8 = extend(a, 7, mode.a_signed), extend(b, 7, mode.b_signed)
+            a8, b8, mode = stage0.a8, stage0.b8, self.mode_out
             halves = [Signal(signed(18), name=f"half{i}") for i in range(2)]      # stage 1
             if self.int4:
-                a_lo, a_hi = extend(a[0:4], 3, mode.a_signed), extend(a[4:8], 3, mode.a_signed)
-                b_lo, b_hi = extend(b[0:4], 3, mode.b_signed), extend(b[4:8], 3, mode.b_signed)
+                (a_lo, a_hi), (b_lo, b_hi) = stage0.a4, stage0.b4
                 int8_halves = lut_multiply(a8, b8, terms=2)
                 m.d.sync += [halves[0].eq(Mux(mode.int4, lut_multiply(a_lo, b_lo)[0], int8_halves[0])),
                              halves[1].eq(Mux(mode.int4, lut_multiply(a_hi, b_hi)[0], int8_halves[1]))]
@@ -162,7 +179,7 @@ class ProcessingElement(wiring.Component):
                 m.d.sync += [h.eq(v) for h, v in zip(halves, lut_multiply(a8, b8, terms=2))]
             m.d.sync += product.eq(halves[0] + halves[1])
 
-        ctrl = delay(self.ctrl_in, self.latency - 1 + self.dsp_delay, "ctrl")     # the k-step's control at stage 3
+        ctrl = delay(m, self.ctrl_in, self.latency - 1 + self.dsp_delay, "ctrl", keep=True)   # the k-step's control at stage 3
         acc = Signal(signed(32))
         total = Signal(signed(32))
         m.d.comb += total.eq(Mux(ctrl.first, 0, acc) + product)
@@ -210,13 +227,6 @@ class MacArray(wiring.Component):
         R, C = self.rows, self.cols
         family = platform_family(platform) if self.family == "auto" else self.family
 
-        def delay(value, cycles, name):
-            for stage in range(cycles):
-                reg = Signal.like(value, name=f"{name}_d{stage}")
-                m.d.sync += reg.eq(value)
-                value = reg
-            return value
-
         pes = [[ProcessingElement(kind, int4=self.int4 and kind != "mac8", primitive=self.primitives, dsp_delay=delayed)
                 for kind, delayed in row] for row in pe_kinds(R, C, self.hard_multipliers, self.int4, family)]
         for i in range(R):
@@ -224,14 +234,14 @@ class MacArray(wiring.Component):
                 pe = pes[i][j]
                 m.submodules[f"pe_{i}_{j}"] = pe
                 if j == 0:
-                    m.d.comb += [pe.a_in.eq(delay(self.a[i], FEED_STAGES + i, f"a{i}")),
-                                 pe.ctrl_in.eq(delay(self.ctrl, FEED_STAGES + i, f"ctrl{i}")),
-                                 pe.mode.eq(delay(self.mode, FEED_STAGES + i, f"mode{i}"))]
+                    m.d.comb += [pe.a_in.eq(delay(m, self.a[i], FEED_STAGES + i, f"a{i}_d")),
+                                 pe.ctrl_in.eq(delay(m, self.ctrl, FEED_STAGES + i, f"ctrl{i}_d", keep=True)),
+                                 pe.mode.eq(delay(m, self.mode, FEED_STAGES + i, f"mode{i}_d", keep=True))]
                 else:
                     m.d.comb += [pe.a_in.eq(pes[i][j - 1].a_out), pe.ctrl_in.eq(pes[i][j - 1].ctrl_out),
                                  pe.mode.eq(pes[i][j - 1].mode_out)]
                 if i == 0:
-                    m.d.comb += pe.b_in.eq(delay(self.b[j], FEED_STAGES + j, f"b{j}"))
+                    m.d.comb += pe.b_in.eq(delay(m, self.b[j], FEED_STAGES + j, f"b{j}_d"))
                 else:
                     m.d.comb += pe.b_in.eq(pes[i - 1][j].b_out)
                 # SB_MAC16: the top half for a PE that delays its operands (or a lone PE), the bottom half for
@@ -245,8 +255,8 @@ class MacArray(wiring.Component):
         # Row i is complete when its last PE has latched (``latency - 1`` cycles after that PE passed the
         # ``last`` k-step on; a PE that delays its DSP operands is never the last of a row, and latches no
         # later than it): at most one row completes per cycle.
-        done = [delay(pes[i][C - 1].ctrl_out.valid & pes[i][C - 1].ctrl_out.last, ProcessingElement.latency - 1,
-                      f"done{i}") for i in range(R)]
+        done = [delay(m, pes[i][C - 1].ctrl_out.valid & pes[i][C - 1].ctrl_out.last, ProcessingElement.latency - 1,
+                      f"done{i}_d", keep=True) for i in range(R)]
         row = Signal(data.ArrayLayout(signed(32), C))
         for j in range(C):
             m.d.comb += row[j].eq(_or_reduce([Mux(done[i], pes[i][j].result, 0) for i in range(R)]))

@@ -53,36 +53,36 @@ module MULT18X18D (
 
     wire [17:0] a = {A17, A16, A15, A14, A13, A12, A11, A10, A9, A8, A7, A6, A5, A4, A3, A2, A1, A0};
     wire [17:0] b = {B17, B16, B15, B14, B13, B12, B11, B10, B9, B8, B7, B6, B5, B4, B3, B2, B1, B0};
-    reg [17:0] a_r = 0, b_r = 0;
-    reg sa_r = 0, sb_r = 0;
-    always @(posedge CLK0) begin
-        if (RST0) begin
-            a_r <= 0; sa_r <= 0;
-        end else if (CE0) begin
-            a_r <= a; sa_r <= SIGNEDA;
-        end
-        if (RST0) begin
-            b_r <= 0; sb_r <= 0;
-        end else if (CE0) begin
-            b_r <= b; sb_r <= SIGNEDB;
-        end
-    end
-    wire [17:0] a_m = REG_INPUTA_CLK == "NONE" ? a : a_r;
-    wire [17:0] b_m = REG_INPUTB_CLK == "NONE" ? b : b_r;
-    wire sa_m = REG_INPUTA_CLK == "NONE" ? SIGNEDA : sa_r;
-    wire sb_m = REG_INPUTB_CLK == "NONE" ? SIGNEDB : sb_r;
+    wire [17:0] a_m, b_m;
+    wire sa_m, sb_m;
+    MULT18X18D_stage #(.WIDTH(19), .REGISTERED(REG_INPUTA_CLK != "NONE")) input_a (
+        .CLK(CLK0), .CE(CE0), .RST(RST0), .D({SIGNEDA, a}), .Q({sa_m, a_m}));
+    MULT18X18D_stage #(.WIDTH(19), .REGISTERED(REG_INPUTB_CLK != "NONE")) input_b (
+        .CLK(CLK0), .CE(CE0), .RST(RST0), .D({SIGNEDB, b}), .Q({sb_m, b_m}));
     wire signed [36:0] a_x = {{19{sa_m & a_m[17]}}, a_m};
     wire signed [36:0] b_x = {{19{sb_m & b_m[17]}}, b_m};
     wire [35:0] product = a_x * b_x;
-    reg [35:0] pipe_r = 0, out_r = 0;
-    wire [35:0] pipe_m = REG_PIPELINE_CLK == "NONE" ? product : pipe_r;
-    always @(posedge CLK0) begin
-        if (RST0) begin
-            pipe_r <= 0; out_r <= 0;
-        end else if (CE0) begin
-            pipe_r <= product; out_r <= pipe_m;
-        end
-    end
-    wire [35:0] p = REG_OUTPUT_CLK == "NONE" ? pipe_m : out_r;
+    wire [35:0] pipe_m, p;
+    MULT18X18D_stage #(.WIDTH(36), .REGISTERED(REG_PIPELINE_CLK != "NONE")) pipeline (
+        .CLK(CLK0), .CE(CE0), .RST(RST0), .D(product), .Q(pipe_m));
+    MULT18X18D_stage #(.WIDTH(36), .REGISTERED(REG_OUTPUT_CLK != "NONE")) output_register (
+        .CLK(CLK0), .CE(CE0), .RST(RST0), .D(pipe_m), .Q(p));
     assign {P35, P34, P33, P32, P31, P30, P29, P28, P27, P26, P25, P24, P23, P22, P21, P20, P19, P18, P17, P16, P15, P14, P13, P12, P11, P10, P9, P8, P7, P6, P5, P4, P3, P2, P1, P0} = p;
+endmodule
+
+// One optional register of the multiplier: Q = D when not REGISTERED, else D clocked by CLK with enable CE
+// and synchronous reset RST (to 0).
+module MULT18X18D_stage #(parameter WIDTH = 1, parameter REGISTERED = 0) (
+    input wire CLK, CE, RST,
+    input wire [WIDTH-1:0] D,
+    output wire [WIDTH-1:0] Q
+);
+    reg [WIDTH-1:0] r = 0;
+    always @(posedge CLK) begin
+        if (RST)
+            r <= 0;
+        else if (CE)
+            r <= D;
+    end
+    assign Q = REGISTERED ? r : D;
 endmodule

