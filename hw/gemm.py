@@ -31,11 +31,11 @@ from ..spec.gemm_layout import OUT_BITS, PARAM_WORDS
 from .engine_port import engine_ports, log2
 from .instr import instr_layout
 from .mac_array import MacArray
-from .memory import BlockReader, MemArbiter
+from .memory import BlockReader, MemArbiter, MemPort
 from .requant import RequantUnit
 from .skid import SkidBuffer
 
-__all__ = ["GemmEngine", "WordSplitter"]
+__all__ = ["GemmEngine", "TilePacker", "WordSplitter"]
 
 
 class WordSplitter(wiring.Component):
@@ -68,6 +68,62 @@ class WordSplitter(wiring.Component):
             with m.If(end_of_word):
                 m.d.sync += lane.eq(0)
             m.d.comb += self.words.ready.eq(end_of_word)
+        return m
+
+
+class TilePacker(wiring.Component):
+    """The GEMM output writer: requantized rows of ``lanes`` elements -> packed memory words -> writes.
+
+    A row's elements are packed at the width of ``out_format`` (:data:`~tridsa.spec.gemm_layout.OUT_BITS`),
+    rows after one another in a word; a word is written when full or at a tile's last row (``rows`` of
+    the array). ``clear`` (held while no job runs) restarts at ``c_addr``; ``written`` counts the words
+    the memory accepted since. One word waits for the port while the next one fills.
+    """
+
+    def __init__(self, config, lanes, addr_width):
+        self.config, self.lanes = config, lanes
+        super().__init__({"rows": In(stream.Signature(RequantUnit.output_layout(lanes))),
+                          "req": Out(MemPort(config).members["req"].signature),
+                          "out_format": In(2), "clear": In(1), "c_addr": In(addr_width), "written": Out(addr_width)})
+
+    def elaborate(self, platform):
+        m = Module()
+        cfg, C, R = self.config, self.lanes, self.config.rows
+        word = Signal(cfg.mem_bits)               # rows of the word being assembled
+        lane = Signal(range(cfg.mem_bits // (4 * C) + 1))
+        row_in_tile = Signal(range(R))
+        c_ptr = Signal.like(self.c_addr)
+        pend_valid, pend_addr, pend_data = Signal(), Signal(cfg.addr_bits), Signal(cfg.mem_bits)
+        merged = Signal(cfg.mem_bits)
+        rows_per_word = Signal(range(cfg.mem_bits // (4 * C) + 1))
+        y = self.rows.payload
+        with m.Switch(self.out_format):
+            for code, bits in OUT_BITS.items():
+                with m.Case(code):
+                    per_word = cfg.mem_bits // (C * bits)
+                    packed = Cat(y[j][:bits] for j in range(C))
+                    m.d.comb += rows_per_word.eq(per_word)
+                    with m.Switch(lane):
+                        for l in range(per_word):
+                            with m.Case(l):
+                                m.d.comb += merged.eq(word | (packed << (l * C * bits)))
+        req = self.req
+        m.d.comb += [self.rows.ready.eq(~pend_valid | req.ready),
+                     req.valid.eq(pend_valid), req.payload.we.eq(1),
+                     req.payload.addr.eq(pend_addr), req.payload.wdata.eq(pend_data)]
+        with m.If(req.valid & req.ready):
+            m.d.sync += [pend_valid.eq(0), self.written.eq(self.written + 1)]
+        with m.If(self.rows.valid & self.rows.ready):
+            emit = (lane == rows_per_word - 1) | (row_in_tile == R - 1)
+            m.d.sync += row_in_tile.eq(Mux(row_in_tile == R - 1, 0, row_in_tile + 1))
+            with m.If(emit):
+                m.d.sync += [pend_valid.eq(1), pend_addr.eq(c_ptr), pend_data.eq(merged), c_ptr.eq(c_ptr + 1),
+                             word.eq(0), lane.eq(0)]
+            with m.Else():
+                m.d.sync += [word.eq(merged), lane.eq(lane + 1)]
+        with m.If(self.clear):
+            m.d.sync += [c_ptr.eq(self.c_addr), self.written.eq(0), word.eq(0), lane.eq(0), row_in_tile.eq(0),
+                         pend_valid.eq(0)]
         return m
 
 
@@ -456,42 +512,11 @@ class GemmEngine(wiring.Component):
                      requant.relu.eq(job.relu)]
 
         # ---- packer: rows of out_bits elements -> words -> writes ----------------------------
-        word = Signal(cfg.mem_bits)               # rows of the word being assembled
-        lane = Signal(range(cfg.mem_bits // (4 * C) + 1))
-        row_in_tile = Signal(range(R))
-        c_ptr = Signal(L)
-        written = Signal(L)
-        pend_valid, pend_addr, pend_data = Signal(), Signal(cfg.addr_bits), Signal(cfg.mem_bits)
-        merged = Signal(cfg.mem_bits)
-        rows_per_word = Signal(range(cfg.mem_bits // (4 * C) + 1))
-        y = requant.o.payload
-        with m.Switch(job.out_format):
-            for code, bits in OUT_BITS.items():
-                with m.Case(code):
-                    per_word = cfg.mem_bits // (C * bits)
-                    packed = Cat(y[j][:bits] for j in range(C))
-                    m.d.comb += rows_per_word.eq(per_word)
-                    with m.Switch(lane):
-                        for l in range(per_word):
-                            with m.Case(l):
-                                m.d.comb += merged.eq(word | (packed << (l * C * bits)))
-        accept_row = ~pend_valid | (writer.req.ready)
-        m.d.comb += [requant.o.ready.eq(accept_row),
-                     writer.req.valid.eq(pend_valid), writer.req.payload.we.eq(1),
-                     writer.req.payload.addr.eq(pend_addr), writer.req.payload.wdata.eq(pend_data)]
-        with m.If(writer.req.valid & writer.req.ready):
-            m.d.sync += [pend_valid.eq(0), written.eq(written + 1)]
-        with m.If(requant.o.valid & requant.o.ready):
-            emit = (lane == rows_per_word - 1) | (row_in_tile == R - 1)
-            m.d.sync += row_in_tile.eq(Mux(row_in_tile == R - 1, 0, row_in_tile + 1))
-            with m.If(emit):
-                m.d.sync += [pend_valid.eq(1), pend_addr.eq(c_ptr), pend_data.eq(merged), c_ptr.eq(c_ptr + 1),
-                             word.eq(0), lane.eq(0)]
-            with m.Else():
-                m.d.sync += [word.eq(merged), lane.eq(lane + 1)]
-        with m.If(~back_busy):
-            m.d.sync += [c_ptr.eq(slot.c_addr), written.eq(0), word.eq(0), lane.eq(0), row_in_tile.eq(0),
-                         pend_valid.eq(0)]
+        m.submodules.packer = packer = TilePacker(cfg, C, L)
+        wiring.connect(m, requant.o, packer.rows)
+        wiring.connect(m, packer.req, writer.req)
+        m.d.comb += [packer.out_format.eq(job.out_format), packer.clear.eq(~back_busy), packer.c_addr.eq(slot.c_addr)]
+        written = packer.written
         m.d.comb += back_done.eq(back_busy & (written == job.out_total) & ~arbiter.pending[len(reader_names)])
         with m.If(back_done):
             m.d.comb += self.done.eq(1)
