@@ -299,7 +299,8 @@ def _gen_gather(ctx):
     weights = (rng.integers(-1000, 1000, n) if rng.random() < 0.5 else rng.integers(-(1 << 31), 1 << 31, n)) \
         if mode == "sum" and rng.random() < 0.4 else None
     pad = int(rng.integers(0, rows)) if rng.random() < 0.15 else None
-    shift = int(rng.integers(0, 32)) if mode != "mean" and rng.random() < 0.3 else None
+    shift = int(rng.integers(0, isa.field_max("GATHER", "out_shift") + 1)) if mode != "mean" and rng.random() < 0.3 \
+        else None
     before = ctx.builder._next
     count = len(ctx.builder.instructions)
     emit_gather(ctx.builder, table, idx, offsets, mode, weights, include_last_offset=False, padding_idx=pad,

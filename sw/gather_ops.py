@@ -40,6 +40,7 @@ _DTYPE_CODES = {dtype: code for code, dtype in DTYPES.items()}
 #: Largest table rows, indices and bags of one instruction (its 24-bit fields), and elements per row.
 _MAX_COUNT = isa.field_max("GATHER", "rows")
 _MAX_DIM = isa.field_max("GATHER", "dim")
+_MAX_SHIFT = isa.field_max("GATHER", "out_shift")
 
 
 def pack_int32(values, width: int) -> np.ndarray:
@@ -186,8 +187,8 @@ def _check_out_shift(out_shift, mode) -> int:
     if out_shift is None:
         return 0
     if isinstance(out_shift, (bool, np.bool_)) or not isinstance(out_shift, (int, np.integer)) \
-            or not 0 <= out_shift < 32:
-        raise ValueError(f"out_shift must be None or an integer in 0..31, got {out_shift!r}")
+            or not 0 <= out_shift <= _MAX_SHIFT:
+        raise ValueError(f"out_shift must be None or an integer in 0..{_MAX_SHIFT}, got {out_shift!r}")
     if mode not in ("sum", "max"):
         raise ValueError(f"out_shift (a narrow output) needs mode 'sum' or 'max', got mode={mode!r}")
     return 1
