@@ -35,7 +35,7 @@ from .memory import BlockReader, MemArbiter, MemPort
 from .requant import RequantUnit
 from .skid import SkidBuffer
 
-__all__ = ["GemmEngine", "TilePacker", "WordSplitter"]
+__all__ = ["GemmEngine", "GemmSetup", "OperandReads", "TileFeeder", "ColumnParams", "TilePacker", "WordSplitter"]
 
 
 class WordSplitter(wiring.Component):
@@ -127,13 +127,294 @@ class TilePacker(wiring.Component):
         return m
 
 
+REGIONS = ("a", "b", "c", "p")        # the regions of a GEMM instruction (A, B, C, parameters)
+
+
+def _block_read(config):
+    """A block read command for a :class:`~tridsa.hw.memory.BlockReader` of the GEMM engine (blocks of up to
+    ``2**(addr_bits + 1) - 1`` words)."""
+    return stream.Signature(data.StructLayout({"addr": config.addr_bits, "count": config.addr_bits + 1}))
+
+
+class GemmSetup(wiring.Component):
+    """The front's setup and checks of one GEMM instruction.
+
+    ``instr`` is latched in every cycle while ``ready`` (not only on ``start``: ``start`` then steers only
+    the state, not the enables of a few hundred registers; FPGA timing). ``start`` begins the setup:
+    three cycles of geometry, ``SCALE`` (one cycle per bit of ``batch`` > 1: the batch's region sizes by
+    shift-and-add), ``CHECK`` (``checking``: every range and overlap comparison registered). Then
+    ``checked`` holds, with ``legal`` and ``fault`` (the :data:`~tridsa.spec.isa.ERRORS` code of an illegal instruction,
+    0 when legal, as :func:`tridsa.sw.gemm_golden.check_gemm` specifies) and every output stable, until
+    ``release`` (the front is done with the instruction; ``ready`` again in the next cycle).
+
+    Sizes and pointers are ``L = addr_bits + 1`` bits wide, not 32: tile counts, block sizes and region
+    sizes saturate at ``2**L - 1`` > ``mem_depth``. A saturated value makes its region out of range anyway
+    (ADDR_RANGE, or BAD_SHAPE first), and every value of a legal instruction is exact and fits. Of each
+    32-bit address only the low L bits (``low``) and "a higher bit is set" are kept (an address with a high
+    bit set is beyond memory, as in ``beyond_memory``). ``reach`` is ``low + `` the batch's words of each
+    region (valid from ``CHECK`` on), ``end`` the same registered in ``CHECK``.
+    """
+
+    def __init__(self, config):
+        self.config = config
+        L = config.addr_bits + 1
+        words = data.StructLayout({name: L for name in REGIONS})
+        reach = data.StructLayout({name: L + 1 for name in REGIONS})      # not truncated: compared with mem_depth
+        super().__init__({
+            "instr": In(instr_layout("GEMM")), "start": In(1), "release": In(1),
+            "ready": Out(1), "checking": Out(1), "checked": Out(1), "legal": Out(1), "fault": Out(8),
+            "f": Out(instr_layout("GEMM")),                     # the instruction
+            "k_rows": Out(16), "mt": Out(L), "nt": Out(L),      # k-steps of a tile, row and column blocks
+            "mt_last": Out(L), "nt_last": Out(L),               # mt - 1, nt - 1
+            "a_bw": Out(L), "b_bw": Out(L), "a_words": Out(L),  # words of an A / B block, of one problem's A
+            # words per tile of the C region = 2**tile_shift (accumulate: the int32 partial sums), of the
+            # output = 2**out_shift
+            "tile_shift": Out(4), "out_shift": Out(4),
+            "low": Out(words), "reach": Out(reach), "end": Out(words), "c_total": Out(L),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        cfg, f = self.config, self.f
+        R, C, W = cfg.rows, cfg.cols, cfg.mem_width
+        L = cfg.addr_bits + 1
+
+        def saturate(value):
+            return Mux(value[L:].any(), (1 << L) - 1, value[:L]) if len(value) > L else value
+
+        k_rows, mt, nt, a_bw, b_bw = self.k_rows, self.mt, self.nt, self.a_bw, self.b_bw
+        tile_shift, out_shift = self.tile_shift, self.out_shift
+        tiles = Signal(2 * L)
+        problem = {"a": Signal(2 * L), "b": Signal(2 * L), "c": Signal(2 * L + 15), "p": Signal(L + 2)}
+        products = [problem["a"].eq(mt * a_bw), problem["b"].eq(nt * b_bw), problem["c"].eq(tiles << tile_shift),
+                    problem["p"].eq(nt * PARAM_WORDS)]
+        step = {name: Signal(L, name=f"{name}_step") for name in problem}     # problem words << bits done
+        total = {name: Signal(L, name=f"{name}_total") for name in problem}   # words of the whole batch
+        left = Signal(16)                                               # bits of batch still to add
+        high = {name: Signal(name=f"{name}_high") for name in problem}
+        zero_size = Signal()
+        beyond = {name: Signal(name=f"{name}_beyond") for name in problem}    # registered in CHECK
+        meets_c = {name: Signal(name=f"{name}_meets_c") for name in ("a", "b", "p")}
+        bad_mode, bad_shape = Signal(), Signal()                          # registered in CHECK
+        for name in REGIONS:
+            m.d.comb += [self.low[name].eq(getattr(f, f"{name}_addr")[:L]),
+                         self.reach[name].eq(self.low[name] + total[name])]     # one adder per region
+        low, reach = self.low, self.reach
+        m.d.comb += self.c_total.eq(total["c"])
+        tw = {code: ceil_div(R * C * bits, cfg.mem_bits) for code, bits in OUT_BITS.items()}
+        assert all(words & (words - 1) == 0 for words in tw.values())       # powers of two: a shift
+        errors = isa.ERRORS
+        m.d.comb += self.legal.eq(~(bad_mode | bad_shape | Cat(*beyond.values()).any() | Cat(*meets_c.values()).any()))
+        m.d.comb += self.fault.eq(Mux(bad_mode, errors["BAD_MODE"], Mux(bad_shape, errors["BAD_SHAPE"],
+                                  Mux(Cat(*beyond.values()).any(), errors["ADDR_RANGE"],
+                                      Mux(Cat(*meets_c.values()).any(), errors["OVERLAP"], 0)))))
+
+        with m.FSM():
+            with m.State("IDLE"):
+                m.d.comb += self.ready.eq(1)
+                i = self.instr
+                m.d.sync += [high[name].eq(getattr(i, f"{name}_addr")[L:].any()) for name in problem]
+                m.d.sync += [f.eq(i), zero_size.eq((i.m == 0) | (i.k == 0) | (i.n == 0)),
+                             k_rows.eq(Mux(i.int4, (i.k + 1) >> 1, i.k)),
+                             mt.eq(saturate((i.m + R - 1) >> log2(R))), nt.eq(saturate((i.n + C - 1) >> log2(C))),
+                             left.eq(Mux(i.batch == 0, 1, i.batch))]
+                with m.Switch(i.out_format):
+                    for code, words in tw.items():
+                        with m.Case(code):
+                            m.d.sync += [out_shift.eq(log2(words)),
+                                         tile_shift.eq(Mux(i.accumulate, log2(tw[0]), log2(words)))]
+                with m.If(self.start):
+                    m.next = "SETUP2"
+            with m.State("SETUP2"):
+                m.d.sync += [a_bw.eq(saturate((k_rows + W // R - 1) >> log2(W // R))),
+                             b_bw.eq(saturate((k_rows + W // C - 1) >> log2(W // C))),
+                             tiles.eq(mt * nt), self.mt_last.eq(mt - 1), self.nt_last.eq(nt - 1)]
+                m.next = "SETUP3"
+            with m.State("SETUP3"):
+                m.d.sync += products
+                m.next = "SETUP4"
+            with m.State("SETUP4"):
+                m.d.sync += self.a_words.eq(saturate(problem["a"]))
+                for name, words in problem.items():
+                    m.d.sync += [step[name].eq(saturate(words)), total[name].eq(Mux(left == 1, saturate(words), 0))]
+                m.next = "SCALE"
+                with m.If(left == 1):                   # one problem: its words are the total, no scaling
+                    m.next = "CHECK"
+            with m.State("SCALE"):
+                # total = batch * words, least significant bit of batch first
+                for name in problem:
+                    m.d.sync += [total[name].eq(saturate(total[name] + Mux(left[0], step[name], 0))),
+                                 step[name].eq(saturate(step[name] << 1))]
+                m.d.sync += left.eq(left >> 1)
+                with m.If(left[1:] == 0):
+                    m.next = "CHECK"
+            with m.State("CHECK"):
+                m.d.comb += self.checking.eq(1)
+                m.d.sync += [bad_mode.eq((f.int4 & (not cfg.int4)) | (f.rounding == 3) | (~f.requant & (f.out_format != 0))
+                                       | (f.accumulate & (not cfg.accumulate))),
+                             bad_shape.eq(zero_size)]
+                for name in problem:
+                    m.d.sync += [self.end[name].eq(reach[name]), beyond[name].eq(high[name] | (reach[name] > cfg.mem_depth))]
+                for name in meets_c:      # [addr, addr+total) meets [c_addr, c_addr+c_total); used when in range
+                    m.d.sync += meets_c[name].eq((low[name] < reach["c"]) & (low["c"] < reach[name]))
+                m.next = "CHECKED"
+            with m.State("CHECKED"):
+                m.d.comb += self.checked.eq(1)
+                with m.If(self.release):
+                    m.next = "IDLE"
+        return m
+
+
+class OperandReads(wiring.Component):
+    """The front's address generators: one A and one B block read command per tile.
+
+    Tiles go problem outer, then column block (``jb``), then row block (``ib``): A's pointer steps by a
+    block (``a_bw`` words) per row block and restarts at its problem's base for every column block; B's
+    steps by a block (``b_bw``) per column block. ``load`` (one cycle) starts at ``a_addr`` / ``b_addr``;
+    commands are offered while ``run``. Each generator runs until its pointer (A: its problem base) has
+    passed the last block's (``a_final`` / ``b_final``, given with ``load``). That test is made when the
+    pointer moves and kept in a register, so a command's ``valid`` is a register and no adder feeds a
+    comparator; the block-index tests compare with registered ``mt_last``, ``nt_last`` (FPGA timing).
+    """
+
+    def __init__(self, config):
+        L = config.addr_bits + 1
+        super().__init__({"load": In(1), "run": In(1), "a_addr": In(L), "b_addr": In(L), "a_final": In(L),
+                          "b_final": In(L), "a_words": In(L), "a_bw": In(L), "b_bw": In(L), "mt_last": In(L),
+                          "nt_last": In(L), "a": Out(_block_read(config)), "b": Out(_block_read(config))})
+
+    def elaborate(self, platform):
+        m = Module()
+        a_ib, a_jb, a_ptr, a_base = (Signal.like(self.a_addr, name=n) for n in ("a_ib", "a_jb", "a_ptr", "a_base"))
+        b_ib, b_ptr = Signal.like(self.b_addr, name="b_ib"), Signal.like(self.b_addr, name="b_ptr")
+        a_final, b_final = Signal.like(self.a_final), Signal.like(self.b_final)
+        a_more, b_more = Signal(), Signal()                    # reads left
+        with m.If(self.load):          # regions are non-empty
+            m.d.sync += [a_ib.eq(0), a_jb.eq(0), a_ptr.eq(self.a_addr), a_base.eq(self.a_addr), b_ib.eq(0),
+                         b_ptr.eq(self.b_addr), a_more.eq(1), b_more.eq(1), a_final.eq(self.a_final),
+                         b_final.eq(self.b_final)]
+        ra, rb = self.a, self.b
+        m.d.comb += [ra.payload.addr.eq(a_ptr), ra.payload.count.eq(self.a_bw), ra.valid.eq(self.run & a_more),
+                     rb.payload.addr.eq(b_ptr), rb.payload.count.eq(self.b_bw), rb.valid.eq(self.run & b_more)]
+        next_base = a_base + self.a_words
+        with m.If(ra.valid & ra.ready):
+            with m.If(a_ib != self.mt_last):
+                m.d.sync += [a_ib.eq(a_ib + 1), a_ptr.eq(a_ptr + self.a_bw)]
+            with m.Elif(a_jb != self.nt_last):
+                m.d.sync += [a_ib.eq(0), a_jb.eq(a_jb + 1), a_ptr.eq(a_base)]
+            with m.Else():                                      # next problem
+                m.d.sync += [a_ib.eq(0), a_jb.eq(0), a_base.eq(next_base), a_ptr.eq(next_base),
+                             a_more.eq(a_base != a_final)]
+        with m.If(rb.valid & rb.ready):
+            with m.If(b_ib == self.mt_last):
+                m.d.sync += [b_ib.eq(0), b_ptr.eq(b_ptr + self.b_bw), b_more.eq(b_ptr != b_final)]
+            with m.Else():
+                m.d.sync += b_ib.eq(b_ib + 1)
+        return m
+
+
+class TileFeeder(wiring.Component):
+    """Passes k-steps (an A column of ``rows`` bytes and a B row of ``cols`` bytes) to the MAC array.
+
+    ``fire`` passes one, while ``run``, when both operands are valid, a tile starts only when the row
+    FIFO (``row_depth`` rows, ``row_pop`` when one leaves) has room for all of its ``rows`` output rows
+    (so the array never stalls), and a tile ends no sooner than ``min_tile_cycles`` after the previous
+    one. ``first``/``last`` (of a tile's ``k_rows`` k-steps, set by ``load``) and the start condition are
+    registers computed a cycle ahead, so ``fire`` is a few gates from registers (it fans out to the
+    operand buffers and the array).
+    """
+
+    def __init__(self, rows, cols, row_depth, min_tile_cycles):
+        self.rows, self.row_depth, self.min_tile_cycles = rows, row_depth, min_tile_cycles
+        super().__init__({"a": In(stream.Signature(8 * rows)), "b": In(stream.Signature(8 * cols)),
+                          "run": In(1), "load": In(1), "k_rows": In(16), "row_pop": In(1),
+                          "fire": Out(1), "first": Out(1), "last": Out(1)})
+
+    def elaborate(self, platform):
+        m = Module()
+        R, k_rows, first, last, fire = self.rows, self.k_rows, self.first, self.last, self.fire
+        single = Signal()                             # k_rows == 1
+        k_left = Signal(16)                           # k-steps of the tile after this one
+        reserved = Signal(range(self.row_depth + 1))  # output rows promised to started tiles
+        can_start = Signal(init=1)                    # reserved + R <= row_depth
+        since_last = Signal(range(self.min_tile_cycles + 1), init=self.min_tile_cycles)
+        can_end = since_last >= self.min_tile_cycles
+        with m.If(self.load):
+            m.d.sync += [first.eq(1), last.eq(k_rows == 1), single.eq(k_rows == 1), k_left.eq(k_rows - 1)]
+        m.d.comb += fire.eq(self.run & self.a.valid & self.b.valid & (~first | can_start) & (~last | can_end))
+        m.d.comb += [self.a.ready.eq(fire), self.b.ready.eq(fire)]
+        next_reserved = reserved + Mux(fire & first, R, 0) - self.row_pop
+        m.d.sync += [reserved.eq(next_reserved), can_start.eq(next_reserved + R <= self.row_depth)]
+        with m.If(fire & last):
+            m.d.sync += since_last.eq(1)
+        with m.Elif(~can_end):
+            m.d.sync += since_last.eq(since_last + 1)
+        with m.If(fire):
+            m.d.sync += first.eq(last)
+            with m.If(last):
+                m.d.sync += [k_left.eq(k_rows - 1), last.eq(single)]
+            with m.Else():
+                m.d.sync += [k_left.eq(k_left - 1), last.eq(k_left == 1)]
+        return m
+
+
+class ColumnParams(wiring.Component):
+    """The back's per-column parameters: one block read of ``PARAM_WORDS`` words (bias, multiplier,
+    shift of ``cols`` columns) per column block of the job, each held while its block's rows are taken.
+
+    ``take`` (the back takes a job: ``busy`` from the next cycle on) starts the reads at ``p_addr``; they
+    run until the pointer has passed ``p_final`` (the last block's). After a block's words, ``have_rows``
+    holds for ``mt * rows`` rows (``row_taken`` pulses once per row); then the next block's words load.
+    """
+
+    def __init__(self, config):
+        L, C = config.addr_bits + 1, config.cols
+        self.config = config
+        super().__init__({"take": In(1), "busy": In(1), "p_addr": In(L), "p_final": In(L), "mt": In(L),
+                          "cmd": Out(_block_read(config)), "words": In(stream.Signature(config.mem_bits)),
+                          "bias": Out(data.ArrayLayout(32, C)), "mult": Out(data.ArrayLayout(32, C)),
+                          "shift": Out(data.ArrayLayout(32, C)), "have_rows": Out(1), "row_taken": In(1)})
+
+    def elaborate(self, platform):
+        m = Module()
+        cfg, C = self.config, self.config.cols
+        L = cfg.addr_bits + 1
+        p_ptr, p_final, more = Signal(L), Signal(L), Signal()
+        with m.If(self.take):
+            m.d.sync += [p_ptr.eq(self.p_addr), more.eq(1), p_final.eq(self.p_final)]
+        cmd = self.cmd
+        m.d.comb += [cmd.payload.addr.eq(p_ptr), cmd.payload.count.eq(PARAM_WORDS), cmd.valid.eq(self.busy & more)]
+        with m.If(cmd.valid & cmd.ready):
+            m.d.sync += [p_ptr.eq(p_ptr + PARAM_WORDS), more.eq(p_ptr != p_final)]
+
+        p_slot = Signal(range(PARAM_WORDS))
+        rows_left = Signal(L + log2(cfg.rows))   # rows of the current column block still to take
+        have_rows = self.have_rows               # rows_left != 0, as a register (it gates the requant input)
+        with m.If(~self.busy):
+            m.d.sync += [p_slot.eq(0), rows_left.eq(0), have_rows.eq(0)]
+        words = self.words
+        m.d.comb += words.ready.eq(self.busy & ~have_rows)
+        with m.If(words.valid & words.ready):
+            for index, reg in enumerate((self.bias, self.mult, self.shift)):
+                with m.If(p_slot == index):
+                    m.d.sync += reg.eq(words.payload[:32 * C])
+            with m.If(p_slot == PARAM_WORDS - 1):
+                m.d.sync += [p_slot.eq(0), rows_left.eq(self.mt * cfg.rows), have_rows.eq(1)]
+            with m.Else():
+                m.d.sync += p_slot.eq(p_slot + 1)
+        with m.If(self.row_taken):
+            m.d.sync += [rows_left.eq(rows_left - 1), have_rows.eq(rows_left != 1)]
+        return m
+
+
 class GemmEngine(wiring.Component):
     """Runs GEMM instructions. ``start`` (one cycle, with ``instr``, when ``ready``) -> ``done`` (one cycle,
     with ``error``), in instruction order.
 
-    Two stages overlap consecutive instructions. The *front* (setup, checks, A/B reads, feeder) takes the
-    next instruction (``ready``) as soon as it has fed the array the last k-step of the previous one; the
-    *back* (P/Q reads, requant, packer, writer) drains the previous instruction's rows meanwhile. A legal
+    Two stages overlap consecutive instructions. The *front* (:class:`GemmSetup`, :class:`OperandReads`,
+    :class:`TileFeeder`) takes the next instruction (``ready``) as soon as it has fed the array the last
+    k-step of the previous one; the *back* (:class:`ColumnParams`, Q reads, requant, :class:`TilePacker`)
+    drains the previous instruction's rows meanwhile. A legal
     instruction leaves the front's checks for a one-entry ``slot`` (the back's next job) when the slot is
     empty and, while the back runs, only if its A and B regions do not meet the back's C region (a read
     after write waits for the write: the back's job is then done). The back's writes follow the previous
@@ -145,10 +426,9 @@ class GemmEngine(wiring.Component):
     instruction also waits in DECIDE for ``go`` (:mod:`tridsa.hw.engines`).
 
     Illegal fields (mode, zero size, region of the batch beyond memory, C overlapping an input) end the
-    command at once with an error code and no memory access, as :func:`tridsa.sw.gemm_golden.check_gemm`
-    specifies. Setup: four states of geometry, ``SCALE`` (one cycle per bit of ``batch`` > 1: the batch's
-    region sizes by shift-and-add), ``CHECK`` (registers every range and overlap comparison), ``DECIDE``
-    (a legal instruction that may go issues its first A/B reads in this cycle).
+    command at once with an error code and no memory access. The front's states after the setup's checks:
+    ``DECIDE`` (a legal instruction that may go issues its first A/B reads in this cycle), ``RUN``,
+    ``FAIL`` (with overlap: an illegal instruction waits to report in order).
     """
 
     OPS = ("GEMM",)
@@ -164,16 +444,16 @@ class GemmEngine(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         cfg = self.config
-        R, C, W = cfg.rows, cfg.cols, cfg.mem_width
-        f = Signal(instr_layout("GEMM"))
+        R, C = cfg.rows, cfg.cols
+        L = cfg.addr_bits + 1
 
         reader_names = ("a", "b", "p", "q") if cfg.accumulate else ("a", "b", "p")
         m.submodules.arbiter = arbiter = MemArbiter(cfg, len(reader_names) + 1)
         wiring.connect(m, arbiter.mem, wiring.flipped(self.mem))
         readers = {}
         for idx, name in enumerate(reader_names):
-            # a block is at most 2**L - 1 words (L below)
-            readers[name] = m.submodules[f"{name}_reader"] = BlockReader(cfg, count_bits=cfg.addr_bits + 1)
+            # a block is at most 2**L - 1 words
+            readers[name] = m.submodules[f"{name}_reader"] = BlockReader(cfg, count_bits=L)
             wiring.connect(m, readers[name].mem, arbiter.port(idx))
         writer = arbiter.port(len(reader_names))
         m.submodules.a_split = a_split = WordSplitter(cfg.mem_bits, 8 * R)
@@ -198,52 +478,13 @@ class GemmEngine(wiring.Component):
         row_depth = 4 * R
         m.submodules.rows = rows = fifo.SyncFIFOBuffered(width=32 * C, depth=row_depth)
 
-        # ---- geometry (registered in SETUP) ----------------------------------------------------
-        # Sizes and pointers are L = addr_bits + 1 bits wide, not 32: tile counts, block sizes and region
-        # sizes saturate at 2**L - 1 > mem_depth. A saturated value makes its region out of range anyway
-        # (ADDR_RANGE, or BAD_SHAPE first), and every value of a legal instruction is exact and fits.
-        L = cfg.addr_bits + 1
-
-        def saturate(value):
-            return Mux(value[L:].any(), (1 << L) - 1, value[:L]) if len(value) > L else value
-
-        k_rows, mt, nt = Signal(16), Signal(L), Signal(L)
-        # words per tile of the C region = 2**tile_shift (accumulate: the int32 partial sums), of the output
-        # = 2**out_shift
-        a_bw, b_bw, tile_shift, out_shift = Signal(L), Signal(L), Signal(4), Signal(4)
-        tiles = Signal(2 * L)
-        m.d.comb += [a_split.per_block.eq(k_rows), b_split.per_block.eq(k_rows)]
-        problem = {"a": Signal(2 * L), "b": Signal(2 * L), "c": Signal(2 * L + 15), "p": Signal(L + 2)}
-        products = [problem["a"].eq(mt * a_bw), problem["b"].eq(nt * b_bw), problem["c"].eq(tiles << tile_shift),
-                    problem["p"].eq(nt * PARAM_WORDS)]
-        a_words = Signal(L)                                             # one problem's A (the A base stride)
-        step = {name: Signal(L, name=f"{name}_step") for name in problem}     # problem words << bits done
-        total = {name: Signal(L, name=f"{name}_total") for name in problem}   # words of the whole batch
-        left = Signal(16)                                               # bits of batch still to add
-        # Of each 32-bit address only the low L bits and "a higher bit is set" are kept (an address with a
-        # high bit set is beyond memory, as in ``beyond_memory``); the instruction latch's other bits go unused.
-        low = {name: getattr(f, f"{name}_addr")[:L] for name in problem}     # the address, if it is in range
-        high = {name: Signal(name=f"{name}_high") for name in problem}
-        zero_size = Signal()
-        end = {name: Signal(L, name=f"{name}_end") for name in problem}       # addr + total (CHECK)
-        beyond = {name: Signal(name=f"{name}_beyond") for name in problem}    # registered in CHECK
-        meets_c = {name: Signal(name=f"{name}_meets_c") for name in ("a", "b", "p")}
-
-        reach = {name: low[name] + total[name] for name in problem}           # addr + total, for CHECK
-        tw = {code: ceil_div(R * C * bits, cfg.mem_bits) for code, bits in OUT_BITS.items()}
-        assert all(words & (words - 1) == 0 for words in tw.values())       # powers of two: a shift
-        bad_mode, bad_shape = Signal(), Signal()                          # registered in CHECK
-
-        # ---- sequencer state -------------------------------------------------------------------
-        a_ib, a_jb, a_ptr, a_base = Signal(L), Signal(L), Signal(L), Signal(L)
-        b_ib, b_ptr = Signal(L), Signal(L)
-        mt_last, nt_last = Signal(L), Signal(L)                 # mt - 1, nt - 1
-        more = {name: Signal(name=f"{name}_more") for name in reader_names}   # reads left (RUN)
-        final = {name: Signal(L, name=f"{name}_final") for name in ("a", "b", "p")}   # the last block's pointer
-        p_ptr = Signal(L)
-        running = Signal()
-        first, last, single = Signal(), Signal(), Signal()    # feeder: k-step flags, k_rows == 1
-        k_left = Signal(16)                                     # k-steps of the tile after this one
+        m.submodules.setup = setup = GemmSetup(cfg)
+        m.submodules.operands = operands = OperandReads(cfg)
+        m.submodules.feeder = feeder = TileFeeder(R, C, row_depth, array.min_tile_cycles)
+        m.submodules.params = params = ColumnParams(cfg)
+        f, low, end, reach = setup.f, setup.low, setup.end, setup.reach
+        m.d.comb += [setup.instr.eq(self.instr), setup.start.eq(self.start), self.ready.eq(setup.ready),
+                     a_split.per_block.eq(setup.k_rows), b_split.per_block.eq(setup.k_rows)]
 
         # ---- the back's job: what the output stage needs of an instruction that passed its checks ----
         g_layout = instr_layout("GEMM")
@@ -252,12 +493,13 @@ class GemmEngine(wiring.Component):
                                                       "accumulate")},
             "mt": L, "p_addr": L, "p_final": L, "c_addr": L, "c_end": L, "c_words": L, "out_total": L})
         slot_full, back_busy, back_done = Signal(), Signal(), Signal()
-        fire = Signal()                                         # the feeder passes a k-step to the array
+        running = Signal()                                      # the A/B reads and the feeder run
+        fire, last = feeder.fire, feeder.last
         fail_code = Signal(8)
         slot = Signal(job_layout)
-        front_job = [slot.mt.eq(mt), slot.p_addr.eq(low["p"]), slot.p_final.eq(end["p"] - PARAM_WORDS),
-                     slot.c_addr.eq(low["c"]), slot.c_end.eq(end["c"]), slot.c_words.eq(total["c"]),
-                     slot.out_total.eq(total["c"] >> (tile_shift - out_shift)[:4])]
+        front_job = [slot.mt.eq(setup.mt), slot.p_addr.eq(low.p), slot.p_final.eq(end.p - PARAM_WORDS),
+                     slot.c_addr.eq(low.c), slot.c_end.eq(end.c), slot.c_words.eq(setup.c_total),
+                     slot.out_total.eq(setup.c_total >> (setup.tile_shift - setup.out_shift)[:4])]
         front_job += [getattr(slot, name).eq(getattr(f, name)) for name in
                       ("requant", "rounding", "zero_point", "out_format", "relu", "accumulate")]
         if cfg.overlap:
@@ -275,114 +517,53 @@ class GemmEngine(wiring.Component):
             m.d.comb += front_job
             job, hazard = slot, Const(0)
 
+        # ---- front: the setup's checks, then DECIDE, RUN (or FAIL) ----------------------------
         legal = Signal()                                        # DECIDE: the instruction passed its checks
         go = getattr(self, "go", Const(1))                      # no hazard with the other engine (side by side)
         with m.FSM() as fsm:
-            with m.State("IDLE"):
-                m.d.comb += self.ready.eq(1)
-                # The instruction is latched in every idle cycle, not only on ``start``: ``start`` then
-                # steers only the state, not the enables of a few hundred registers (FPGA timing).
-                i = self.instr
-                m.d.sync += [high[name].eq(getattr(i, f"{name}_addr")[L:].any()) for name in problem]
-                m.d.sync += [f.eq(i), zero_size.eq((i.m == 0) | (i.k == 0) | (i.n == 0)),
-                             k_rows.eq(Mux(i.int4, (i.k + 1) >> 1, i.k)),
-                             mt.eq(saturate((i.m + R - 1) >> log2(R))), nt.eq(saturate((i.n + C - 1) >> log2(C))),
-                             left.eq(Mux(i.batch == 0, 1, i.batch))]
-                with m.Switch(i.out_format):
-                    for code, words in tw.items():
-                        with m.Case(code):
-                            m.d.sync += [out_shift.eq(log2(words)),
-                                         tile_shift.eq(Mux(i.accumulate, log2(tw[0]), log2(words)))]
-                with m.If(self.start):
-                    m.next = "SETUP2"
-            with m.State("SETUP2"):
-                m.d.sync += [first.eq(1), last.eq(k_rows == 1), single.eq(k_rows == 1), k_left.eq(k_rows - 1)]
-                m.d.sync += [a_bw.eq(saturate((k_rows + W // R - 1) >> log2(W // R))),
-                             b_bw.eq(saturate((k_rows + W // C - 1) >> log2(W // C))),
-                             tiles.eq(mt * nt), mt_last.eq(mt - 1), nt_last.eq(nt - 1)]
-                m.next = "SETUP3"
-            with m.State("SETUP3"):
-                m.d.sync += products
-                m.next = "SETUP4"
-            with m.State("SETUP4"):
-                m.d.sync += a_words.eq(saturate(problem["a"]))
-                for name, words in problem.items():
-                    m.d.sync += [step[name].eq(saturate(words)), total[name].eq(Mux(left == 1, saturate(words), 0))]
-                m.next = "SCALE"
-                with m.If(left == 1):                   # one problem: its words are the total, no scaling
-                    m.next = "CHECK"
-            with m.State("SCALE"):
-                # total = batch * words, least significant bit of batch first
-                for name in problem:
-                    m.d.sync += [total[name].eq(saturate(total[name] + Mux(left[0], step[name], 0))),
-                                 step[name].eq(saturate(step[name] << 1))]
-                m.d.sync += left.eq(left >> 1)
-                with m.If(left[1:] == 0):
-                    m.next = "CHECK"
-            with m.State("CHECK"):
-                m.d.sync += [bad_mode.eq((f.int4 & (not cfg.int4)) | (f.rounding == 3) | (~f.requant & (f.out_format != 0))
-                                       | (f.accumulate & (not cfg.accumulate))),
-                             bad_shape.eq(zero_size)]
-                # one adder per region (``reach``) for its end, its range check and the overlap checks
-                for name in problem:
-                    m.d.sync += [end[name].eq(reach[name]), beyond[name].eq(high[name] | (reach[name] > cfg.mem_depth))]
-                for name in meets_c:      # [addr, addr+total) meets [c_addr, c_addr+c_total); used when in range
-                    m.d.sync += meets_c[name].eq((low[name] < reach["c"]) & (low["c"] < reach[name]))
-                # the A/B address generators, for DECIDE to issue the first reads if the instruction goes
-                m.d.sync += [a_ib.eq(0), a_jb.eq(0), a_ptr.eq(low["a"]), a_base.eq(low["a"]), b_ib.eq(0),
-                             b_ptr.eq(low["b"]), more["a"].eq(1), more["b"].eq(1),   # regions are non-empty
-                             final["a"].eq(reach["a"] - a_words), final["b"].eq(reach["b"] - b_bw)]
-                m.next = "DECIDE"
-            with m.State("DECIDE"):
-                m.d.comb += legal.eq(~bad_mode & ~bad_shape & ~Cat(*beyond.values()).any()
-                                     & ~Cat(*meets_c.values()).any())
-                # An illegal instruction ends here, before any memory access; with overlap it reports in
-                # FAIL, once every earlier instruction is done.
-                def fail(code):
-                    if cfg.overlap:
-                        m.d.sync += fail_code.eq(isa.ERRORS[code])
-                        m.next = "FAIL"
-                    else:
-                        m.d.comb += [self.done.eq(1), self.error.eq(isa.ERRORS[code])]
-                        m.next = "IDLE"
-                with m.If(bad_mode):
-                    fail("BAD_MODE")
-                with m.Elif(bad_shape):
-                    fail("BAD_SHAPE")
-                with m.Elif(Cat(*beyond.values()).any()):
-                    fail("ADDR_RANGE")
-                with m.Elif(Cat(*meets_c.values()).any()):
-                    fail("OVERLAP")
-                with m.Elif(~slot_full & ~hazard & go):      # go: the A/B readers start in this cycle
-                    m.d.comb += running.eq(1)
-                    m.d.sync += slot_full.eq(1)
-                    if cfg.overlap:
-                        m.d.sync += [tiles_left.eq(total["c"] >> tile_shift), *front_job]
-                    m.next = "RUN"
+            with m.State("DECIDE"):                             # waits for the setup's checks
+                with m.If(setup.checked):
+                    m.d.comb += legal.eq(setup.legal)
+                    # An illegal instruction ends here, before any memory access; with overlap it reports in
+                    # FAIL, once every earlier instruction is done.
+                    with m.If(~legal):
+                        if cfg.overlap:
+                            m.d.sync += fail_code.eq(setup.fault)
+                            m.next = "FAIL"
+                        else:
+                            m.d.comb += [self.done.eq(1), self.error.eq(setup.fault), setup.release.eq(1)]
+                    with m.Elif(~slot_full & ~hazard & go):      # go: the A/B readers start in this cycle
+                        m.d.comb += running.eq(1)
+                        m.d.sync += slot_full.eq(1)
+                        if cfg.overlap:
+                            m.d.sync += [tiles_left.eq(setup.c_total >> setup.tile_shift), *front_job]
+                        m.next = "RUN"
             if cfg.overlap:
                 with m.State("FAIL"):                   # report in order: after every earlier instruction
                     with m.If(~slot_full & ~back_busy):
-                        m.d.comb += [self.done.eq(1), self.error.eq(fail_code)]
-                        m.next = "IDLE"
+                        m.d.comb += [self.done.eq(1), self.error.eq(fail_code), setup.release.eq(1)]
+                        m.next = "DECIDE"
             with m.State("RUN"):
                 m.d.comb += running.eq(1)
                 if cfg.overlap:         # ready for the next instruction once the last k-step is fed
                     with m.If(fire & last & (tiles_left == 1)):
-                        m.next = "IDLE"
+                        m.d.comb += setup.release.eq(1)
+                        m.next = "DECIDE"
                     with m.If(fire & last):
                         m.d.sync += tiles_left.eq(tiles_left - 1)
                 else:                   # ready when the back is done
                     with m.If(back_done):
-                        m.next = "IDLE"
+                        m.d.comb += setup.release.eq(1)
+                        m.next = "DECIDE"
 
         if cfg.overlap:
             take = ~back_busy & slot_full
             next_c_addr, next_c_end = Mux(take, slot.c_addr, job.c_addr), Mux(take, slot.c_end, job.c_end)
 
             def meets_next_job(ends):
-                return (((low["a"] < next_c_end) & (next_c_addr < ends["a"]))
-                        | ((low["b"] < next_c_end) & (next_c_addr < ends["b"])))
-            with m.If(fsm.ongoing("CHECK")):
+                return (((low.a < next_c_end) & (next_c_addr < ends.a))
+                        | ((low.b < next_c_end) & (next_c_addr < ends.b)))
+            with m.If(setup.checking):
                 m.d.sync += meets_job.eq(meets_next_job(reach))
             with m.Else():
                 m.d.sync += meets_job.eq(meets_next_job(end))
@@ -390,123 +571,76 @@ class GemmEngine(wiring.Component):
         if hasattr(self, "go"):     # the regions of the instructions in flight, for the dispatcher's hazard check
             front = legal | fsm.ongoing("RUN")
             param_end = {name: job_.p_final + PARAM_WORDS for name, job_ in (("slot", slot), ("job", job))}
-            reads = [(low["a"], end["a"], front), (low["b"], end["b"], front), (low["p"], end["p"], front),
+            reads = [(low.a, end.a, front), (low.b, end.b, front), (low.p, end.p, front),
                      (slot.p_addr, param_end["slot"], slot_full), (job.p_addr, param_end["job"], back_busy)]
             if cfg.accumulate:
-                reads += [(low["c"], end["c"], front & f.accumulate), (slot.c_addr, slot.c_end, slot_full & slot.accumulate),
+                reads += [(low.c, end.c, front & f.accumulate), (slot.c_addr, slot.c_end, slot_full & slot.accumulate),
                           (job.c_addr, job.c_end, back_busy & job.accumulate)]
-            writes = [(low["c"], end["c"], front), (slot.c_addr, slot.c_end, slot_full), (job.c_addr, job.c_end, back_busy)]
+            writes = [(low.c, end.c, front), (slot.c_addr, slot.c_end, slot_full), (job.c_addr, job.c_end, back_busy)]
             for region, (lo, hi, valid) in zip((*self.reads, *self.writes), reads + writes):
                 m.d.comb += [region.lo.eq(lo), region.hi.eq(hi), region.valid.eq(valid)]
-            m.d.comb += self.checked.eq(fsm.ongoing("IDLE") | front)
+            m.d.comb += self.checked.eq(setup.ready | front)
 
         # ---- back: takes the slot's job when idle, done (below) when its last write reached the memory ----
-        with m.If(~back_busy & slot_full):
+        take_job = ~back_busy & slot_full
+        with m.If(take_job):
             if cfg.overlap:
                 m.d.sync += job.eq(slot)
-            m.d.sync += [slot_full.eq(0), back_busy.eq(1), p_ptr.eq(slot.p_addr), more["p"].eq(1),
-                         final["p"].eq(slot.p_final)]
-            if cfg.accumulate:
-                m.d.sync += more["q"].eq(slot.accumulate)
-        with m.If(~fsm.ongoing("IDLE") | back_busy):
+            m.d.sync += [slot_full.eq(0), back_busy.eq(1)]
+        with m.If(~setup.ready | back_busy):
             m.d.sync += self.counters.busy.eq(self.counters.busy + 1)
 
         # ---- address generators: one block read command per tile (A, B) or column block (P) ----
-        # Each runs until its pointer (A: its problem base) reaches the end of the batch's region. That test
-        # is made when the pointer moves, against the last block's pointer (``final``), and kept in a register
-        # (``more``), so a reader's ``cmd.valid`` is a register and no adder feeds a comparator; the
-        # block-index tests compare with registered ``mt - 1``, ``nt - 1`` (FPGA timing).
-        ra, rb, rp = readers["a"].cmd, readers["b"].cmd, readers["p"].cmd
-        m.d.comb += [ra.payload.addr.eq(a_ptr), ra.payload.count.eq(a_bw), ra.valid.eq(running & more["a"]),
-                     rb.payload.addr.eq(b_ptr), rb.payload.count.eq(b_bw), rb.valid.eq(running & more["b"]),
-                     rp.payload.addr.eq(p_ptr), rp.payload.count.eq(PARAM_WORDS), rp.valid.eq(back_busy & more["p"])]
-        next_base = a_base + a_words
-        with m.If(ra.valid & ra.ready):
-            with m.If(a_ib != mt_last):
-                m.d.sync += [a_ib.eq(a_ib + 1), a_ptr.eq(a_ptr + a_bw)]
-            with m.Elif(a_jb != nt_last):
-                m.d.sync += [a_ib.eq(0), a_jb.eq(a_jb + 1), a_ptr.eq(a_base)]
-            with m.Else():                                      # next problem
-                m.d.sync += [a_ib.eq(0), a_jb.eq(0), a_base.eq(next_base), a_ptr.eq(next_base),
-                             more["a"].eq(a_base != final["a"])]
-        with m.If(rb.valid & rb.ready):
-            with m.If(b_ib == mt_last):
-                m.d.sync += [b_ib.eq(0), b_ptr.eq(b_ptr + b_bw), more["b"].eq(b_ptr != final["b"])]
-            with m.Else():
-                m.d.sync += b_ib.eq(b_ib + 1)
-        with m.If(rp.valid & rp.ready):
-            m.d.sync += [p_ptr.eq(p_ptr + PARAM_WORDS), more["p"].eq(p_ptr != final["p"])]
+        wiring.connect(m, operands.a, readers["a"].cmd)
+        wiring.connect(m, operands.b, readers["b"].cmd)
+        m.d.comb += [operands.load.eq(setup.checking), operands.run.eq(running),
+                     operands.a_addr.eq(low.a), operands.b_addr.eq(low.b),
+                     operands.a_final.eq(reach.a - setup.a_words), operands.b_final.eq(reach.b - setup.b_bw),
+                     operands.a_words.eq(setup.a_words), operands.a_bw.eq(setup.a_bw), operands.b_bw.eq(setup.b_bw),
+                     operands.mt_last.eq(setup.mt_last), operands.nt_last.eq(setup.nt_last)]
+        wiring.connect(m, params.cmd, readers["p"].cmd)
+        m.d.comb += [params.take.eq(take_job), params.busy.eq(back_busy), params.p_addr.eq(slot.p_addr),
+                     params.p_final.eq(slot.p_final), params.mt.eq(job.mt)]
         if cfg.accumulate:     # one read command for the whole batch's partial sums
+            q_more = Signal()
+            with m.If(take_job):
+                m.d.sync += q_more.eq(slot.accumulate)
             rq = readers["q"].cmd
-            m.d.comb += [rq.payload.addr.eq(job.c_addr), rq.payload.count.eq(job.c_words), rq.valid.eq(back_busy & more["q"])]
+            m.d.comb += [rq.payload.addr.eq(job.c_addr), rq.payload.count.eq(job.c_words), rq.valid.eq(back_busy & q_more)]
             with m.If(rq.valid & rq.ready):
-                m.d.sync += more["q"].eq(0)
+                m.d.sync += q_more.eq(0)
 
         # ---- feeder ---------------------------------------------------------------------------
-        # ``first``/``last`` (of a tile's k-steps) and ``can_start`` are registers computed a cycle ahead,
-        # so ``fire`` is a few gates from registers (it fans out to the splitters, FIFOs and the array).
-        reserved = Signal(range(row_depth + 1))       # output rows promised to started tiles
-        can_start = Signal(init=1)                    # reserved + R <= row_depth
-        since_last = Signal(range(array.min_tile_cycles + 1), init=array.min_tile_cycles)
-        row_pop = rows.r_en & rows.r_rdy
-        can_end = since_last >= array.min_tile_cycles
         # the readers fetch exactly the batch's k-rows, so the splitters run dry after the last tile
-        m.d.comb += fire.eq(running & a_items.o.valid & b_items.o.valid
-                            & (~first | can_start) & (~last | can_end))
-        m.d.comb += [a_items.o.ready.eq(fire), b_items.o.ready.eq(fire),
+        wiring.connect(m, a_items.o, feeder.a)
+        wiring.connect(m, b_items.o, feeder.b)
+        m.d.comb += [feeder.run.eq(running), feeder.load.eq(setup.checking), feeder.k_rows.eq(setup.k_rows),
+                     feeder.row_pop.eq(rows.r_en & rows.r_rdy),
                      array.a.eq(a_items.o.payload), array.b.eq(b_items.o.payload),
-                     array.ctrl.valid.eq(fire), array.ctrl.first.eq(first), array.ctrl.last.eq(last),
+                     array.ctrl.valid.eq(fire), array.ctrl.first.eq(feeder.first), array.ctrl.last.eq(last),
                      array.mode.int4.eq(f.int4), array.mode.a_signed.eq(f.a_signed),
                      array.mode.b_signed.eq(f.b_signed)]
         with m.If(fire):
             m.d.sync += self.counters.feed.eq(self.counters.feed + 1)
-        next_reserved = reserved + Mux(fire & first, R, 0) - row_pop
-        m.d.sync += [reserved.eq(next_reserved), can_start.eq(next_reserved + R <= row_depth)]
-        with m.If(fire & last):
-            m.d.sync += since_last.eq(1)
-        with m.Elif(~can_end):
-            m.d.sync += since_last.eq(since_last + 1)
-        with m.If(fire):
-            m.d.sync += first.eq(last)
-            with m.If(last):
-                m.d.sync += [k_left.eq(k_rows - 1), last.eq(single)]
-            with m.Else():
-                m.d.sync += [k_left.eq(k_left - 1), last.eq(k_left == 1)]
         m.d.comb += [rows.w_data.eq(array.out_row), rows.w_en.eq(array.out_valid)]
 
         # ---- output stage: attach per-column parameters, requantize --------------------------
-        p_words_in = readers["p"].words
-        bias, mult, shift = (Signal(data.ArrayLayout(32, C), name=n) for n in ("bias", "mult", "shift"))
-        p_slot = Signal(range(PARAM_WORDS))
-        rows_left = Signal(L + log2(R))  # rows of the current column block still to requantize
-        have_rows = Signal()            # rows_left != 0, as a register (it gates the requant input)
-        with m.If(~back_busy):
-            m.d.sync += [p_slot.eq(0), rows_left.eq(0), have_rows.eq(0)]
-        load_params = back_busy & ~have_rows
-        m.d.comb += p_words_in.ready.eq(load_params)
-        with m.If(p_words_in.valid & p_words_in.ready):
-            for index, reg in enumerate((bias, mult, shift)):
-                with m.If(p_slot == index):
-                    m.d.sync += reg.eq(p_words_in.payload[:32 * C])
-            with m.If(p_slot == PARAM_WORDS - 1):
-                m.d.sync += [p_slot.eq(0), rows_left.eq(job.mt * R), have_rows.eq(1)]
-            with m.Else():
-                m.d.sync += p_slot.eq(p_slot + 1)
+        wiring.connect(m, readers["p"].words, params.words)
         rq_in = requant.i
         partials_ready = Const(1)
-        row_bias = bias
+        row_bias = params.bias
         if cfg.accumulate:        # accumulate: the row's partial sums replace the bias
             partials_ready = ~job.accumulate | q_split.items.valid
             m.d.comb += q_split.items.ready.eq(job.accumulate & rq_in.ready & rq_in.valid)
             row_bias = Signal(data.ArrayLayout(32, C))
-            m.d.comb += row_bias.eq(Mux(job.accumulate, q_split.items.payload, bias.as_value()))
-        m.d.comb += [rq_in.valid.eq(back_busy & have_rows & rows.r_rdy & partials_ready),
-                     rows.r_en.eq(rq_in.ready & rq_in.valid), rq_in.payload.x.eq(rows.r_data)]
+            m.d.comb += row_bias.eq(Mux(job.accumulate, q_split.items.payload, params.bias.as_value()))
+        m.d.comb += [rq_in.valid.eq(back_busy & params.have_rows & rows.r_rdy & partials_ready),
+                     rows.r_en.eq(rq_in.ready & rq_in.valid), rq_in.payload.x.eq(rows.r_data),
+                     params.row_taken.eq(rq_in.valid & rq_in.ready)]
         for j in range(C):
-            m.d.comb += [rq_in.payload.bias[j].eq(row_bias[j]), rq_in.payload.multiplier[j].eq(mult[j][:31]),
-                         rq_in.payload.shift[j].eq(Mux(shift[j][:6] > 62, 62, shift[j][:6]))]
-        with m.If(rq_in.valid & rq_in.ready):
-            m.d.sync += [rows_left.eq(rows_left - 1), have_rows.eq(rows_left != 1)]
+            shift = params.shift[j][:6]
+            m.d.comb += [rq_in.payload.bias[j].eq(row_bias[j]), rq_in.payload.multiplier[j].eq(params.mult[j][:31]),
+                         rq_in.payload.shift[j].eq(Mux(shift > 62, 62, shift))]
         m.d.comb += [requant.enable.eq(job.requant), requant.rounding.eq(job.rounding),
                      requant.zero_point.eq(job.zero_point), requant.out_format.eq(job.out_format),
                      requant.relu.eq(job.relu)]
@@ -516,8 +650,7 @@ class GemmEngine(wiring.Component):
         wiring.connect(m, requant.o, packer.rows)
         wiring.connect(m, packer.req, writer.req)
         m.d.comb += [packer.out_format.eq(job.out_format), packer.clear.eq(~back_busy), packer.c_addr.eq(slot.c_addr)]
-        written = packer.written
-        m.d.comb += back_done.eq(back_busy & (written == job.out_total) & ~arbiter.pending[len(reader_names)])
+        m.d.comb += back_done.eq(back_busy & (packer.written == job.out_total) & ~arbiter.pending[len(reader_names)])
         with m.If(back_done):
             m.d.comb += self.done.eq(1)
             m.d.sync += back_busy.eq(0)
