@@ -5,6 +5,12 @@ memory port), instruction pushes on ``cmd``, a reset pulse on ``clear``, and rep
 Every request gets exactly one reply; the protocol, reply codes and error recovery are documented in
 :mod:`tridsa.spec.host_link` (the one definition both sides import).
 
+Three parts: :class:`FrameReceiver` (sync byte, header, payload, both checksums, the idle timeout),
+the command executor (:class:`HostBridge`: decodes the header, moves words between the frames and the
+memory, pushes instructions) and :class:`ReplySender` (sync byte, code, payload, checksum). One frame
+register holds the header, then a PUSH's instruction or a WRITE's word; word ranges end at a register
+holding their last address (no byte counters).
+
 Invariants:
 
 * Nothing is pushed unless the PUSH payload checksum is right; nothing is written unless the header
@@ -16,15 +22,15 @@ Invariants:
   and then replies, so it always recovers and never waits forever for a byte.
 """
 from amaranth import *
-from amaranth.lib import stream, wiring
+from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from ..spec import host_link as link, isa
 from .counters import counter_layout
-from .engine_port import beyond_memory
+from .engine_port import beyond_memory, log2
 from .memory import MemPort
 
-__all__ = ["HostBridge", "crc8_next"]
+__all__ = ["HostBridge", "FrameReceiver", "ReplySender", "crc8_next"]
 
 
 def crc8_next(crc, byte):
@@ -42,8 +48,151 @@ def _const_bytes(data: bytes) -> Const:
     return Const(int.from_bytes(data, "little"), 8 * len(data))
 
 
+class FrameReceiver(wiring.Component):
+    """Request frames from the byte stream ``rx``: the sync byte, the header and its checksum, then the
+    payload the executor asks for and its checksum.
+
+    Bytes shift into ``frame`` (:data:`~tridsa.spec.isa.INSTR_BITS` wide, the newest byte at the top): once
+    the header is in, its top :data:`~tridsa.spec.host_link.HEADER_BYTES` bytes are the header (``command``,
+    ``addr``, ``count``); after ``n`` payload bytes, its top ``n`` bytes are the payload. A sync byte is
+    looked for only while ``listen``. ``header`` pulses with the header's checksum byte (``header_ok``:
+    it matches); in that cycle the executor answers with ``payload`` (receive payload bytes, each passed
+    on ``data`` until the one taken with ``data_last``, then the checksum byte: ``end`` pulses with
+    ``ok``; ``data.ready`` holds back the checksum byte too), ``drain`` (drop bytes until the line has been
+    idle for ``timeout`` cycles: ``drained``) or neither (the frame is complete). ``timed_out`` pulses
+    when an incomplete frame has been idle that long.
+    """
+
+    def __init__(self, timeout):
+        self.timeout = timeout
+        super().__init__({
+            "rx": In(stream.Signature(8)), "listen": In(1), "frame": Out(isa.INSTR_BITS),
+            "command": Out(8), "addr": Out(32), "count": Out(16), "in_header": Out(1),
+            "header": Out(1), "header_ok": Out(1), "payload": In(1), "drain": In(1),
+            "data": Out(stream.Signature(8)), "data_last": In(1), "end": Out(1), "ok": Out(1),
+            "drained": Out(1), "timed_out": Out(1),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        frame, byte = self.frame, self.rx.payload
+        header = frame[-8 * link.HEADER_BYTES:]
+        m.d.comb += [self.command.eq(header[:8]), self.addr.eq(header[8:40]), self.count.eq(header[40:56])]
+        crc = Signal(8)
+        index = Signal(range(link.HEADER_BYTES))
+        idle = Signal(range(self.timeout + 1))
+        timed_out = idle == self.timeout
+        got = self.rx.valid & self.rx.ready
+        with m.If(got):
+            m.d.sync += idle.eq(0)
+        with m.Elif(~timed_out):
+            m.d.sync += idle.eq(idle + 1)
+
+        def take(b):
+            m.d.sync += [frame.eq(Cat(frame[8:], b)), crc.eq(crc8_next(crc, b))]
+
+        def wait_for_bytes():
+            with m.If(~got & timed_out):
+                m.d.comb += self.timed_out.eq(1)
+                m.next = "SYNC"
+
+        with m.FSM():
+            with m.State("SYNC"):
+                m.d.comb += self.rx.ready.eq(self.listen)
+                with m.If(got & (byte == link.REQ_SYNC)):
+                    m.d.sync += [crc.eq(0), index.eq(0)]
+                    m.next = "HEADER"
+            with m.State("HEADER"):
+                m.d.comb += [self.rx.ready.eq(1), self.in_header.eq(1)]
+                with m.If(got):
+                    take(byte)
+                    m.d.sync += index.eq(index + 1)
+                    with m.If(index == link.HEADER_BYTES - 1):
+                        m.next = "CHECK"
+                wait_for_bytes()
+            with m.State("CHECK"):                        # the header checksum
+                m.d.comb += [self.rx.ready.eq(1), self.in_header.eq(1)]
+                with m.If(got):
+                    m.d.comb += [self.header.eq(1), self.header_ok.eq(byte == crc)]
+                    m.d.sync += crc.eq(0)
+                    m.next = "SYNC"
+                    with m.If(self.drain):
+                        m.next = "DRAIN"
+                    with m.Elif(self.payload):
+                        m.next = "PAYLOAD"
+                wait_for_bytes()
+            with m.State("PAYLOAD"):
+                m.d.comb += [self.rx.ready.eq(self.data.ready), self.data.valid.eq(self.rx.valid),
+                             self.data.payload.eq(byte)]
+                with m.If(got):
+                    take(byte)
+                    with m.If(self.data_last):
+                        m.next = "PAYLOAD_CHECK"
+                wait_for_bytes()
+            with m.State("PAYLOAD_CHECK"):                # the payload checksum
+                m.d.comb += self.rx.ready.eq(self.data.ready)
+                with m.If(got):
+                    m.d.comb += [self.end.eq(1), self.ok.eq(byte == crc)]
+                    m.next = "SYNC"
+                wait_for_bytes()
+            with m.State("DRAIN"):
+                m.d.comb += self.rx.ready.eq(1)
+                with m.If(timed_out):
+                    m.d.comb += self.drained.eq(1)
+                    m.next = "SYNC"
+        return m
+
+
+class ReplySender(wiring.Component):
+    """Reply frames on ``tx``: ``send`` (one cycle, while ``idle``) with ``code`` sends the sync byte, the
+    code, with ``payload`` (code OK only) the payload bytes taken from ``data`` up to the one marked
+    ``last``, and the checksum of code and payload; ``done`` pulses when the checksum has been sent.
+    """
+
+    def __init__(self):
+        super().__init__({"send": In(1), "code": In(8), "payload": In(1), "idle": Out(1),
+                          "data": In(stream.Signature(data.StructLayout({"byte": 8, "last": 1}))), "done": Out(1),
+                          "tx": Out(stream.Signature(8))})
+
+    def elaborate(self, platform):
+        m = Module()
+        code, crc, payload = Signal(8), Signal(8), Signal()
+        tx, sent = self.tx, self.tx.valid & self.tx.ready
+        with m.If(sent):            # one CRC step for every byte sent (it restarts after the sync byte)
+            m.d.sync += crc.eq(crc8_next(crc, tx.payload))
+        with m.FSM():
+            with m.State("IDLE"):
+                m.d.comb += self.idle.eq(1)
+                with m.If(self.send):
+                    m.d.sync += [code.eq(self.code), payload.eq(self.payload)]
+                    m.next = "SYNC"
+            with m.State("SYNC"):
+                m.d.comb += [tx.valid.eq(1), tx.payload.eq(link.REP_SYNC)]
+                with m.If(sent):
+                    m.d.sync += crc.eq(0)
+                    m.next = "CODE"
+            with m.State("CODE"):
+                m.d.comb += [tx.valid.eq(1), tx.payload.eq(code)]
+                with m.If(sent):
+                    m.next = "CRC"
+                    with m.If(payload):
+                        m.next = "PAYLOAD"
+            with m.State("PAYLOAD"):
+                m.d.comb += [tx.valid.eq(self.data.valid), tx.payload.eq(self.data.payload.byte),
+                             self.data.ready.eq(tx.ready)]
+                with m.If(sent & self.data.payload.last):
+                    m.next = "CRC"
+            with m.State("CRC"):
+                m.d.comb += [tx.valid.eq(1), tx.payload.eq(crc)]
+                with m.If(sent):
+                    m.d.comb += self.done.eq(1)
+                    m.next = "IDLE"
+        return m
+
+
 class HostBridge(wiring.Component):
-    """Framed-protocol bridge between a UART byte stream and the accelerator Top.
+    """Framed-protocol bridge between a UART byte stream and the accelerator Top: a
+    :class:`FrameReceiver`, the command executor (this component) and a :class:`ReplySender`.
 
     Parameters
     ----------
@@ -77,188 +226,149 @@ class HostBridge(wiring.Component):
         cfg = self.config
         width = cfg.mem_width
         codes, cmds = link.REPLY_CODES, link.COMMANDS
-
-        # Memory: one word at a time through ``word`` (bytes shift in at the top and out at the bottom);
-        # the link is far slower than the memory, so the bridge needs no read buffer or arbiter.
-        req = self.mem.req
-        # -- receive side --------------------------------------------------------------------
-        # Header and PUSH payload bytes shift into one register (the header is decoded before the payload
-        # arrives): the header is its top HEADER_BYTES bytes.
-        instr = Signal(isa.INSTR_BITS)
-        header = instr[-8 * link.HEADER_BYTES:]
-        command, addr, count = header[:8], header[8:40], header[40:56]
-        crc = Signal(8)
-        words_left = Signal(16)
-        mem_addr = Signal(cfg.addr_bits)                  # the next word to write or read
-        word = Signal(cfg.mem_bits)
         started = Signal()
         busy = started & ~self.halted
         status = Cat(self.halted, busy, C(0, 6), self.error, self.error_pc, Value.cast(self.counters))
         info = _const_bytes(link.MAGIC + bytes([link.PROTOCOL_VERSION]) + link.config_digest_bytes(cfg)
                             + bytes([len(self.counter_names)]))
-        index = Signal(range(max(link.HEADER_BYTES, link.INSTR_BYTES, width, len(status) // 8) + 1))
-        code = Signal(8)
-        idle = Signal(range(self.timeout + 1))
-        timed_out = idle == self.timeout
-        # Decoded from the header into registers (is_cmd only until the payload starts): the header is complete
-        # at least one byte time before CHECK uses them, and CHECK's decision then starts from registers.
-        in_range = Signal()
-        m.d.sync += in_range.eq((count != 0) & ~beyond_memory(cfg, addr, count))
-        is_cmd = {name: Signal(name=f"is_{name.lower()}") for name in cmds}
+        m.submodules.receiver = rx = FrameReceiver(self.timeout)
+        m.submodules.sender = tx = ReplySender()
+        wiring.connect(m, wiring.flipped(self.rx), rx.rx)
+        wiring.connect(m, tx.tx, wiring.flipped(self.tx))
 
-        byte = self.rx.payload
-        got = self.rx.valid & self.rx.ready
-        with m.If(got):
-            m.d.sync += idle.eq(0)
-        with m.Elif(~timed_out):
-            m.d.sync += idle.eq(idle + 1)
-
+        # Memory: one word at a time (the link is far slower than the memory: no buffer, no arbiter). A
+        # WRITE's word is the top of the receiver's frame register once its bytes are in. A READ reads
+        # its word again for every byte and keeps only that byte (``read_byte``): a few cycles of the
+        # memory per byte, which the UART takes ten bit times to send.
+        req = self.mem.req
+        mem_addr = Signal(cfg.addr_bits)                  # the next word to write, or the word being read
+        last_addr = Signal(cfg.addr_bits)                 # a WRITE's or READ's last word: addr + count - 1
+        last_word = mem_addr == last_addr
+        read_byte = Signal(8)
+        index = Signal(range(max(width, len(status) // 8, len(info) // 8) + 1))
         writing = Signal()                                # a complete word waits for the memory
-        m.d.comb += [req.payload.addr.eq(mem_addr), req.payload.wdata.eq(word)]
-        with m.If(req.valid & req.ready):
+        m.d.comb += [req.payload.addr.eq(mem_addr), req.payload.wdata.eq(rx.frame[-cfg.mem_bits:])]
+        with m.If(req.valid & req.ready & req.payload.we):
             m.d.sync += [writing.eq(0), mem_addr.eq(mem_addr + 1)]
+        # Decoded from the header into registers while it arrives: the header is complete at least one
+        # byte time before its checksum byte, when the decision starts from registers.
+        in_range = Signal()
+        m.d.sync += in_range.eq((rx.count != 0) & ~beyond_memory(cfg, rx.addr, rx.count))
+        is_cmd = {name: Signal(name=f"is_{name.lower()}") for name in cmds}
+        with m.If(rx.in_header):
+            m.d.sync += [is_cmd[name].eq(rx.command == code) for name, code in cmds.items()]
 
-        # -- reply side ----------------------------------------------------------------------
-        tx_crc = Signal(8)
-        sent = self.tx.valid & self.tx.ready
-        bytes_left = Signal(16 + width.bit_length())
+        drain_code = Signal(8)                            # the reply after a drain
 
-        def reply(next_code):
-            m.d.sync += code.eq(next_code)
-            m.next = "SEND_SYNC"
+        def reply(code, payload=False):
+            m.d.comb += [tx.send.eq(1), tx.code.eq(code), tx.payload.eq(payload)]
 
-        def drain(next_code):
-            m.d.sync += code.eq(next_code)
+        def drain(code):
+            m.d.comb += rx.drain.eq(1)
+            m.d.sync += drain_code.eq(code)
             m.next = "DRAIN"
 
-        with m.FSM() as fsm:
+        with m.FSM():
             with m.State("IDLE"):
-                m.d.comb += self.rx.ready.eq(1)
-                with m.If(got & (byte == link.REQ_SYNC)):
-                    m.d.sync += [crc.eq(0), index.eq(0)]
-                    m.next = "HEADER"
-            with m.State("HEADER"):
-                m.d.comb += self.rx.ready.eq(1)
-                with m.If(got):
-                    m.d.sync += [instr.eq(Cat(instr[8:], byte)), crc.eq(crc8_next(crc, byte)),
-                                 index.eq(index + 1)]
-                    with m.If(index == link.HEADER_BYTES - 1):
-                        m.next = "CHECK"
-                with m.Elif(timed_out):
-                    reply(codes["TIMEOUT"])
-            with m.State("CHECK"):                        # receive the header checksum, decode
-                m.d.comb += self.rx.ready.eq(1)
-                with m.If(got):
-                    m.d.sync += [crc.eq(0), index.eq(0)]
-                    with m.If(byte != crc):
+                m.d.comb += rx.listen.eq(1)
+                with m.If(rx.header):                   # decide on the header's checksum byte
+                    m.d.sync += [index.eq(0), mem_addr.eq(rx.addr), last_addr.eq(rx.addr + rx.count - 1)]
+                    with m.If(~rx.header_ok):
                         drain(codes["BAD_CHECKSUM"])
                     with m.Elif(is_cmd["WRITE"]):
-                        with m.If(busy):
-                            drain(codes["BUSY"])
-                        with m.Elif(~in_range):
-                            drain(codes["BAD_RANGE"])
+                        with m.If(busy | ~in_range):
+                            drain(Mux(busy, codes["BUSY"], codes["BAD_RANGE"]))
                         with m.Else():
-                            m.d.sync += [mem_addr.eq(addr), words_left.eq(count)]
+                            m.d.comb += rx.payload.eq(1)
                             m.next = "WRITE"
                     with m.Elif(is_cmd["READ"]):
                         with m.If(busy):
                             reply(codes["BUSY"])
+                            m.next = "REPLY"
                         with m.Elif(~in_range):
                             reply(codes["BAD_RANGE"])
+                            m.next = "REPLY"
                         with m.Else():
-                            m.d.sync += [mem_addr.eq(addr), bytes_left.eq(count * width)]
-                            reply(codes["OK"])
+                            reply(codes["OK"], payload=True)
+                            m.next = "READ_WORD"
                     with m.Elif(is_cmd["PUSH"]):
+                        m.d.comb += rx.payload.eq(1)
                         m.next = "PUSH"
                     with m.Elif(is_cmd["CLEAR"]):
                         m.d.comb += self.clear.eq(1)
                         m.d.sync += started.eq(0)
                         reply(codes["OK"])
-                    with m.Elif(is_cmd["STATUS"] | is_cmd["INFO"]):
-                        m.d.sync += bytes_left.eq(Mux(is_cmd["STATUS"], len(status) // 8, len(info) // 8))
-                        reply(codes["OK"])
+                        m.next = "REPLY"
+                    with m.Elif(is_cmd["STATUS"]):
+                        reply(codes["OK"], payload=True)
+                        m.next = "SEND_STATUS"
+                    with m.Elif(is_cmd["INFO"]):
+                        reply(codes["OK"], payload=True)
+                        m.next = "SEND_INFO"
                     with m.Else():
                         drain(codes["UNKNOWN_COMMAND"])
-                with m.Elif(timed_out):
+                with m.Elif(rx.timed_out):
                     reply(codes["TIMEOUT"])
+                    m.next = "REPLY"
+            with m.State("DRAIN"):                        # the receiver drops bytes until the line is idle
+                with m.If(rx.drained):
+                    reply(drain_code)
+                    m.next = "REPLY"
             with m.State("WRITE"):                        # payload bytes -> words -> memory
-                m.d.comb += [self.rx.ready.eq(~writing), req.valid.eq(writing), req.payload.we.eq(1)]
-                with m.If(got):
-                    with m.If(words_left == 0):           # the payload checksum
-                        reply(Mux(byte == crc, codes["OK"], codes["BAD_CHECKSUM"]))
-                    with m.Else():
-                        m.d.sync += [word.eq(Cat(word[8:], byte)), crc.eq(crc8_next(crc, byte)),
-                                     index.eq(index + 1)]
-                        with m.If(index == width - 1):
-                            m.d.sync += [writing.eq(1), index.eq(0), words_left.eq(words_left - 1)]
-                with m.Elif(timed_out):
+                m.d.comb += [rx.data.ready.eq(~writing), req.valid.eq(writing), req.payload.we.eq(1),
+                             rx.data_last.eq((index == width - 1) & last_word)]
+                with m.If(rx.data.valid & rx.data.ready):
+                    m.d.sync += index.eq(index + 1)
+                    with m.If(index == width - 1):
+                        m.d.sync += [writing.eq(1), index.eq(0)]
+                with m.If(rx.end):
+                    reply(Mux(rx.ok, codes["OK"], codes["BAD_CHECKSUM"]))
+                    m.next = "REPLY"
+                with m.Elif(rx.timed_out):
                     reply(codes["TIMEOUT"])
+                    m.next = "REPLY"
             with m.State("PUSH"):
-                m.d.comb += self.rx.ready.eq(1)
-                with m.If(got):
-                    with m.If(index == link.INSTR_BYTES):
-                        with m.If(byte == crc):
-                            m.next = "PUSH_WAIT"
-                        with m.Else():
-                            reply(codes["BAD_CHECKSUM"])
+                m.d.comb += [rx.data.ready.eq(1), rx.data_last.eq(index == link.INSTR_BYTES - 1)]
+                with m.If(rx.data.valid):
+                    m.d.sync += index.eq(index + 1)
+                with m.If(rx.end):
+                    with m.If(rx.ok):
+                        m.next = "PUSH_WAIT"
                     with m.Else():
-                        m.d.sync += [instr.eq(Cat(instr[8:], byte)), crc.eq(crc8_next(crc, byte)),
-                                     index.eq(index + 1)]
-                with m.Elif(timed_out):
+                        reply(codes["BAD_CHECKSUM"])
+                        m.next = "REPLY"
+                with m.Elif(rx.timed_out):
                     reply(codes["TIMEOUT"])
+                    m.next = "REPLY"
             with m.State("PUSH_WAIT"):
-                m.d.comb += [self.cmd.valid.eq(1), self.cmd.payload.eq(instr)]
+                m.d.comb += [self.cmd.valid.eq(1), self.cmd.payload.eq(rx.frame)]
                 with m.If(self.cmd.ready):
                     m.d.sync += started.eq(1)
                     reply(codes["OK"])
-            with m.State("DRAIN"):
-                m.d.comb += self.rx.ready.eq(1)
-                with m.If(timed_out):
-                    m.next = "SEND_SYNC"
-            with m.State("SEND_SYNC"):
-                m.d.comb += [self.tx.valid.eq(1), self.tx.payload.eq(link.REP_SYNC)]
-                with m.If(sent):
-                    m.d.sync += tx_crc.eq(0)
-                    m.next = "SEND_CODE"
-            with m.State("SEND_CODE"):
-                m.d.comb += [self.tx.valid.eq(1), self.tx.payload.eq(code)]
-                with m.If(sent):
-                    m.d.sync += [tx_crc.eq(crc8_next(tx_crc, code)), index.eq(0)]
-                    with m.If(code != codes["OK"]):
-                        m.next = "SEND_CRC"
-                    with m.Elif(is_cmd["READ"]):
-                        m.next = "READ_WORD"
-                    with m.Elif(is_cmd["STATUS"]):
-                        m.next = "SEND_STATUS"
-                    with m.Elif(is_cmd["INFO"]):
-                        m.next = "SEND_INFO"
-                    with m.Else():
-                        m.next = "SEND_CRC"
+                    m.next = "REPLY"
             with m.State("READ_WORD"):                    # request the word at mem_addr
                 m.d.comb += [req.valid.eq(1), req.payload.we.eq(0)]
                 with m.If(req.ready):
                     m.next = "READ_WAIT"
             with m.State("READ_WAIT"):                    # its data comes back mem_latency cycles later
                 with m.If(self.mem.resp.valid):
-                    m.d.sync += [word.eq(self.mem.resp.payload), index.eq(0)]
+                    m.d.sync += read_byte.eq(self.mem.resp.payload.word_select(index[:log2(width)], 8))
                     m.next = "SEND_READ"
-            for state, source in (("SEND_READ", word[:8]), ("SEND_STATUS", status.word_select(index, 8)),
-                                  ("SEND_INFO", info.word_select(index, 8))):
-                with m.State(state):
-                    m.d.comb += [self.tx.valid.eq(1), self.tx.payload.eq(source)]
-                    with m.If(sent):
-                        m.d.sync += [tx_crc.eq(crc8_next(tx_crc, source)), index.eq(index + 1),
-                                     bytes_left.eq(bytes_left - 1)]
+            for state, source, last in (
+                    ("SEND_READ", read_byte, (index == width - 1) & last_word),
+                    ("SEND_STATUS", status.word_select(index, 8), index == len(status) // 8 - 1),
+                    ("SEND_INFO", info.word_select(index, 8), index == len(info) // 8 - 1)):
+                with m.State(state):                      # payload bytes to the sender
+                    m.d.comb += [tx.data.valid.eq(1), tx.data.payload.byte.eq(source), tx.data.payload.last.eq(last)]
+                    with m.If(tx.data.ready):
+                        m.d.sync += index.eq(index + 1)
                         if state == "SEND_READ":
-                            m.d.sync += word.eq(word >> 8)
+                            m.next = "READ_WORD"
                             with m.If(index == width - 1):
-                                m.next = "READ_WORD"
-                        with m.If(bytes_left == 1):
-                            m.next = "SEND_CRC"
-            with m.State("SEND_CRC"):
-                m.d.comb += [self.tx.valid.eq(1), self.tx.payload.eq(tx_crc)]
-                with m.If(sent):
+                                m.d.sync += [index.eq(0), mem_addr.eq(mem_addr + 1)]
+                        with m.If(last):
+                            m.next = "REPLY"
+            with m.State("REPLY"):                        # until the sender has sent the checksum
+                with m.If(tx.done):
                     m.next = "IDLE"
-        with m.If(fsm.ongoing("HEADER") | fsm.ongoing("CHECK")):
-            m.d.sync += [is_cmd[name].eq(command == code) for name, code in cmds.items()]
         return m
