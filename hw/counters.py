@@ -1,10 +1,8 @@
-"""Performance counters: every engine counts into COUNTER_BITS-wide registers cleared by reset."""
+"""Performance counters: every engine counts into ``Config.counter_bits``-wide registers cleared by reset."""
 from amaranth.lib import data
 
-from ..spec.counters import COUNTER_BITS
-
-__all__ = ["COUNTER_BITS", "counter_layout"]
+__all__ = ["counter_layout"]
 
 
-def counter_layout(names) -> data.StructLayout:
-    return data.StructLayout({name: COUNTER_BITS for name in names})
+def counter_layout(config, names) -> data.StructLayout:
+    return data.StructLayout({name: config.counter_bits for name in names})

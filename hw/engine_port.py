@@ -20,7 +20,7 @@ def engine_ports(config, counters, instr_shape=isa.INSTR_BITS, regions=None) -> 
     engine alone), ``checked`` (Out 1)
     and the ``reads``/``writes`` regions it publishes (:func:`region_layout` arrays)."""
     ports = {"start": In(1), "instr": In(instr_shape), "ready": Out(1), "done": Out(1), "error": Out(8),
-             "counters": Out(counter_layout(counters)), "mem": Out(MemPort(config))}
+             "counters": Out(counter_layout(config, counters)), "mem": Out(MemPort(config))}
     if regions is not None and side_by_side(config):
         reads, writes = regions
         ports.update({"go": In(1, init=1), "checked": Out(1), "reads": Out(data.ArrayLayout(region_layout(config), reads)),

@@ -3,7 +3,7 @@
 An engine is a ``wiring.Component`` class with
 
 * ``OPS``: the instruction names it executes (:data:`tridsa.spec.isa.ENGINE_OPS` of its name);
-* ``COUNTERS``: names of its performance counters (``COUNTER_BITS`` wide, cleared by reset);
+* ``COUNTERS``: names of its performance counters (``Config.counter_bits`` wide, cleared by reset);
 * ports ``start`` (In 1: one-cycle pulse, ``instr`` valid; only while ``ready``), ``instr`` (In
   ``isa.INSTR_BITS``: the raw instruction word, view it with :func:`tridsa.hw.instr.instr_layout`),
   ``ready`` (Out 1: the engine takes an instruction), ``done`` (Out 1: one-cycle pulse when an instruction

@@ -218,7 +218,7 @@ class HostBridge(wiring.Component):
             "halted": In(1),
             "error": In(8),
             "error_pc": In(32),
-            "counters": In(counter_layout(self.counter_names)),
+            "counters": In(counter_layout(config, self.counter_names)),
         })
 
     def elaborate(self, platform):

@@ -58,7 +58,7 @@ class IndexQueue(wiring.Component):
             "offsets": In(stream.Signature(32)), "indices": In(stream.Signature(32)),
             "weights": In(stream.Signature(32)),
             "reads": Out(stream.Signature(read)), "entries": Out(stream.Signature(entry_layout(config))),
-            "counters": Out(counter_layout(COUNTERS)), "done": Out(1),
+            "counters": Out(counter_layout(config, COUNTERS)), "done": Out(1),
         })
 
     def elaborate(self, platform):

@@ -26,12 +26,12 @@ from amaranth.lib import fifo, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from ..spec import isa
-from .counters import COUNTER_BITS, counter_layout
+from .counters import counter_layout
 from .engines import ENGINES
 from .engine_port import regions_conflict
 from .memory import MemArbiter, MemoryModel, MemPort
 
-__all__ = ["Top", "counter_names", "COUNTER_BITS"]
+__all__ = ["Top", "counter_names"]
 
 
 def counter_names(config) -> tuple:
@@ -65,7 +65,7 @@ class Top(wiring.Component):
             "halted": Out(1),
             "error": Out(8),
             "error_pc": Out(32),
-            "counters": Out(counter_layout(self.counter_names)),
+            "counters": Out(counter_layout(config, self.counter_names)),
             "dump": In(1),
             "host": In(MemPort(config, top_level=True)),
         })

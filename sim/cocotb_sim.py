@@ -40,12 +40,11 @@ class CocotbBackend(Backend):
         """(runner, build_dir, counter names); the names are recorded with the build they belong to."""
         if self._built is None:
             from ..hw.top import Top, counter_names
-            from ..spec.counters import COUNTER_BITS
             runner, build_dir = build_design(lambda: Top(self.config, storage="verilog"), TOPLEVEL,
                                              self.config.to_json(), self.simulator, extra_sources=(SIM_MEM,))
             names = build_dir / "counters.json"
             if not names.exists():
-                names.write_text(json.dumps({"names": list(counter_names(self.config)), "bits": COUNTER_BITS}))
+                names.write_text(json.dumps({"names": list(counter_names(self.config)), "bits": self.config.counter_bits}))
             self._built = runner, build_dir, json.loads(names.read_text())
         return self._built
 

@@ -53,9 +53,8 @@ class SimulatorCrashed(RuntimeError):
 
 def _counter_spec(config):
     from ..hw.top import counter_names
-    from ..spec.counters import COUNTER_BITS
     names = counter_names(config)
-    return names, COUNTER_BITS, len(names) * COUNTER_BITS
+    return names, config.counter_bits, len(names) * config.counter_bits
 
 
 def _host_request_bits(config) -> int:

@@ -9,6 +9,7 @@ import dataclasses
 import hashlib
 import json
 
+from .counters import COUNTER_BITS
 from .isa import ENGINE_OPS
 
 __all__ = ["Config", "REQUANT_REGISTERED", "REQUANT_SERIAL_CYCLES", "ceil_div", "requant_timing"]
@@ -103,6 +104,11 @@ class Config:
         their memory regions allow. It costs the GEMM engine a job register and the dispatcher its hazard
         check; without it every instruction starts when the previous one is done, the gateware holds
         none of that logic (the area-first FPGA chips), and the results are the same.
+    counter_bits:
+        Width of every performance counter (a multiple of 8 in 16..64; the host link reports each in
+        ``counter_bits / 8`` bytes). A counter wraps after ``2**counter_bits`` events: 48 bits last
+        about a month at 100 MHz, 32 bits (the smallest FPGA chip, a logic cell per bit saved) 143 s at
+        30 MHz.
     """
 
     rows: int = 8
@@ -124,6 +130,7 @@ class Config:
     accumulate: bool = True
     pe_family: str | None = None
     overlap: bool = True
+    counter_bits: int = COUNTER_BITS
 
     def __post_init__(self):
         def need(ok, name, allowed):
@@ -158,6 +165,8 @@ class Config:
         need(isinstance(self.requant_stages, int) and self.requant_stages in (0, *REQUANT_REGISTERED),
              "requant_stages", f"0 (serial) or one of {sorted(REQUANT_REGISTERED)}")
         need(self.pe_family in (None, "ice40", "ecp5"), "pe_family", "None, \"ice40\" or \"ecp5\"")
+        need(isinstance(self.counter_bits, int) and self.counter_bits % 8 == 0 and 16 <= self.counter_bits <= 64,
+             "counter_bits", "a multiple of 8 in 16..64")
 
     # -- derived sizes -------------------------------------------------------------------------
     @property
@@ -179,6 +188,11 @@ class Config:
     def mem_bits(self) -> int:
         """Bits of one memory word."""
         return self.mem_width * 8
+
+    @property
+    def counter_bytes(self) -> int:
+        """Bytes of one counter in the host link's STATUS reply."""
+        return self.counter_bits // 8
 
     @property
     def mem_bytes(self) -> int:

@@ -1,7 +1,6 @@
-"""Performance counters: every engine counts into registers of COUNTER_BITS, cleared by reset; the host
-link reports each in COUNTER_BYTES."""
+"""Performance counters: every engine counts into registers of ``Config.counter_bits`` (default
+COUNTER_BITS), cleared by reset; the host link reports each in ``Config.counter_bytes``."""
 
-__all__ = ["COUNTER_BITS", "COUNTER_BYTES"]
+__all__ = ["COUNTER_BITS"]
 
 COUNTER_BITS = 48
-COUNTER_BYTES = -(-COUNTER_BITS // 8)

@@ -14,7 +14,8 @@ command    code    meaning
 WRITE      0x01    write ``count`` words at word ``addr``; payload ``count * mem_width`` bytes
 READ       0x02    read ``count`` words at word ``addr``; reply payload ``count * mem_width`` bytes
 PUSH       0x03    push one instruction (payload ``INSTR_BITS / 8`` bytes) into the command queue
-STATUS     0x04    reply payload: flags (bit 0 halted, bit 1 busy), error, error_pc (4), counters (6 each)
+STATUS     0x04    reply payload: flags (bit 0 halted, bit 1 busy), error, error_pc (4), counters
+                   (``Config.counter_bytes`` each)
 CLEAR      0x05    reset the accelerator (queue, status, counters); memory keeps its contents
 INFO       0x06    reply payload: ``b"TRDS"``, protocol version, Config digest (6), number of counters
 =========  ======  =====================================================================================
@@ -32,11 +33,10 @@ otherwise the board answers BUSY.
 """
 from __future__ import annotations
 
-from .counters import COUNTER_BYTES
 from .isa import INSTR_BITS
 
 __all__ = ["REQ_SYNC", "REP_SYNC", "COMMANDS", "REPLY_CODES", "REPLY_NAMES", "PROTOCOL_VERSION", "MAGIC",
-           "COUNTER_BYTES", "HEADER_BYTES", "INSTR_BYTES", "MAX_COUNT", "crc8", "config_digest_bytes",
+           "HEADER_BYTES", "INSTR_BYTES", "MAX_COUNT", "crc8", "config_digest_bytes",
            "request_frame"]
 
 REQ_SYNC = 0xA5

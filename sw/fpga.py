@@ -11,7 +11,7 @@ import time
 import numpy as np
 
 from ..sim.backend_base import Backend
-from ..spec.host_link import (COUNTER_BYTES, INSTR_BYTES, MAGIC, MAX_COUNT, PROTOCOL_VERSION, REP_SYNC, REPLY_NAMES,
+from ..spec.host_link import (INSTR_BYTES, MAGIC, MAX_COUNT, PROTOCOL_VERSION, REP_SYNC, REPLY_NAMES,
                               crc8, request_frame)
 from .program import RunResult
 
@@ -176,8 +176,9 @@ class HostLink:
 
     def status(self) -> Status:
         n = len(self.counter_names)
-        reply = self.request("STATUS", reply_len=6 + COUNTER_BYTES * n)
-        counters = {name: int.from_bytes(reply[6 + COUNTER_BYTES * i:6 + COUNTER_BYTES * (i + 1)], "little")
+        size = self.config.counter_bytes
+        reply = self.request("STATUS", reply_len=6 + size * n)
+        counters = {name: int.from_bytes(reply[6 + size * i:6 + size * (i + 1)], "little")
                     for i, name in enumerate(self.counter_names)}
         return Status(halted=bool(reply[0] & 1), busy=bool(reply[0] & 2), error=reply[1],
                       error_pc=int.from_bytes(reply[2:6], "little"), counters=counters)

@@ -75,14 +75,17 @@ def test_gemm_only_chip_with_one_requant_lane(backend, precision, seed):
     _check_requant_matmul(GEMM_ONLY, backend, precision, "half_even", seed)
 
 
-SERIAL = GEMM_ONLY.replace(requant_stages=0, requant_lanes=2)      # the serial requant unit, two lanes
+# the serial requant unit, two lanes, 32-bit counters (as the icebreaker chip)
+SERIAL = GEMM_ONLY.replace(requant_stages=0, requant_lanes=2, counter_bits=32)
 
 
 @pytest.mark.parametrize("backend", backend_params(("amaranth", "verilator", "icarus")))
 @pytest.mark.parametrize("precision, rounding", [("int8", "tflite"), ("int4", "half_up")])
 def test_gemm_only_chip_with_serial_requant(backend, precision, rounding, seed):
-    """The serial requant unit (Config.requant_stages=0) in the whole chip: bit-exact with golden."""
-    _check_requant_matmul(SERIAL, backend, precision, rounding, seed)
+    """The serial requant unit (Config.requant_stages=0) in the whole chip: bit-exact with golden, and the
+    32-bit counters read back as the cycle model predicts (exact for this unit)."""
+    accs = _check_requant_matmul(SERIAL, backend, precision, rounding, seed)
+    assert accs["got"].last_run.cycles == accs["want"].last_run.cycles, f"seed {seed}"
 
 
 def _check_requant_matmul(config, backend, precision, rounding, seed):
@@ -95,8 +98,8 @@ def _check_requant_matmul(config, backend, precision, rounding, seed):
     rq = Requant(rng.integers(1 << 29, 1 << 31, n), rng.integers(4, 40, n), zero_point=3, rounding=rounding)
     for out_dtype in ("int8", "int32"):
         requant = rq if out_dtype == "int8" else None
-        want = accelerator("golden", config).matmul(a, b, bias, requant, relu=True, precision=precision,
-                                                   out_dtype=out_dtype)
-        got = accelerator(backend, config).matmul(a, b, bias, requant, relu=True, precision=precision,
-                                                 out_dtype=out_dtype)
+        golden, hardware = accelerator("golden", config), accelerator(backend, config)
+        want = golden.matmul(a, b, bias, requant, relu=True, precision=precision, out_dtype=out_dtype)
+        got = hardware.matmul(a, b, bias, requant, relu=True, precision=precision, out_dtype=out_dtype)
         np.testing.assert_array_equal(got, want, err_msg=f"seed {seed}")
+    return {"want": golden, "got": hardware}

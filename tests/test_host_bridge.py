@@ -11,7 +11,6 @@ from amaranth.sim import Simulator
 from tridsa import Config
 from tridsa.hw.host_bridge import HostBridge
 from tridsa.spec import host_link as link
-from tridsa.spec.counters import COUNTER_BYTES
 
 CFG = Config(rows=1, cols=1, int4=False, mem_width=4, mem_depth=64, queue_depth=0, engines=("gemm",))
 COUNTERS = ("cycles", "gemm_busy")
@@ -50,7 +49,7 @@ def _run(seed, script):
             ctx.set(dut.mem.req.ready, ready)
 
     async def accelerator(ctx):     # takes a pushed instruction after a few cycles; counters are constants
-        ctx.set(dut.counters.as_value(), 0x123456789ABC | (0x0000DEADBEEF << 48))
+        ctx.set(dut.counters.as_value(), 0x123456789ABC | (0x0000DEADBEEF << CFG.counter_bits))
         ctx.set(dut.error, 7)
         ctx.set(dut.error_pc, 0x01020304)
         ready = False
@@ -128,7 +127,7 @@ def test_bridge_requests_and_errors(seed):
     mem = out["mem"]
     words = b"".join(mem[a].to_bytes(width, "little") for a in range(4, 9))
     info = link.MAGIC + bytes([link.PROTOCOL_VERSION]) + link.config_digest_bytes(CFG) + bytes([len(COUNTERS)])
-    counters = (0x123456789ABC).to_bytes(COUNTER_BYTES, "little") + (0xDEADBEEF).to_bytes(COUNTER_BYTES, "little")
+    counters = b"".join(value.to_bytes(CFG.counter_bytes, "little") for value in (0x123456789ABC, 0xDEADBEEF))
     status = bytes([0, 7]) + (0x01020304).to_bytes(4, "little") + counters
     codes = link.REPLY_CODES
     expected = [_reply(0, info), _reply(0), _reply(0, words), _reply(codes["BAD_RANGE"]), _reply(codes["BAD_RANGE"]),
