@@ -238,13 +238,15 @@ class HostBridge(wiring.Component):
 
         # Memory: one word at a time (the link is far slower than the memory: no buffer, no arbiter). A
         # WRITE's word is the top of the receiver's frame register once its bytes are in. A READ reads
-        # its word again for every byte and keeps only that byte (``read_byte``): a few cycles of the
-        # memory per byte, which the UART takes ten bit times to send.
+        # its word again for every byte and keeps only that byte: a few cycles of the memory per byte,
+        # which the UART takes ten bit times to send. Every reply payload byte (READ, STATUS, INFO) is
+        # loaded into ``reply_byte`` before it is offered: the byte multiplexer ends at a register, not in
+        # the sender's checksum (FPGA timing).
         req = self.mem.req
         mem_addr = Signal(cfg.addr_bits)                  # the next word to write, or the word being read
         last_addr = Signal(cfg.addr_bits)                 # a WRITE's or READ's last word: addr + count - 1
         last_word = mem_addr == last_addr
-        read_byte = Signal(8)
+        reply_byte = Signal(8)
         index = Signal(range(max(width, len(status) // 8, len(info) // 8) + 1))
         writing = Signal()                                # a complete word waits for the memory
         m.d.comb += [req.payload.addr.eq(mem_addr), req.payload.wdata.eq(rx.frame[-cfg.mem_bits:])]
@@ -301,10 +303,10 @@ class HostBridge(wiring.Component):
                         m.next = "REPLY"
                     with m.Elif(is_cmd["STATUS"]):
                         reply(codes["OK"], payload=True)
-                        m.next = "SEND_STATUS"
+                        m.next = "LOAD_TABLE"
                     with m.Elif(is_cmd["INFO"]):
                         reply(codes["OK"], payload=True)
-                        m.next = "SEND_INFO"
+                        m.next = "LOAD_TABLE"
                     with m.Else():
                         drain(codes["UNKNOWN_COMMAND"])
                 with m.Elif(rx.timed_out):
@@ -352,22 +354,25 @@ class HostBridge(wiring.Component):
                     m.next = "READ_WAIT"
             with m.State("READ_WAIT"):                    # its data comes back mem_latency cycles later
                 with m.If(self.mem.resp.valid):
-                    m.d.sync += read_byte.eq(self.mem.resp.payload.word_select(index[:log2(width)], 8))
-                    m.next = "SEND_READ"
-            for state, source, last in (
-                    ("SEND_READ", read_byte, (index == width - 1) & last_word),
-                    ("SEND_STATUS", status.word_select(index, 8), index == len(status) // 8 - 1),
-                    ("SEND_INFO", info.word_select(index, 8), index == len(info) // 8 - 1)):
-                with m.State(state):                      # payload bytes to the sender
-                    m.d.comb += [tx.data.valid.eq(1), tx.data.payload.byte.eq(source), tx.data.payload.last.eq(last)]
-                    with m.If(tx.data.ready):
-                        m.d.sync += index.eq(index + 1)
-                        if state == "SEND_READ":
-                            m.next = "READ_WORD"
-                            with m.If(index == width - 1):
-                                m.d.sync += [index.eq(0), mem_addr.eq(mem_addr + 1)]
-                        with m.If(last):
-                            m.next = "REPLY"
+                    m.d.sync += reply_byte.eq(self.mem.resp.payload.word_select(index[:log2(width)], 8))
+                    m.next = "SEND_BYTE"
+            with m.State("LOAD_TABLE"):                   # a STATUS or INFO byte
+                m.d.sync += reply_byte.eq(Mux(is_cmd["STATUS"], status.word_select(index, 8), info.word_select(index, 8)))
+                m.next = "SEND_BYTE"
+            with m.State("SEND_BYTE"):                    # a payload byte to the sender
+                last = Mux(is_cmd["READ"], (index == width - 1) & last_word,
+                           index == Mux(is_cmd["STATUS"], len(status) // 8 - 1, len(info) // 8 - 1))
+                m.d.comb += [tx.data.valid.eq(1), tx.data.payload.byte.eq(reply_byte), tx.data.payload.last.eq(last)]
+                with m.If(tx.data.ready):
+                    m.d.sync += index.eq(index + 1)
+                    with m.If(is_cmd["READ"]):
+                        m.next = "READ_WORD"
+                        with m.If(index == width - 1):
+                            m.d.sync += [index.eq(0), mem_addr.eq(mem_addr + 1)]
+                    with m.Else():
+                        m.next = "LOAD_TABLE"
+                    with m.If(last):
+                        m.next = "REPLY"
             with m.State("REPLY"):                        # until the sender has sent the checksum
                 with m.If(tx.done):
                     m.next = "IDLE"
