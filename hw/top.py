@@ -215,11 +215,15 @@ class Top(wiring.Component):
 
         with m.If(started & ~self.halted):
             m.d.sync += counters.cycles.eq(counters.cycles + 1)
-        with m.If(in_flight & port.req.valid & port.req.ready):     # engine traffic, in words
-            with m.If(port.req.payload.we):
-                m.d.sync += counters.mem_writes.eq(counters.mem_writes + 1)
-            with m.Else():
-                m.d.sync += counters.mem_reads.eq(counters.mem_reads + 1)
+        # Engine traffic, in words, counted a cycle after the memory accepts it: the arbiter's grant ends at
+        # two registers, not in the enables of two counters (FPGA timing; an engine is done cycles later).
+        accepted = in_flight & port.req.valid & port.req.ready
+        wrote, read = Signal(), Signal()
+        m.d.sync += [wrote.eq(accepted & port.req.payload.we), read.eq(accepted & ~port.req.payload.we)]
+        with m.If(wrote):
+            m.d.sync += counters.mem_writes.eq(counters.mem_writes + 1)
+        with m.If(read):
+            m.d.sync += counters.mem_reads.eq(counters.mem_reads + 1)
         for name, engine in engines.items():
             for counter in engine.COUNTERS:
                 m.d.comb += getattr(counters, f"{name}_{counter}").eq(getattr(engine.counters, counter))
