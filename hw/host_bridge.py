@@ -144,9 +144,10 @@ class FrameReceiver(wiring.Component):
 
 
 class ReplySender(wiring.Component):
-    """Reply frames on ``tx``: ``send`` (one cycle, while ``idle``) with ``code`` sends the sync byte, the
-    code, with ``payload`` (code OK only) the payload bytes taken from ``data`` up to the one marked
-    ``last``, and the checksum of code and payload; ``done`` pulses when the checksum has been sent.
+    """Reply frames on ``tx``: ``send`` (one cycle, while ``idle``) sends the sync byte, ``code``, with
+    ``payload`` (code OK only) the payload bytes taken from ``data`` up to the one marked ``last``, and the
+    checksum of code and payload; ``done`` pulses when the checksum has been sent. ``code`` and ``payload``
+    are held from ``send`` until ``done``.
     """
 
     def __init__(self):
@@ -156,7 +157,7 @@ class ReplySender(wiring.Component):
 
     def elaborate(self, platform):
         m = Module()
-        code, crc, payload = Signal(8), Signal(8), Signal()
+        crc = Signal(8)
         tx, sent = self.tx, self.tx.valid & self.tx.ready
         with m.If(sent):            # one CRC step for every byte sent (it restarts after the sync byte)
             m.d.sync += crc.eq(crc8_next(crc, tx.payload))
@@ -164,7 +165,6 @@ class ReplySender(wiring.Component):
             with m.State("IDLE"):
                 m.d.comb += self.idle.eq(1)
                 with m.If(self.send):
-                    m.d.sync += [code.eq(self.code), payload.eq(self.payload)]
                     m.next = "SYNC"
             with m.State("SYNC"):
                 m.d.comb += [tx.valid.eq(1), tx.payload.eq(link.REP_SYNC)]
@@ -172,10 +172,10 @@ class ReplySender(wiring.Component):
                     m.d.sync += crc.eq(0)
                     m.next = "CODE"
             with m.State("CODE"):
-                m.d.comb += [tx.valid.eq(1), tx.payload.eq(code)]
+                m.d.comb += [tx.valid.eq(1), tx.payload.eq(self.code)]
                 with m.If(sent):
                     m.next = "CRC"
-                    with m.If(payload):
+                    with m.If(self.payload):
                         m.next = "PAYLOAD"
             with m.State("PAYLOAD"):
                 m.d.comb += [tx.valid.eq(self.data.valid), tx.payload.eq(self.data.payload.byte),
@@ -260,14 +260,18 @@ class HostBridge(wiring.Component):
         with m.If(rx.in_header):
             m.d.sync += [is_cmd[name].eq(rx.command == code) for name, code in cmds.items()]
 
-        drain_code = Signal(8)                            # the reply after a drain
+        # The reply's code and payload flag are registers, and ``send`` starts the sender a cycle after the
+        # decision (its state does not wait for the header decode; FPGA timing).
+        send, reply_code, reply_payload = Signal(), Signal(8), Signal()
+        m.d.sync += send.eq(0)
+        m.d.comb += [tx.send.eq(send), tx.code.eq(reply_code), tx.payload.eq(reply_payload)]
 
         def reply(code, payload=False):
-            m.d.comb += [tx.send.eq(1), tx.code.eq(code), tx.payload.eq(payload)]
+            m.d.sync += [send.eq(1), reply_code.eq(code), reply_payload.eq(payload)]
 
         def drain(code):
             m.d.comb += rx.drain.eq(1)
-            m.d.sync += drain_code.eq(code)
+            m.d.sync += [reply_code.eq(code), reply_payload.eq(0)]
             m.next = "DRAIN"
 
         with m.FSM():
@@ -314,7 +318,7 @@ class HostBridge(wiring.Component):
                     m.next = "REPLY"
             with m.State("DRAIN"):                        # the receiver drops bytes until the line is idle
                 with m.If(rx.drained):
-                    reply(drain_code)
+                    m.d.sync += send.eq(1)
                     m.next = "REPLY"
             with m.State("WRITE"):                        # payload bytes -> words -> memory
                 m.d.comb += [rx.data.ready.eq(~writing), req.valid.eq(writing), req.payload.we.eq(1),
