@@ -38,6 +38,7 @@ _BENCHES = {
             "(benchmarks/bench_onnx.py)",
     "sim": "simulation speed per backend: fixed cost per call and marginal cycles/s (benchmarks/bench_sim.py)",
     "zoo": "the model zoo at full size: ResNet-50, MobileNetV2, BERT-base layer, LSTM, DLRM (benchmarks/bench_zoo.py)",
+    "cycles": "the cycle model against the RTL cycle counter: error distribution per engine (benchmarks/bench_cycles.py)",
 }
 
 
@@ -301,7 +302,7 @@ def _cmd_bench(ns, extra) -> int:
                       link_bytes_per_cycle=ns.link_bandwidth)
     if ns.bench in ("multichip", "ray"):
         kwargs.update(address=ns.address, publish=ns.publish)
-    if ns.bench == "gather":
+    if ns.bench in ("gather", "cycles"):
         kwargs.update(publish=ns.publish)
     if ns.bench == "zoo":
         kwargs.update(models=ns.models.split(",") if ns.models else None, publish=ns.publish)
@@ -408,6 +409,9 @@ def _parser() -> argparse.ArgumentParser:
             b.add_argument("--publish", action="store_true",
                            help="also write the hit-rate and memory-port tables into README.md (sections "
                            "bench-gather-hits, bench-gather-port)")
+        if name == "cycles":
+            b.add_argument("--publish", action="store_true",
+                           help="also write the table into docs (section bench-cycles) and the histogram into docs/img")
         if name == "multichip":
             from .sharding import STRATEGIES
             b.add_argument("--chips", type=_positive, default=2, metavar="N", help="accelerators (default: %(default)s)")

@@ -13,8 +13,6 @@ from __future__ import annotations
 
 import dataclasses
 
-import numpy as np
-
 from ..spec.gather_layout import MEAN_DIVIDE_STEPS
 from ..spec.gemm_layout import FEED_STAGES, PARAM_WORDS, PE_LATENCY, GemmGeometry
 
@@ -119,10 +117,10 @@ def gemm_drain_cycles(config) -> int:
 
 
 # ---- GATHER ---------------------------------------------------------------------------------------
-#: Cycles of a GATHER outside its check and main passes (setup states, the last state, the dispatcher),
-#: fitted to the gateware.
+#: Cycles of a GATHER outside its check and main passes (its three setup states, the last state, the
+#: dispatcher's retire and halt), fitted to the gateware.
 GATHER_FIXED = 6
-#: Cycles of a GATHER's setup before its check pass: with the check pass, when a GEMM beside it may start.
+#: Cycles of a GATHER's setup states: with its check pass, when a GEMM beside it may start.
 GATHER_CHECK = 3
 #: Cycles the gather engine's mean divider spends per output word: its steps and two to hand the word on.
 MEAN_WORD_CYCLES = MEAN_DIVIDE_STEPS + 2
