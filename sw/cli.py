@@ -38,7 +38,8 @@ _BENCHES = {
             "(benchmarks/bench_onnx.py)",
     "sim": "simulation speed per backend: fixed cost per call and marginal cycles/s (benchmarks/bench_sim.py)",
     "zoo": "the model zoo at full size: ResNet-50, MobileNetV2, BERT-base layer, LSTM, DLRM (benchmarks/bench_zoo.py)",
-    "cycles": "the cycle model against the RTL cycle counter: error distribution per engine (benchmarks/bench_cycles.py)",
+    "cycles": "the cycle model against the RTL cycle counter: error distribution per engine "
+              "(benchmarks/bench_cycles.py)",
 }
 
 

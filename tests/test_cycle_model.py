@@ -71,7 +71,8 @@ def samples(rng):
 
 def small_samples(rng):
     """GATHERs on SMALL (a longer memory latency, a narrower port, 4 prefetch entries, a 4 x 2 cache)."""
-    return [("GATHER", f"SMALL dim {dim}, pooling {pooling}{label}", _gather(rng, 150, dim, 40 // pooling, pooling, **kw))
+    return [("GATHER", f"SMALL dim {dim}, pooling {pooling}{label}",
+             _gather(rng, 150, dim, 40 // pooling, pooling, **kw))
             for dim, pooling, label, kw in ((32, 1, "", {}), (16, 3, ", weighted", {"weighted": True}),
                                             (8, 5, ", max, ragged", {"mode": "max", "ragged": True}),
                                             (32, 2, ", narrow", {"out_shift": 4}), (8, 2, ", mean", {"mode": "mean"}))]
