@@ -105,12 +105,12 @@ def _histogram(path, points, backend):
     fig, ax = plt.subplots(figsize=(7, 4.2), dpi=110)
     try:
         errors = [[100 * p["error"] for p in points if p["engine"] == e] for e in engines]
-        edges = np.linspace(-2.5, 2.5, 21)
+        edges = np.linspace(-2.625, 2.625, 22)           # 0.25% bins, one centred on 0
         ax.hist([np.clip(e, edges[0], edges[-1]) for e in errors], bins=edges, stacked=True,
                 label=[f"{e} ({len(x)})" for e, x in zip(engines, errors)])
         for x in (-100 * BOUND, 100 * BOUND):
             ax.axvline(x, linestyle="--", linewidth=1, color="gray")
-        ax.set_xlabel("cycle model error, model / RTL - 1 (%; outside +-2.5% drawn at the edge)")
+        ax.set_xlabel("cycle model error, model / RTL - 1 (%; beyond +-2.6% drawn at the edge)")
         ax.set_ylabel("sampled instructions")
         ax.set_title(f"cycle model vs RTL cycle counter ({backend})")
         ax.grid(True, alpha=0.3)
