@@ -8,6 +8,7 @@ splitters, the :class:`~tridsa.hw.index_queue.IndexQueue` walk and its entry FIF
 :class:`~tridsa.hw.gather.PoolingUnit`'s two stages, output buffer and mean divider, and the writer.
 The row cache's hits come from :mod:`tridsa.sw.row_cache` (the tags see the lookups in index order).
 Every FIFO is an Amaranth ``SyncFIFOBuffered``: an item written in cycle ``t`` is readable at ``t + 2``.
+The engine has the memory port to itself (no GEMM beside it) and the memory never stalls (every chip's).
 """
 from __future__ import annotations
 
@@ -65,6 +66,9 @@ def simulate_gather(hits, offsets, row_words: int, out_words: int, mean: bool, w
     j = 0
     dividing, step = False, 0
     written = 0
+    # far more cycles than any legal GATHER takes: beyond them the mirror is stuck (a bug)
+    limit = 1000 + (latency + 4) * (2 * off_words + idx_words + 2 * main_count + off_last * row_words
+                                     + n_bags * (1 + out_words * (MEAN_DIVIDE_STEPS + 2)))
     t = 0
     while True:
         # ================= combinational: every signal from this cycle's registers =================
@@ -230,5 +234,5 @@ def simulate_gather(hits, offsets, row_words: int, out_words: int, mean: bool, w
         t += 1
         if to_main:
             main, main_at = True, t
-        if t > 50_000_000:
-            raise RuntimeError("gather timing mirror did not finish")
+        if t > limit:
+            raise RuntimeError(f"the gather timing mirror did not finish in {limit} cycles")
