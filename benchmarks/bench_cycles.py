@@ -9,7 +9,9 @@ how many are exact, mean and largest ``|error|`` and how many are within the 2% 
   and a sum over uniform instead of Zipf(1.05) indices; plus mean, ragged bags with empty ones and an
   int32 table. ``--quick``: one seed, otherwise two;
 * **GEMM**: tiles of the zoo's layers (conv, attention, LSTM step, INT4, an int32 output);
-* **RNG** and **SKETCH**: a few sizes.
+* **RNG** and **SKETCH**: a few sizes;
+* **GEMM+GATHER**: Programs of a GEMM and a GATHER side by side (``Config.overlap``), in both orders, and
+  of GEMM, GATHER, GEMM and GATHER, GEMM, GATHER (the port shared: ``side_speeds`` in the cycle model).
 
 Writes ``cycles.json`` (every sample), ``cycles.md`` and ``cycle_model_errors.png`` (histogram of the
 errors per engine); ``--publish`` puts the table into docs (section ``bench-cycles``) and the plot into
@@ -38,6 +40,7 @@ BOUND = 0.02
 
 
 def _gather(rng, rows, dim, bags, pooling, alpha=1.05, dtype=np.int8, weighted=False, ragged=False, **kw):
+    """A GATHER of ``bags`` bags of ``pooling`` Zipf(``alpha``) rows (``ragged``: 0 to ``2 * pooling`` rows)."""
     table = rng.integers(-128, 128, (rows, dim)).astype(dtype)
     lengths = rng.integers(0, 2 * pooling + 1, bags) if ragged else np.full(bags, pooling)
     indices = zipf_indices(rows, int(lengths.sum()), alpha, rng)
@@ -87,6 +90,27 @@ def samples(config: Config, seeds=(1, 2)) -> list:
             ("SKETCH", "64x256 k=16", lambda b: emit_sketch(b, rng.integers(-128, 128, (64, 256)), 16, (1, 2))),
             ("SKETCH", "32x64 k=40 gaussian",
              lambda b: emit_sketch(b, rng.integers(-128, 128, (32, 64)), 40, (1, 2), dist="gaussian"))]
+    if config.overlap and {"gemm", "gather"} <= set(config.engines):
+        out += _side_by_side(rng, config, rows, min(128, line_bytes))
+    return out
+
+
+def _side_by_side(rng, config, rows, dim) -> list:
+    """GEMMs and GATHERs of every port demand (a GEMM moves about half a word per cycle, a GATHER of
+    misses one, of a narrow output half a word) in Programs where they run side by side."""
+    gemms = ((8, 64, 8), (32, 256, 32), (64, 64, 64), (16, 1024, 64))
+    gathers = (dict(bags=64, pooling=4), dict(bags=128, pooling=1), dict(bags=32, pooling=10, alpha=0.0),
+               dict(bags=16, pooling=27, out_shift=6), dict(bags=200, pooling=2))
+    out = []
+    for i, shape in enumerate(gemms):
+        for j, kw in enumerate(gathers):
+            order = ("GEMM", "GATHER") if (i + j) % 2 else ("GATHER", "GEMM")
+            if i + j >= 6:
+                order = order + order[:1]
+            emits = {"GEMM": _gemm(rng, *shape), "GATHER": _gather(rng, rows, dim, **kw)}
+            label = ", ".join(f"GEMM {'x'.join(map(str, shape))}" if op == "GEMM" else f"GATHER pooling {kw['pooling']}"
+                              for op in order)
+            out.append(("GEMM+GATHER", label, lambda b, order=order, emits=emits: [emits[op](b) for op in order]))
     return out
 
 
@@ -111,7 +135,7 @@ def _histogram(path, points, backend):
         for x in (-100 * BOUND, 100 * BOUND):
             ax.axvline(x, linestyle="--", linewidth=1, color="gray")
         ax.set_xlabel("cycle model error, model / RTL - 1 (%; beyond +-2.6% drawn at the edge)")
-        ax.set_ylabel("sampled instructions")
+        ax.set_ylabel("sampled Programs")
         ax.set_title(f"cycle model vs RTL cycle counter ({backend})")
         ax.grid(True, alpha=0.3)
         ax.legend()
@@ -148,10 +172,10 @@ def run(config: Config, backend: str = "verilator", out_dir="benchmarks/out", qu
             rtl, cycles = measured.counters["cycles"], model.counters["cycles"]
             points.append({"engine": engine, "name": name, "rtl": rtl, "model": cycles, "error": cycles / rtl - 1})
     table = [_distribution(e, [p for p in points if p["engine"] == e])
-             for e in ("GEMM", "GATHER", "RNG", "SKETCH") if any(p["engine"] == e for p in points)]
+             for e in ("GEMM", "GATHER", "RNG", "SKETCH", "GEMM+GATHER") if any(p["engine"] == e for p in points)]
     text = (f"`tridsa bench cycles --backend {backend}{' --quick' if quick else ''}`: the cycle model "
             f"(tridsa/sw/cycle_model.py) against the RTL cycle counter on {backend}, {len(points)} sampled "
-            f"instructions, results bit-exact; error = model / RTL - 1"
+            f"Programs (one instruction each, GEMM+GATHER: two or three), results bit-exact; error = model / RTL - 1"
             f"{f' ({len(skipped)} samples larger than the memory skipped)' if skipped else ''}.\n\n"
             + markdown_table([dict(r, mean_abs_error=f"{100 * r['mean_abs_error']:.2f}%",
                                    max_abs_error=f"{100 * r['max_abs_error']:.2f}%") for r in table],

@@ -18,7 +18,7 @@ from ..spec.gemm_layout import FEED_STAGES, PARAM_WORDS, PE_LATENCY, GemmGeometr
 
 __all__ = ["Cost", "gemm_fixed_cycles", "estimate_gemm_cycles", "gemm_cost", "gather_cost", "rng_cost",
            "sketch_cost", "instruction_cost", "program_cycles", "gemm_drain_cycles", "DISPATCH_CYCLES", "PROGRAM_CYCLES",
-           "GEMM_DRAIN_EXTRA", "GEMM_SETUP"]
+           "GEMM_DRAIN_EXTRA", "GEMM_SETUP", "side_speeds"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -124,9 +124,21 @@ GATHER_FIXED = 6
 GATHER_CHECK = 3
 #: Cycles the gather engine's mean divider spends per output word: its steps and two to hand the word on.
 MEAN_WORD_CYCLES = MEAN_DIVIDE_STEPS + 2
-#: Cycles that one memory word of an instruction beside it costs the one that ends later (most of their
-#: words meet a cycle the other does not use the port), fitted to the gateware.
-SIDE_PORT_SHARE = 0.5
+#: Two instructions side by side share the memory port (the top level's round robin): while their
+#: demands (words per cycle) exceed the port's one word per cycle, the one demanding less gets its demand
+#: up to half the port, the other the rest (:func:`side_speeds`). Where they meet, each also loses
+#: ``SIDE_MEET`` cycles (their first reads collide) and ``SIDE_COLLISION`` cycles per common cycle of the
+#: smaller demand; fitted to the gateware (GEMM/GATHER pairs and triples on Config() and SMALL).
+SIDE_MEET, SIDE_COLLISION = 8, 0.02
+
+
+def side_speeds(demand_a: float, demand_b: float) -> tuple:
+    """Speeds (1: as alone) of two instructions side by side whose memory words per cycle alone are
+    ``demand_a`` and ``demand_b``: a max-min fair share of the port's one word per cycle."""
+    if demand_a + demand_b <= 1 or not demand_a or not demand_b:
+        return 1.0, 1.0
+    share_a = min(demand_a, 0.5) if demand_a <= demand_b else 1 - min(demand_b, 0.5)
+    return min(1.0, share_a / demand_a), min(1.0, (1 - share_a) / demand_b)
 
 
 def gather_cost(fields: dict, config, memory) -> Cost:
@@ -207,13 +219,13 @@ def program_cycles(instruction_costs) -> int:
     previous one is done (its setup overlaps, its reads wait); it is done after the previous one of its
     engine. An instruction on the engine beside the previous one's (both with an ``engine``) starts when
     the previous one passed its checks and its own engine is done, and waits for every instruction of the
-    other engine whose regions meet its own (a hazard). The two share the memory port: of two that run
-    side by side, the one that ends later ends later by ``SIDE_PORT_SHARE`` of the other's memory words in
-    their common cycles.
+    other engine whose regions meet its own (a hazard). The two share the memory port: while both run,
+    each runs at its :func:`side_speeds` and loses ``SIDE_MEET`` cycles plus ``SIDE_COLLISION`` per common
+    cycle of the smaller demand; the one left runs as alone.
     """
     end = fed = 0                     # when the previous instruction is done, and enters its drain
     previous = None
-    runs = []                         # [engine, start, end, words] of every instruction so far
+    runs = []                         # [engine, start, end, cost] of every instruction so far
     engine_end = {}
     for cost in instruction_costs:
         start = end + (DISPATCH_CYCLES if previous else 0)
@@ -225,21 +237,24 @@ def program_cycles(instruction_costs) -> int:
             start = max(runs[-1][1] + previous.checked, engine_end.get(cost.engine, 0))
         beside = [run for run in runs if cost.engine and run[0] and run[0] != cost.engine and run[2] > start]
         for run in beside:
-            if _hazard(cost, run[4]):
+            if _hazard(cost, run[3]):
                 start = max(start, run[2])
         finish = max(start + cost.cycles, engine_end.get(cost.engine, 0) + 1)
-        fed = finish - cost.drain
-        words = cost.reads + cost.writes
-        for run in beside:            # the memory port's words of the other in the common cycles
+        demand = (cost.reads + cost.writes) / max(1, cost.cycles)
+        for run in beside:            # both run from start until the first is done, sharing the port
             if run[2] <= start:
                 continue
-            if finish >= run[2]:
-                finish += round(SIDE_PORT_SHARE * run[3] * (run[2] - start) / max(1, run[2] - run[1]))
-            else:
-                run[2] += round(SIDE_PORT_SHARE * words)
-                engine_end[run[0]] = max(engine_end[run[0]], run[2])
-                end = max(end, run[2])
-        runs.append([cost.engine, start, finish, words, cost])
+            other = (run[3].reads + run[3].writes) / max(1, run[3].cycles)
+            speed, other_speed = side_speeds(demand, other)
+            left, other_left = finish - start, run[2] - start          # cycles as alone
+            common = min(left / speed, other_left / other_speed)
+            lost = SIDE_MEET + SIDE_COLLISION * min(demand, other) * common
+            finish = round(start + common + left - speed * common + lost)
+            run[2] = round(start + common + other_left - other_speed * common + lost)
+            engine_end[run[0]] = max(engine_end[run[0]], run[2])
+            end = max(end, run[2])
+        fed = finish - cost.drain
+        runs.append([cost.engine, start, finish, cost])
         engine_end[cost.engine] = finish
         end = max(end, finish)
         previous = cost
