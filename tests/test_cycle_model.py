@@ -40,7 +40,7 @@ def _gather(rng, rows, dim, bags, pooling, alpha=1.05, dtype=np.int8, weighted=F
 def samples(rng):
     """``(engine, name, emit)``: tiles of the zoo's layers (ResNet-50 3x3 and 7x7-stage convs, BERT attention,
     an LSTM step, a K chunk in accumulate mode, INT4), DLRM-like embedding bags (every pooling mode, narrow
-    output, weights, empty bags, an int32 table), RNG and sketches."""
+    output, weights, empty bags, an int32 table), RNG, sketches, and GEMMs and GATHERs side by side."""
     return [
         ("GEMM", "3x3 conv tile 64x576x64", _gemm(rng, 64, 576, 64)),
         ("GEMM", "7x7 stage 49x512x64", _gemm(rng, 49, 512, 64)),
@@ -66,7 +66,17 @@ def samples(rng):
         ("SKETCH", "64x256 k=16", lambda b: emit_sketch(b, rng.integers(-128, 128, (64, 256)), 16, (1, 2))),
         ("SKETCH", "32x64 k=40 gaussian", lambda b: emit_sketch(b, rng.integers(-128, 128, (32, 64)), 40, (1, 2),
                                                                 dist="gaussian")),
+        ("GEMM+GATHER", "GEMM 32x256x32, GATHER pooling 2", _side_by_side(_gemm(rng, 32, 256, 32),
+                                                                          _gather(rng, 1000, 128, 200, 2))),
+        ("GEMM+GATHER", "GATHER, GEMM 64x64x64, GATHER", _side_by_side(_gather(rng, 1000, 128, 64, 4),
+                                                                       _gemm(rng, 64, 64, 64),
+                                                                       _gather(rng, 1000, 128, 64, 4))),
     ]
+
+
+def _side_by_side(*emits):
+    """GEMMs and GATHERs in one Program: with Config.overlap they run side by side, sharing the port."""
+    return lambda b: [emit(b) for emit in emits]
 
 
 def small_samples(rng):
@@ -90,7 +100,7 @@ def _errors(backend, config, samples):
         np.testing.assert_array_equal(measured.memory, model.memory)
         error = model.counters["cycles"] / measured.counters["cycles"] - 1
         errors.setdefault(engine, []).append(error)
-        print(f"{engine:7s} {name:34s} RTL {measured.counters['cycles']:7d}  model {model.counters['cycles']:7d}  "
+        print(f"{engine:11s} {name:38s} RTL {measured.counters['cycles']:7d}  model {model.counters['cycles']:7d}  "
               f"{100 * error:+.2f}%")
     for engine, values in errors.items():
         values = np.abs(values)
@@ -101,7 +111,10 @@ def _errors(backend, config, samples):
 @pytest.mark.parametrize("backend", backend_params(("verilator",)))
 def test_cycle_model_matches_rtl(backend, seed):
     errors = _errors(backend, CONFIG, samples(np.random.default_rng(seed)))
-    assert all(abs(e) <= 0.02 for values in errors.values() for e in values), errors
+    # every engine within 2%; side by side, where the port's sharing is modelled as a fluid
+    # (cycle_model.side_speeds; tridsa bench cycles measures it on more Programs), within 3%
+    assert all(abs(e) <= (0.03 if engine == "GEMM+GATHER" else 0.02) for engine, values in errors.items()
+               for e in values), errors
 
 
 @pytest.mark.parametrize("backend", backend_params(("verilator",)))
