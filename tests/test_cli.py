@@ -21,7 +21,7 @@ REPO = Path(tridsa.__file__).resolve().parent
 SMALL_FLAGS = ["--rows", str(SMALL.rows), "--cols", str(SMALL.cols), "--mem-width", str(SMALL.mem_width),
                "--mem-depth", str(SMALL.mem_depth), "--mem-latency", str(SMALL.mem_latency)]
 COMMANDS = (["verilog"], ["run"], ["bench"], ["bench", "gemm"], ["bench", "gather"], ["bench", "rng"],
-            ["bench", "models"], ["build"], ["demo"], ["fuzz"])
+            ["bench", "models"], ["bench", "cycles"], ["build"], ["demo"], ["fuzz"])
 
 
 def cli(capsys, *argv):
