@@ -15,6 +15,7 @@ from __future__ import annotations
 from collections import deque
 from typing import NamedTuple
 
+from ..spec.config import ceil_div
 from ..spec.gather_layout import MEAN_DIVIDE_STEPS, ROWS_AHEAD, line_words
 
 __all__ = ["GatherTiming", "simulate_gather"]
@@ -37,10 +38,10 @@ def simulate_gather(hits, offsets, row_words: int, out_words: int, mean: bool, w
     offsets = [int(x) for x in offsets]
     hits = [bool(x) for x in hits]
     n_bags = len(offsets) - 1
-    off_words = -(-(n_bags + 1) // pw)
-    idx_words = -(-n_indices // pw)
+    off_words = ceil_div(n_bags + 1, pw)
+    idx_words = ceil_div(n_indices, pw)
     off_last = offsets[-1]
-    main_count = -(-off_last // pw)
+    main_count = ceil_div(off_last, pw)
     out_total = n_bags * out_words
     OFF, IDX, W, ROWS, WRITER = range(5)
     depth = [config.stream_fifo_depth] * 3 + [ROWS_AHEAD * line_words(config)]
@@ -56,7 +57,7 @@ def simulate_gather(hits, offsets, row_words: int, out_words: int, mean: bool, w
     main_at = 0
     split = {OFF: [0, 0, n_bags + 1], IDX: [0, 0, off_last], W: [0, 0, off_last]}   # lane, index, per block
     off_item = look = 0              # offsets taken, lookups done
-    primed, prev, bags, rows_left_reg, first = False, 0, 0, 0, False
+    primed, prev, bags, rows_left_reg = False, 0, 0, 0
     q_depth = config.prefetch_depth
     q_inner = deque()                # entry FIFO: inner items and output register (kind, last)
     q_head = None                    # kind 0: a miss, 1: a hit, 2: an empty bag
@@ -125,7 +126,7 @@ def simulate_gather(hits, offsets, row_words: int, out_words: int, mean: bool, w
             # ---- index queue: one lookup per cycle, an offset per bag ----------------------------
             q_w_rdy = len(q_inner) != q_depth - 1
             off_take = idx_take = False
-            next_rows_left, next_first = rows_left_reg, first
+            next_rows_left = rows_left_reg
             if not primed:
                 if head[OFF]:
                     off_take = True
@@ -146,7 +147,7 @@ def simulate_gather(hits, offsets, row_words: int, out_words: int, mean: bool, w
                 if fire:
                     idx_take = True
                     push = (1 if hits[look] else 0, rows_left == 1)
-                    next_rows_left, next_first = rows_left - 1, False
+                    next_rows_left = rows_left - 1
                 if (starting and (length != 0 or q_w_rdy)) or chain:
                     off_take = True
                     prev = offsets[off_item]
@@ -154,8 +155,8 @@ def simulate_gather(hits, offsets, row_words: int, out_words: int, mean: bool, w
                     if starting and length == 0:
                         push = (2, True)
                     elif not fire or chain:
-                        next_rows_left, next_first = length, True
-            rows_left_reg, first = next_rows_left, next_first
+                        next_rows_left = length
+            rows_left_reg = next_rows_left
             for r, take in ((OFF, off_take), (IDX, idx_take), (W, idx_take and weighted)):
                 if take:
                     s = split[r]
