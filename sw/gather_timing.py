@@ -7,7 +7,8 @@ response FIFO), the :class:`~tridsa.hw.memory.MemArbiter`'s skid buffers and rou
 splitters, the :class:`~tridsa.hw.index_queue.IndexQueue` walk and its entry FIFO, the
 :class:`~tridsa.hw.gather.PoolingUnit`'s two stages, output buffer and mean divider, and the writer.
 The row cache's hits come from :mod:`tridsa.sw.row_cache` (the tags see the lookups in index order).
-Every FIFO is an Amaranth ``SyncFIFOBuffered``: an item written in cycle ``t`` is readable at ``t + 2``.
+Every FIFO is an Amaranth ``SyncFIFOBuffered``: an item written in cycle ``t`` is readable at ``t + 2``
+(``t + 1`` in a one-entry FIFO, a single register).
 The engine has the memory port to itself (no GEMM beside it) and the memory never stalls (every chip's).
 """
 from __future__ import annotations
@@ -124,7 +125,8 @@ def simulate_gather(hits, offsets, row_words: int, out_words: int, mean: bool, w
                       and not s2_valid and not any(remaining) and not any(credits) and not any(pending.values())
                       and not any(skid))
             # ---- index queue: one lookup per cycle, an offset per bag ----------------------------
-            q_w_rdy = len(q_inner) != q_depth - 1
+            # a one-entry FIFO is a single register (written only while empty, readable the next cycle)
+            q_w_rdy = q_head is None if q_depth == 1 else len(q_inner) != q_depth - 1
             off_take = idx_take = False
             next_rows_left = rows_left_reg
             if not primed:
@@ -202,7 +204,9 @@ def simulate_gather(hits, offsets, row_words: int, out_words: int, mean: bool, w
                 q_head = q_inner.popleft()
             elif entry_done:
                 q_head = None
-            if push is not None:
+            if push is not None and q_depth == 1:
+                q_head = push
+            elif push is not None:
                 q_inner.append(push)
         if not main:
             k_off += pops[OFF]
