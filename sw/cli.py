@@ -413,8 +413,8 @@ def _parser() -> argparse.ArgumentParser:
                            help="also write the table into README.md (section bench-gemm)")
         if name == "gather":
             b.add_argument("--publish", action="store_true",
-                           help="also write the hit-rate and memory-port tables into README.md (sections "
-                           "bench-gather-hits, bench-gather-port)")
+                           help="also write the hit-rate, memory-port and latency tables into README.md (sections "
+                           "bench-gather-hits, bench-gather-port, bench-gather-latency)")
         if name == "models":
             b.add_argument("--batches", type=_positive_list, default=(1, 2, 4, 8, 16, 32), metavar="A,B",
                            help="batches of the utilization-against-batch sweep (default: 1,2,4,8,16,32)")
