@@ -415,8 +415,8 @@ def _parser() -> argparse.ArgumentParser:
                            help="also write the table into README.md (section bench-gemm)")
         if name == "gather":
             b.add_argument("--publish", action="store_true",
-                           help="also write the hit-rate and memory-port tables into README.md (sections "
-                           "bench-gather-hits, bench-gather-port)")
+                           help="also write the hit-rate, memory-port and latency tables into README.md (sections "
+                           "bench-gather-hits, bench-gather-port, bench-gather-latency)")
         if name == "cycles":
             b.add_argument("--publish", action="store_true",
                            help="also write the table into docs (section bench-cycles) and the histogram into docs/img")
