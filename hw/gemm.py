@@ -171,6 +171,7 @@ class GemmSetup(wiring.Component):
             # output = 2**out_shift
             "tile_shift": Out(4), "out_shift": Out(4),
             "low": Out(words), "reach": Out(reach), "end": Out(words), "c_total": Out(L),
+            "out_total": Out(L),                                # words of the batch's output (CHECK)
         })
 
     def elaborate(self, platform):
@@ -255,6 +256,7 @@ class GemmSetup(wiring.Component):
                              bad_shape.eq(zero_size)]
                 for name in problem:
                     m.d.sync += [self.end[name].eq(reach[name]), beyond[name].eq(high[name] | (reach[name] > cfg.mem_depth))]
+                m.d.sync += self.out_total.eq(total["c"] >> (tile_shift - out_shift)[:4])
                 for name in meets_c:      # [addr, addr+total) meets [c_addr, c_addr+c_total); used when in range
                     m.d.sync += meets_c[name].eq((low[name] < reach["c"]) & (low["c"] < reach[name]))
                 m.next = "CHECKED"
@@ -499,7 +501,7 @@ class GemmEngine(wiring.Component):
         slot = Signal(job_layout)
         front_job = [slot.mt.eq(setup.mt), slot.p_addr.eq(low.p), slot.p_final.eq(end.p - PARAM_WORDS),
                      slot.c_addr.eq(low.c), slot.c_end.eq(end.c), slot.c_words.eq(setup.c_total),
-                     slot.out_total.eq(setup.c_total >> (setup.tile_shift - setup.out_shift)[:4])]
+                     slot.out_total.eq(setup.out_total)]
         front_job += [getattr(slot, name).eq(getattr(f, name)) for name in
                       ("requant", "rounding", "zero_point", "out_format", "relu", "accumulate")]
         if cfg.overlap:
