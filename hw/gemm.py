@@ -42,7 +42,7 @@ class WordSplitter(wiring.Component):
     """Splits memory words into ``item_bits``-wide items, ``per_block`` items per block.
 
     A block starts on a word boundary; the unused items of a block's last word are dropped.
-    ``per_block`` must be stable from a cycle before a command's first word until its last.
+    ``per_block`` must be stable from two cycles before a command's first word until its last.
     """
 
     def __init__(self, word_bits, item_bits, count_bits=16):
@@ -59,7 +59,12 @@ class WordSplitter(wiring.Component):
         m.d.sync += last_index.eq(self.per_block - 1)
         m.d.comb += [self.items.valid.eq(self.words.valid),
                      self.items.payload.eq(self.words.payload.word_select(lane, self.item_bits))]
-        block_end = index == last_index
+        # index == last_index, as a register: the comparison does not reach ``words.ready`` (FPGA timing)
+        block_end = Signal()
+        with m.If(self.items.valid & self.items.ready):
+            m.d.sync += block_end.eq(Mux(block_end, last_index == 0, index + 1 == last_index))
+        with m.Else():
+            m.d.sync += block_end.eq(index == last_index)
         with m.If(self.items.valid & self.items.ready):
             m.d.sync += [lane.eq(lane + 1), index.eq(index + 1)]
             end_of_word = (lane == self.lanes - 1) | block_end
