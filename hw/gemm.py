@@ -368,6 +368,8 @@ class TileFeeder(wiring.Component):
 class ColumnParams(wiring.Component):
     """The back's per-column parameters: one block read of ``PARAM_WORDS`` words (bias, multiplier,
     shift of ``cols`` columns) per column block of the job, each held while its block's rows are taken.
+    ``shift`` is held as the requant unit takes it: its low 6 bits, at most 62 (clamped as it loads, so
+    no comparison sits before the requant input; FPGA timing).
 
     ``take`` (the back takes a job: ``busy`` from the next cycle on) starts the reads at ``p_addr``; they
     run until the pointer has passed ``p_final`` (the last block's). After a block's words, ``have_rows``
@@ -380,7 +382,7 @@ class ColumnParams(wiring.Component):
         super().__init__({"take": In(1), "busy": In(1), "p_addr": In(L), "p_final": In(L), "mt": In(L),
                           "cmd": Out(_block_read(config)), "words": In(stream.Signature(config.mem_bits)),
                           "bias": Out(data.ArrayLayout(32, C)), "mult": Out(data.ArrayLayout(32, C)),
-                          "shift": Out(data.ArrayLayout(32, C)), "have_rows": Out(1), "row_taken": In(1)})
+                          "shift": Out(data.ArrayLayout(6, C)), "have_rows": Out(1), "row_taken": In(1)})
 
     def elaborate(self, platform):
         m = Module()
@@ -402,9 +404,13 @@ class ColumnParams(wiring.Component):
         words = self.words
         m.d.comb += words.ready.eq(self.busy & ~have_rows)
         with m.If(words.valid & words.ready):
-            for index, reg in enumerate((self.bias, self.mult, self.shift)):
+            for index, reg in enumerate((self.bias, self.mult)):
                 with m.If(p_slot == index):
                     m.d.sync += reg.eq(words.payload[:32 * C])
+            with m.If(p_slot == 2):
+                for j in range(C):
+                    shift = words.payload[32 * j:32 * j + 6]
+                    m.d.sync += self.shift[j].eq(Mux(shift > 62, 62, shift))
             with m.If(p_slot == PARAM_WORDS - 1):
                 m.d.sync += [p_slot.eq(0), rows_left.eq(self.mt * cfg.rows), have_rows.eq(1)]
             with m.Else():
@@ -645,9 +651,8 @@ class GemmEngine(wiring.Component):
                      rows.r_en.eq(rq_in.ready & rq_in.valid), rq_in.payload.x.eq(rows.r_data),
                      params.row_taken.eq(rq_in.valid & rq_in.ready)]
         for j in range(C):
-            shift = params.shift[j][:6]
             m.d.comb += [rq_in.payload.bias[j].eq(row_bias[j]), rq_in.payload.multiplier[j].eq(params.mult[j][:31]),
-                         rq_in.payload.shift[j].eq(Mux(shift > 62, 62, shift))]
+                         rq_in.payload.shift[j].eq(params.shift[j])]
         m.d.comb += [requant.enable.eq(job.requant), requant.rounding.eq(job.rounding),
                      requant.zero_point.eq(job.zero_point), requant.out_format.eq(job.out_format),
                      requant.relu.eq(job.relu)]
