@@ -18,7 +18,7 @@ import numpy as np
 from ..spec.gather_layout import MEAN_DIVIDE_STEPS
 from ..spec.gemm_layout import FEED_STAGES, PARAM_WORDS, PE_LATENCY, GemmGeometry
 
-__all__ = ["Cost", "gemm_fixed_cycles", "estimate_gemm_cycles", "gemm_cost", "gather_cost", "rng_cost",
+__all__ = ["Cost", "gemm_fixed_cycles", "estimate_gemm_cycles", "gemm_compute_cycles", "gemm_port_cycles", "gemm_cost", "gather_cost", "rng_cost",
            "sketch_cost", "instruction_cost", "program_cycles", "gemm_drain_cycles", "DISPATCH_CYCLES", "PROGRAM_CYCLES",
            "GEMM_DRAIN_EXTRA", "GEMM_SETUP"]
 
@@ -62,30 +62,68 @@ def gemm_fixed_cycles(config) -> int:
 
 
 def estimate_gemm_cycles(config, m, k, n, int4=False, out_format=1, batch=1, accumulate=False) -> int:
-    """Cycles of one (batched) GEMM instruction on the gateware.
-
-    Each tile after the first takes the longest of: its k-rows, the array's minimum tile time
-    (``max(rows, cols) + 1``), the requant time of its rows and the memory words it moves (one per
-    cycle: A and B blocks, its output, in accumulate mode its int32 partial sums), the last two with a
-    tile's share of its column block's parameter load; plus a fixed cost per instruction and one setup
-    cycle per bit of ``batch`` if it is > 1.
-    """
+    """Cycles of one (batched) GEMM instruction on the gateware: the longer of its compute path
+    (:func:`gemm_compute_cycles`) and its memory port's words (:func:`gemm_port_cycles`)."""
     geo = GemmGeometry(config, m, k, n, int4, out_format)
+    batch = max(1, batch)
+    return max(gemm_compute_cycles(config, geo, batch), gemm_port_cycles(config, geo, batch, accumulate))
+
+
+def _batch_setup(batch) -> int:
+    """Setup cycles of the batch: one per bit of ``batch`` if it is > 1 (the SCALE state)."""
+    return batch.bit_length() if batch > 1 else 0
+
+
+def gemm_compute_cycles(config, geo, batch) -> int:
+    """Cycles of a GEMM whose array or requant unit sets its pace: each tile after the first takes the
+    longest of its k-rows, the array's minimum tile time (``max(rows, cols) + 1``) and the requant time of
+    its rows with a tile's share of its column block's parameter load; plus a fixed cost per instruction
+    and the batch's setup."""
     params = PARAM_WORDS / geo.mt                       # parameter words per tile
-    partials = GemmGeometry(config, m, k, n, int4, 0).tile_words if accumulate else 0
-    words = geo.a_block_words + geo.b_block_words + geo.tile_words + partials + params
     chunks = config.cols // config.lanes_requant
     values = config.rows * chunks                       # requant inputs per tile
     requant = values * config.requant_interval
     if config.requant_interval == 1:
         requant += params               # the parameter load stalls a pipelined unit; a serial one hides it
-    tile = max(geo.k_rows, max(config.rows, config.cols) + 1, requant, words)
+    tile = max(geo.k_rows, max(config.rows, config.cols) + 1, requant)
     # The last tile's requant inputs leave the unit one interval apart (the fixed cost counts its rows at one
     # per cycle and the unit's latency once), and a chunked unit reassembles a row in one more register.
     drain = (values - 1) * (config.requant_interval - 1) + values - config.rows + (chunks > 1)
-    scale = batch.bit_length() if batch > 1 else 0
-    fixed = gemm_fixed_cycles(config) + scale + drain
-    return round(fixed + geo.k_rows + (max(1, batch) * geo.mt * geo.nt - 1) * tile)
+    fixed = gemm_fixed_cycles(config) + _batch_setup(batch) + drain
+    return round(fixed + geo.k_rows + (batch * geo.mt * geo.nt - 1) * tile)
+
+
+#: A GEMM whose tiles move more memory words than they compute (int32 outputs or partial sums with a short
+#: K) keeps the memory port busy from its first read to its last write: its A/B readers run ahead of the
+#: array as far as their credits and the row FIFO allow, and fill the port's free cycles. It costs its words
+#: plus the port's idle cycles (:func:`gemm_port_cycles`), fitted to the gateware on ``Config()``: the
+#: setup before the first read and the last write (``GEMM_PORT_FIXED``); the parameter load of every column
+#: block stalls the requant unit and leaves the port idle where the readers do not fill it, wholly in the
+#: column blocks requantized after the last read (``GEMM_PORT_TAIL`` cycles over the row blocks), in the
+#: steady state a share that falls with the A block's words (readers with longer blocks have reads
+#: pending); one row block (each tile a column block: its requant unit's parameter gap every tile) and
+#: accumulate mode (the partial sums' reader fills every gap) idle ``GEMM_PORT_ONE_ROW_BLOCK`` and
+#: ``GEMM_PORT_ACCUMULATE`` cycles in all.
+GEMM_PORT_FIXED, GEMM_PORT_TAIL, GEMM_PORT_ONE_ROW_BLOCK, GEMM_PORT_ACCUMULATE = 11, 16, 19, 13
+
+
+def gemm_port_cycles(config, geo, batch, accumulate=False) -> int:
+    """Cycles of a GEMM whose memory port sets its pace: one per word it reads or writes (A and B blocks,
+    parameters, outputs, in accumulate mode the partial sums) plus the port's idle cycles (see
+    ``GEMM_PORT_FIXED``) and the batch's setup."""
+    blocks = batch * geo.nt                             # column blocks: one parameter load each
+    partials = GemmGeometry(config, geo.m, geo.k, geo.n, geo.int4, 0).tile_words if accumulate else 0
+    words = (batch * geo.mt * geo.nt * (geo.a_block_words + geo.b_block_words + geo.tile_words + partials)
+             + blocks * PARAM_WORDS)
+    if accumulate:
+        idle = GEMM_PORT_ACCUMULATE
+    elif geo.mt == 1:
+        idle = GEMM_PORT_ONE_ROW_BLOCK
+    else:
+        a_words = min(geo.a_block_words, 4)
+        idle = (GEMM_PORT_FIXED + GEMM_PORT_TAIL / geo.mt - (a_words - 1)
+                + max(0.0, 1 - (a_words - 1) / 2) * blocks)
+    return round(words + idle + _batch_setup(batch))
 
 
 def gemm_cost(fields: dict, config, memory=None) -> Cost:
