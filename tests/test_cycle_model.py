@@ -14,17 +14,19 @@ from tridsa.sw.sketch_ops import emit_rng, emit_sketch
 CONFIG = Config()
 
 
-def _gemm(rng, m, k, n, precision="int8", batch=1, out="int8"):
+def _gemm(rng, m, k, n, precision="int8", batch=1, out="int8", requant=None):
+    """``requant``: whether to requantize (default: unless the output is int32)."""
     lo, hi = (-8, 8) if precision == "int4" else (-128, 128)
+    requant = out != "int32" if requant is None else requant
     return lambda b: emit_gemm_batch(b, rng.integers(lo, hi, (batch, m, k)), rng.integers(lo, hi, (batch, k, n)),
-                                     requant=None if out == "int32" else Requant(1 << 20, 24), precision=precision,
+                                     requant=Requant(1 << 20, 24) if requant else None, precision=precision,
                                      out_dtype=out)
 
 
-def _accumulate(rng, m, k, n):
+def _accumulate(rng, m, k, n, stage="last"):
     problems = gemm_problems(CONFIG, rng.integers(-128, 128, (1, m, k)), rng.integers(-128, 128, (1, k, n)),
                              None, Requant(1 << 20, 24))
-    return lambda b: emit_problems(b, problems, "c", "last", rng.integers(-1 << 20, 1 << 20, (1, m, n)))
+    return lambda b: emit_problems(b, problems, "c", stage, rng.integers(-1 << 20, 1 << 20, (1, m, n)))
 
 
 def _gather(rng, rows, dim, bags, pooling, alpha=1.05):
@@ -35,7 +37,8 @@ def _gather(rng, rows, dim, bags, pooling, alpha=1.05):
 
 def samples(rng):
     """``(engine, name, emit)``: tiles of the zoo's layers (ResNet-50 3x3 and 7x7-stage convs, BERT attention,
-    an LSTM step, a K chunk in accumulate mode, INT4), DLRM-like embedding bags, RNG and sketches."""
+    an LSTM step, a K chunk in accumulate mode, INT4), the demo Transformer's and LSTM's int32-output GEMMs
+    with a short K (their memory port sets the pace), DLRM-like embedding bags, RNG and sketches."""
     return [
         ("GEMM", "3x3 conv tile 64x576x64", _gemm(rng, 64, 576, 64)),
         ("GEMM", "7x7 stage 49x512x64", _gemm(rng, 49, 512, 64)),
@@ -44,6 +47,10 @@ def samples(rng):
         ("GEMM", "accumulate K chunk 64x256x64", _accumulate(rng, 64, 256, 64)),
         ("GEMM", "int4 64x256x64", _gemm(rng, 64, 256, 64, "int4")),
         ("GEMM", "DLRM bottom 32x13x64", _gemm(rng, 32, 13, 64)),
+        ("GEMM", "Transformer FFN 16x32x64 int4->int32", _gemm(rng, 16, 32, 64, "int4", out="int32")),
+        ("GEMM", "Transformer scores 4x(8x16x8) int32", _gemm(rng, 8, 16, 8, batch=4, out="int32")),
+        ("GEMM", "LSTM input gates 32x8x128 int32", _gemm(rng, 32, 8, 128, out="int32", requant=True)),
+        ("GEMM", "K chunk 32x16x32 accumulate int32", _accumulate(rng, 32, 16, 32, "middle")),
         ("GATHER", "dim 128, pooling 8", _gather(rng, 2000, 128, 64, 8)),
         ("GATHER", "dim 128, pooling 1", _gather(rng, 3000, 128, 256, 1)),
         ("GATHER", "dim 128, pooling 27", _gather(rng, 3000, 128, 32, 27)),
