@@ -97,14 +97,17 @@ def gemm_compute_cycles(config, geo, batch) -> int:
 #: K) keeps the memory port busy from its first read to its last write: its A/B readers run ahead of the
 #: array as far as their credits and the row FIFO allow, and fill the port's free cycles. It costs its words
 #: plus the port's idle cycles (:func:`gemm_port_cycles`), fitted to the gateware on ``Config()``: the
-#: setup before the first read and the last write (``GEMM_PORT_FIXED``); the parameter load of every column
-#: block stalls the requant unit and leaves the port idle where the readers do not fill it, wholly in the
-#: column blocks requantized after the last read (``GEMM_PORT_TAIL`` cycles over the row blocks), in the
-#: steady state a share that falls with the A block's words (readers with longer blocks have reads
-#: pending); one row block (each tile a column block: its requant unit's parameter gap every tile) and
-#: accumulate mode (the partial sums' reader fills every gap) idle ``GEMM_PORT_ONE_ROW_BLOCK`` and
-#: ``GEMM_PORT_ACCUMULATE`` cycles in all.
-GEMM_PORT_FIXED, GEMM_PORT_TAIL, GEMM_PORT_ONE_ROW_BLOCK, GEMM_PORT_ACCUMULATE = 11, 16, 19, 13
+#: setup before the first read and the last write (``GEMM_PORT_FIXED``); the fill, while the first tiles'
+#: k-rows run before the first write (``GEMM_PORT_FILL_K`` per k-row beyond 8, less ``GEMM_PORT_FILL_A``
+#: per A block word beyond the first: the readers read more ahead); the parameter load of every column
+#: block pauses the requant unit and leaves the port idle where no read fills it, wholly in the column
+#: blocks requantized after the last read (``GEMM_PORT_TAIL`` cycles over the row blocks), in the steady
+#: state a share that falls with the A block's words (readers with longer blocks have reads pending).
+#: With one row block (every tile a column block: the requant unit's parameter pause in every tile) and
+#: in accumulate mode (the partial sums' reader fills the pauses) the port idles
+#: ``GEMM_PORT_ONE_ROW_BLOCK`` and ``GEMM_PORT_ACCUMULATE`` cycles in all.
+GEMM_PORT_FIXED, GEMM_PORT_FILL_K, GEMM_PORT_FILL_A, GEMM_PORT_TAIL = 11, 1.5, 2, 16
+GEMM_PORT_ONE_ROW_BLOCK, GEMM_PORT_ACCUMULATE = 19, 13
 
 
 def gemm_port_cycles(config, geo, batch, accumulate=False) -> int:
@@ -120,9 +123,9 @@ def gemm_port_cycles(config, geo, batch, accumulate=False) -> int:
     elif geo.mt == 1:
         idle = GEMM_PORT_ONE_ROW_BLOCK
     else:
-        a_words = min(geo.a_block_words, 4)
-        idle = (GEMM_PORT_FIXED + GEMM_PORT_TAIL / geo.mt - (a_words - 1)
-                + max(0.0, 1 - (a_words - 1) / 2) * blocks)
+        a_words, k_rows = min(geo.a_block_words, 4), min(geo.k_rows, 16)
+        fill = GEMM_PORT_FILL_K * max(0, k_rows - 8) - GEMM_PORT_FILL_A * (a_words - 1)
+        idle = GEMM_PORT_FIXED + fill + GEMM_PORT_TAIL / geo.mt + max(0.0, 1 - (a_words - 1) / 2) * blocks
     return round(words + idle + _batch_setup(batch))
 
 
