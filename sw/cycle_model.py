@@ -18,9 +18,9 @@ import numpy as np
 from ..spec.gather_layout import MEAN_DIVIDE_STEPS
 from ..spec.gemm_layout import FEED_STAGES, PARAM_WORDS, PE_LATENCY, GemmGeometry
 
-__all__ = ["Cost", "gemm_fixed_cycles", "estimate_gemm_cycles", "gemm_compute_cycles", "gemm_port_cycles", "gemm_cost", "gather_cost", "rng_cost",
+__all__ = ["Cost", "gemm_fixed_cycles", "estimate_gemm_cycles", "gemm_compute_cycles", "gemm_port_cycles", "gemm_port_time", "gemm_cost", "gather_cost", "rng_cost",
            "sketch_cost", "instruction_cost", "program_cycles", "gemm_drain_cycles", "DISPATCH_CYCLES", "PROGRAM_CYCLES",
-           "GEMM_DRAIN_EXTRA", "GEMM_SETUP"]
+           "GEMM_DRAIN_EXTRA", "GEMM_SETUP", "GEMM_PORT_OVERLAP"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -32,7 +32,9 @@ class Cost:
     previous one drains; the output the previous one writes then). ``engine``: the engine's name when it
     runs side by side with the other (``Config.overlap``, a GATHER and a GEMM; "" otherwise), ``checked``
     the cycles until an instruction beside it may start, ``read_regions``/``write_regions`` every region it
-    reads and writes (the hazard check between the two).
+    reads and writes (the hazard check between the two). ``port``: the cycles its memory port's words take
+    and, of those, the idle ones of its fill and its tail (a GEMM: :func:`gemm_port_time`), which an
+    overlapped GEMM's words fill.
     """
     cycles: int
     reads: int
@@ -44,6 +46,7 @@ class Cost:
     checked: int = 0
     read_regions: tuple = ()
     write_regions: tuple = ()
+    port: tuple = (0, 0, 0)
 
 #: Cycles the dispatcher spends between two instructions, and once per Program (first fetch, HALT).
 DISPATCH_CYCLES = 0
@@ -108,16 +111,27 @@ def gemm_compute_cycles(config, geo, batch) -> int:
 #: ``GEMM_PORT_ONE_ROW_BLOCK`` and ``GEMM_PORT_ACCUMULATE`` cycles in all.
 GEMM_PORT_FIXED, GEMM_PORT_FILL_K, GEMM_PORT_FILL_A, GEMM_PORT_TAIL = 11, 1.5, 2, 16
 GEMM_PORT_ONE_ROW_BLOCK, GEMM_PORT_ACCUMULATE = 19, 13
+#: Cycles of a GEMM's port time that overlap the previous GEMM's (``Config.overlap``) beyond the idle
+#: cycles of its fill and of the previous one's tail, which the other's words fill: a stream of GEMMs
+#: takes at least their port times less these (:func:`program_cycles`), fitted to the gateware.
+GEMM_PORT_OVERLAP = 4
 
 
 def gemm_port_cycles(config, geo, batch, accumulate=False) -> int:
     """Cycles of a GEMM whose memory port sets its pace: one per word it reads or writes (A and B blocks,
     parameters, outputs, in accumulate mode the partial sums) plus the port's idle cycles (see
     ``GEMM_PORT_FIXED``) and the batch's setup."""
+    return gemm_port_time(config, geo, batch, accumulate)[0]
+
+
+def gemm_port_time(config, geo, batch, accumulate=False) -> tuple:
+    """``(cycles, fill, tail)``: :func:`gemm_port_cycles` and, of its idle cycles, those of its fill and of
+    its last column blocks (the words of a GEMM before or after it on the port fill them)."""
     blocks = batch * geo.nt                             # column blocks: one parameter load each
     partials = GemmGeometry(config, geo.m, geo.k, geo.n, geo.int4, 0).tile_words if accumulate else 0
     words = (batch * geo.mt * geo.nt * (geo.a_block_words + geo.b_block_words + geo.tile_words + partials)
              + blocks * PARAM_WORDS)
+    fill = tail = 0.0
     if accumulate:
         idle = GEMM_PORT_ACCUMULATE
     elif geo.mt == 1:
@@ -125,8 +139,9 @@ def gemm_port_cycles(config, geo, batch, accumulate=False) -> int:
     else:
         a_words, k_rows = min(geo.a_block_words, 4), min(geo.k_rows, 16)
         fill = GEMM_PORT_FILL_K * max(0, k_rows - 8) - GEMM_PORT_FILL_A * (a_words - 1)
-        idle = GEMM_PORT_FIXED + fill + GEMM_PORT_TAIL / geo.mt + max(0.0, 1 - (a_words - 1) / 2) * blocks
-    return round(words + idle + _batch_setup(batch))
+        tail = GEMM_PORT_TAIL / geo.mt
+        idle = GEMM_PORT_FIXED + fill + tail + max(0.0, 1 - (a_words - 1) / 2) * blocks
+    return round(words + idle + _batch_setup(batch)), max(0.0, fill), tail
 
 
 def gemm_cost(fields: dict, config, memory=None) -> Cost:
@@ -138,7 +153,8 @@ def gemm_cost(fields: dict, config, memory=None) -> Cost:
     partials = GemmGeometry(config, geo.m, geo.k, geo.n, geo.int4, 0).tile_words if accumulate else 0
     tiles = batch * geo.mt * geo.nt
     reads = tiles * (geo.a_block_words + geo.b_block_words + partials) + batch * geo.p_words
-    cycles = estimate_gemm_cycles(config, geo.m, geo.k, geo.n, geo.int4, geo.out_format, batch, accumulate)
+    port = gemm_port_time(config, geo, batch, accumulate)
+    cycles = max(gemm_compute_cycles(config, geo, batch), port[0])
     c_words = batch * (GemmGeometry(config, geo.m, geo.k, geo.n, geo.int4, 0).c_words if accumulate else geo.c_words)
     inputs = ((fields["a_addr"], fields["a_addr"] + batch * geo.a_words),
               (fields["b_addr"], fields["b_addr"] + batch * geo.b_words))
@@ -146,7 +162,7 @@ def gemm_cost(fields: dict, config, memory=None) -> Cost:
     p_region = (fields["p_addr"], fields["p_addr"] + batch * geo.p_words)
     return Cost(cycles, reads, tiles * geo.tile_words, gemm_drain_cycles(config) if config.overlap else 0, inputs,
                 output, _side_engine(config, "gemm"), GEMM_SETUP, inputs + (p_region,) + (output if accumulate else ()),
-                output)
+                output, port)
 
 
 def _side_engine(config, name) -> str:
@@ -282,19 +298,21 @@ def program_cycles(instruction_costs) -> int:
     An instruction with a ``drain`` after one with a ``drain`` (GEMM after GEMM) starts when the previous
     one enters its drain, or, if it reads the previous one's output, ``GEMM_SETUP`` cycles before the
     previous one is done (its setup overlaps, its reads wait); it is done after the previous one of its
-    engine. An instruction on the engine beside the previous one's (both with an ``engine``) starts when
+    engine, and not before the port has moved its words after the previous one's (``port``; the two share
+    ``GEMM_PORT_OVERLAP`` cycles and the idle ones of the previous one's tail and its own fill). An instruction on the engine beside the previous one's (both with an ``engine``) starts when
     the previous one passed its checks and its own engine is done, and waits for every instruction of the
     other engine whose regions meet its own (a hazard). The two share the memory port: of two that run
     side by side, the one that ends later ends later by ``SIDE_PORT_SHARE`` of the other's memory words in
     their common cycles.
     """
-    end = fed = 0                     # when the previous instruction is done, and enters its drain
+    end = fed = port_end = 0          # when the previous instruction is done, enters its drain, ends its port time
     previous = None
     runs = []                         # [engine, start, end, words] of every instruction so far
     engine_end = {}
     for cost in instruction_costs:
         start = end + (DISPATCH_CYCLES if previous else 0)
-        if previous is not None and previous.drain and cost.drain:
+        chained = previous is not None and previous.drain and cost.drain
+        if chained:
             start = fed
             if _meets(cost.inputs, previous.output):
                 start = max(fed, end - GEMM_SETUP)
@@ -304,7 +322,13 @@ def program_cycles(instruction_costs) -> int:
         for run in beside:
             if _hazard(cost, run[4]):
                 start = max(start, run[2])
-        finish = max(start + cost.cycles, engine_end.get(cost.engine, 0) + 1)
+        # a GEMM after a GEMM: the port moves the previous one's words, then its own
+        if chained:
+            shared = round(GEMM_PORT_OVERLAP + previous.port[2] + cost.port[1])
+            port_end = max(port_end - shared, start) + cost.port[0]
+        else:
+            port_end = start + cost.port[0]
+        finish = max(start + cost.cycles, engine_end.get(cost.engine, 0) + 1, port_end)
         fed = finish - cost.drain
         words = cost.reads + cost.writes
         for run in beside:            # the memory port's words of the other in the common cycles

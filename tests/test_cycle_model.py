@@ -29,6 +29,15 @@ def _accumulate(rng, m, k, n, stage="last"):
     return lambda b: emit_problems(b, problems, "c", stage, rng.integers(-1 << 20, 1 << 20, (1, m, n)))
 
 
+def _chain(emit, count):
+    """``count`` instructions of ``emit`` one after another (with Config.overlap each hides the previous
+    one's drain as far as their memory words allow)."""
+    def emit_all(builder):
+        for _ in range(count):
+            emit(builder)
+    return emit_all
+
+
 def _gather(rng, rows, dim, bags, pooling, alpha=1.05):
     table = rng.integers(-128, 128, (rows, dim)).astype(np.int8)
     indices = zipf_indices(rows, bags * pooling, alpha, rng)
@@ -38,7 +47,8 @@ def _gather(rng, rows, dim, bags, pooling, alpha=1.05):
 def samples(rng):
     """``(engine, name, emit)``: tiles of the zoo's layers (ResNet-50 3x3 and 7x7-stage convs, BERT attention,
     an LSTM step, a K chunk in accumulate mode, INT4), the demo Transformer's and LSTM's int32-output GEMMs
-    with a short K (their memory port sets the pace), DLRM-like embedding bags, RNG and sketches."""
+    with a short K (their memory port sets the pace; also three overlapped), DLRM-like embedding bags, RNG
+    and sketches."""
     return [
         ("GEMM", "3x3 conv tile 64x576x64", _gemm(rng, 64, 576, 64)),
         ("GEMM", "7x7 stage 49x512x64", _gemm(rng, 49, 512, 64)),
@@ -51,6 +61,7 @@ def samples(rng):
         ("GEMM", "Transformer scores 4x(8x16x8) int32", _gemm(rng, 8, 16, 8, batch=4, out="int32")),
         ("GEMM", "LSTM input gates 32x8x128 int32", _gemm(rng, 32, 8, 128, out="int32", requant=True)),
         ("GEMM", "K chunk 32x16x32 accumulate int32", _accumulate(rng, 32, 16, 32, "middle")),
+        ("GEMM", "3 overlapped 16x32x64 int4->int32", _chain(_gemm(rng, 16, 32, 64, "int4", out="int32"), 3)),
         ("GATHER", "dim 128, pooling 8", _gather(rng, 2000, 128, 64, 8)),
         ("GATHER", "dim 128, pooling 1", _gather(rng, 3000, 128, 256, 1)),
         ("GATHER", "dim 128, pooling 27", _gather(rng, 3000, 128, 32, 27)),
