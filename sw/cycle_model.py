@@ -18,7 +18,7 @@ import numpy as np
 from ..spec.gather_layout import MEAN_DIVIDE_STEPS
 from ..spec.gemm_layout import FEED_STAGES, PARAM_WORDS, PE_LATENCY, GemmGeometry
 
-__all__ = ["Cost", "gemm_fixed_cycles", "estimate_gemm_cycles", "gemm_compute_cycles", "gemm_port_cycles", "gemm_port_time", "gemm_cost", "gather_cost", "rng_cost",
+__all__ = ["Cost", "gemm_fixed_cycles", "estimate_gemm_cycles", "gemm_compute_cycles", "gemm_port_cycles", "gemm_port_time", "gemm_lead_cycles", "gemm_cost", "gather_cost", "rng_cost",
            "sketch_cost", "instruction_cost", "program_cycles", "gemm_drain_cycles", "DISPATCH_CYCLES", "PROGRAM_CYCLES",
            "GEMM_DRAIN_EXTRA", "GEMM_SETUP", "GEMM_PORT_OVERLAP"]
 
@@ -34,7 +34,8 @@ class Cost:
     the cycles until an instruction beside it may start, ``read_regions``/``write_regions`` every region it
     reads and writes (the hazard check between the two). ``port``: the cycles its memory port's words take
     and, of those, the idle ones of its fill and its tail (a GEMM: :func:`gemm_port_time`), which an
-    overlapped GEMM's words fill.
+    overlapped GEMM's words fill; ``lead``: the cycles a GEMM runs before its rows need the requant unit
+    (:func:`gemm_lead_cycles`: of the previous one's drain it hides at most these).
     """
     cycles: int
     reads: int
@@ -47,6 +48,7 @@ class Cost:
     read_regions: tuple = ()
     write_regions: tuple = ()
     port: tuple = (0, 0, 0)
+    lead: int = 0
 
 #: Cycles the dispatcher spends between two instructions, and once per Program (first fetch, HALT).
 DISPATCH_CYCLES = 0
@@ -111,9 +113,14 @@ def gemm_compute_cycles(config, geo, batch) -> int:
 #: ``GEMM_PORT_ONE_ROW_BLOCK`` and ``GEMM_PORT_ACCUMULATE`` cycles in all.
 GEMM_PORT_FIXED, GEMM_PORT_FILL_K, GEMM_PORT_FILL_A, GEMM_PORT_TAIL = 11, 1.5, 2, 16
 GEMM_PORT_ONE_ROW_BLOCK, GEMM_PORT_ACCUMULATE = 19, 13
+#: Of ``GEMM_PORT_ONE_ROW_BLOCK``, the idle cycles of the last column blocks (after the last read).
+GEMM_PORT_ONE_ROW_BLOCK_TAIL = 6
+#: A GEMM started after a GEMM runs ``GEMM_LEAD_FIXED`` cycles and at most ``GEMM_LEAD_TILES`` tiles ahead
+#: of the requant unit (:func:`gemm_lead_cycles`).
+GEMM_LEAD_FIXED, GEMM_LEAD_TILES = 2, 3
 #: Cycles of a GEMM's port time that overlap the previous GEMM's (``Config.overlap``) beyond the idle
-#: cycles of its fill and of the previous one's tail, which the other's words fill: a stream of GEMMs
-#: takes at least their port times less these (:func:`program_cycles`), fitted to the gateware.
+#: cycles of its fill and of the previous one's tail, which the other's words fill: the next one's reads
+#: start no earlier (:func:`program_cycles`), fitted to the gateware.
 GEMM_PORT_OVERLAP = 4
 
 
@@ -135,7 +142,7 @@ def gemm_port_time(config, geo, batch, accumulate=False) -> tuple:
     if accumulate:
         idle = GEMM_PORT_ACCUMULATE
     elif geo.mt == 1:
-        idle = GEMM_PORT_ONE_ROW_BLOCK
+        idle, tail = GEMM_PORT_ONE_ROW_BLOCK, GEMM_PORT_ONE_ROW_BLOCK_TAIL
     else:
         a_words, k_rows = min(geo.a_block_words, 4), min(geo.k_rows, 16)
         fill = GEMM_PORT_FILL_K * max(0, k_rows - 8) - GEMM_PORT_FILL_A * (a_words - 1)
@@ -162,7 +169,16 @@ def gemm_cost(fields: dict, config, memory=None) -> Cost:
     p_region = (fields["p_addr"], fields["p_addr"] + batch * geo.p_words)
     return Cost(cycles, reads, tiles * geo.tile_words, gemm_drain_cycles(config) if config.overlap else 0, inputs,
                 output, _side_engine(config, "gemm"), GEMM_SETUP, inputs + (p_region,) + (output if accumulate else ()),
-                output, port)
+                output, port, gemm_lead_cycles(config, geo, batch))
+
+
+def gemm_lead_cycles(config, geo, batch=1) -> int:
+    """Cycles a GEMM started after a GEMM (``Config.overlap``) runs before its rows need the requant unit,
+    which the previous one's rows hold until it is done: ``GEMM_LEAD_FIXED`` and at most
+    ``GEMM_LEAD_TILES`` of its tiles (of its k-rows or the array's minimum tile time each; the row FIFO
+    holds their rows), fitted to the gateware."""
+    tile = max(geo.k_rows, max(config.rows, config.cols) + 1)
+    return GEMM_LEAD_FIXED + min(batch * geo.mt * geo.nt, GEMM_LEAD_TILES) * tile
 
 
 def _side_engine(config, name) -> str:
@@ -298,8 +314,9 @@ def program_cycles(instruction_costs) -> int:
     An instruction with a ``drain`` after one with a ``drain`` (GEMM after GEMM) starts when the previous
     one enters its drain, or, if it reads the previous one's output, ``GEMM_SETUP`` cycles before the
     previous one is done (its setup overlaps, its reads wait); it is done after the previous one of its
-    engine, and not before the port has moved its words after the previous one's (``port``; the two share
-    ``GEMM_PORT_OVERLAP`` cycles and the idle ones of the previous one's tail and its own fill). An instruction on the engine beside the previous one's (both with an ``engine``) starts when
+    engine; it starts no earlier than its ``lead`` before the previous one is done, and its reads no earlier
+    than the port has moved the previous one's words (``port``; the two share ``GEMM_PORT_OVERLAP`` cycles
+    and the idle ones of the previous one's tail and its own fill). An instruction on the engine beside the previous one's (both with an ``engine``) starts when
     the previous one passed its checks and its own engine is done, and waits for every instruction of the
     other engine whose regions meet its own (a hazard). The two share the memory port: of two that run
     side by side, the one that ends later ends later by ``SIDE_PORT_SHARE`` of the other's memory words in
@@ -313,22 +330,19 @@ def program_cycles(instruction_costs) -> int:
         start = end + (DISPATCH_CYCLES if previous else 0)
         chained = previous is not None and previous.drain and cost.drain
         if chained:
-            start = fed
+            # its reads wait for the port, busy with the previous one's words but for the idle cycles of the
+            # previous one's tail and its own fill
+            start = max(fed, end - cost.lead, port_end - round(GEMM_PORT_OVERLAP + previous.port[2] + cost.port[1]))
             if _meets(cost.inputs, previous.output):
-                start = max(fed, end - GEMM_SETUP)
+                start = max(start, end - GEMM_SETUP)
         elif previous is not None and cost.engine and previous.engine and cost.engine != previous.engine:
             start = max(runs[-1][1] + previous.checked, engine_end.get(cost.engine, 0))
         beside = [run for run in runs if cost.engine and run[0] and run[0] != cost.engine and run[2] > start]
         for run in beside:
             if _hazard(cost, run[4]):
                 start = max(start, run[2])
-        # a GEMM after a GEMM: the port moves the previous one's words, then its own
-        if chained:
-            shared = round(GEMM_PORT_OVERLAP + previous.port[2] + cost.port[1])
-            port_end = max(port_end - shared, start) + cost.port[0]
-        else:
-            port_end = start + cost.port[0]
-        finish = max(start + cost.cycles, engine_end.get(cost.engine, 0) + 1, port_end)
+        port_end = start + cost.port[0]
+        finish = max(start + cost.cycles, engine_end.get(cost.engine, 0) + 1)
         fed = finish - cost.drain
         words = cost.reads + cost.writes
         for run in beside:            # the memory port's words of the other in the common cycles
