@@ -13,14 +13,13 @@ from __future__ import annotations
 
 import dataclasses
 
-import numpy as np
-
 from ..spec.gather_layout import MEAN_DIVIDE_STEPS
 from ..spec.gemm_layout import FEED_STAGES, PARAM_WORDS, PE_LATENCY, GemmGeometry
 
-__all__ = ["Cost", "gemm_fixed_cycles", "estimate_gemm_cycles", "gemm_compute_cycles", "gemm_port_cycles", "gemm_port_time", "gemm_lead_cycles", "gemm_cost", "gather_cost", "rng_cost",
+__all__ = ["Cost", "gemm_fixed_cycles", "estimate_gemm_cycles", "gemm_compute_cycles", "gemm_port_cycles", "gemm_port_time",
+           "gemm_lead_cycles", "gemm_cost", "gather_cost", "rng_cost",
            "sketch_cost", "instruction_cost", "program_cycles", "gemm_drain_cycles", "DISPATCH_CYCLES", "PROGRAM_CYCLES",
-           "GEMM_DRAIN_EXTRA", "GEMM_SETUP", "GEMM_PORT_OVERLAP"]
+           "GEMM_DRAIN_EXTRA", "GEMM_SETUP", "GEMM_PORT_OVERLAP", "side_speeds"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -192,57 +191,37 @@ def gemm_drain_cycles(config) -> int:
 
 
 # ---- GATHER ---------------------------------------------------------------------------------------
-#: Fitted constants of the GATHER model (:func:`gather_cost`): fixed cycles of a pool-bound and of a
-#: port-bound GATHER, cycles from a miss's lookup to its first row word beyond the memory latency, and
-#: from a hit's lookup to its first word.
-GATHER_FIXED, GATHER_PORT_FIXED, GATHER_MISS_EXTRA, GATHER_HIT_LATENCY = 18, 8, 9, 0
-#: The two paths share the memory port (round robin: a miss's row read waits behind output words and index
-#: reads), so a GATHER whose paths take about as long is slower than either: their ``GATHER_NORM``-norm,
-#: fitted on 212 sampled GATHERs (dims 32-128, pooling 1-100, every mode; |error| mean 0.6%, max 3.3%).
-GATHER_NORM = 12
+#: Cycles of a GATHER outside its check and main passes (its three setup states, the last state, the
+#: dispatcher's retire and halt), fitted to the gateware.
+GATHER_FIXED = 6
+#: Cycles of a GATHER's setup states: with its check pass, when a GEMM beside it may start.
+GATHER_CHECK = 3
 #: Cycles the gather engine's mean divider spends per output word: its steps and two to hand the word on.
 MEAN_WORD_CYCLES = MEAN_DIVIDE_STEPS + 2
-#: Cycles of a GATHER's setup and check pass beyond its memory latency and its offset/index words: when
-#: a GEMM beside it may start.
-GATHER_CHECK = 6
-#: Cycles that one memory word of an instruction beside it costs the one that ends later (most of their
-#: words meet a cycle the other does not use the port), fitted to the gateware.
-SIDE_PORT_SHARE = 0.5
+#: Two instructions side by side share the memory port (the top level's round robin): while their
+#: demands (words per cycle) exceed the port's one word per cycle, the one demanding less gets its demand
+#: up to half the port, the other the rest (:func:`side_speeds`). Where they meet, each also loses
+#: ``SIDE_MEET`` cycles (their first reads collide) and ``SIDE_COLLISION`` cycles per common cycle of the
+#: smaller demand; fitted to the gateware (GEMM/GATHER pairs and triples on Config() and SMALL).
+SIDE_MEET, SIDE_COLLISION = 8, 0.02
 
 
-def pooling_cycles(hits, offsets, row_words: int, out_cycles: int, config) -> int:
-    """Cycles the pooling unit needs for a GATHER's lookups, in order: the index queue looks one index up
-    per cycle, at most ``prefetch_depth`` entries ahead of the pooling unit; a miss's row arrives
-    ``mem_latency + GATHER_MISS_EXTRA`` cycles after its lookup, a hit's line ``GATHER_HIT_LATENCY``
-    cycles after; the pooling unit takes ``row_words`` cycles per row. Empty bags count as an entry. A
-    finished bag waits for the output buffer, which spends ``out_cycles`` on every bag."""
-    depth = config.prefetch_depth
-    miss, hit = config.mem_latency + GATHER_MISS_EXTRA, GATHER_HIT_LATENCY
-    lengths = np.diff(offsets)
-    entries = np.repeat(np.where(lengths == 0, 2, 0), np.maximum(lengths, 1))     # 2: an empty bag's entry
-    entries[np.repeat(lengths > 0, np.maximum(lengths, 1))] = hits.astype(np.int64)
-    ends = np.zeros(len(entries), bool)
-    ends[np.cumsum(np.maximum(lengths, 1)) - 1] = True                             # an entry that ends a bag
-    done = np.zeros(len(entries))
-    issue = finish = out_free = 0.0
-    for i, (kind, end) in enumerate(zip(entries.tolist(), ends.tolist())):
-        issue = max(issue + 1, done[i - depth] if i >= depth else 0.0)
-        start = max(finish, issue + (miss if kind == 0 else hit))
-        finish = start + (row_words if kind != 2 else 1)
-        if end:                  # the bag moves to the output buffer when its previous bag has left
-            finish = max(finish, out_free)
-            out_free = finish + out_cycles
-        done[i] = finish
-    return int(max(finish, out_free))
+def side_speeds(demand_a: float, demand_b: float) -> tuple:
+    """Speeds (1: as alone) of two instructions side by side whose memory words per cycle alone are
+    ``demand_a`` and ``demand_b``: a max-min fair share of the port's one word per cycle."""
+    if demand_a + demand_b <= 1 or not demand_a or not demand_b:
+        return 1.0, 1.0
+    share_a = min(demand_a, 0.5) if demand_a <= demand_b else 1 - min(demand_b, 0.5)
+    return min(1.0, share_a / demand_a), min(1.0, (1 - share_a) / demand_b)
 
 
 def gather_cost(fields: dict, config, memory) -> Cost:
-    """Cost of a legal GATHER: about the longer of the pooling path (a fixed cost, the check pass's offset
-    and index words, then the pooling unit and output buffer: :func:`pooling_cycles`) and the memory
-    port's words (offsets and indices twice, weights, missed rows, output words) plus a smaller fixed
-    cost (:data:`GATHER_NORM` combines them). Fitted on the default Config (tests/test_cycle_model.py)."""
+    """Cost of a legal GATHER: its engine stepped cycle by cycle (:func:`tridsa.sw.gather_timing.simulate_gather`,
+    with the row cache's hits of :mod:`tridsa.sw.row_cache`) plus :data:`GATHER_FIXED`; a GEMM beside it may
+    start once its check pass is done."""
     from ..spec.gather_layout import int32_words, out_words, row_words
     from .gather_golden import _trace
+    from .gather_timing import simulate_gather
     from .row_cache import simulate_hits
     rw = row_words(config, fields["dim"], fields["dtype"])
     ow = out_words(config, fields["dim"], fields["dtype"], fields["mode"], fields["narrow"])
@@ -252,16 +231,14 @@ def gather_cost(fields: dict, config, memory) -> Cost:
     main_idx = int32_words(config, rows.size) * (1 + fields["weighted"])
     writes = fields["n_bags"] * ow
     reads = 2 * off_words + idx_words + main_idx + counters["misses"] * rw
-    out_cycles = ow * (MEAN_WORD_CYCLES if fields["mode"] == 1 else 1)
-    pooled = GATHER_FIXED + off_words + idx_words + pooling_cycles(hits, offsets, rw, out_cycles, config)
-    port = GATHER_PORT_FIXED + reads + writes
+    timing = simulate_gather(hits, offsets, rw, ow, fields["mode"] == 1, bool(fields["weighted"]),
+                             fields["n_indices"], config)
     reads_at = [(fields["table_addr"], fields["table_addr"] + fields["rows"] * rw),
                 (fields["idx_addr"], fields["idx_addr"] + idx_words), (fields["off_addr"], fields["off_addr"] + off_words)]
     if fields["weighted"]:
         reads_at.append((fields["w_addr"], fields["w_addr"] + idx_words))
-    checked = GATHER_CHECK + config.mem_latency + max(off_words, idx_words)
-    return Cost(round((pooled ** GATHER_NORM + port ** GATHER_NORM) ** (1 / GATHER_NORM)), reads, writes,
-                engine=_side_engine(config, "gather"), checked=checked, read_regions=tuple(reads_at),
+    return Cost(GATHER_FIXED + timing.done, reads, writes, engine=_side_engine(config, "gather"),
+                checked=GATHER_CHECK + timing.main, read_regions=tuple(reads_at),
                 write_regions=((fields["out_addr"], fields["out_addr"] + writes),))
 
 
@@ -312,19 +289,20 @@ def program_cycles(instruction_costs) -> int:
     """The cycle counter of a Program whose instructions cost ``instruction_costs`` (:class:`Cost`, in order).
 
     An instruction with a ``drain`` after one with a ``drain`` (GEMM after GEMM) starts when the previous
-    one enters its drain, or, if it reads the previous one's output, ``GEMM_SETUP`` cycles before the
-    previous one is done (its setup overlaps, its reads wait); it is done after the previous one of its
-    engine; it starts no earlier than its ``lead`` before the previous one is done, and its reads no earlier
-    than the port has moved the previous one's words (``port``; the two share ``GEMM_PORT_OVERLAP`` cycles
-    and the idle ones of the previous one's tail and its own fill). An instruction on the engine beside the previous one's (both with an ``engine``) starts when
+    one enters its drain, but no earlier than its ``lead`` before the previous one is done, nor than the
+    port has moved the previous one's words (``port``; the two share ``GEMM_PORT_OVERLAP`` cycles and the
+    idle ones of the previous one's tail and its own fill); if it reads the previous one's output,
+    ``GEMM_SETUP`` cycles before the previous one is done (its setup overlaps, its reads wait). It is done
+    after the previous one of its engine. An instruction on the engine beside the previous one's (both with
+    an ``engine``) starts when
     the previous one passed its checks and its own engine is done, and waits for every instruction of the
-    other engine whose regions meet its own (a hazard). The two share the memory port: of two that run
-    side by side, the one that ends later ends later by ``SIDE_PORT_SHARE`` of the other's memory words in
-    their common cycles.
+    other engine whose regions meet its own (a hazard). The two share the memory port: while both run,
+    each runs at its :func:`side_speeds` and loses ``SIDE_MEET`` cycles plus ``SIDE_COLLISION`` per common
+    cycle of the smaller demand; the one left runs as alone.
     """
     end = fed = port_end = 0          # when the previous instruction is done, enters its drain, ends its port time
     previous = None
-    runs = []                         # [engine, start, end, words] of every instruction so far
+    runs = []                         # [engine, start, end, cost] of every instruction so far
     engine_end = {}
     for cost in instruction_costs:
         start = end + (DISPATCH_CYCLES if previous else 0)
@@ -339,22 +317,25 @@ def program_cycles(instruction_costs) -> int:
             start = max(runs[-1][1] + previous.checked, engine_end.get(cost.engine, 0))
         beside = [run for run in runs if cost.engine and run[0] and run[0] != cost.engine and run[2] > start]
         for run in beside:
-            if _hazard(cost, run[4]):
+            if _hazard(cost, run[3]):
                 start = max(start, run[2])
         port_end = start + cost.port[0]
         finish = max(start + cost.cycles, engine_end.get(cost.engine, 0) + 1)
-        fed = finish - cost.drain
-        words = cost.reads + cost.writes
-        for run in beside:            # the memory port's words of the other in the common cycles
+        demand = (cost.reads + cost.writes) / max(1, cost.cycles)
+        for run in beside:            # both run from start until the first is done, sharing the port
             if run[2] <= start:
                 continue
-            if finish >= run[2]:
-                finish += round(SIDE_PORT_SHARE * run[3] * (run[2] - start) / max(1, run[2] - run[1]))
-            else:
-                run[2] += round(SIDE_PORT_SHARE * words)
-                engine_end[run[0]] = max(engine_end[run[0]], run[2])
-                end = max(end, run[2])
-        runs.append([cost.engine, start, finish, words, cost])
+            other = (run[3].reads + run[3].writes) / max(1, run[3].cycles)
+            speed, other_speed = side_speeds(demand, other)
+            left, other_left = finish - start, run[2] - start          # cycles as alone
+            common = min(left / speed, other_left / other_speed)
+            lost = SIDE_MEET + SIDE_COLLISION * min(demand, other) * common
+            finish = round(start + common + left - speed * common + lost)
+            run[2] = round(start + common + other_left - other_speed * common + lost)
+            engine_end[run[0]] = max(engine_end[run[0]], run[2])
+            end = max(end, run[2])
+        fed = finish - cost.drain
+        runs.append([cost.engine, start, finish, cost])
         engine_end[cost.engine] = finish
         end = max(end, finish)
         previous = cost
