@@ -8,7 +8,11 @@ how many are exact, mean and largest ``|error|`` and how many are within the 2% 
   3, 4, 8, 27 and 100, each as a sum, a narrow (int8) sum, a max (pooling 1: a copy), a weighted sum
   and a sum over uniform instead of Zipf(1.05) indices; plus mean, ragged bags with empty ones and an
   int32 table. ``--quick``: one seed, otherwise two;
-* **GEMM**: tiles of the zoo's layers (conv, attention, LSTM step, INT4, an int32 output);
+* **GEMM**: tiles of the zoo's layers (conv, attention, LSTM step, INT4, an int32 output) and, per seed,
+  100 GEMMs of random shapes (M up to 64, K up to 256, N up to 128, INT8 or INT4, an int8, int32 or int4
+  output, batch 1-8: the int32 outputs with a short K are bound by the memory port);
+* **GEMM stream**: per seed, 20 Programs of two to four random GEMMs one after another (with
+  ``Config.overlap`` each hides the previous one's drain as far as the port and the requant unit allow);
 * **RNG** and **SKETCH**: a few sizes;
 * **GEMM+GATHER**: Programs of a GEMM and a GATHER side by side (``Config.overlap``), in both orders, and
   of GEMM, GATHER, GEMM and GATHER, GEMM, GATHER (the port shared: ``side_speeds`` in the cycle model).
@@ -90,8 +94,28 @@ def samples(config: Config, seeds=(1, 2)) -> list:
             ("SKETCH", "64x256 k=16", lambda b: emit_sketch(b, rng.integers(-128, 128, (64, 256)), 16, (1, 2))),
             ("SKETCH", "32x64 k=40 gaussian",
              lambda b: emit_sketch(b, rng.integers(-128, 128, (32, 64)), 40, (1, 2), dist="gaussian"))]
+    for seed in seeds:
+        out += _random_gemms(np.random.default_rng(seed), 100, 20)
     if config.overlap and {"gemm", "gather"} <= set(config.engines):
         out += _side_by_side(rng, config, rows, min(128, line_bytes))
+    return out
+
+
+def _random_gemms(rng, count, streams) -> list:
+    """``count`` GEMMs of random shapes and modes, then ``streams`` Programs of two to four of them."""
+    def draw():
+        m = int(rng.choice([1, 2, 4, 8, 13, 16, 24, 32, 49, 64]))
+        k = int(rng.choice([1, 3, 8, 13, 16, 24, 32, 48, 64, 128, 256]))
+        n = int(rng.choice([1, 8, 10, 16, 24, 32, 64, 96, 128]))
+        precision = str(rng.choice(["int8", "int4"]))
+        output = str(rng.choice(["int8", "int32", "int4"] if precision == "int4" else ["int8", "int32"]))
+        batch = int(rng.choice([1, 1, 2, 4, 8]))
+        return f"{m}x{k}x{n} {precision}->{output} batch {batch}", _gemm(rng, m, k, n, precision, batch, output)
+    out = [("GEMM", "random " + label, emit) for label, emit in (draw() for _ in range(count))]
+    for _ in range(streams):
+        gemms = [draw() for _ in range(int(rng.integers(2, 5)))]
+        out.append(("GEMM stream", ", ".join(label for label, _ in gemms),
+                    lambda b, emits=[emit for _, emit in gemms]: [emit(b) for emit in emits]))
     return out
 
 
@@ -172,10 +196,12 @@ def run(config: Config, backend: str = "verilator", out_dir="benchmarks/out", qu
             rtl, cycles = measured.counters["cycles"], model.counters["cycles"]
             points.append({"engine": engine, "name": name, "rtl": rtl, "model": cycles, "error": cycles / rtl - 1})
     table = [_distribution(e, [p for p in points if p["engine"] == e])
-             for e in ("GEMM", "GATHER", "RNG", "SKETCH", "GEMM+GATHER") if any(p["engine"] == e for p in points)]
+             for e in ("GEMM", "GEMM stream", "GATHER", "RNG", "SKETCH", "GEMM+GATHER")
+             if any(p["engine"] == e for p in points)]
     text = (f"`tridsa bench cycles --backend {backend}{' --quick' if quick else ''}`: the cycle model "
             f"(tridsa/sw/cycle_model.py) against the RTL cycle counter on {backend}, {len(points)} sampled "
-            f"Programs (one instruction each, GEMM+GATHER: two or three), results bit-exact; error = model / RTL - 1"
+            f"Programs (one instruction each; GEMM stream: two to four, GEMM+GATHER: two or three), results "
+            f"bit-exact; error = model / RTL - 1"
             f"{f' ({len(skipped)} samples larger than the memory skipped)' if skipped else ''}.\n\n"
             + markdown_table([dict(r, mean_abs_error=f"{100 * r['mean_abs_error']:.2f}%",
                                    max_abs_error=f"{100 * r['max_abs_error']:.2f}%") for r in table],
