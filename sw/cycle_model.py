@@ -4,8 +4,9 @@ The golden backend reports ``cycles`` from this model (:func:`program_cycles`), 
 sized in seconds; the test suite checks it against the gateware's cycle counter on sampled layers of
 every engine (``tests/test_cycle_model.py``). It models the gateware as it is: an instruction costs its
 setup, pipeline fill, work and drain (:class:`Cost`); with ``Config.overlap`` a GEMM after a GEMM starts
-when the previous one has fed its last k-step, so it hides the previous one's drain (:data:`GEMM_DRAIN_EXTRA`), unless it reads
-what the previous one writes (then its reads wait for the last write); a GATHER and a GEMM run side by
+when the previous one has fed its last k-step, so it hides the previous one's drain (:data:`GEMM_DRAIN_EXTRA`) as far
+as the memory port and the requant unit allow, unless it reads what the previous one writes (then its reads
+wait for the last write); a GATHER and a GEMM run side by
 side once the earlier one passed its checks, unless their regions meet, sharing the memory port; any other
 instruction starts when the previous one is done (:func:`program_cycles`).
 """
