@@ -8,7 +8,11 @@ how many are exact, mean and largest ``|error|`` and how many are within the 2% 
   3, 4, 8, 27 and 100, each as a sum, a narrow (int8) sum, a max (pooling 1: a copy), a weighted sum
   and a sum over uniform instead of Zipf(1.05) indices; plus mean, ragged bags with empty ones and an
   int32 table. ``--quick``: one seed, otherwise two;
-* **GEMM**: tiles of the zoo's layers (conv, attention, LSTM step, INT4, an int32 output);
+* **GEMM**: tiles of the zoo's layers (conv, attention, LSTM step, INT4, an int32 output) and, per seed,
+  100 GEMMs of random shapes (M up to 64, K up to 256, N up to 128, INT8 or INT4, an int8, int32 or int4
+  output, batch 1-8: the int32 outputs with a short K are bound by the memory port);
+* **GEMM stream**: per seed, 20 Programs of two to four random GEMMs one after another (with
+  ``Config.overlap`` each hides the previous one's drain as far as the port and the requant unit allow);
 * **RNG** and **SKETCH**: a few sizes;
 * **GEMM+GATHER**: Programs of a GEMM and a GATHER side by side (``Config.overlap``), in both orders, and
   of GEMM, GATHER, GEMM and GATHER, GEMM, GATHER (the port shared: ``side_speeds`` in the cycle model).
@@ -31,15 +35,15 @@ from tridsa.sw.gather_ops import emit_gather
 from tridsa.sw.gemm_ops import emit_gemm_batch
 from tridsa.sw.sketch_ops import emit_rng, emit_sketch
 
-from .report import Progress, markdown_table, publish_image, write_json, write_section
+from .report import Progress, markdown_table, publish_image, save_axes, write_json, write_section
 
-__all__ = ["run", "samples", "BOUND"]
+__all__ = ["run", "samples", "gather_sample", "gemm_sample", "BOUND"]
 
 #: The issue's bound on the cycle model's error, per sampled instruction.
 BOUND = 0.02
 
 
-def _gather(rng, rows, dim, bags, pooling, alpha=1.05, dtype=np.int8, weighted=False, ragged=False, **kw):
+def gather_sample(rng, rows, dim, bags, pooling, alpha=1.05, dtype=np.int8, weighted=False, ragged=False, **kw):
     """A GATHER of ``bags`` bags of ``pooling`` Zipf(``alpha``) rows (``ragged``: 0 to ``2 * pooling`` rows)."""
     table = rng.integers(-128, 128, (rows, dim)).astype(dtype)
     lengths = rng.integers(0, 2 * pooling + 1, bags) if ragged else np.full(bags, pooling)
@@ -48,10 +52,12 @@ def _gather(rng, rows, dim, bags, pooling, alpha=1.05, dtype=np.int8, weighted=F
     return lambda b: emit_gather(b, table, indices, np.cumsum(lengths) - lengths, per_sample_weights=weights, **kw)
 
 
-def _gemm(rng, m, k, n, precision="int8", batch=1, out="int8"):
+def gemm_sample(rng, m, k, n, precision="int8", batch=1, out="int8", requant=None):
+    """A GEMM of random operands; ``requant``: whether to requantize (default: unless the output is int32)."""
     lo, hi = (-8, 8) if precision == "int4" else (-128, 128)
+    requant = out != "int32" if requant is None else requant
     a, b = rng.integers(lo, hi, (batch, m, k)), rng.integers(lo, hi, (batch, k, n))
-    return lambda builder: emit_gemm_batch(builder, a, b, requant=None if out == "int32" else Requant(1 << 20, 24),
+    return lambda builder: emit_gemm_batch(builder, a, b, requant=Requant(1 << 20, 24) if requant else None,
                                            precision=precision, out_dtype=out)
 
 
@@ -70,28 +76,48 @@ def samples(config: Config, seeds=(1, 2)) -> list:
                             ("weighted", {"weighted": True}), ("uniform", {"alpha": 0.0}))
                 for label, kw in variants:
                     out.append(("GATHER", f"s{seed} dim {dim} pooling {pooling} {label}",
-                                _gather(rng, rows, dim, bags, pooling, **kw)))
+                                gather_sample(rng, rows, dim, bags, pooling, **kw)))
         dim = min(128, line_bytes)
-        out += [("GATHER", f"s{seed} dim {dim} pooling 6 mean", _gather(rng, rows, dim, 32, 6, mode="mean")),
-                ("GATHER", f"s{seed} dim 32 pooling 2 mean", _gather(rng, rows, 32, 16, 2, mode="mean")),
-                ("GATHER", f"s{seed} dim 64 ragged", _gather(rng, rows, min(64, line_bytes), 64, 3, ragged=True)),
-                ("GATHER", f"s{seed} dim {dim} ragged pooling 1", _gather(rng, rows, dim, 64, 1, ragged=True)),
-                ("GATHER", f"s{seed} int32 dim 16", _gather(rng, rows, 16, 64, 4, dtype=np.int32)),
-                ("GATHER", f"s{seed} int32 dim {dim // 4}", _gather(rng, rows, dim // 4, 32, 8, dtype=np.int32))]
+        out += [("GATHER", f"s{seed} dim {dim} pooling 6 mean", gather_sample(rng, rows, dim, 32, 6, mode="mean")),
+                ("GATHER", f"s{seed} dim 32 pooling 2 mean", gather_sample(rng, rows, 32, 16, 2, mode="mean")),
+                ("GATHER", f"s{seed} dim 64 ragged", gather_sample(rng, rows, min(64, line_bytes), 64, 3, ragged=True)),
+                ("GATHER", f"s{seed} dim {dim} ragged pooling 1", gather_sample(rng, rows, dim, 64, 1, ragged=True)),
+                ("GATHER", f"s{seed} int32 dim 16", gather_sample(rng, rows, 16, 64, 4, dtype=np.int32)),
+                ("GATHER", f"s{seed} int32 dim {dim // 4}", gather_sample(rng, rows, dim // 4, 32, 8, dtype=np.int32))]
     rng = np.random.default_rng(seeds[0])
-    out += [("GEMM", "3x3 conv tile 64x576x64", _gemm(rng, 64, 576, 64)),
-            ("GEMM", "7x7 stage 49x512x64", _gemm(rng, 49, 512, 64)),
-            ("GEMM", "attention 6x(128x64x128) int32", _gemm(rng, 128, 64, 128, batch=6, out="int32")),
-            ("GEMM", "LSTM step 8x1024x256", _gemm(rng, 8, 1024, 256)),
-            ("GEMM", "int4 64x256x64", _gemm(rng, 64, 256, 64, "int4")),
-            ("GEMM", "DLRM bottom 32x13x64", _gemm(rng, 32, 13, 64)),
+    out += [("GEMM", "3x3 conv tile 64x576x64", gemm_sample(rng, 64, 576, 64)),
+            ("GEMM", "7x7 stage 49x512x64", gemm_sample(rng, 49, 512, 64)),
+            ("GEMM", "attention 6x(128x64x128) int32", gemm_sample(rng, 128, 64, 128, batch=6, out="int32")),
+            ("GEMM", "LSTM step 8x1024x256", gemm_sample(rng, 8, 1024, 256)),
+            ("GEMM", "int4 64x256x64", gemm_sample(rng, 64, 256, 64, "int4")),
+            ("GEMM", "DLRM bottom 32x13x64", gemm_sample(rng, 32, 13, 64)),
             ("RNG", "256 words", lambda b: emit_rng(b, (1, 2), (0, 0, 0, 0), 256)),
             ("RNG", "4096 words", lambda b: emit_rng(b, (1, 2), (0, 0, 0, 0), 4096)),
             ("SKETCH", "64x256 k=16", lambda b: emit_sketch(b, rng.integers(-128, 128, (64, 256)), 16, (1, 2))),
             ("SKETCH", "32x64 k=40 gaussian",
              lambda b: emit_sketch(b, rng.integers(-128, 128, (32, 64)), 40, (1, 2), dist="gaussian"))]
+    for seed in seeds:
+        out += _random_gemms(np.random.default_rng(seed), 100, 20)
     if config.overlap and {"gemm", "gather"} <= set(config.engines):
         out += _side_by_side(rng, config, rows, min(128, line_bytes))
+    return out
+
+
+def _random_gemms(rng, count, streams) -> list:
+    """``count`` GEMMs of random shapes and modes, then ``streams`` Programs of two to four of them."""
+    def draw():
+        m = int(rng.choice([1, 2, 4, 8, 13, 16, 24, 32, 49, 64]))
+        k = int(rng.choice([1, 3, 8, 13, 16, 24, 32, 48, 64, 128, 256]))
+        n = int(rng.choice([1, 8, 10, 16, 24, 32, 64, 96, 128]))
+        precision = str(rng.choice(["int8", "int4"]))
+        output = str(rng.choice(["int8", "int32", "int4"] if precision == "int4" else ["int8", "int32"]))
+        batch = int(rng.choice([1, 1, 2, 4, 8]))
+        return f"{m}x{k}x{n} {precision}->{output} batch {batch}", gemm_sample(rng, m, k, n, precision, batch, output)
+    out = [("GEMM", "random " + label, emit) for label, emit in (draw() for _ in range(count))]
+    for _ in range(streams):
+        gemms = [draw() for _ in range(int(rng.integers(2, 5)))]
+        out.append(("GEMM stream", ", ".join(label for label, _ in gemms),
+                    lambda b, emits=[emit for _, emit in gemms]: [emit(b) for emit in emits]))
     return out
 
 
@@ -107,7 +133,7 @@ def _side_by_side(rng, config, rows, dim) -> list:
             order = ("GEMM", "GATHER") if (i + j) % 2 else ("GATHER", "GEMM")
             if i + j >= 6:
                 order = order + order[:1]
-            emits = {"GEMM": _gemm(rng, *shape), "GATHER": _gather(rng, rows, dim, **kw)}
+            emits = {"GEMM": gemm_sample(rng, *shape), "GATHER": gather_sample(rng, rows, dim, **kw)}
             label = ", ".join(f"GEMM {'x'.join(map(str, shape))}" if op == "GEMM" else f"GATHER pooling {kw['pooling']}"
                               for op in order)
             out.append(("GEMM+GATHER", label, lambda b, order=order, emits=emits: [emits[op](b) for op in order]))
@@ -134,13 +160,8 @@ def _histogram(path, points, backend):
                 label=[f"{e} ({len(x)})" for e, x in zip(engines, errors)])
         for x in (-100 * BOUND, 100 * BOUND):
             ax.axvline(x, linestyle="--", linewidth=1, color="gray")
-        ax.set_xlabel("cycle model error, model / RTL - 1 (%; beyond +-2.6% drawn at the edge)")
-        ax.set_ylabel("sampled Programs")
-        ax.set_title(f"cycle model vs RTL cycle counter ({backend})")
-        ax.grid(True, alpha=0.3)
-        ax.legend()
-        fig.tight_layout()
-        fig.savefig(path)
+        save_axes(fig, ax, path, xlabel="cycle model error, model / RTL - 1 (%; beyond +-2.6% drawn at the edge)",
+                  ylabel="sampled Programs", title=f"cycle model vs RTL cycle counter ({backend})")
     finally:
         plt.close(fig)
     return path
@@ -172,10 +193,12 @@ def run(config: Config, backend: str = "verilator", out_dir="benchmarks/out", qu
             rtl, cycles = measured.counters["cycles"], model.counters["cycles"]
             points.append({"engine": engine, "name": name, "rtl": rtl, "model": cycles, "error": cycles / rtl - 1})
     table = [_distribution(e, [p for p in points if p["engine"] == e])
-             for e in ("GEMM", "GATHER", "RNG", "SKETCH", "GEMM+GATHER") if any(p["engine"] == e for p in points)]
+             for e in ("GEMM", "GEMM stream", "GATHER", "RNG", "SKETCH", "GEMM+GATHER")
+             if any(p["engine"] == e for p in points)]
     text = (f"`tridsa bench cycles --backend {backend}{' --quick' if quick else ''}`: the cycle model "
             f"(tridsa/sw/cycle_model.py) against the RTL cycle counter on {backend}, {len(points)} sampled "
-            f"Programs (one instruction each, GEMM+GATHER: two or three), results bit-exact; error = model / RTL - 1"
+            f"Programs (one instruction each; GEMM stream: two to four, GEMM+GATHER: two or three), results "
+            f"bit-exact; error = model / RTL - 1"
             f"{f' ({len(skipped)} samples larger than the memory skipped)' if skipped else ''}.\n\n"
             + markdown_table([dict(r, mean_abs_error=f"{100 * r['mean_abs_error']:.2f}%",
                                    max_abs_error=f"{100 * r['max_abs_error']:.2f}%") for r in table],

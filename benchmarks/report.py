@@ -14,7 +14,7 @@ import numpy as np
 
 from tridsa.sw.progress import Progress
 
-__all__ = ["Progress", "markdown_table", "write_json", "line_plot", "write_section", "publish_image"]
+__all__ = ["Progress", "markdown_table", "write_json", "line_plot", "save_axes", "write_section", "publish_image"]
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -122,13 +122,18 @@ def line_plot(path, series, *, xlabel: str, ylabel: str, title: str, logx: bool 
             ax.set_xscale("log")
         if logy:
             ax.set_yscale("log")
-        ax.set_xlabel(xlabel)
-        ax.set_ylabel(ylabel)
-        ax.set_title(title)
-        ax.grid(True, alpha=0.3)
-        ax.legend()
-        fig.tight_layout()
-        fig.savefig(path)
+        save_axes(fig, ax, path, xlabel=xlabel, ylabel=ylabel, title=title)
     finally:
         plt.close(fig)
     return path
+
+
+def save_axes(fig, ax, path, *, xlabel: str, ylabel: str, title: str) -> None:
+    """Label ``ax`` (grid, legend) and save ``fig`` as ``path``: the common end of every benchmark plot."""
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
+    ax.grid(True, alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path)

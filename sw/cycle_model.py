@@ -4,8 +4,9 @@ The golden backend reports ``cycles`` from this model (:func:`program_cycles`), 
 sized in seconds; the test suite checks it against the gateware's cycle counter on sampled layers of
 every engine (``tests/test_cycle_model.py``). It models the gateware as it is: an instruction costs its
 setup, pipeline fill, work and drain (:class:`Cost`); with ``Config.overlap`` a GEMM after a GEMM starts
-when the previous one has fed its last k-step, so it hides the previous one's drain (:data:`GEMM_DRAIN_EXTRA`), unless it reads
-what the previous one writes (then its reads wait for the last write); a GATHER and a GEMM run side by
+when the previous one has fed its last k-step, so it hides the previous one's drain (:data:`GEMM_DRAIN_EXTRA`) as far
+as the memory port and the requant unit allow, unless it reads what the previous one writes (then its reads
+wait for the last write); a GATHER and a GEMM run side by
 side once the earlier one passed its checks, unless their regions meet, sharing the memory port; any other
 instruction starts when the previous one is done (:func:`program_cycles`).
 """
@@ -16,9 +17,10 @@ import dataclasses
 from ..spec.gather_layout import MEAN_DIVIDE_STEPS
 from ..spec.gemm_layout import FEED_STAGES, PARAM_WORDS, PE_LATENCY, GemmGeometry
 
-__all__ = ["Cost", "gemm_fixed_cycles", "estimate_gemm_cycles", "gemm_cost", "gather_cost", "rng_cost",
+__all__ = ["Cost", "gemm_fixed_cycles", "estimate_gemm_cycles", "gemm_compute_cycles", "gemm_port_cycles", "gemm_port_time",
+           "gemm_lead_cycles", "gemm_cost", "gather_cost", "rng_cost",
            "sketch_cost", "instruction_cost", "program_cycles", "gemm_drain_cycles", "DISPATCH_CYCLES", "PROGRAM_CYCLES",
-           "GEMM_DRAIN_EXTRA", "GEMM_SETUP", "side_speeds"]
+           "GEMM_DRAIN_EXTRA", "GEMM_SETUP", "GEMM_PORT_OVERLAP", "side_speeds"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -30,7 +32,10 @@ class Cost:
     previous one drains; the output the previous one writes then). ``engine``: the engine's name when it
     runs side by side with the other (``Config.overlap``, a GATHER and a GEMM; "" otherwise), ``checked``
     the cycles until an instruction beside it may start, ``read_regions``/``write_regions`` every region it
-    reads and writes (the hazard check between the two).
+    reads and writes (the hazard check between the two). ``port``: the cycles its memory port's words take
+    and, of those, the idle ones of its fill and its tail (a GEMM: :func:`gemm_port_time`), which an
+    overlapped GEMM's words fill; ``lead``: the cycles a GEMM runs before its rows need the requant unit
+    (:func:`gemm_lead_cycles`: of the previous one's drain it hides at most these).
     """
     cycles: int
     reads: int
@@ -42,6 +47,8 @@ class Cost:
     checked: int = 0
     read_regions: tuple = ()
     write_regions: tuple = ()
+    port: tuple = (0, 0, 0)
+    lead: int = 0
 
 #: Cycles the dispatcher spends between two instructions, and once per Program (first fetch, HALT).
 DISPATCH_CYCLES = 0
@@ -60,30 +67,88 @@ def gemm_fixed_cycles(config) -> int:
 
 
 def estimate_gemm_cycles(config, m, k, n, int4=False, out_format=1, batch=1, accumulate=False) -> int:
-    """Cycles of one (batched) GEMM instruction on the gateware.
-
-    Each tile after the first takes the longest of: its k-rows, the array's minimum tile time
-    (``max(rows, cols) + 1``), the requant time of its rows and the memory words it moves (one per
-    cycle: A and B blocks, its output, in accumulate mode its int32 partial sums), the last two with a
-    tile's share of its column block's parameter load; plus a fixed cost per instruction and one setup
-    cycle per bit of ``batch`` if it is > 1.
-    """
+    """Cycles of one (batched) GEMM instruction on the gateware: the longer of its compute path
+    (:func:`gemm_compute_cycles`) and its memory port's words (:func:`gemm_port_cycles`)."""
     geo = GemmGeometry(config, m, k, n, int4, out_format)
+    batch = max(1, batch)
+    return max(gemm_compute_cycles(config, geo, batch), gemm_port_cycles(config, geo, batch, accumulate))
+
+
+def _batch_setup(batch) -> int:
+    """Setup cycles of the batch: one per bit of ``batch`` if it is > 1 (the SCALE state)."""
+    return batch.bit_length() if batch > 1 else 0
+
+
+def gemm_compute_cycles(config, geo, batch) -> int:
+    """Cycles of a GEMM whose array or requant unit sets its pace: each tile after the first takes the
+    longest of its k-rows, the array's minimum tile time (``max(rows, cols) + 1``) and the requant time of
+    its rows with a tile's share of its column block's parameter load; plus a fixed cost per instruction
+    and the batch's setup."""
     params = PARAM_WORDS / geo.mt                       # parameter words per tile
-    partials = GemmGeometry(config, m, k, n, int4, 0).tile_words if accumulate else 0
-    words = geo.a_block_words + geo.b_block_words + geo.tile_words + partials + params
     chunks = config.cols // config.lanes_requant
     values = config.rows * chunks                       # requant inputs per tile
     requant = values * config.requant_interval
     if config.requant_interval == 1:
         requant += params               # the parameter load stalls a pipelined unit; a serial one hides it
-    tile = max(geo.k_rows, max(config.rows, config.cols) + 1, requant, words)
+    tile = max(geo.k_rows, max(config.rows, config.cols) + 1, requant)
     # The last tile's requant inputs leave the unit one interval apart (the fixed cost counts its rows at one
     # per cycle and the unit's latency once), and a chunked unit reassembles a row in one more register.
     drain = (values - 1) * (config.requant_interval - 1) + values - config.rows + (chunks > 1)
-    scale = batch.bit_length() if batch > 1 else 0
-    fixed = gemm_fixed_cycles(config) + scale + drain
-    return round(fixed + geo.k_rows + (max(1, batch) * geo.mt * geo.nt - 1) * tile)
+    fixed = gemm_fixed_cycles(config) + _batch_setup(batch) + drain
+    return round(fixed + geo.k_rows + (batch * geo.mt * geo.nt - 1) * tile)
+
+
+#: A GEMM whose tiles move more memory words than they compute (int32 outputs or partial sums with a short
+#: K) keeps the memory port busy from its first read to its last write: its A/B readers run ahead of the
+#: array as far as their credits and the row FIFO allow, and fill the port's free cycles. It costs its words
+#: plus the port's idle cycles (:func:`gemm_port_cycles`), fitted to the gateware on ``Config()``: the
+#: setup before the first read and the last write (``GEMM_PORT_FIXED``); the fill, while the first tiles'
+#: k-rows run before the first write (``GEMM_PORT_FILL_K`` per k-row beyond 8, less ``GEMM_PORT_FILL_A``
+#: per A block word beyond the first: the readers read more ahead); the parameter load of every column
+#: block pauses the requant unit and leaves the port idle where no read fills it, wholly in the column
+#: blocks requantized after the last read (``GEMM_PORT_TAIL`` cycles over the row blocks), in the steady
+#: state a share that falls with the A block's words (readers with longer blocks have reads pending).
+#: With one row block (every tile a column block: the requant unit's parameter pause in every tile) and
+#: in accumulate mode (the partial sums' reader fills the pauses) the port idles
+#: ``GEMM_PORT_ONE_ROW_BLOCK`` and ``GEMM_PORT_ACCUMULATE`` cycles in all.
+GEMM_PORT_FIXED, GEMM_PORT_FILL_K, GEMM_PORT_FILL_A, GEMM_PORT_TAIL = 11, 1.5, 2, 16
+GEMM_PORT_ONE_ROW_BLOCK, GEMM_PORT_ACCUMULATE = 19, 13
+#: Of ``GEMM_PORT_ONE_ROW_BLOCK``, the idle cycles of the last column blocks (after the last read).
+GEMM_PORT_ONE_ROW_BLOCK_TAIL = 6
+#: A GEMM started after a GEMM runs ``GEMM_LEAD_FIXED`` cycles and at most ``GEMM_LEAD_TILES`` tiles ahead
+#: of the requant unit (:func:`gemm_lead_cycles`).
+GEMM_LEAD_FIXED, GEMM_LEAD_TILES = 2, 3
+#: Cycles of a GEMM's port time that overlap the previous GEMM's (``Config.overlap``) beyond the idle
+#: cycles of its fill and of the previous one's tail, which the other's words fill: the next one's reads
+#: start no earlier (:func:`program_cycles`), fitted to the gateware.
+GEMM_PORT_OVERLAP = 4
+
+
+def gemm_port_cycles(config, geo, batch, accumulate=False) -> int:
+    """Cycles of a GEMM whose memory port sets its pace: one per word it reads or writes (A and B blocks,
+    parameters, outputs, in accumulate mode the partial sums) plus the port's idle cycles (see
+    ``GEMM_PORT_FIXED``) and the batch's setup."""
+    return gemm_port_time(config, geo, batch, accumulate)[0]
+
+
+def gemm_port_time(config, geo, batch, accumulate=False) -> tuple:
+    """``(cycles, fill, tail)``: :func:`gemm_port_cycles` and, of its idle cycles, those of its fill and of
+    its last column blocks (the words of a GEMM before or after it on the port fill them)."""
+    blocks = batch * geo.nt                             # column blocks: one parameter load each
+    partials = GemmGeometry(config, geo.m, geo.k, geo.n, geo.int4, 0).tile_words if accumulate else 0
+    words = (batch * geo.mt * geo.nt * (geo.a_block_words + geo.b_block_words + geo.tile_words + partials)
+             + blocks * PARAM_WORDS)
+    fill = tail = 0.0
+    if accumulate:
+        idle = GEMM_PORT_ACCUMULATE
+    elif geo.mt == 1:
+        idle, tail = GEMM_PORT_ONE_ROW_BLOCK, GEMM_PORT_ONE_ROW_BLOCK_TAIL
+    else:
+        a_words, k_rows = min(geo.a_block_words, 4), min(geo.k_rows, 16)
+        fill = GEMM_PORT_FILL_K * max(0, k_rows - 8) - GEMM_PORT_FILL_A * (a_words - 1)
+        tail = GEMM_PORT_TAIL / geo.mt
+        idle = GEMM_PORT_FIXED + fill + tail + max(0.0, 1 - (a_words - 1) / 2) * blocks
+    return round(words + idle + _batch_setup(batch)), max(0.0, fill), tail
 
 
 def gemm_cost(fields: dict, config, memory=None) -> Cost:
@@ -95,7 +160,8 @@ def gemm_cost(fields: dict, config, memory=None) -> Cost:
     partials = GemmGeometry(config, geo.m, geo.k, geo.n, geo.int4, 0).tile_words if accumulate else 0
     tiles = batch * geo.mt * geo.nt
     reads = tiles * (geo.a_block_words + geo.b_block_words + partials) + batch * geo.p_words
-    cycles = estimate_gemm_cycles(config, geo.m, geo.k, geo.n, geo.int4, geo.out_format, batch, accumulate)
+    port = gemm_port_time(config, geo, batch, accumulate)
+    cycles = max(gemm_compute_cycles(config, geo, batch), port[0])
     c_words = batch * (GemmGeometry(config, geo.m, geo.k, geo.n, geo.int4, 0).c_words if accumulate else geo.c_words)
     inputs = ((fields["a_addr"], fields["a_addr"] + batch * geo.a_words),
               (fields["b_addr"], fields["b_addr"] + batch * geo.b_words))
@@ -103,7 +169,16 @@ def gemm_cost(fields: dict, config, memory=None) -> Cost:
     p_region = (fields["p_addr"], fields["p_addr"] + batch * geo.p_words)
     return Cost(cycles, reads, tiles * geo.tile_words, gemm_drain_cycles(config) if config.overlap else 0, inputs,
                 output, _side_engine(config, "gemm"), GEMM_SETUP, inputs + (p_region,) + (output if accumulate else ()),
-                output)
+                output, port, gemm_lead_cycles(config, geo, batch))
+
+
+def gemm_lead_cycles(config, geo, batch=1) -> int:
+    """Cycles a GEMM started after a GEMM (``Config.overlap``) runs before its rows need the requant unit,
+    which the previous one's rows hold until it is done: ``GEMM_LEAD_FIXED`` and at most
+    ``GEMM_LEAD_TILES`` of its tiles (of its k-rows or the array's minimum tile time each; the row FIFO
+    holds their rows), fitted to the gateware."""
+    tile = max(geo.k_rows, max(config.rows, config.cols) + 1)
+    return GEMM_LEAD_FIXED + min(batch * geo.mt * geo.nt, GEMM_LEAD_TILES) * tile
 
 
 def _side_engine(config, name) -> str:
@@ -215,30 +290,37 @@ def program_cycles(instruction_costs) -> int:
     """The cycle counter of a Program whose instructions cost ``instruction_costs`` (:class:`Cost`, in order).
 
     An instruction with a ``drain`` after one with a ``drain`` (GEMM after GEMM) starts when the previous
-    one enters its drain, or, if it reads the previous one's output, ``GEMM_SETUP`` cycles before the
-    previous one is done (its setup overlaps, its reads wait); it is done after the previous one of its
-    engine. An instruction on the engine beside the previous one's (both with an ``engine``) starts when
+    one enters its drain, but no earlier than its ``lead`` before the previous one is done, nor than the
+    port has moved the previous one's words (``port``; the two share ``GEMM_PORT_OVERLAP`` cycles and the
+    idle ones of the previous one's tail and its own fill); if it reads the previous one's output,
+    ``GEMM_SETUP`` cycles before the previous one is done (its setup overlaps, its reads wait). It is done
+    after the previous one of its engine. An instruction on the engine beside the previous one's (both with
+    an ``engine``) starts when
     the previous one passed its checks and its own engine is done, and waits for every instruction of the
     other engine whose regions meet its own (a hazard). The two share the memory port: while both run,
     each runs at its :func:`side_speeds` and loses ``SIDE_MEET`` cycles plus ``SIDE_COLLISION`` per common
     cycle of the smaller demand; the one left runs as alone.
     """
-    end = fed = 0                     # when the previous instruction is done, and enters its drain
+    end = fed = port_end = 0          # when the previous instruction is done, enters its drain, ends its port time
     previous = None
     runs = []                         # [engine, start, end, cost] of every instruction so far
     engine_end = {}
     for cost in instruction_costs:
         start = end + (DISPATCH_CYCLES if previous else 0)
-        if previous is not None and previous.drain and cost.drain:
-            start = fed
+        chained = previous is not None and previous.drain and cost.drain
+        if chained:
+            # its reads wait for the port, busy with the previous one's words but for the idle cycles of the
+            # previous one's tail and its own fill
+            start = max(fed, end - cost.lead, port_end - round(GEMM_PORT_OVERLAP + previous.port[2] + cost.port[1]))
             if _meets(cost.inputs, previous.output):
-                start = max(fed, end - GEMM_SETUP)
+                start = max(start, end - GEMM_SETUP)
         elif previous is not None and cost.engine and previous.engine and cost.engine != previous.engine:
             start = max(runs[-1][1] + previous.checked, engine_end.get(cost.engine, 0))
         beside = [run for run in runs if cost.engine and run[0] and run[0] != cost.engine and run[2] > start]
         for run in beside:
             if _hazard(cost, run[3]):
                 start = max(start, run[2])
+        port_end = start + cost.port[0]
         finish = max(start + cost.cycles, engine_end.get(cost.engine, 0) + 1)
         demand = (cost.reads + cost.writes) / max(1, cost.cycles)
         for run in beside:            # both run from start until the first is done, sharing the port
