@@ -19,7 +19,7 @@ from amaranth import *
 from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
-from ..spec.gemm_layout import FEED_STAGES, PE_LATENCY      # the driver's cycle model uses the same depths
+from ..spec.gemm_layout import FEED_STAGES, PE_LATENCY, READOUT_GROUP, readout_stages      # the driver's cycle model uses the same depths
 from .dsp import LATENCY as DSP_LATENCY, Mac16Dual8x8, Mult18x18, platform_family
 
 assert PE_LATENCY == 4 and DSP_LATENCY == 2, "ProcessingElement is written for four stages, two of them a DSP's"
@@ -257,10 +257,25 @@ class MacArray(wiring.Component):
         # later than it): at most one row completes per cycle.
         done = [delay(m, pes[i][C - 1].ctrl_out.valid & pes[i][C - 1].ctrl_out.last, ProcessingElement.latency - 1,
                       f"done{i}_d", keep=True) for i in range(R)]
-        row = Signal(data.ArrayLayout(signed(32), C))
-        for j in range(C):
-            m.d.comb += row[j].eq(_or_reduce([Mux(done[i], pes[i][j].result, 0) for i in range(R)]))
-        m.d.sync += [self.out_valid.eq(Cat(done).any()), self.out_row.eq(row)]
+        # The readout: an OR of the results gated by ``done`` (at most one row is done per cycle); for more
+        # than READOUT_GROUP rows registered per group of rows (next to them), then an OR over the groups
+        # (``readout_stages``).
+        def gated(rows):
+            return Cat(done[i] for i in rows).any(), [_or_reduce([Mux(done[i], pes[i][j].result, 0) for i in rows])
+                                                      for j in range(C)]
+        groups = [range(g, min(g + READOUT_GROUP, R)) for g in range(0, R, READOUT_GROUP)]
+        if len(groups) == 1:
+            valid, row = gated(groups[0])
+        else:
+            parts = [(Signal(name=f"part{n}_valid"), [Signal(signed(32), name=f"part{n}_{j}") for j in range(C)])
+                     for n in range(len(groups))]
+            for (part_valid, part), rows in zip(parts, groups):
+                group_valid, group_row = gated(rows)
+                m.d.sync += [part_valid.eq(group_valid), *(p.eq(v) for p, v in zip(part, group_row))]
+            valid = Cat(v for v, _ in parts).any()
+            row = [_or_reduce([part[j] for _, part in parts]) for j in range(C)]
+        assert 1 + (len(groups) > 1) == readout_stages(R)
+        m.d.sync += [self.out_valid.eq(valid), *(self.out_row[j].eq(row[j]) for j in range(C))]
         return m
 
 
