@@ -30,15 +30,15 @@ CTRL = data.StructLayout({"valid": 1, "first": 1, "last": 1})
 MODE = data.StructLayout({"int4": 1, "a_signed": 1, "b_signed": 1})
 
 
-def delay(m, value, cycles, name, keep=False):
-    """``value`` through ``cycles`` registers named ``name0, name1, ...``.
+def delay(m, value, cycles, name, keep=False, first_index=0):
+    """``value`` through ``cycles`` registers named ``name0, name1, ...`` (numbered from ``first_index``).
 
     ``keep`` for the copies the array holds on purpose: control and mode travel PE to PE so that no net
     reaches every PE, so all PEs on an anti-diagonal hold equal values, and synthesis would merge those
     registers into one that drives the whole diagonal again (sw/build.py copies ``keep`` from these wires
     onto their flip-flop cells, which stops that)."""
     for stage in range(cycles):
-        reg = Signal.like(value, name=f"{name}{stage}", attrs={"keep": 1} if keep else {})
+        reg = Signal.like(value, name=f"{name}{first_index + stage}", attrs={"keep": 1} if keep else {})
         m.d.sync += reg.eq(value)
         value = reg
     return value
@@ -179,14 +179,21 @@ class ProcessingElement(wiring.Component):
                 m.d.sync += [h.eq(v) for h, v in zip(halves, lut_multiply(a8, b8, terms=2))]
             m.d.sync += product.eq(halves[0] + halves[1])
 
-        ctrl = delay(m, self.ctrl_in, self.latency - 1 + self.dsp_delay, "ctrl", keep=True)   # the k-step's control at stage 3
+        # The k-step's control at stage 2 (``ahead``) and at stage 3. The accumulator is cleared (a flip-flop's
+        # synchronous reset) the cycle before a tile's first k-step reaches stage 3, so the adder has no
+        # multiplexer in front of it; the previous tile's last k-step, if in stage 3 then, still goes to ``result``.
+        stages = self.latency - 1 + self.dsp_delay
+        ahead = delay(m, self.ctrl_in, stages - 1, "ctrl", keep=True)
+        ctrl = delay(m, ahead, 1, "ctrl", keep=True, first_index=stages - 1)
         acc = Signal(signed(32))
         total = Signal(signed(32))
-        m.d.comb += total.eq(Mux(ctrl.first, 0, acc) + product)
-        with m.If(ctrl.valid):
+        m.d.comb += total.eq(acc + product)
+        with m.If(ahead.valid & ahead.first):
+            m.d.sync += acc.eq(0)
+        with m.Elif(ctrl.valid):
             m.d.sync += acc.eq(total)
-            with m.If(ctrl.last):
-                m.d.sync += self.result.eq(total)
+        with m.If(ctrl.valid & ctrl.last):
+            m.d.sync += self.result.eq(total)
         return m
 
 
