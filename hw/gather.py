@@ -36,6 +36,11 @@ __all__ = ["GatherEngine", "PoolingUnit", "MeanDivider", "CheckPass"]
 ROWS_AHEAD = 16          # cache lines of missed rows the rows reader holds (in flight or buffered)
 
 
+def _field(name: str):
+    """Shape of the GATHER instruction field ``name`` (the pooling unit's ports carry fields as they are)."""
+    return instr_layout("GATHER").members[name]
+
+
 class PoolingUnit(wiring.Component):
     """Pools rows into bags and emits every bag as ``out_words`` int32 output words (mode copy: the
     sum's lanes wrapped to the table's element width, in the table's row layout; ``narrow``: the result
@@ -59,8 +64,8 @@ class PoolingUnit(wiring.Component):
         super().__init__({
             "entries": In(stream.Signature(entry_layout(config))), "fills": In(stream.Signature(config.mem_bits)),
             "out": Out(stream.Signature(config.mem_bits)),
-            "mode": In(2), "dtype": In(1), "dim": In(12), "row_words": In(16), "out_words": In(16),
-            "narrow": In(1), "shift": In(5),
+            "mode": In(_field("mode")), "dtype": In(_field("dtype")), "dim": In(_field("dim")),
+            "row_words": In(16), "out_words": In(16), "narrow": In(_field("narrow")), "shift": In(_field("out_shift")),
             "busy": Out(1),
         })
 

@@ -142,6 +142,11 @@ def _positive(text: str) -> int:
     return value
 
 
+def _positive_list(text: str) -> tuple:
+    """argparse type: comma-separated integers >= 1."""
+    return tuple(_positive(part) for part in text.split(","))
+
+
 def _add_address_arg(parser) -> None:
     parser.add_argument("--address", metavar="HOST:PORT",
                         help="join the Ray cluster there (HOST:PORT, ray://HOST:PORT or auto; default: a local "
@@ -303,6 +308,8 @@ def _cmd_bench(ns, extra) -> int:
         kwargs.update(address=ns.address, publish=ns.publish)
     if ns.bench == "gather":
         kwargs.update(publish=ns.publish)
+    if ns.bench == "models":
+        kwargs.update(publish=ns.publish, batches=ns.batches)
     if ns.bench == "zoo":
         kwargs.update(models=ns.models.split(",") if ns.models else None, publish=ns.publish)
     report = module.run(config, ns.backend, ns.out, **kwargs)
@@ -408,6 +415,12 @@ def _parser() -> argparse.ArgumentParser:
             b.add_argument("--publish", action="store_true",
                            help="also write the hit-rate and memory-port tables into README.md (sections "
                            "bench-gather-hits, bench-gather-port)")
+        if name == "models":
+            b.add_argument("--batches", type=_positive_list, default=(1, 2, 4, 8, 16, 32), metavar="A,B",
+                           help="batches of the utilization-against-batch sweep (default: 1,2,4,8,16,32)")
+            b.add_argument("--publish", action="store_true",
+                           help="also write the tables into README.md and docs (sections bench-models, "
+                           "bench-models-layers, bench-models-batch) and the plots into docs/img")
         if name == "multichip":
             from .sharding import STRATEGIES
             b.add_argument("--chips", type=_positive, default=2, metavar="N", help="accelerators (default: %(default)s)")

@@ -22,7 +22,7 @@ from ..spec.config import Config
 from .profile import CheckedAccelerator
 from .progress import Progress
 
-__all__ = ["main", "WORKLOADS"]
+__all__ = ["main", "PRECISIONS", "WORKLOADS"]
 
 
 @dataclasses.dataclass
@@ -59,12 +59,27 @@ class Workload:
             return model.forward(acc, *inputs)
         return np.concatenate([model.forward(acc, inputs[0][i:i + chunk]) for i in range(0, len(inputs[0]), chunk)])
 
+    def accuracy(self, golden, inputs, labels) -> dict:
+        """``{"float": ..., "INT8": ..., "INT4/INT8": ...}`` scores of the whole split on the golden model."""
+        scores = {"float": self.score(self.load().forward(*inputs), labels)}
+        for precision, label in PRECISIONS.items():
+            scores[label] = self.score(self.forward_all(self.load(precision), golden, inputs), labels)
+        return scores
+
+    @property
+    def metric(self) -> str:
+        return "AUC" if self.model == "dlrm" else "accuracy"
+
     def score(self, outputs, labels) -> str:
+        """The :attr:`metric` of ``outputs``, formatted."""
         if self.model == "dlrm":
             from .workloads.dlrm import auc
-            return f"AUC {auc(np.asarray(outputs, np.float64), labels):.4f}"
-        return f"acc {np.mean(np.argmax(outputs, axis=-1) == labels) * 100:.2f}%"
+            return f"{auc(np.asarray(outputs, np.float64), labels):.4f}"
+        return f"{np.mean(np.argmax(outputs, axis=-1) == labels) * 100:.2f}%"
 
+
+#: The quantized models' precisions and their names in tables.
+PRECISIONS = {"int8": "INT8", "mixed": "INT4/INT8"}
 
 WORKLOADS = {
     "cnn": Workload("CNN (digits, HAWQ-V3 style)", "cnn", 8),
@@ -97,14 +112,15 @@ def utilization(records) -> float:
     return sum(r.macs for r in records if r.utilization) / capacity if capacity else 0.0
 
 
-def profile(checked: CheckedAccelerator, name: str, golden, inputs=None) -> list:
-    """Run workload ``name``'s mixed-precision model on a batch through ``checked`` (every layer compared
-    with golden) with a progress bar; return the layers' records."""
+def profile(checked: CheckedAccelerator, name: str, golden, inputs=None, batch=None, precision="mixed") -> list:
+    """Run workload ``name``'s model (``precision``: a key of :data:`PRECISIONS`) on the first ``batch``
+    samples (default: the workload's demo batch) through ``checked`` (every layer compared with golden)
+    with a progress bar; return the layers' records."""
     wl = WORKLOADS[name]
     if inputs is None:
         inputs, _ = wl.data()
-    model = wl.load("mixed")
-    batch = wl.head(inputs, wl.batch)
+    model = wl.load(precision)
+    batch = wl.head(inputs, batch or wl.batch)
     counter = _Counter(golden)
     expected = _forward(model, counter, batch)
     checked.workload = name
@@ -156,12 +172,8 @@ def run(backend: str, config: Config, out_dir: Path, names, full_accuracy: bool 
         print(f"\n== {wl.title}")
         inputs, labels = wl.data()
         if full_accuracy:
-            fl = wl.load()
-            line = [f"float {wl.score(fl.forward(*inputs), labels)}"]
-            for precision in ("int8", "mixed"):
-                line.append(f"{'INT8' if precision == 'int8' else 'INT4/INT8'} "
-                            f"{wl.score(wl.forward_all(wl.load(precision), golden, inputs), labels)}")
-            print("  accuracy (golden, test split): " + " | ".join(line))
+            scores = wl.accuracy(golden, inputs, labels)
+            print(f"  {wl.metric} (golden, test split): " + " | ".join(f"{k} {v}" for k, v in scores.items()))
         start = time.perf_counter()
         records = profile(checked, name, golden, inputs)
         cycles = sum(r.cycles for r in records)
