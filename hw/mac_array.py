@@ -24,7 +24,7 @@ from .dsp import LATENCY as DSP_LATENCY, Mac16Dual8x8, Mult18x18, platform_famil
 
 assert PE_LATENCY == 4 and DSP_LATENCY == 2, "ProcessingElement is written for four stages, two of them a DSP's"
 
-__all__ = ["CTRL", "MODE", "ProcessingElement", "MacArray", "pe_kinds", "dsp_blocks"]
+__all__ = ["CTRL", "MODE", "PACKED", "ProcessingElement", "MacArray", "pack_operands", "pe_kinds", "dsp_blocks"]
 
 CTRL = data.StructLayout({"valid": 1, "first": 1, "last": 1})
 MODE = data.StructLayout({"int4": 1, "a_signed": 1, "b_signed": 1})
@@ -83,6 +83,21 @@ class _Operands:
         self.b4 = extend(b[0:4], 3, mode.b_signed), extend(b[4:8], 3, mode.b_signed)
 
 
+#: An operand of the INT4-capable multiplier PE, packed for the 18 x 18 multiply: ``value`` (the int8 operand or the
+#: INT4 pair as above; |value| < 2**15) and the sign test of the nibble that lands in the low term (``nz``: it
+#: is not zero, ``neg``: it is negative), a's low nibble and b's high one.
+PACKED = data.StructLayout({"value": signed(16), "nz": 1, "neg": 1})
+
+
+def pack_operands(a, b, mode):
+    """The bytes ``a``, ``b`` as :data:`PACKED` operands by ``mode`` (two Values): ``a_lo + a_hi * 2**S`` and
+    ``b_hi + b_lo * 2**S`` in INT4 mode, the int8 values otherwise."""
+    x = _Operands(a, b, mode)
+    (a_lo, a_hi), (b_lo, b_hi) = x.a4, x.b4
+    return (Cat(Mux(mode.int4, a_lo + (a_hi << _S), x.a8)[:16], a_lo != 0, a_lo[4]),
+            Cat(Mux(mode.int4, b_hi + (b_lo << _S), x.b8)[:16], b_hi != 0, b_hi[4]))
+
+
 class ProcessingElement(wiring.Component):
     """One PE: an int8 x int8 MAC, or (``int4``) two int4 x int4 MACs on packed operands, into an int32
     accumulator.
@@ -113,19 +128,27 @@ class ProcessingElement(wiring.Component):
     dsp_delay:
         ``"mac8"`` only: cycles the DSP operands are delayed (0 or 1), so that two PEs whose k-steps arrive a
         cycle apart use one SB_MAC16 in the same cycle; ``result`` is latched that much later.
+    packed:
+        ``"mult18"`` with ``int4`` only: ``a_in``/``b_in`` (and ``a_out``/``b_out``) are :data:`PACKED` operands,
+        packed once at the array's edge, so the neighbour's register feeds the DSP's input register with no
+        logic between them.
     """
     latency = PE_LATENCY
 
-    def __init__(self, kind="mult18", int4=True, primitive="auto", dsp_delay=0):
+    def __init__(self, kind="mult18", int4=True, primitive="auto", dsp_delay=0, packed=False):
         if kind not in ("mult18", "mac8", "lut"):
             raise ValueError(f"kind must be \"mult18\", \"mac8\" or \"lut\", not {kind!r}")
         if kind == "mac8" and int4:
             raise ValueError("the SB_MAC16 8 x 8 PE (kind=\"mac8\") has no INT4 mode: build it with int4=False")
         if dsp_delay not in (0, 1) or (dsp_delay and kind != "mac8"):
             raise ValueError(f"dsp_delay must be 0, or 1 for kind=\"mac8\", not {dsp_delay!r}")
-        self.kind, self.int4, self.primitive, self.dsp_delay = kind, int4, primitive, dsp_delay
-        members = {"a_in": In(8), "b_in": In(8), "ctrl_in": In(CTRL), "mode": In(MODE), "a_out": Out(8),
-                   "mode_out": Out(MODE), "b_out": Out(8), "ctrl_out": Out(CTRL), "result": Out(signed(32))}
+        if packed and not (kind == "mult18" and int4):
+            raise ValueError("packed operands are for the INT4 multiplier PE (kind=\"mult18\", int4=True)")
+        self.kind, self.int4, self.primitive, self.dsp_delay, self.packed = kind, int4, primitive, dsp_delay, packed
+        operand = PACKED if packed else 8
+        members = {"a_in": In(operand), "b_in": In(operand), "ctrl_in": In(CTRL), "mode": In(MODE),
+                   "a_out": Out(operand), "mode_out": Out(MODE), "b_out": Out(operand), "ctrl_out": Out(CTRL),
+                   "result": Out(signed(32))}
         if kind == "mac8":
             members.update({"dsp_a": Out(signed(8)), "dsp_b": Out(signed(8)), "dsp_p": In(signed(16))})
         super().__init__(members)
@@ -137,27 +160,23 @@ class ProcessingElement(wiring.Component):
         m.d.comb += [self.ctrl_out.eq(delay(m, self.ctrl_in, 1, "ctrl_out", keep=True)),
                      self.mode_out.eq(delay(m, mode_in, 1, "mode_out", keep=True))]
 
-        # Stage 0 of the mac8 and lut PEs is the pass-through registers (a_out, b_out, mode_out); the mult18
-        # PE packs before the DSP's input register, from the inputs
-        stage0 = _Operands(self.a_out, self.b_out, self.mode_out)
         product = Signal(signed(18))                # stage 2: int8 product or int4 dot product
         if self.kind == "mult18":
             m.submodules.mult = mult = Mult18x18(self.primitive)      # stages 0 and 1
-            x = _Operands(a_in, b_in, mode_in)
-            a8, b8 = x.a8, x.b8
             if self.int4:
-                # The packed operands, 16 bits (|a_hi * 2**S + a_lo| < 2**15), go into the DSP's input register
-                (a_lo, a_hi), (b_lo, b_hi) = x.a4, x.b4
-                m.d.comb += [mult.a.eq(Mux(mode_in.int4, a_lo + (a_hi << _S), a8)),
-                             mult.b.eq(Mux(mode_in.int4, b_hi + (b_lo << _S), b8))]
+                # The packed operands go into the DSP's input register: from the neighbour, or packed here
+                a, b = (a_in, b_in) if self.packed else (data.View(PACKED, v) for v in pack_operands(a_in, b_in, mode_in))
+                m.d.comb += [mult.a.eq(a.value), mult.b.eq(b.value)]
                 int4 = delay(m, mode_in.int4, 2, "int4_", keep=True)
-                low_negative = delay(m, (a_lo != 0) & (b_hi != 0) & (a_lo[4] ^ b_hi[4]), 2, "low_negative")
+                low_negative = delay(m, a.nz & b.nz & (a.neg ^ b.neg), 2, "low_negative")
                 dot = (mult.p[_S:_S + 10] + low_negative)[:10].as_signed()
                 m.d.sync += product.eq(Mux(int4, dot, mult.p[:18].as_signed()))
             else:
-                m.d.comb += [mult.a.eq(a8), mult.b.eq(b8)]
+                x = _Operands(a_in, b_in, mode_in)
+                m.d.comb += [mult.a.eq(x.a8), mult.b.eq(x.b8)]
                 m.d.sync += product.eq(mult.p[:18].as_signed())
         elif self.kind == "mac8":
+            stage0 = _Operands(self.a_out, self.b_out, self.mode_out)     # the pass-through registers
             source_a, source_b = (a_in, b_in) if self.dsp_delay == 0 else (self.a_out, self.b_out)
             m.d.comb += [self.dsp_a.eq(source_a.as_signed()), self.dsp_b.eq(source_b.as_signed())]
             # The sign correction, from the stage-0 copies of the operands (the pass-through registers),
@@ -168,6 +187,7 @@ class ProcessingElement(wiring.Component):
             correction = delay(m, correction[:10].as_signed(), 1 + self.dsp_delay, "correction")
             m.d.sync += product.eq(self.dsp_p + (correction << 8))
         else:
+            stage0 = _Operands(self.a_out, self.b_out, self.mode_out)     # the pass-through registers
             a8, b8, mode = stage0.a8, stage0.b8, self.mode_out
             halves = [Signal(signed(18), name=f"half{i}") for i in range(2)]      # stage 1
             if self.int4:
@@ -234,21 +254,28 @@ class MacArray(wiring.Component):
         R, C = self.rows, self.cols
         family = platform_family(platform) if self.family == "auto" else self.family
 
-        pes = [[ProcessingElement(kind, int4=self.int4 and kind != "mac8", primitive=self.primitives, dsp_delay=delayed)
-                for kind, delayed in row] for row in pe_kinds(R, C, self.hard_multipliers, self.int4, family)]
+        kinds = pe_kinds(R, C, self.hard_multipliers, self.int4, family)
+        # Operands packed for the INT4 multiplier once, at the array's inputs, when every PE takes them
+        packed = self.int4 and all(kind == "mult18" for row in kinds for kind, _ in row)
+        pes = [[ProcessingElement(kind, int4=self.int4 and kind != "mac8", primitive=self.primitives, dsp_delay=delayed,
+                                  packed=packed) for kind, delayed in row] for row in kinds]
+        a_edge, b_edge = [self.a[i] for i in range(R)], [self.b[j] for j in range(C)]
+        if packed:
+            a_edge = [pack_operands(a, Const(0, 8), self.mode)[0] for a in a_edge]
+            b_edge = [pack_operands(Const(0, 8), b, self.mode)[1] for b in b_edge]
         for i in range(R):
             for j in range(C):
                 pe = pes[i][j]
                 m.submodules[f"pe_{i}_{j}"] = pe
                 if j == 0:
-                    m.d.comb += [pe.a_in.eq(delay(m, self.a[i], FEED_STAGES + i, f"a{i}_d")),
+                    m.d.comb += [pe.a_in.eq(delay(m, a_edge[i], FEED_STAGES + i, f"a{i}_d")),
                                  pe.ctrl_in.eq(delay(m, self.ctrl, FEED_STAGES + i, f"ctrl{i}_d", keep=True)),
                                  pe.mode.eq(delay(m, self.mode, FEED_STAGES + i, f"mode{i}_d", keep=True))]
                 else:
                     m.d.comb += [pe.a_in.eq(pes[i][j - 1].a_out), pe.ctrl_in.eq(pes[i][j - 1].ctrl_out),
                                  pe.mode.eq(pes[i][j - 1].mode_out)]
                 if i == 0:
-                    m.d.comb += pe.b_in.eq(delay(m, self.b[j], FEED_STAGES + j, f"b{j}_d"))
+                    m.d.comb += pe.b_in.eq(delay(m, b_edge[j], FEED_STAGES + j, f"b{j}_d"))
                 else:
                     m.d.comb += pe.b_in.eq(pes[i - 1][j].b_out)
                 # SB_MAC16: the top half for a PE that delays its operands (or a lone PE), the bottom half for
