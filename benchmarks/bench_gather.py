@@ -32,7 +32,7 @@ from tridsa.sw.row_cache import belady_hits, simulate
 
 from .report import write_section
 
-__all__ = ["run", "hit_rates", "hit_rate_table", "port_table", "bandwidth", "latency_sweep", "latency_loss"]
+__all__ = ["run", "hit_rates", "hit_rate_table", "port_table", "bandwidth", "latency_sweep", "latency_loss", "latency_table"]
 
 DISTS = (("zipf", 0.9), ("zipf", 1.0), ("zipf", 1.3), ("uniform", None))
 
@@ -146,14 +146,15 @@ def bandwidth(config: Config, backend: str, row_sizes=(16, 32, 64, 128), batch=8
     return out
 
 
-def latency_sweep(config: Config, backend: str, latencies=(1, 8, 32), poolings=(1, 10, 100),
+def latency_sweep(config: Config, backend: str, latencies=(1, 32), poolings=(1, 10, 100),
                   row_bytes=64, lookups=400, prefetches=None) -> list:
     """Busy cycles of the same workload (Zipf 1.0, hinted cache) vs memory latency, with and without prefetch.
 
-    ``prefetches``: the ``prefetch_depth`` values to sweep; default ``(config.prefetch_depth, 1)``."""
+    ``prefetches``: the ``prefetch_depth`` values to sweep; default ``(config.prefetch_depth, 16, 8, 1)``
+    (1: no prefetch). Every point is its own Config (a simulator build on HDL backends)."""
     out = []
     for latency in latencies:
-        for prefetch in prefetches or (config.prefetch_depth, 1):
+        for prefetch in prefetches or sorted({config.prefetch_depth, 16, 8, 1}, reverse=True):
             cfg = config.replace(mem_latency=latency, prefetch_depth=prefetch)
             acc = Accelerator(backend, cfg)
             rows = _table_rows(cfg, row_bytes, 20 * cfg.cache_sets * cfg.cache_ways)    # cache = 5 % of rows
@@ -185,6 +186,16 @@ def port_table(bw, config, backend: str) -> str:
     lines = [f"Measured by `tridsa bench gather --publish` ({source}; {config.mem_width} B/cycle port peak):", "",
              "| row bytes | port bytes / peak | row bytes / peak | row share of port traffic |", "|---|---|---|---|"]
     lines += [f"| {b['row_bytes']} | {b['port_of_peak']:.2f} | {b['row_of_peak']:.2f} | {b['row_share']:.2f} |" for b in bw]
+    return "\n".join(lines)
+
+
+def latency_table(loss, config, backend: str) -> str:
+    """The published latency-tolerance table of :func:`latency_loss`."""
+    source = "the cycle model" if backend == "golden" else f"RTL busy counters on the {backend} backend"
+    lines = [f"Measured by `tridsa bench gather --publish` ({source}; Zipf 1.0, 64-byte rows, hinted cache, "
+             f"400 lookups per GATHER; prefetch {config.prefetch_depth} is the default Config's):", "",
+             "| prefetch depth | pooling | memory latency | throughput lost |", "|---|---|---|---|"]
+    lines += [f"| {r['prefetch']} | {r['pooling']} | {r['latencies']} | {r['loss']:.3f} |" for r in loss]
     return "\n".join(lines)
 
 
@@ -246,7 +257,8 @@ def run(config: Config, backend: str = "amaranth", out_dir=".", sweep=True, quic
     """Run the gather benchmark; print Markdown tables, write PNGs to ``out_dir``, return the numbers.
 
     The HDL parts use a table that fits ``mem_depth``; ``quick`` skips the latency sweep. ``publish`` writes
-    :func:`hit_rate_table` and :func:`port_table` into README.md (sections ``bench-gather-hits``, ``-port``)."""
+    :func:`hit_rate_table`, :func:`port_table` and :func:`latency_table` into README.md (sections
+    ``bench-gather-hits``, ``-port``, ``-latency``)."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     hits = hit_rates(config, backend=backend)
@@ -266,6 +278,9 @@ def run(config: Config, backend: str = "amaranth", out_dir=".", sweep=True, quic
         print("## Latency tolerance (Zipf 1.0, 64-byte rows, hinted cache)\n")
         print(_markdown(lat, ["latency", "prefetch", "pooling", "lookups", "misses", "busy", "lookups_per_kcycle"]))
         print(_markdown(latency_loss(lat), ["prefetch", "pooling", "latencies", "loss"]))
+        if publish:
+            table = latency_table(latency_loss(lat), config, backend)
+            print(f"published: {', '.join(map(str, write_section('bench-gather-latency', table)))}")
     files = _plots(out_dir, hits, bw, lat, config)
     return {"hit_rate": hits, "bandwidth": bw, "latency": lat, "plots": [str(f) for f in files]}
 

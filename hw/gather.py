@@ -24,7 +24,7 @@ from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
 from ..spec import isa
-from ..spec.gather_layout import BYPASS_BIT, MEAN_DIVIDE_STEPS as _DIV_STEPS, line_words
+from ..spec.gather_layout import BYPASS_BIT, MEAN_DIVIDE_STEPS as _DIV_STEPS, ROWS_AHEAD, line_words
 from .engine_port import beyond_memory, engine_ports, log2
 from .gemm import WordSplitter
 from .index_queue import COUNTERS as QUEUE_COUNTERS, IndexQueue, entry_layout
@@ -32,8 +32,6 @@ from .instr import instr_layout
 from .memory import BlockReader, MemArbiter
 
 __all__ = ["GatherEngine", "PoolingUnit", "MeanDivider", "CheckPass"]
-
-ROWS_AHEAD = 16          # cache lines of missed rows the rows reader holds (in flight or buffered)
 
 
 def _field(name: str):

@@ -21,8 +21,8 @@ import numpy as np
 
 from .config import ceil_div
 
-__all__ = ["DTYPES", "MODES", "BYPASS_BIT", "ROW_MASK", "MEAN_DIVIDE_STEPS", "row_words", "out_words", "line_words",
-           "int32_words", "gather_regions"]
+__all__ = ["DTYPES", "MODES", "BYPASS_BIT", "ROW_MASK", "MEAN_DIVIDE_STEPS", "ROWS_AHEAD", "row_words", "out_words",
+           "line_words", "int32_words", "gather_regions"]
 
 #: mode field code -> pooling mode.
 MODES = ("sum", "mean", "max", "copy")
@@ -33,6 +33,8 @@ BYPASS_BIT = 31
 ROW_MASK = (1 << BYPASS_BIT) - 1
 #: Steps of the mean mode's radix-2 divider: bits of its numerator ``2|s| + n < 2**34``.
 MEAN_DIVIDE_STEPS = 34
+#: Cache lines of missed rows the gather engine's rows reader holds (in flight or buffered).
+ROWS_AHEAD = 16
 
 
 def row_words(config, dim: int, dtype: int) -> int:

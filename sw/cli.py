@@ -38,6 +38,8 @@ _BENCHES = {
             "(benchmarks/bench_onnx.py)",
     "sim": "simulation speed per backend: fixed cost per call and marginal cycles/s (benchmarks/bench_sim.py)",
     "zoo": "the model zoo at full size: ResNet-50, MobileNetV2, BERT-base layer, LSTM, DLRM (benchmarks/bench_zoo.py)",
+    "cycles": "the cycle model against the RTL cycle counter: error distribution per engine "
+              "(benchmarks/bench_cycles.py)",
 }
 
 
@@ -306,7 +308,7 @@ def _cmd_bench(ns, extra) -> int:
                       link_bytes_per_cycle=ns.link_bandwidth)
     if ns.bench in ("multichip", "ray"):
         kwargs.update(address=ns.address, publish=ns.publish)
-    if ns.bench == "gather":
+    if ns.bench in ("gather", "cycles"):
         kwargs.update(publish=ns.publish)
     if ns.bench == "models":
         kwargs.update(publish=ns.publish, batches=ns.batches)
@@ -413,8 +415,11 @@ def _parser() -> argparse.ArgumentParser:
                            help="also write the table into README.md (section bench-gemm)")
         if name == "gather":
             b.add_argument("--publish", action="store_true",
-                           help="also write the hit-rate and memory-port tables into README.md (sections "
-                           "bench-gather-hits, bench-gather-port)")
+                           help="also write the hit-rate, memory-port and latency tables into README.md (sections "
+                           "bench-gather-hits, bench-gather-port, bench-gather-latency)")
+        if name == "cycles":
+            b.add_argument("--publish", action="store_true",
+                           help="also write the table into docs (section bench-cycles) and the histogram into docs/img")
         if name == "models":
             b.add_argument("--batches", type=_positive_list, default=(1, 2, 4, 8, 16, 32), metavar="A,B",
                            help="batches of the utilization-against-batch sweep (default: 1,2,4,8,16,32)")

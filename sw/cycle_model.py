@@ -4,8 +4,9 @@ The golden backend reports ``cycles`` from this model (:func:`program_cycles`), 
 sized in seconds; the test suite checks it against the gateware's cycle counter on sampled layers of
 every engine (``tests/test_cycle_model.py``). It models the gateware as it is: an instruction costs its
 setup, pipeline fill, work and drain (:class:`Cost`); with ``Config.overlap`` a GEMM after a GEMM starts
-when the previous one has fed its last k-step, so it hides the previous one's drain (:data:`GEMM_DRAIN_EXTRA`), unless it reads
-what the previous one writes (then its reads wait for the last write); a GATHER and a GEMM run side by
+when the previous one has fed its last k-step, so it hides the previous one's drain (:data:`GEMM_DRAIN_EXTRA`) as far
+as the memory port and the requant unit allow, unless it reads what the previous one writes (then its reads
+wait for the last write); a GATHER and a GEMM run side by
 side once the earlier one passed its checks, unless their regions meet, sharing the memory port; any other
 instruction starts when the previous one is done (:func:`program_cycles`).
 """
@@ -13,14 +14,13 @@ from __future__ import annotations
 
 import dataclasses
 
-import numpy as np
-
 from ..spec.gather_layout import MEAN_DIVIDE_STEPS
 from ..spec.gemm_layout import FEED_STAGES, PARAM_WORDS, PE_LATENCY, GemmGeometry, readout_stages
 
-__all__ = ["Cost", "gemm_fixed_cycles", "estimate_gemm_cycles", "gemm_cost", "gather_cost", "rng_cost",
+__all__ = ["Cost", "gemm_fixed_cycles", "estimate_gemm_cycles", "gemm_compute_cycles", "gemm_port_cycles", "gemm_port_time",
+           "gemm_lead_cycles", "gemm_cost", "gather_cost", "rng_cost",
            "sketch_cost", "instruction_cost", "program_cycles", "gemm_drain_cycles", "DISPATCH_CYCLES", "PROGRAM_CYCLES",
-           "GEMM_DRAIN_EXTRA", "GEMM_SETUP"]
+           "GEMM_DRAIN_EXTRA", "GEMM_SETUP", "GEMM_PORT_OVERLAP", "side_speeds"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -32,7 +32,10 @@ class Cost:
     previous one drains; the output the previous one writes then). ``engine``: the engine's name when it
     runs side by side with the other (``Config.overlap``, a GATHER and a GEMM; "" otherwise), ``checked``
     the cycles until an instruction beside it may start, ``read_regions``/``write_regions`` every region it
-    reads and writes (the hazard check between the two).
+    reads and writes (the hazard check between the two). ``port``: the cycles its memory port's words take
+    and, of those, the idle ones of its fill and its tail (a GEMM: :func:`gemm_port_time`), which an
+    overlapped GEMM's words fill; ``lead``: the cycles a GEMM runs before its rows need the requant unit
+    (:func:`gemm_lead_cycles`: of the previous one's drain it hides at most these).
     """
     cycles: int
     reads: int
@@ -44,6 +47,8 @@ class Cost:
     checked: int = 0
     read_regions: tuple = ()
     write_regions: tuple = ()
+    port: tuple = (0, 0, 0)
+    lead: int = 0
 
 #: Cycles the dispatcher spends between two instructions, and once per Program (first fetch, HALT).
 DISPATCH_CYCLES = 0
@@ -63,30 +68,88 @@ def gemm_fixed_cycles(config) -> int:
 
 
 def estimate_gemm_cycles(config, m, k, n, int4=False, out_format=1, batch=1, accumulate=False) -> int:
-    """Cycles of one (batched) GEMM instruction on the gateware.
-
-    Each tile after the first takes the longest of: its k-rows, the array's minimum tile time
-    (``max(rows, cols) + 1``), the requant time of its rows and the memory words it moves (one per
-    cycle: A and B blocks, its output, in accumulate mode its int32 partial sums), the last two with a
-    tile's share of its column block's parameter load; plus a fixed cost per instruction and one setup
-    cycle per bit of ``batch`` if it is > 1.
-    """
+    """Cycles of one (batched) GEMM instruction on the gateware: the longer of its compute path
+    (:func:`gemm_compute_cycles`) and its memory port's words (:func:`gemm_port_cycles`)."""
     geo = GemmGeometry(config, m, k, n, int4, out_format)
+    batch = max(1, batch)
+    return max(gemm_compute_cycles(config, geo, batch), gemm_port_cycles(config, geo, batch, accumulate))
+
+
+def _batch_setup(batch) -> int:
+    """Setup cycles of the batch: one per bit of ``batch`` if it is > 1 (the SCALE state)."""
+    return batch.bit_length() if batch > 1 else 0
+
+
+def gemm_compute_cycles(config, geo, batch) -> int:
+    """Cycles of a GEMM whose array or requant unit sets its pace: each tile after the first takes the
+    longest of its k-rows, the array's minimum tile time (``max(rows, cols) + 1``) and the requant time of
+    its rows with a tile's share of its column block's parameter load; plus a fixed cost per instruction
+    and the batch's setup."""
     params = PARAM_WORDS / geo.mt                       # parameter words per tile
-    partials = GemmGeometry(config, m, k, n, int4, 0).tile_words if accumulate else 0
-    words = geo.a_block_words + geo.b_block_words + geo.tile_words + partials + params
     chunks = config.cols // config.lanes_requant
     values = config.rows * chunks                       # requant inputs per tile
     requant = values * config.requant_interval
     if config.requant_interval == 1:
         requant += params               # the parameter load stalls a pipelined unit; a serial one hides it
-    tile = max(geo.k_rows, max(config.rows, config.cols) + 1, requant, words)
+    tile = max(geo.k_rows, max(config.rows, config.cols) + 1, requant)
     # The last tile's requant inputs leave the unit one interval apart (the fixed cost counts its rows at one
     # per cycle and the unit's latency once), and a chunked unit reassembles a row in one more register.
     drain = (values - 1) * (config.requant_interval - 1) + values - config.rows + (chunks > 1)
-    scale = batch.bit_length() if batch > 1 else 0
-    fixed = gemm_fixed_cycles(config) + scale + drain
-    return round(fixed + geo.k_rows + (max(1, batch) * geo.mt * geo.nt - 1) * tile)
+    fixed = gemm_fixed_cycles(config) + _batch_setup(batch) + drain
+    return round(fixed + geo.k_rows + (batch * geo.mt * geo.nt - 1) * tile)
+
+
+#: A GEMM whose tiles move more memory words than they compute (int32 outputs or partial sums with a short
+#: K) keeps the memory port busy from its first read to its last write: its A/B readers run ahead of the
+#: array as far as their credits and the row FIFO allow, and fill the port's free cycles. It costs its words
+#: plus the port's idle cycles (:func:`gemm_port_cycles`), fitted to the gateware on ``Config()``: the
+#: setup before the first read and the last write (``GEMM_PORT_FIXED``); the fill, while the first tiles'
+#: k-rows run before the first write (``GEMM_PORT_FILL_K`` per k-row beyond 8, less ``GEMM_PORT_FILL_A``
+#: per A block word beyond the first: the readers read more ahead); the parameter load of every column
+#: block pauses the requant unit and leaves the port idle where no read fills it, wholly in the column
+#: blocks requantized after the last read (``GEMM_PORT_TAIL`` cycles over the row blocks), in the steady
+#: state a share that falls with the A block's words (readers with longer blocks have reads pending).
+#: With one row block (every tile a column block: the requant unit's parameter pause in every tile) and
+#: in accumulate mode (the partial sums' reader fills the pauses) the port idles
+#: ``GEMM_PORT_ONE_ROW_BLOCK`` and ``GEMM_PORT_ACCUMULATE`` cycles in all.
+GEMM_PORT_FIXED, GEMM_PORT_FILL_K, GEMM_PORT_FILL_A, GEMM_PORT_TAIL = 11, 1.5, 2, 16
+GEMM_PORT_ONE_ROW_BLOCK, GEMM_PORT_ACCUMULATE = 19, 13
+#: Of ``GEMM_PORT_ONE_ROW_BLOCK``, the idle cycles of the last column blocks (after the last read).
+GEMM_PORT_ONE_ROW_BLOCK_TAIL = 6
+#: A GEMM started after a GEMM runs ``GEMM_LEAD_FIXED`` cycles and at most ``GEMM_LEAD_TILES`` tiles ahead
+#: of the requant unit (:func:`gemm_lead_cycles`).
+GEMM_LEAD_FIXED, GEMM_LEAD_TILES = 2, 3
+#: Cycles of a GEMM's port time that overlap the previous GEMM's (``Config.overlap``) beyond the idle
+#: cycles of its fill and of the previous one's tail, which the other's words fill: the next one's reads
+#: start no earlier (:func:`program_cycles`), fitted to the gateware.
+GEMM_PORT_OVERLAP = 4
+
+
+def gemm_port_cycles(config, geo, batch, accumulate=False) -> int:
+    """Cycles of a GEMM whose memory port sets its pace: one per word it reads or writes (A and B blocks,
+    parameters, outputs, in accumulate mode the partial sums) plus the port's idle cycles (see
+    ``GEMM_PORT_FIXED``) and the batch's setup."""
+    return gemm_port_time(config, geo, batch, accumulate)[0]
+
+
+def gemm_port_time(config, geo, batch, accumulate=False) -> tuple:
+    """``(cycles, fill, tail)``: :func:`gemm_port_cycles` and, of its idle cycles, those of its fill and of
+    its last column blocks (the words of a GEMM before or after it on the port fill them)."""
+    blocks = batch * geo.nt                             # column blocks: one parameter load each
+    partials = GemmGeometry(config, geo.m, geo.k, geo.n, geo.int4, 0).tile_words if accumulate else 0
+    words = (batch * geo.mt * geo.nt * (geo.a_block_words + geo.b_block_words + geo.tile_words + partials)
+             + blocks * PARAM_WORDS)
+    fill = tail = 0.0
+    if accumulate:
+        idle = GEMM_PORT_ACCUMULATE
+    elif geo.mt == 1:
+        idle, tail = GEMM_PORT_ONE_ROW_BLOCK, GEMM_PORT_ONE_ROW_BLOCK_TAIL
+    else:
+        a_words, k_rows = min(geo.a_block_words, 4), min(geo.k_rows, 16)
+        fill = GEMM_PORT_FILL_K * max(0, k_rows - 8) - GEMM_PORT_FILL_A * (a_words - 1)
+        tail = GEMM_PORT_TAIL / geo.mt
+        idle = GEMM_PORT_FIXED + fill + tail + max(0.0, 1 - (a_words - 1) / 2) * blocks
+    return round(words + idle + _batch_setup(batch)), max(0.0, fill), tail
 
 
 def gemm_cost(fields: dict, config, memory=None) -> Cost:
@@ -98,7 +161,8 @@ def gemm_cost(fields: dict, config, memory=None) -> Cost:
     partials = GemmGeometry(config, geo.m, geo.k, geo.n, geo.int4, 0).tile_words if accumulate else 0
     tiles = batch * geo.mt * geo.nt
     reads = tiles * (geo.a_block_words + geo.b_block_words + partials) + batch * geo.p_words
-    cycles = estimate_gemm_cycles(config, geo.m, geo.k, geo.n, geo.int4, geo.out_format, batch, accumulate)
+    port = gemm_port_time(config, geo, batch, accumulate)
+    cycles = max(gemm_compute_cycles(config, geo, batch), port[0])
     c_words = batch * (GemmGeometry(config, geo.m, geo.k, geo.n, geo.int4, 0).c_words if accumulate else geo.c_words)
     inputs = ((fields["a_addr"], fields["a_addr"] + batch * geo.a_words),
               (fields["b_addr"], fields["b_addr"] + batch * geo.b_words))
@@ -106,7 +170,16 @@ def gemm_cost(fields: dict, config, memory=None) -> Cost:
     p_region = (fields["p_addr"], fields["p_addr"] + batch * geo.p_words)
     return Cost(cycles, reads, tiles * geo.tile_words, gemm_drain_cycles(config) if config.overlap else 0, inputs,
                 output, _side_engine(config, "gemm"), GEMM_SETUP, inputs + (p_region,) + (output if accumulate else ()),
-                output)
+                output, port, gemm_lead_cycles(config, geo, batch))
+
+
+def gemm_lead_cycles(config, geo, batch=1) -> int:
+    """Cycles a GEMM started after a GEMM (``Config.overlap``) runs before its rows need the requant unit,
+    which the previous one's rows hold until it is done: ``GEMM_LEAD_FIXED`` and at most
+    ``GEMM_LEAD_TILES`` of its tiles (of its k-rows or the array's minimum tile time each; the row FIFO
+    holds their rows), fitted to the gateware."""
+    tile = max(geo.k_rows, max(config.rows, config.cols) + 1)
+    return GEMM_LEAD_FIXED + min(batch * geo.mt * geo.nt, GEMM_LEAD_TILES) * tile
 
 
 def _side_engine(config, name) -> str:
@@ -120,57 +193,37 @@ def gemm_drain_cycles(config) -> int:
 
 
 # ---- GATHER ---------------------------------------------------------------------------------------
-#: Fitted constants of the GATHER model (:func:`gather_cost`): fixed cycles of a pool-bound and of a
-#: port-bound GATHER, cycles from a miss's lookup to its first row word beyond the memory latency, and
-#: from a hit's lookup to its first word.
-GATHER_FIXED, GATHER_PORT_FIXED, GATHER_MISS_EXTRA, GATHER_HIT_LATENCY = 18, 8, 9, 0
-#: The two paths share the memory port (round robin: a miss's row read waits behind output words and index
-#: reads), so a GATHER whose paths take about as long is slower than either: their ``GATHER_NORM``-norm,
-#: fitted on 212 sampled GATHERs (dims 32-128, pooling 1-100, every mode; |error| mean 0.6%, max 3.3%).
-GATHER_NORM = 12
+#: Cycles of a GATHER outside its check and main passes (its three setup states, the last state, the
+#: dispatcher's retire and halt), fitted to the gateware.
+GATHER_FIXED = 6
+#: Cycles of a GATHER's setup states: with its check pass, when a GEMM beside it may start.
+GATHER_CHECK = 3
 #: Cycles the gather engine's mean divider spends per output word: its steps and two to hand the word on.
 MEAN_WORD_CYCLES = MEAN_DIVIDE_STEPS + 2
-#: Cycles of a GATHER's setup and check pass beyond its memory latency and its offset/index words: when
-#: a GEMM beside it may start.
-GATHER_CHECK = 6
-#: Cycles that one memory word of an instruction beside it costs the one that ends later (most of their
-#: words meet a cycle the other does not use the port), fitted to the gateware.
-SIDE_PORT_SHARE = 0.5
+#: Two instructions side by side share the memory port (the top level's round robin): while their
+#: demands (words per cycle) exceed the port's one word per cycle, the one demanding less gets its demand
+#: up to half the port, the other the rest (:func:`side_speeds`). Where they meet, each also loses
+#: ``SIDE_MEET`` cycles (their first reads collide) and ``SIDE_COLLISION`` cycles per common cycle of the
+#: smaller demand; fitted to the gateware (GEMM/GATHER pairs and triples on Config() and SMALL).
+SIDE_MEET, SIDE_COLLISION = 8, 0.02
 
 
-def pooling_cycles(hits, offsets, row_words: int, out_cycles: int, config) -> int:
-    """Cycles the pooling unit needs for a GATHER's lookups, in order: the index queue looks one index up
-    per cycle, at most ``prefetch_depth`` entries ahead of the pooling unit; a miss's row arrives
-    ``mem_latency + GATHER_MISS_EXTRA`` cycles after its lookup, a hit's line ``GATHER_HIT_LATENCY``
-    cycles after; the pooling unit takes ``row_words`` cycles per row. Empty bags count as an entry. A
-    finished bag waits for the output buffer, which spends ``out_cycles`` on every bag."""
-    depth = config.prefetch_depth
-    miss, hit = config.mem_latency + GATHER_MISS_EXTRA, GATHER_HIT_LATENCY
-    lengths = np.diff(offsets)
-    entries = np.repeat(np.where(lengths == 0, 2, 0), np.maximum(lengths, 1))     # 2: an empty bag's entry
-    entries[np.repeat(lengths > 0, np.maximum(lengths, 1))] = hits.astype(np.int64)
-    ends = np.zeros(len(entries), bool)
-    ends[np.cumsum(np.maximum(lengths, 1)) - 1] = True                             # an entry that ends a bag
-    done = np.zeros(len(entries))
-    issue = finish = out_free = 0.0
-    for i, (kind, end) in enumerate(zip(entries.tolist(), ends.tolist())):
-        issue = max(issue + 1, done[i - depth] if i >= depth else 0.0)
-        start = max(finish, issue + (miss if kind == 0 else hit))
-        finish = start + (row_words if kind != 2 else 1)
-        if end:                  # the bag moves to the output buffer when its previous bag has left
-            finish = max(finish, out_free)
-            out_free = finish + out_cycles
-        done[i] = finish
-    return int(max(finish, out_free))
+def side_speeds(demand_a: float, demand_b: float) -> tuple:
+    """Speeds (1: as alone) of two instructions side by side whose memory words per cycle alone are
+    ``demand_a`` and ``demand_b``: a max-min fair share of the port's one word per cycle."""
+    if demand_a + demand_b <= 1 or not demand_a or not demand_b:
+        return 1.0, 1.0
+    share_a = min(demand_a, 0.5) if demand_a <= demand_b else 1 - min(demand_b, 0.5)
+    return min(1.0, share_a / demand_a), min(1.0, (1 - share_a) / demand_b)
 
 
 def gather_cost(fields: dict, config, memory) -> Cost:
-    """Cost of a legal GATHER: about the longer of the pooling path (a fixed cost, the check pass's offset
-    and index words, then the pooling unit and output buffer: :func:`pooling_cycles`) and the memory
-    port's words (offsets and indices twice, weights, missed rows, output words) plus a smaller fixed
-    cost (:data:`GATHER_NORM` combines them). Fitted on the default Config (tests/test_cycle_model.py)."""
+    """Cost of a legal GATHER: its engine stepped cycle by cycle (:func:`tridsa.sw.gather_timing.simulate_gather`,
+    with the row cache's hits of :mod:`tridsa.sw.row_cache`) plus :data:`GATHER_FIXED`; a GEMM beside it may
+    start once its check pass is done."""
     from ..spec.gather_layout import int32_words, out_words, row_words
     from .gather_golden import _trace
+    from .gather_timing import simulate_gather
     from .row_cache import simulate_hits
     rw = row_words(config, fields["dim"], fields["dtype"])
     ow = out_words(config, fields["dim"], fields["dtype"], fields["mode"], fields["narrow"])
@@ -180,16 +233,14 @@ def gather_cost(fields: dict, config, memory) -> Cost:
     main_idx = int32_words(config, rows.size) * (1 + fields["weighted"])
     writes = fields["n_bags"] * ow
     reads = 2 * off_words + idx_words + main_idx + counters["misses"] * rw
-    out_cycles = ow * (MEAN_WORD_CYCLES if fields["mode"] == 1 else 1)
-    pooled = GATHER_FIXED + off_words + idx_words + pooling_cycles(hits, offsets, rw, out_cycles, config)
-    port = GATHER_PORT_FIXED + reads + writes
+    timing = simulate_gather(hits, offsets, rw, ow, fields["mode"] == 1, bool(fields["weighted"]),
+                             fields["n_indices"], config)
     reads_at = [(fields["table_addr"], fields["table_addr"] + fields["rows"] * rw),
                 (fields["idx_addr"], fields["idx_addr"] + idx_words), (fields["off_addr"], fields["off_addr"] + off_words)]
     if fields["weighted"]:
         reads_at.append((fields["w_addr"], fields["w_addr"] + idx_words))
-    checked = GATHER_CHECK + config.mem_latency + max(off_words, idx_words)
-    return Cost(round((pooled ** GATHER_NORM + port ** GATHER_NORM) ** (1 / GATHER_NORM)), reads, writes,
-                engine=_side_engine(config, "gather"), checked=checked, read_regions=tuple(reads_at),
+    return Cost(GATHER_FIXED + timing.done, reads, writes, engine=_side_engine(config, "gather"),
+                checked=GATHER_CHECK + timing.main, read_regions=tuple(reads_at),
                 write_regions=((fields["out_addr"], fields["out_addr"] + writes),))
 
 
@@ -240,43 +291,53 @@ def program_cycles(instruction_costs) -> int:
     """The cycle counter of a Program whose instructions cost ``instruction_costs`` (:class:`Cost`, in order).
 
     An instruction with a ``drain`` after one with a ``drain`` (GEMM after GEMM) starts when the previous
-    one enters its drain, or, if it reads the previous one's output, ``GEMM_SETUP`` cycles before the
-    previous one is done (its setup overlaps, its reads wait); it is done after the previous one of its
-    engine. An instruction on the engine beside the previous one's (both with an ``engine``) starts when
+    one enters its drain, but no earlier than its ``lead`` before the previous one is done, nor than the
+    port has moved the previous one's words (``port``; the two share ``GEMM_PORT_OVERLAP`` cycles and the
+    idle ones of the previous one's tail and its own fill); if it reads the previous one's output,
+    ``GEMM_SETUP`` cycles before the previous one is done (its setup overlaps, its reads wait). It is done
+    after the previous one of its engine. An instruction on the engine beside the previous one's (both with
+    an ``engine``) starts when
     the previous one passed its checks and its own engine is done, and waits for every instruction of the
-    other engine whose regions meet its own (a hazard). The two share the memory port: of two that run
-    side by side, the one that ends later ends later by ``SIDE_PORT_SHARE`` of the other's memory words in
-    their common cycles.
+    other engine whose regions meet its own (a hazard). The two share the memory port: while both run,
+    each runs at its :func:`side_speeds` and loses ``SIDE_MEET`` cycles plus ``SIDE_COLLISION`` per common
+    cycle of the smaller demand; the one left runs as alone.
     """
-    end = fed = 0                     # when the previous instruction is done, and enters its drain
+    end = fed = port_end = 0          # when the previous instruction is done, enters its drain, ends its port time
     previous = None
-    runs = []                         # [engine, start, end, words] of every instruction so far
+    runs = []                         # [engine, start, end, cost] of every instruction so far
     engine_end = {}
     for cost in instruction_costs:
         start = end + (DISPATCH_CYCLES if previous else 0)
-        if previous is not None and previous.drain and cost.drain:
-            start = fed
+        chained = previous is not None and previous.drain and cost.drain
+        if chained:
+            # its reads wait for the port, busy with the previous one's words but for the idle cycles of the
+            # previous one's tail and its own fill
+            start = max(fed, end - cost.lead, port_end - round(GEMM_PORT_OVERLAP + previous.port[2] + cost.port[1]))
             if _meets(cost.inputs, previous.output):
-                start = max(fed, end - GEMM_SETUP)
+                start = max(start, end - GEMM_SETUP)
         elif previous is not None and cost.engine and previous.engine and cost.engine != previous.engine:
             start = max(runs[-1][1] + previous.checked, engine_end.get(cost.engine, 0))
         beside = [run for run in runs if cost.engine and run[0] and run[0] != cost.engine and run[2] > start]
         for run in beside:
-            if _hazard(cost, run[4]):
+            if _hazard(cost, run[3]):
                 start = max(start, run[2])
+        port_end = start + cost.port[0]
         finish = max(start + cost.cycles, engine_end.get(cost.engine, 0) + 1)
-        fed = finish - cost.drain
-        words = cost.reads + cost.writes
-        for run in beside:            # the memory port's words of the other in the common cycles
+        demand = (cost.reads + cost.writes) / max(1, cost.cycles)
+        for run in beside:            # both run from start until the first is done, sharing the port
             if run[2] <= start:
                 continue
-            if finish >= run[2]:
-                finish += round(SIDE_PORT_SHARE * run[3] * (run[2] - start) / max(1, run[2] - run[1]))
-            else:
-                run[2] += round(SIDE_PORT_SHARE * words)
-                engine_end[run[0]] = max(engine_end[run[0]], run[2])
-                end = max(end, run[2])
-        runs.append([cost.engine, start, finish, words, cost])
+            other = (run[3].reads + run[3].writes) / max(1, run[3].cycles)
+            speed, other_speed = side_speeds(demand, other)
+            left, other_left = finish - start, run[2] - start          # cycles as alone
+            common = min(left / speed, other_left / other_speed)
+            lost = SIDE_MEET + SIDE_COLLISION * min(demand, other) * common
+            finish = round(start + common + left - speed * common + lost)
+            run[2] = round(start + common + other_left - other_speed * common + lost)
+            engine_end[run[0]] = max(engine_end[run[0]], run[2])
+            end = max(end, run[2])
+        fed = finish - cost.drain
+        runs.append([cost.engine, start, finish, cost])
         engine_end[cost.engine] = finish
         end = max(end, finish)
         previous = cost

@@ -1,4 +1,5 @@
-"""The ``tridsa`` command line: help, Verilog output, Program replay, error exits, the GEMM benchmark."""
+"""The ``tridsa`` command line: help, Verilog output, Program replay, error exits, the GEMM and cycle-model
+benchmarks."""
 import importlib.machinery
 import json
 import shutil
@@ -20,7 +21,7 @@ REPO = Path(tridsa.__file__).resolve().parent
 SMALL_FLAGS = ["--rows", str(SMALL.rows), "--cols", str(SMALL.cols), "--mem-width", str(SMALL.mem_width),
                "--mem-depth", str(SMALL.mem_depth), "--mem-latency", str(SMALL.mem_latency)]
 COMMANDS = (["verilog"], ["run"], ["bench"], ["bench", "gemm"], ["bench", "gather"], ["bench", "rng"],
-            ["bench", "models"], ["build"], ["demo"], ["fuzz"])
+            ["bench", "models"], ["bench", "cycles"], ["build"], ["demo"], ["fuzz"])
 
 
 def cli(capsys, *argv):
@@ -330,3 +331,26 @@ def test_progress_counts_a_finished_case():
         bar.finished("gemm 8x8x8  util 0.96")
     first = stream.getvalue().splitlines()[0]
     assert " 1/5 gemm 8x8x8  util 0.96 " in first, first
+
+
+def test_bench_cycles_needs_a_gateware_backend(capsys, tmp_path):
+    """bench cycles compares golden's cycle model with a gateware backend: golden alone is refused."""
+    code, out, err = cli(capsys, "bench", "cycles", "--backend", "golden", "--out", str(tmp_path))
+    assert code == 2 and err.startswith("tridsa bench cycles: error: bench cycles compares the golden cycle model")
+
+
+@pytest.mark.slow
+def test_bench_cycles_verilator_small(capsys, tmp_path):
+    """The cycle model's error distribution on a small Config: every GATHER exact, the samples larger than
+    its memory skipped and named, the JSON, table and histogram written."""
+    code, out, err = cli(capsys, "bench", "cycles", "--backend", "verilator", "--quick", *SMALL_FLAGS,
+                         "--out", str(tmp_path))
+    assert code == 0, err
+    report = json.loads((tmp_path / "cycles.json").read_text())
+    summary = {row["engine"]: row for row in report["summary"]}
+    assert summary["GATHER"]["samples"] >= 20 and summary["GATHER"]["exact"] == summary["GATHER"]["samples"]
+    measured = {f"{p['engine']} {p['name']}" for p in report["samples"]}
+    assert report["skipped"] and not measured & set(report["skipped"])        # 32 KiB: the larger ones
+    assert all(p["error"] == p["model"] / p["rtl"] - 1 for p in report["samples"])
+    assert "| GATHER |" in out and (tmp_path / "cycles.md").read_text().strip() in out
+    assert (tmp_path / "cycle_model_errors.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
