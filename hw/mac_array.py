@@ -19,26 +19,26 @@ from amaranth import *
 from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
-from ..spec.gemm_layout import FEED_STAGES, PE_LATENCY      # the driver's cycle model uses the same depths
+from ..spec.gemm_layout import FEED_STAGES, PE_LATENCY, READOUT_GROUP, readout_stages      # the driver's cycle model uses the same depths
 from .dsp import LATENCY as DSP_LATENCY, Mac16Dual8x8, Mult18x18, platform_family
 
 assert PE_LATENCY == 4 and DSP_LATENCY == 2, "ProcessingElement is written for four stages, two of them a DSP's"
 
-__all__ = ["CTRL", "MODE", "ProcessingElement", "MacArray", "pe_kinds", "dsp_blocks"]
+__all__ = ["CTRL", "MODE", "PACKED", "ProcessingElement", "MacArray", "pack_operands", "pe_kinds", "dsp_blocks"]
 
 CTRL = data.StructLayout({"valid": 1, "first": 1, "last": 1})
 MODE = data.StructLayout({"int4": 1, "a_signed": 1, "b_signed": 1})
 
 
-def delay(m, value, cycles, name, keep=False):
-    """``value`` through ``cycles`` registers named ``name0, name1, ...``.
+def delay(m, value, cycles, name, keep=False, first_index=0):
+    """``value`` through ``cycles`` registers named ``name0, name1, ...`` (numbered from ``first_index``).
 
     ``keep`` for the copies the array holds on purpose: control and mode travel PE to PE so that no net
     reaches every PE, so all PEs on an anti-diagonal hold equal values, and synthesis would merge those
     registers into one that drives the whole diagonal again (sw/build.py copies ``keep`` from these wires
     onto their flip-flop cells, which stops that)."""
     for stage in range(cycles):
-        reg = Signal.like(value, name=f"{name}{stage}", attrs={"keep": 1} if keep else {})
+        reg = Signal.like(value, name=f"{name}{first_index + stage}", attrs={"keep": 1} if keep else {})
         m.d.sync += reg.eq(value)
         value = reg
     return value
@@ -83,6 +83,21 @@ class _Operands:
         self.b4 = extend(b[0:4], 3, mode.b_signed), extend(b[4:8], 3, mode.b_signed)
 
 
+#: An operand of the INT4-capable multiplier PE, packed for the 18 x 18 multiply: ``value`` (the int8 operand or the
+#: INT4 pair as above; |value| < 2**15) and the sign test of the nibble that lands in the low term (``nz``: it
+#: is not zero, ``neg``: it is negative), a's low nibble and b's high one.
+PACKED = data.StructLayout({"value": signed(16), "nz": 1, "neg": 1})
+
+
+def pack_operands(a, b, mode):
+    """The bytes ``a``, ``b`` as :data:`PACKED` operands by ``mode`` (two Values): ``a_lo + a_hi * 2**S`` and
+    ``b_hi + b_lo * 2**S`` in INT4 mode, the int8 values otherwise."""
+    x = _Operands(a, b, mode)
+    (a_lo, a_hi), (b_lo, b_hi) = x.a4, x.b4
+    return (Cat(Mux(mode.int4, a_lo + (a_hi << _S), x.a8)[:16], a_lo != 0, a_lo[4]),
+            Cat(Mux(mode.int4, b_hi + (b_lo << _S), x.b8)[:16], b_hi != 0, b_hi[4]))
+
+
 class ProcessingElement(wiring.Component):
     """One PE: an int8 x int8 MAC, or (``int4``) two int4 x int4 MACs on packed operands, into an int32
     accumulator.
@@ -113,19 +128,27 @@ class ProcessingElement(wiring.Component):
     dsp_delay:
         ``"mac8"`` only: cycles the DSP operands are delayed (0 or 1), so that two PEs whose k-steps arrive a
         cycle apart use one SB_MAC16 in the same cycle; ``result`` is latched that much later.
+    packed:
+        ``"mult18"`` with ``int4`` only: ``a_in``/``b_in`` (and ``a_out``/``b_out``) are :data:`PACKED` operands,
+        packed once at the array's edge, so the neighbour's register feeds the DSP's input register with no
+        logic between them.
     """
     latency = PE_LATENCY
 
-    def __init__(self, kind="mult18", int4=True, primitive="auto", dsp_delay=0):
+    def __init__(self, kind="mult18", int4=True, primitive="auto", dsp_delay=0, packed=False):
         if kind not in ("mult18", "mac8", "lut"):
             raise ValueError(f"kind must be \"mult18\", \"mac8\" or \"lut\", not {kind!r}")
         if kind == "mac8" and int4:
             raise ValueError("the SB_MAC16 8 x 8 PE (kind=\"mac8\") has no INT4 mode: build it with int4=False")
         if dsp_delay not in (0, 1) or (dsp_delay and kind != "mac8"):
             raise ValueError(f"dsp_delay must be 0, or 1 for kind=\"mac8\", not {dsp_delay!r}")
-        self.kind, self.int4, self.primitive, self.dsp_delay = kind, int4, primitive, dsp_delay
-        members = {"a_in": In(8), "b_in": In(8), "ctrl_in": In(CTRL), "mode": In(MODE), "a_out": Out(8),
-                   "mode_out": Out(MODE), "b_out": Out(8), "ctrl_out": Out(CTRL), "result": Out(signed(32))}
+        if packed and not (kind == "mult18" and int4):
+            raise ValueError("packed operands are for the INT4 multiplier PE (kind=\"mult18\", int4=True)")
+        self.kind, self.int4, self.primitive, self.dsp_delay, self.packed = kind, int4, primitive, dsp_delay, packed
+        operand = PACKED if packed else 8
+        members = {"a_in": In(operand), "b_in": In(operand), "ctrl_in": In(CTRL), "mode": In(MODE),
+                   "a_out": Out(operand), "mode_out": Out(MODE), "b_out": Out(operand), "ctrl_out": Out(CTRL),
+                   "result": Out(signed(32))}
         if kind == "mac8":
             members.update({"dsp_a": Out(signed(8)), "dsp_b": Out(signed(8)), "dsp_p": In(signed(16))})
         super().__init__(members)
@@ -137,27 +160,23 @@ class ProcessingElement(wiring.Component):
         m.d.comb += [self.ctrl_out.eq(delay(m, self.ctrl_in, 1, "ctrl_out", keep=True)),
                      self.mode_out.eq(delay(m, mode_in, 1, "mode_out", keep=True))]
 
-        # Stage 0 of the mac8 and lut PEs is the pass-through registers (a_out, b_out, mode_out); the mult18
-        # PE packs before the DSP's input register, from the inputs
-        stage0 = _Operands(self.a_out, self.b_out, self.mode_out)
         product = Signal(signed(18))                # stage 2: int8 product or int4 dot product
         if self.kind == "mult18":
             m.submodules.mult = mult = Mult18x18(self.primitive)      # stages 0 and 1
-            x = _Operands(a_in, b_in, mode_in)
-            a8, b8 = x.a8, x.b8
             if self.int4:
-                # The packed operands, 16 bits (|a_hi * 2**S + a_lo| < 2**15), go into the DSP's input register
-                (a_lo, a_hi), (b_lo, b_hi) = x.a4, x.b4
-                m.d.comb += [mult.a.eq(Mux(mode_in.int4, a_lo + (a_hi << _S), a8)),
-                             mult.b.eq(Mux(mode_in.int4, b_hi + (b_lo << _S), b8))]
+                # The packed operands go into the DSP's input register: from the neighbour, or packed here
+                a, b = (a_in, b_in) if self.packed else (data.View(PACKED, v) for v in pack_operands(a_in, b_in, mode_in))
+                m.d.comb += [mult.a.eq(a.value), mult.b.eq(b.value)]
                 int4 = delay(m, mode_in.int4, 2, "int4_", keep=True)
-                low_negative = delay(m, (a_lo != 0) & (b_hi != 0) & (a_lo[4] ^ b_hi[4]), 2, "low_negative")
+                low_negative = delay(m, a.nz & b.nz & (a.neg ^ b.neg), 2, "low_negative")
                 dot = (mult.p[_S:_S + 10] + low_negative)[:10].as_signed()
                 m.d.sync += product.eq(Mux(int4, dot, mult.p[:18].as_signed()))
             else:
-                m.d.comb += [mult.a.eq(a8), mult.b.eq(b8)]
+                x = _Operands(a_in, b_in, mode_in)
+                m.d.comb += [mult.a.eq(x.a8), mult.b.eq(x.b8)]
                 m.d.sync += product.eq(mult.p[:18].as_signed())
         elif self.kind == "mac8":
+            stage0 = _Operands(self.a_out, self.b_out, self.mode_out)     # the pass-through registers
             source_a, source_b = (a_in, b_in) if self.dsp_delay == 0 else (self.a_out, self.b_out)
             m.d.comb += [self.dsp_a.eq(source_a.as_signed()), self.dsp_b.eq(source_b.as_signed())]
             # The sign correction, from the stage-0 copies of the operands (the pass-through registers),
@@ -168,6 +187,7 @@ class ProcessingElement(wiring.Component):
             correction = delay(m, correction[:10].as_signed(), 1 + self.dsp_delay, "correction")
             m.d.sync += product.eq(self.dsp_p + (correction << 8))
         else:
+            stage0 = _Operands(self.a_out, self.b_out, self.mode_out)     # the pass-through registers
             a8, b8, mode = stage0.a8, stage0.b8, self.mode_out
             halves = [Signal(signed(18), name=f"half{i}") for i in range(2)]      # stage 1
             if self.int4:
@@ -179,14 +199,21 @@ class ProcessingElement(wiring.Component):
                 m.d.sync += [h.eq(v) for h, v in zip(halves, lut_multiply(a8, b8, terms=2))]
             m.d.sync += product.eq(halves[0] + halves[1])
 
-        ctrl = delay(m, self.ctrl_in, self.latency - 1 + self.dsp_delay, "ctrl", keep=True)   # the k-step's control at stage 3
+        # The k-step's control at stage 2 (``ahead``) and at stage 3. The accumulator is cleared (a flip-flop's
+        # synchronous reset) the cycle before a tile's first k-step reaches stage 3, so the adder has no
+        # multiplexer in front of it; the previous tile's last k-step, if in stage 3 then, still goes to ``result``.
+        stages = self.latency - 1 + self.dsp_delay
+        ahead = delay(m, self.ctrl_in, stages - 1, "ctrl", keep=True)
+        ctrl = delay(m, ahead, 1, "ctrl", keep=True, first_index=stages - 1)
         acc = Signal(signed(32))
         total = Signal(signed(32))
-        m.d.comb += total.eq(Mux(ctrl.first, 0, acc) + product)
-        with m.If(ctrl.valid):
+        m.d.comb += total.eq(acc + product)
+        with m.If(ahead.valid & ahead.first):
+            m.d.sync += acc.eq(0)
+        with m.Elif(ctrl.valid):
             m.d.sync += acc.eq(total)
-            with m.If(ctrl.last):
-                m.d.sync += self.result.eq(total)
+        with m.If(ctrl.valid & ctrl.last):
+            m.d.sync += self.result.eq(total)
         return m
 
 
@@ -227,21 +254,28 @@ class MacArray(wiring.Component):
         R, C = self.rows, self.cols
         family = platform_family(platform) if self.family == "auto" else self.family
 
-        pes = [[ProcessingElement(kind, int4=self.int4 and kind != "mac8", primitive=self.primitives, dsp_delay=delayed)
-                for kind, delayed in row] for row in pe_kinds(R, C, self.hard_multipliers, self.int4, family)]
+        kinds = pe_kinds(R, C, self.hard_multipliers, self.int4, family)
+        # Operands packed for the INT4 multiplier once, at the array's inputs, when every PE takes them
+        packed = self.int4 and all(kind == "mult18" for row in kinds for kind, _ in row)
+        pes = [[ProcessingElement(kind, int4=self.int4 and kind != "mac8", primitive=self.primitives, dsp_delay=delayed,
+                                  packed=packed) for kind, delayed in row] for row in kinds]
+        a_edge, b_edge = [self.a[i] for i in range(R)], [self.b[j] for j in range(C)]
+        if packed:
+            a_edge = [pack_operands(a, Const(0, 8), self.mode)[0] for a in a_edge]
+            b_edge = [pack_operands(Const(0, 8), b, self.mode)[1] for b in b_edge]
         for i in range(R):
             for j in range(C):
                 pe = pes[i][j]
                 m.submodules[f"pe_{i}_{j}"] = pe
                 if j == 0:
-                    m.d.comb += [pe.a_in.eq(delay(m, self.a[i], FEED_STAGES + i, f"a{i}_d")),
+                    m.d.comb += [pe.a_in.eq(delay(m, a_edge[i], FEED_STAGES + i, f"a{i}_d")),
                                  pe.ctrl_in.eq(delay(m, self.ctrl, FEED_STAGES + i, f"ctrl{i}_d", keep=True)),
                                  pe.mode.eq(delay(m, self.mode, FEED_STAGES + i, f"mode{i}_d", keep=True))]
                 else:
                     m.d.comb += [pe.a_in.eq(pes[i][j - 1].a_out), pe.ctrl_in.eq(pes[i][j - 1].ctrl_out),
                                  pe.mode.eq(pes[i][j - 1].mode_out)]
                 if i == 0:
-                    m.d.comb += pe.b_in.eq(delay(m, self.b[j], FEED_STAGES + j, f"b{j}_d"))
+                    m.d.comb += pe.b_in.eq(delay(m, b_edge[j], FEED_STAGES + j, f"b{j}_d"))
                 else:
                     m.d.comb += pe.b_in.eq(pes[i - 1][j].b_out)
                 # SB_MAC16: the top half for a PE that delays its operands (or a lone PE), the bottom half for
@@ -257,10 +291,25 @@ class MacArray(wiring.Component):
         # later than it): at most one row completes per cycle.
         done = [delay(m, pes[i][C - 1].ctrl_out.valid & pes[i][C - 1].ctrl_out.last, ProcessingElement.latency - 1,
                       f"done{i}_d", keep=True) for i in range(R)]
-        row = Signal(data.ArrayLayout(signed(32), C))
-        for j in range(C):
-            m.d.comb += row[j].eq(_or_reduce([Mux(done[i], pes[i][j].result, 0) for i in range(R)]))
-        m.d.sync += [self.out_valid.eq(Cat(done).any()), self.out_row.eq(row)]
+        # The readout: an OR of the results gated by ``done`` (at most one row is done per cycle); for more
+        # than READOUT_GROUP rows registered per group of rows (next to them), then an OR over the groups
+        # (``readout_stages``).
+        def gated(rows):
+            return Cat(done[i] for i in rows).any(), [_or_reduce([Mux(done[i], pes[i][j].result, 0) for i in rows])
+                                                      for j in range(C)]
+        groups = [range(g, min(g + READOUT_GROUP, R)) for g in range(0, R, READOUT_GROUP)]
+        if len(groups) == 1:
+            valid, row = gated(groups[0])
+        else:
+            parts = [(Signal(name=f"part{n}_valid"), [Signal(signed(32), name=f"part{n}_{j}") for j in range(C)])
+                     for n in range(len(groups))]
+            for (part_valid, part), rows in zip(parts, groups):
+                group_valid, group_row = gated(rows)
+                m.d.sync += [part_valid.eq(group_valid), *(p.eq(v) for p, v in zip(part, group_row))]
+            valid = Cat(v for v, _ in parts).any()
+            row = [_or_reduce([part[j] for _, part in parts]) for j in range(C)]
+        assert 1 + (len(groups) > 1) == readout_stages(R)
+        m.d.sync += [self.out_valid.eq(valid), *(self.out_row[j].eq(row[j]) for j in range(C))]
         return m
 
 

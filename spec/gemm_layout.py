@@ -24,13 +24,20 @@ import numpy as np
 
 from .config import Config, ceil_div
 
-__all__ = ["FEED_STAGES", "OUT_BITS", "PARAM_WORDS", "PE_LATENCY", "GemmGeometry", "pack_a", "pack_b",
+__all__ = ["FEED_STAGES", "OUT_BITS", "PARAM_WORDS", "PE_LATENCY", "READOUT_GROUP", "readout_stages", "GemmGeometry", "pack_a", "pack_b",
            "pack_params", "unpack_c", "pack_c", "blocks_from_words", "words_from_bytes"]
 
 OUT_BITS = {0: 32, 1: 8, 2: 8, 3: 4}   # out_format code -> bits per element
 PARAM_WORDS = 3                          # words per column block: bias, multiplier, shift
 FEED_STAGES = 1                          # input register of the MAC array (hw/mac_array.py)
 PE_LATENCY = 4                           # register stages of a processing element (hw/mac_array.py)
+READOUT_GROUP = 8                        # rows merged by one first-stage register of the array readout
+
+
+def readout_stages(rows: int) -> int:
+    """Register stages of the MAC array's row readout (hw/mac_array.py): one multiplexer over the rows, or
+    for more than ``READOUT_GROUP`` rows two: one per group of rows, then one over the groups."""
+    return 1 if rows <= READOUT_GROUP else 2
 # the requant pipeline's depth is Config.requant_stages (hw/requant.py)
 
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 import dataclasses
 
 from ..spec.gather_layout import MEAN_DIVIDE_STEPS
-from ..spec.gemm_layout import FEED_STAGES, PARAM_WORDS, PE_LATENCY, GemmGeometry
+from ..spec.gemm_layout import FEED_STAGES, PARAM_WORDS, PE_LATENCY, GemmGeometry, readout_stages
 
 __all__ = ["Cost", "gemm_fixed_cycles", "estimate_gemm_cycles", "gemm_compute_cycles", "gemm_port_cycles", "gemm_port_time",
            "gemm_lead_cycles", "gemm_cost", "gather_cost", "rng_cost",
@@ -53,17 +53,18 @@ class Cost:
 #: Cycles the dispatcher spends between two instructions, and once per Program (first fetch, HALT).
 DISPATCH_CYCLES = 0
 PROGRAM_CYCLES = 0
-#: Cycles of a GEMM's drain (after its last k-step is fed) beyond the array skew, the PE and requant
-#: pipelines, fitted to the gateware; and the setup cycles of a GEMM before its reads start.
-GEMM_DRAIN_EXTRA, GEMM_SETUP = 5, 5
+#: Cycles of a GEMM's drain (after its last k-step is fed) beyond the array skew, the PE, readout and
+#: requant pipelines, fitted to the gateware; and the setup cycles of a GEMM before its reads start.
+GEMM_DRAIN_EXTRA, GEMM_SETUP = 4, 5
 
 
 # ---- GEMM -----------------------------------------------------------------------------------------
 def gemm_fixed_cycles(config) -> int:
-    """Cycles a GEMM instruction costs beyond its tiles: array skew, read latency, the MAC and requant
-    pipelines (``config.requant_latency``) plus 15 cycles of setup states, skid buffers, stream hand-offs
-    and the last write, fitted to the gateware."""
-    return config.rows + config.cols + config.mem_latency + FEED_STAGES + PE_LATENCY + config.requant_latency + 15
+    """Cycles a GEMM instruction costs beyond its tiles: array skew, read latency, the MAC, array readout
+    (``readout_stages``) and requant pipelines (``config.requant_latency``) plus 14 cycles of setup states,
+    skid buffers, stream hand-offs and the last write, fitted to the gateware."""
+    return (config.rows + config.cols + config.mem_latency + FEED_STAGES + PE_LATENCY + readout_stages(config.rows)
+            + config.requant_latency + 14)
 
 
 def estimate_gemm_cycles(config, m, k, n, int4=False, out_format=1, batch=1, accumulate=False) -> int:
@@ -187,8 +188,8 @@ def _side_engine(config, name) -> str:
 
 
 def gemm_drain_cycles(config) -> int:
-    """Cycles of a GEMM after its last k-step is fed: array skew, PE and requant pipelines, last write."""
-    return config.rows + config.cols + PE_LATENCY + config.requant_latency + GEMM_DRAIN_EXTRA
+    """Cycles of a GEMM after its last k-step is fed: array skew, PE, readout and requant pipelines, last write."""
+    return config.rows + config.cols + PE_LATENCY + readout_stages(config.rows) + config.requant_latency + GEMM_DRAIN_EXTRA
 
 
 # ---- GATHER ---------------------------------------------------------------------------------------

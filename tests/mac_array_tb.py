@@ -30,7 +30,7 @@ async def random_tiles(dut):
         cycles, expected = schedule(rng, rows, cols, min_tile, 6, mode)
         dut.mode.value = pack(mode, 1)
         got = []
-        for valid, first, last, a, b in cycles + [(0, 0, 0, [0] * rows, [0] * cols)] * (rows + cols + 4):
+        for valid, first, last, a, b in cycles + [(0, 0, 0, [0] * rows, [0] * cols)] * (rows + cols + 6):
             await FallingEdge(dut.clk)
             if dut.out_valid.value:
                 got.append(unpack_signed(int(dut.out_row.value), cols, 32))

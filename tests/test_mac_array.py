@@ -20,7 +20,7 @@ def run_amaranth(rows, cols, seed, **options):
             cycles, exp = schedule(rng, rows, cols, dut.min_tile_cycles, 4, mode)
             expected.extend(exp)
             ctx.set(dut.mode.as_value(), pack(mode, 1))
-            for valid, first, last, a, b in cycles + [(0, 0, 0, [0] * rows, [0] * cols)] * (rows + cols + 4):
+            for valid, first, last, a, b in cycles + [(0, 0, 0, [0] * rows, [0] * cols)] * (rows + cols + 6):
                 ctx.set(dut.ctrl.as_value(), valid | (first << 1) | (last << 2))
                 ctx.set(dut.a.as_value(), pack(a, 8))
                 ctx.set(dut.b.as_value(), pack(b, 8))
@@ -42,7 +42,8 @@ def run_amaranth(rows, cols, seed, **options):
     # iCE40: pairs of a row share an SB_MAC16 (behavioural model); lone DSP PEs and LUT PEs beside them
     (2, 4, {"family": "ice40", "int4": False}), (1, 1, {"family": "ice40", "int4": False}),
     (4, 4, {"family": "ice40", "int4": False, "hard_multipliers": 7}),
-    (2, 2, {"family": "ecp5"})])
+    (2, 2, {"family": "ecp5"}),
+    (10, 2, {})])                                         # more than READOUT_GROUP rows: a two-stage readout
 def test_array_amaranth(rows, cols, options, seed):
     got, expected = run_amaranth(rows, cols, seed, **options)
     assert len(got) == len(expected)
