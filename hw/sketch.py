@@ -225,7 +225,8 @@ class RngWriter(wiring.Component):
     to memory words, at consecutive addresses from ``addr`` (given with ``start``).
 
     While ``active`` the first ``n_words`` words are written; the rest of the last beat is dropped. ``done``
-    once ``beats`` beats were taken and ``n_words`` words written.
+    once ``beats`` beats were taken and ``n_words`` words written. The first beat may come two cycles
+    after reset (the width adapter's registered block length, :class:`~tridsa.hw.gemm.WordSplitter`).
     """
 
     def __init__(self, config, lanes: int):

@@ -332,6 +332,7 @@ def test_rng_writer_alone(config, seed):
     sim.add_clock(1e-8)
 
     async def bench(ctx):
+        await ctx.tick().repeat(2)          # the width adapter's block length settles after reset
         ctx.set(dut.addr, 100)
         ctx.set(dut.start, 1)
         await ctx.tick()
