@@ -354,3 +354,27 @@ def test_bench_cycles_verilator_small(capsys, tmp_path):
     assert all(p["error"] == p["model"] / p["rtl"] - 1 for p in report["samples"])
     assert "| GATHER |" in out and (tmp_path / "cycles.md").read_text().strip() in out
     assert (tmp_path / "cycle_model_errors.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_bench_models_needs_a_gateware_backend(capsys, tmp_path):
+    """bench models measures cycles: golden (no clock) is refused with one line."""
+    code, out, err = cli(capsys, "bench", "models", "--backend", "golden", "--out", str(tmp_path))
+    assert code == 2 and err.startswith("tridsa bench models: error: bench models measures cycles")
+
+
+@pytest.mark.slow
+def test_bench_models_batch_sweep_verilator(tmp_path):
+    """The Transformer on the RTL: the table names its command, every layer's cycles add up, utilization
+    grows with the batch (the fill and drain of each dependent GEMM are amortized), files written."""
+    from tridsa import Config
+    from tridsa.benchmarks.bench_models import run
+    report = run(Config(), "verilator", tmp_path, names=["transformer"], batches=(1, 4), accuracy=False)
+    rows = {r["precision"]: r for r in report["summary"]}
+    assert set(rows) == {"INT8", "INT4/INT8"}
+    layers = [r for r in report["layers"] if r["precision"] == "INT4/INT8"]
+    assert rows["INT4/INT8"]["cycles"] == sum(r["cycles"] for r in layers) > 0
+    sweep = {s["batch"]: s["utilization"] for s in report["batch_sweep"]}
+    assert 0 < sweep[1] < sweep[4] < 1
+    saved = json.loads((tmp_path / "models.json").read_text())
+    assert saved["batch_sweep"] == report["batch_sweep"]
+    assert all(Path(p).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" for p in report["plots"])
