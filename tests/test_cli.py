@@ -368,13 +368,14 @@ def test_bench_models_batch_sweep_verilator(tmp_path):
     grows with the batch (the fill and drain of each dependent GEMM are amortized), files written."""
     from tridsa import Config
     from tridsa.benchmarks.bench_models import run
-    report = run(Config(), "verilator", tmp_path, names=["transformer"], batches=(1, 4), accuracy=False)
+    report = run(Config(), "verilator", tmp_path, names=["transformer"], batches=(1, 2, 4), accuracy=False)
     rows = {r["precision"]: r for r in report["summary"]}
     assert set(rows) == {"INT8", "INT4/INT8"}
     layers = [r for r in report["layers"] if r["precision"] == "INT4/INT8"]
     assert rows["INT4/INT8"]["cycles"] == sum(r["cycles"] for r in layers) > 0
     sweep = {s["batch"]: s["utilization"] for s in report["batch_sweep"]}
-    assert 0 < sweep[1] < sweep[4] < 1
+    assert 0 < sweep[1] < sweep[2] < sweep[4] < 1
+    assert sweep[2] == rows["INT4/INT8"]["utilization"]          # the demo's batch is the summary's run
     saved = json.loads((tmp_path / "models.json").read_text())
     assert saved["batch_sweep"] == report["batch_sweep"]
     assert all(Path(p).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" for p in report["plots"])
