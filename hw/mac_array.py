@@ -107,8 +107,11 @@ class ProcessingElement(wiring.Component):
     the mode reaches each PE from a neighbour's register, not over one net to every PE). Four stages, so
     that the operand packing, a hard multiplier, a LUT multiplier's adder tree and the 32-bit accumulate
     each get a cycle: (0) operands (a DSP's input register, or the LUT multiplier's operand register),
-    (1) multiply (a DSP's output register, or the LUT tree's top partial sums), (2) the int8 product or the
-    int4 dot product, (3) accumulate; ``result`` is latched ``latency`` cycles after the ``last`` k-step came in.
+    (1) multiply (a DSP's output register, or the LUT tree's top partial sums), (2) the product (the INT4
+    multiplier PE: the DSP's product bits as they are, so no logic sits between the DSP and the fabric
+    register), (3) accumulate (the INT4 multiplier PE: the int8 product or the int4 dot product selected
+    from them, its sign correction as the adder's carry-in); ``result`` is latched ``latency`` cycles after
+    the ``last`` k-step came in.
 
     Parameters
     ----------
@@ -160,17 +163,22 @@ class ProcessingElement(wiring.Component):
         m.d.comb += [self.ctrl_out.eq(delay(m, self.ctrl_in, 1, "ctrl_out", keep=True)),
                      self.mode_out.eq(delay(m, mode_in, 1, "mode_out", keep=True))]
 
-        product = Signal(signed(18))                # stage 2: int8 product or int4 dot product
+        # The accumulator adds ``product`` (a stage-2 register, or selected from stage-2 registers) and ``carry``
+        product = Signal(signed(18))
+        carry = C(0, 1)
         if self.kind == "mult18":
             m.submodules.mult = mult = Mult18x18(self.primitive)      # stages 0 and 1
             if self.int4:
-                # The packed operands go into the DSP's input register: from the neighbour, or packed here
+                # The packed operands go into the DSP's input register: from the neighbour, or packed here.
+                # The DSP's product bits go straight into a register (no logic between the DSP and the
+                # fabric); the dot product's sign correction (+1) is the accumulator's carry-in.
                 a, b = (a_in, b_in) if self.packed else (data.View(PACKED, v) for v in pack_operands(a_in, b_in, mode_in))
                 m.d.comb += [mult.a.eq(a.value), mult.b.eq(b.value)]
-                int4 = delay(m, mode_in.int4, 2, "int4_", keep=True)
-                low_negative = delay(m, a.nz & b.nz & (a.neg ^ b.neg), 2, "low_negative")
-                dot = (mult.p[_S:_S + 10] + low_negative)[:10].as_signed()
-                m.d.sync += product.eq(Mux(int4, dot, mult.p[:18].as_signed()))
+                raw = Signal(_S + 10)
+                m.d.sync += raw.eq(mult.p[:_S + 10])
+                int4 = delay(m, mode_in.int4, 3, "int4_", keep=True)
+                carry = delay(m, mode_in.int4 & a.nz & b.nz & (a.neg ^ b.neg), 3, "low_negative")
+                m.d.comb += product.eq(Mux(int4, raw[_S:_S + 10].as_signed(), raw[:18].as_signed()))
             else:
                 x = _Operands(a_in, b_in, mode_in)
                 m.d.comb += [mult.a.eq(x.a8), mult.b.eq(x.b8)]
@@ -207,7 +215,10 @@ class ProcessingElement(wiring.Component):
         ctrl = delay(m, ahead, 1, "ctrl", keep=True, first_index=stages - 1)
         acc = Signal(signed(32))
         total = Signal(signed(32))
-        m.d.comb += total.eq(acc + product)
+        addend = Signal(signed(32))
+        m.d.comb += addend.eq(product)
+        # acc + product + carry on one carry chain: the carry enters through a bit below the sum
+        m.d.comb += total.eq((Cat(C(1, 1), acc) + Cat(carry, addend))[1:33])
         with m.If(ahead.valid & ahead.first):
             m.d.sync += acc.eq(0)
         with m.Elif(ctrl.valid):
@@ -289,14 +300,19 @@ class MacArray(wiring.Component):
         # Row i is complete when its last PE has latched (``latency - 1`` cycles after that PE passed the
         # ``last`` k-step on; a PE that delays its DSP operands is never the last of a row, and latches no
         # later than it): at most one row completes per cycle.
-        done = [delay(m, pes[i][C - 1].ctrl_out.valid & pes[i][C - 1].ctrl_out.last, ProcessingElement.latency - 1,
-                      f"done{i}_d", keep=True) for i in range(R)]
+        # ``done[i][j]``: row i is done, one copy per column (its last register kept apart, so that no flag
+        # drives the gates of a whole row of results across the array) and one for the valid flag (index C).
+        done = []
+        for i in range(R):
+            last = delay(m, pes[i][C - 1].ctrl_out.valid & pes[i][C - 1].ctrl_out.last, ProcessingElement.latency - 2,
+                         f"done{i}_d", keep=True)
+            done.append([delay(m, last, 1, f"done{i}_{j}_d", keep=True) for j in range(C + 1)])
         # The readout: an OR of the results gated by ``done`` (at most one row is done per cycle); for more
         # than READOUT_GROUP rows registered per group of rows (next to them), then an OR over the groups
         # (``readout_stages``).
         def gated(rows):
-            return Cat(done[i] for i in rows).any(), [_or_reduce([Mux(done[i], pes[i][j].result, 0) for i in rows])
-                                                      for j in range(C)]
+            return Cat(done[i][C] for i in rows).any(), [_or_reduce([Mux(done[i][j], pes[i][j].result, 0) for i in rows])
+                                                         for j in range(C)]
         groups = [range(g, min(g + READOUT_GROUP, R)) for g in range(0, R, READOUT_GROUP)]
         if len(groups) == 1:
             valid, row = gated(groups[0])
