@@ -170,11 +170,13 @@ BOARDS = {
                         "rx=6 tx=9", 8),
     # ECP5-85F: 84k LUT4, 208 DP16KD, 156 MULT18X18D. A 16 x 8 array with INT4, every PE on a MULT18X18D
     # (128 INT8 / 256 INT4 MACs per cycle), the GEMM engine only, 4 requant lanes: 148 of the 156 DSPs
-    # (128 PEs, 4 per requant lane, 4 for the sequencer's setup arithmetic); no accumulate mode.
+    # (128 PEs, 4 per requant lane, 4 for the sequencer's setup arithmetic); no accumulate mode. The array's
+    # rows in groups of 6 (the 52 MULT18X18D of one of the device's three DSP rows hold 6 rows of 8 PEs): a
+    # register more on the operand links between groups.
     "ulx3s-85f": Board("ulx3s-85f", "ecp5", "amaranth_boards.ulx3s:ULX3S_85F_Platform", "clk25", 25e6, 125e6,
                        Config(rows=16, cols=8, int4=True, mem_width=32, mem_depth=2048, mem_latency=2,
                               queue_depth=4, engines=("gemm",), requant_lanes=4, accumulate=False,
-                              pe_family="ecp5"),
+                              pe_family="ecp5", row_group=6),
                        "rx=M1 tx=L4", 156),
 }
 

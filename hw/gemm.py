@@ -484,7 +484,7 @@ class GemmEngine(wiring.Component):
             wiring.connect(m, readers["q"].words, q_split.words)
             m.d.comb += q_split.per_block.eq(R)
         m.submodules.array = array = MacArray(R, C, hard_multipliers=cfg.hard_multipliers, int4=cfg.int4,
-                                              family=cfg.pe_family or "auto")
+                                              family=cfg.pe_family or "auto", row_group=cfg.row_group)
         m.submodules.requant = requant = RequantUnit(C, per_cycle=cfg.lanes_requant, stages=cfg.requant_stages)
         # Rows of ~3 tiles are in flight between tile start and requant (skew + pipeline); 4 tiles of
         # buffering keep short-K tiles (k_rows near min_tile_cycles) streaming back to back.

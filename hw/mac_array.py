@@ -9,8 +9,9 @@ the accumulator in the same cycle the previous tile's ``last`` product lands in 
 
 Protocol: each cycle the feeder may present one k-step: ``a`` (one byte per row), ``b`` (one byte per
 column) and ``ctrl = {valid, first, last}``. The inputs are registered (``FEED_STAGES``, so the feeder's
-multiplexers end at a register), then row ``i`` is skewed by ``i`` cycles and column ``j`` by ``j``, so
-PE (i, j) sees the k-step at cycle ``t + 1 + i + j``. On ``last`` a PE latches its sum into
+multiplexers end at a register), then row ``i`` is skewed by ``row_skew(i, row_group)`` cycles (``i``, and
+one more per register on the links between groups of ``row_group`` rows) and column ``j`` by ``j``, so PE
+(i, j) sees the k-step at cycle ``t + 1 + row_skew(i, row_group) + j``. On ``last`` a PE latches its sum into
 ``result``; ``out_valid`` pulses once per array row when that row's results (``out_row``) are
 complete (rows leave in order, at most one per cycle; the array cannot be stalled). Invariant the feeder must keep: two ``last`` k-steps are at least
 ``MacArray.min_tile_cycles`` cycles apart, so a result is read before it is overwritten.
@@ -19,7 +20,7 @@ from amaranth import *
 from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
-from ..spec.gemm_layout import FEED_STAGES, PE_LATENCY, READOUT_GROUP, readout_stages      # the driver's cycle model uses the same depths
+from ..spec.gemm_layout import FEED_STAGES, PE_LATENCY, READOUT_GROUP, min_tile_cycles, readout_stages, row_skew  # shared with the cycle model
 from .dsp import LATENCY as DSP_LATENCY, Mac16Dual8x8, Mult18x18, platform_family
 
 assert PE_LATENCY == 4 and DSP_LATENCY == 2, "ProcessingElement is written for four stages, two of them a DSP's"
@@ -239,18 +240,20 @@ class MacArray(wiring.Component):
     ``SB_MAC16`` in dual 8 x 8 mode (the first PE delays its operands a cycle, so both k-steps enter the DSP
     together; a lone hard PE has a DSP of its own); ``"auto"``: the elaborating platform's family.
     ``primitives``: instantiate the DSP primitives (True), use their behavioural models (False), or
-    instantiate them when elaborated for an FPGA platform (``"auto"``).
+    instantiate them when elaborated for an FPGA platform (``"auto"``). ``row_group``: rows per group
+    (``Config.row_group``; 0: none); the b operand links into the first row of each group after the first
+    have a second register, and the other rows' inputs are delayed to match.
     """
 
-    def __init__(self, rows, cols, hard_multipliers=None, int4=True, family="auto", primitives="auto"):
+    def __init__(self, rows, cols, hard_multipliers=None, int4=True, family="auto", primitives="auto", row_group=0):
         if rows < 1 or cols < 1:
             raise ValueError(f"MacArray needs rows, cols >= 1, got {rows}x{cols}")
         if family not in ("auto", None, "ice40", "ecp5"):
             raise ValueError(f"family must be \"auto\", None, \"ice40\" or \"ecp5\", not {family!r}")
         self.rows, self.cols = rows, cols
         self.hard_multipliers = rows * cols if hard_multipliers is None else hard_multipliers
-        self.int4, self.family, self.primitives = int4, family, primitives
-        self.min_tile_cycles = max(rows, cols) + 1
+        self.int4, self.family, self.primitives, self.row_group = int4, family, primitives, row_group
+        self.min_tile_cycles = min_tile_cycles(rows, cols, row_group)
         super().__init__({
             "a": In(data.ArrayLayout(8, rows)),
             "b": In(data.ArrayLayout(8, cols)),
@@ -279,16 +282,18 @@ class MacArray(wiring.Component):
                 pe = pes[i][j]
                 m.submodules[f"pe_{i}_{j}"] = pe
                 if j == 0:
-                    m.d.comb += [pe.a_in.eq(delay(m, a_edge[i], FEED_STAGES + i, f"a{i}_d")),
-                                 pe.ctrl_in.eq(delay(m, self.ctrl, FEED_STAGES + i, f"ctrl{i}_d", keep=True)),
-                                 pe.mode.eq(delay(m, self.mode, FEED_STAGES + i, f"mode{i}_d", keep=True))]
+                    skew = FEED_STAGES + row_skew(i, self.row_group)
+                    m.d.comb += [pe.a_in.eq(delay(m, a_edge[i], skew, f"a{i}_d")),
+                                 pe.ctrl_in.eq(delay(m, self.ctrl, skew, f"ctrl{i}_d", keep=True)),
+                                 pe.mode.eq(delay(m, self.mode, skew, f"mode{i}_d", keep=True))]
                 else:
                     m.d.comb += [pe.a_in.eq(pes[i][j - 1].a_out), pe.ctrl_in.eq(pes[i][j - 1].ctrl_out),
                                  pe.mode.eq(pes[i][j - 1].mode_out)]
                 if i == 0:
                     m.d.comb += pe.b_in.eq(delay(m, b_edge[j], FEED_STAGES + j, f"b{j}_d"))
-                else:
-                    m.d.comb += pe.b_in.eq(pes[i - 1][j].b_out)
+                else:           # a second register on the link into a new group of rows
+                    link = row_skew(i, self.row_group) - row_skew(i - 1, self.row_group) - 1
+                    m.d.comb += pe.b_in.eq(delay(m, pes[i - 1][j].b_out, link, f"b{i}_{j}_link"))
                 # SB_MAC16: the top half for a PE that delays its operands (or a lone PE), the bottom half for
                 # its right neighbour
                 if pe.kind == "mac8" and (pe.dsp_delay or not (j % 2 and pes[i][j - 1].dsp_delay)):

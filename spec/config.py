@@ -98,6 +98,13 @@ class Config:
         per SB_MAC16 in dual 8 x 8 mode; ``"ecp5"``: one MULT18X18D per PE), also in simulation, where the
         primitives are behavioural models. None: the elaborating platform's family (the generic PE in
         simulation). Results and timing are the same for every choice (:class:`tridsa.hw.mac_array.MacArray`).
+    row_group:
+        Rows of the MAC array per group (0: no groups): the operand links from the last row of a group into
+        the next group have one register more, so a k-step reaches those rows a cycle later
+        (:func:`tridsa.spec.gemm_layout.row_skew`). An FPGA whose DSP blocks sit in rows across the die
+        groups the array rows that one row of DSP blocks holds (the ECP5-85F: 52 MULT18X18D, 6 rows of 8
+        PEs), so the long links between DSP rows get a register of their own. It costs a GEMM a cycle of
+        latency per group boundary (none when the requant unit takes more than a cycle per row).
     overlap:
         Overlap consecutive instructions (docs/architecture.md, "Overlapped instructions"): the GEMM engine
         takes the next GEMM while the previous one drains, and a GATHER and a GEMM run side by side where
@@ -129,6 +136,7 @@ class Config:
     requant_stages: int = 12
     accumulate: bool = True
     pe_family: str | None = None
+    row_group: int = 0
     overlap: bool = True
     counter_bits: int = COUNTER_BITS
 
@@ -165,6 +173,7 @@ class Config:
         need(isinstance(self.requant_stages, int) and self.requant_stages in (0, *REQUANT_REGISTERED),
              "requant_stages", f"0 (serial) or one of {sorted(REQUANT_REGISTERED)}")
         need(self.pe_family in (None, "ice40", "ecp5"), "pe_family", "None, \"ice40\" or \"ecp5\"")
+        need(isinstance(self.row_group, int) and self.row_group >= 0, "row_group", "an integer >= 0")
         need(isinstance(self.counter_bits, int) and self.counter_bits % 8 == 0 and 16 <= self.counter_bits <= 64,
              "counter_bits", "a multiple of 8 in 16..64")
 

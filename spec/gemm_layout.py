@@ -24,7 +24,7 @@ import numpy as np
 
 from .config import Config, ceil_div
 
-__all__ = ["FEED_STAGES", "OUT_BITS", "PARAM_WORDS", "PE_LATENCY", "READOUT_GROUP", "readout_stages", "GemmGeometry", "pack_a", "pack_b",
+__all__ = ["FEED_STAGES", "OUT_BITS", "PARAM_WORDS", "PE_LATENCY", "READOUT_GROUP", "readout_stages", "row_skew", "min_tile_cycles", "GemmGeometry", "pack_a", "pack_b",
            "pack_params", "unpack_c", "pack_c", "blocks_from_words", "words_from_bytes"]
 
 OUT_BITS = {0: 32, 1: 8, 2: 8, 3: 4}   # out_format code -> bits per element
@@ -39,6 +39,18 @@ def readout_stages(rows: int) -> int:
     for more than ``READOUT_GROUP`` rows two: one per group of rows, then one over the groups."""
     return 1 if rows <= READOUT_GROUP else 2
 # the requant pipeline's depth is Config.requant_stages (hw/requant.py)
+
+
+def row_skew(row: int, row_group: int = 0) -> int:
+    """Cycles after row 0 that a k-step reaches row ``row`` of the MAC array: one per row, and one more per
+    boundary between groups of ``row_group`` rows above it (``Config.row_group``; 0: no groups)."""
+    return row + (row // row_group if row_group else 0)
+
+
+def min_tile_cycles(rows: int, cols: int, row_group: int = 0) -> int:
+    """Fewest cycles between two tiles' last k-steps, so that a tile's rows leave the array (one a cycle,
+    in order) before the next tile's and a result is read before it is overwritten."""
+    return max(row_skew(rows - 1, row_group) + 1, cols) + 1
 
 
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 import dataclasses
 
 from ..spec.gather_layout import MEAN_DIVIDE_STEPS
-from ..spec.gemm_layout import FEED_STAGES, PARAM_WORDS, PE_LATENCY, GemmGeometry, readout_stages
+from ..spec.gemm_layout import FEED_STAGES, PARAM_WORDS, PE_LATENCY, GemmGeometry, min_tile_cycles, readout_stages, row_skew
 
 __all__ = ["Cost", "gemm_fixed_cycles", "estimate_gemm_cycles", "gemm_compute_cycles", "gemm_port_cycles", "gemm_port_time",
            "gemm_lead_cycles", "gemm_cost", "gather_cost", "rng_cost",
@@ -59,11 +59,19 @@ GEMM_DRAIN_EXTRA, GEMM_SETUP = 4, 5
 
 
 # ---- GEMM -----------------------------------------------------------------------------------------
+def _row_cycles(config) -> int:
+    """Cycles from a tile's first row leaving the array to its last, plus one: a row per cycle and a cycle per
+    register on the links between row groups (``Config.row_group``), which a requant unit that takes more
+    than a cycle per row hides (its rows queue)."""
+    per_row = config.cols // config.lanes_requant * config.requant_interval
+    return (row_skew(config.rows - 1, config.row_group) if per_row == 1 else config.rows - 1) + 1
+
+
 def gemm_fixed_cycles(config) -> int:
     """Cycles a GEMM instruction costs beyond its tiles: array skew, read latency, the MAC, array readout
     (``readout_stages``) and requant pipelines (``config.requant_latency``) plus 14 cycles of setup states,
     skid buffers, stream hand-offs and the last write, fitted to the gateware."""
-    return (config.rows + config.cols + config.mem_latency + FEED_STAGES + PE_LATENCY + readout_stages(config.rows)
+    return (_row_cycles(config) + config.cols + config.mem_latency + FEED_STAGES + PE_LATENCY + readout_stages(config.rows)
             + config.requant_latency + 14)
 
 
@@ -82,7 +90,7 @@ def _batch_setup(batch) -> int:
 
 def gemm_compute_cycles(config, geo, batch) -> int:
     """Cycles of a GEMM whose array or requant unit sets its pace: each tile after the first takes the
-    longest of its k-rows, the array's minimum tile time (``max(rows, cols) + 1``) and the requant time of
+    longest of its k-rows, the array's minimum tile time (``min_tile_cycles``) and the requant time of
     its rows with a tile's share of its column block's parameter load; plus a fixed cost per instruction
     and the batch's setup."""
     params = PARAM_WORDS / geo.mt                       # parameter words per tile
@@ -91,7 +99,7 @@ def gemm_compute_cycles(config, geo, batch) -> int:
     requant = values * config.requant_interval
     if config.requant_interval == 1:
         requant += params               # the parameter load stalls a pipelined unit; a serial one hides it
-    tile = max(geo.k_rows, max(config.rows, config.cols) + 1, requant)
+    tile = max(geo.k_rows, min_tile_cycles(config.rows, config.cols, config.row_group), requant)
     # The last tile's requant inputs leave the unit one interval apart (the fixed cost counts its rows at one
     # per cycle and the unit's latency once), and a chunked unit reassembles a row in one more register.
     drain = (values - 1) * (config.requant_interval - 1) + values - config.rows + (chunks > 1)
@@ -178,7 +186,7 @@ def gemm_lead_cycles(config, geo, batch=1) -> int:
     which the previous one's rows hold until it is done: ``GEMM_LEAD_FIXED`` and at most
     ``GEMM_LEAD_TILES`` of its tiles (of its k-rows or the array's minimum tile time each; the row FIFO
     holds their rows), fitted to the gateware."""
-    tile = max(geo.k_rows, max(config.rows, config.cols) + 1)
+    tile = max(geo.k_rows, min_tile_cycles(config.rows, config.cols, config.row_group))
     return GEMM_LEAD_FIXED + min(batch * geo.mt * geo.nt, GEMM_LEAD_TILES) * tile
 
 
@@ -189,7 +197,7 @@ def _side_engine(config, name) -> str:
 
 def gemm_drain_cycles(config) -> int:
     """Cycles of a GEMM after its last k-step is fed: array skew, PE, readout and requant pipelines, last write."""
-    return config.rows + config.cols + PE_LATENCY + readout_stages(config.rows) + config.requant_latency + GEMM_DRAIN_EXTRA
+    return _row_cycles(config) + config.cols + PE_LATENCY + readout_stages(config.rows) + config.requant_latency + GEMM_DRAIN_EXTRA
 
 
 # ---- GATHER ---------------------------------------------------------------------------------------

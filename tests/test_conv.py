@@ -242,12 +242,16 @@ GEMM_CASES = ((8, 24, 4, "int8", 1), (12, 18, 8, "int4", 1), (4, 5, 3, "int8", 1
 @pytest.mark.parametrize("config, cases", [(SMALL, GEMM_CASES), (SMALL.replace(requant_stages=5), GEMM_CASES[::3]),
                                            (SMALL.replace(requant_lanes=1), GEMM_CASES[::3]),
                                            (SMALL.replace(requant_stages=0, requant_lanes=2), GEMM_CASES[::3]),
-                                           (SMALL.replace(rows=16, cols=16, mem_width=64), GEMM_CASES[::3])],
-                         ids=["requant12", "requant5", "requant_chunked", "requant_serial", "readout2"])
+                                           (SMALL.replace(rows=16, cols=16, mem_width=64), GEMM_CASES[::3]),
+                                           (SMALL.replace(row_group=3), GEMM_CASES[::3]),
+                                           (SMALL.replace(row_group=1, requant_lanes=2), GEMM_CASES[::3])],
+                         ids=["requant12", "requant5", "requant_chunked", "requant_serial", "readout2", "row_groups",
+                              "row_groups_chunked"])
 def test_cycle_model_matches_gateware(backend, config, cases, seed):
     """estimate_gemm_cycles is within 3 cycles of the gateware (SMALL config, int8 and int4, batched; and
-    a few of those with the compact requant pipeline, one requant lane, the serial unit on two lanes, and a
-    16-row array whose readout has two stages)."""
+    a few of those with the compact requant pipeline, one requant lane, the serial unit on two lanes, a
+    16-row array whose readout has two stages, and arrays with registered links between row groups, whose
+    extra cycles a requant unit on fewer lanes hides)."""
     rng = np.random.default_rng(seed)
     acc = accelerator(backend, config)
     for m, k, n, precision, batch in cases:

@@ -20,7 +20,7 @@ def run_amaranth(rows, cols, seed, **options):
             cycles, exp = schedule(rng, rows, cols, dut.min_tile_cycles, 4, mode)
             expected.extend(exp)
             ctx.set(dut.mode.as_value(), pack(mode, 1))
-            for valid, first, last, a, b in cycles + [(0, 0, 0, [0] * rows, [0] * cols)] * (rows + cols + 6):
+            for valid, first, last, a, b in cycles + [(0, 0, 0, [0] * rows, [0] * cols)] * (2 * rows + cols + 6):
                 ctx.set(dut.ctrl.as_value(), valid | (first << 1) | (last << 2))
                 ctx.set(dut.a.as_value(), pack(a, 8))
                 ctx.set(dut.b.as_value(), pack(b, 8))
@@ -43,7 +43,9 @@ def run_amaranth(rows, cols, seed, **options):
     (2, 4, {"family": "ice40", "int4": False}), (1, 1, {"family": "ice40", "int4": False}),
     (4, 4, {"family": "ice40", "int4": False, "hard_multipliers": 7}),
     (2, 2, {"family": "ecp5"}),
-    (10, 2, {})])                                         # more than READOUT_GROUP rows: a two-stage readout
+    (10, 2, {}),                                          # more than READOUT_GROUP rows: a two-stage readout
+    (5, 2, {"row_group": 2}), (10, 3, {"row_group": 3, "family": "ecp5"}),      # registered links between row groups
+    (3, 2, {"row_group": 1, "hard_multipliers": 3})])
 def test_array_amaranth(rows, cols, options, seed):
     got, expected = run_amaranth(rows, cols, seed, **options)
     assert len(got) == len(expected)
