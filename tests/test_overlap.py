@@ -101,10 +101,11 @@ def test_error_behind_gemms_in_flight(backend, seed):
         np.testing.assert_array_equal(expected.memory[region], program.memory[region])
 
 
-@pytest.mark.parametrize("config", [SMALL, SERIAL], ids=["overlap", "serial"])
+@pytest.mark.parametrize("config", [SMALL, SERIAL, SMALL.replace(row_group=3)], ids=["overlap", "serial", "row_groups"])
 def test_cycle_model_follows_overlap(config, seed):
     """The golden backend's cycles (the cycle model) equal the RTL cycle counter for a stream of independent
-    GEMMs and a read-after-write chain, with overlap (the drain hidden, the chain waiting) and without."""
+    GEMMs and a read-after-write chain, with overlap (the drain hidden, the chain waiting) and without, and
+    with registered links between the array's row groups."""
     rng = np.random.default_rng(seed)
     cycles = {}
     for chain in ("independent", "raw"):
