@@ -114,8 +114,8 @@ class RequantUnit(wiring.Component):
 
     The pipeline has 12 logical steps, at most one wide adder or shifter each: (1) bias add, (2)
     TFLite's left shift, (3) four 16 x 16 partial products of the 32 x 31 multiply (one hard multiplier
-    each), (4, 5) their sum, (6, 7) TFLite's doubling high multiply, (8) the rounding right shift, (9)
-    the round-up decision, (10) increment, (11) saturation and zero point, (12) clamp. With
+    each), (4, 5) their sum, (6, 7) TFLite's doubling high multiply, (8) the rounding right shift by
+    the multiple of 8 in the shift, (9) by the rest and the round-up decision, (10) increment, (11) saturation and zero point, (12) clamp. With
     ``stages=12`` each step ends in a register, so that the unit keeps up with the MAC array's clock on
     an FPGA; otherwise only the steps ``REQUANT_REGISTERED[stages]`` lists (0-based) do and the others
     are combinational: fewer flip-flops and a slower clock, the same results. The whole pipeline moves
@@ -279,14 +279,22 @@ class RequantUnit(wiring.Component):
             # 7: truncating division by 2**31: floor, plus one for a negative inexact quotient.
             p7 = stage(6, Mux(cmd.tflite, _high(q), p6)[:_WIDE].as_signed(), "p7")
             e7 = stage(6, e6, "e7")
-            # 8: floor(p / 2**e), the remainder and half the divisor: masks of the low e and e - 1 bits.
-            mask = Cat(Const(i, 7) < e7 for i in range(_WIDE))
-            half = Cat(Const(i + 1, 7) < e7 for i in range(_WIDE))
-            floor = stage(7, (p7 >> e7)[:_WIDE].as_signed(), "floor")
-            top = stage(7, (p7.as_unsigned() & mask & ~half) != 0, "top")     # remainder >= divisor / 2
-            below = stage(7, (p7.as_unsigned() & half) != 0, "below")         # remainder bits under that
+            # 8 and 9: floor(p / 2**e), bit e - 1 of p (``top``: remainder >= divisor / 2) and whether a lower
+            # bit is set (``below``), in two steps of a short shift each: e = 8 * c + f. Step 8 shifts by 8 * c
+            # and keeps bit 8 * c - 1 (``cut_top``) and whether a lower one is set (``cut_below``); step 9
+            # shifts by f, takes top and below from the shifted value (or the cut's bits when f = 0) and
+            # decides the round up (see _round_up).
+            coarse, fine = e7[3:], e7[:3]
+            cut_top = Cat(Const(0, 1), *(p7[8 * k - 1] for k in range(1, 8))).bit_select(coarse, 1)
+            cut_below = (p7.as_unsigned() & Cat(Const(i + 1, 7) < Cat(Const(0, 3), coarse) for i in range(_WIDE))) != 0
+            p8 = stage(7, (p7 >> Cat(Const(0, 3), coarse))[:_WIDE].as_signed(), "p8")
+            f8 = stage(7, fine, "f8")
+            top8, below8 = stage(7, cut_top, "top8"), stage(7, cut_below, "below8")
             negative = stage(7, p7[_WIDE - 1], "negative")
-            # 9: round up (see _round_up); 10: r = floor + up.
+            floor = (p8 >> f8)[:_WIDE].as_signed()
+            top = Cat(top8, p8[:7]).bit_select(f8, 1)
+            below = Mux(f8 == 0, below8, ((p8[:8] & Cat(Const(i + 1, 4) < f8 for i in range(8))) != 0) | top8 | below8)
+            # 10: r = floor + up.
             f9 = stage(8, floor, "f9")
             up9 = stage(8, _round_up(cmd, floor, top, below, negative), "up9")
             r = stage(9, f9 + up9, "r")
