@@ -302,10 +302,25 @@ def test_synthesis_keeps_array_structure(family, tmp_path):
     for i in range(rows):
         for j in range(cols):
             assert any(f.startswith(f"arr/pe_{i}_{j}.ctrl2.last_") for f in ffs), (i, j)
+        for j in range(cols + 1):       # the readout's row-done flag: a copy per column and one for valid
+            assert any(f.startswith(f"arr/done{i}_{j}_d0") for f in ffs), (i, j)
     assert len((tmp_path / "dsps.txt").read_text().split()) == dsp_blocks(rows, cols, None, int4, family)
 
 
 _DSP_CELL = {"ecp5": "MULT18X18D", "ice40": "SB_MAC16"}
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(os.environ.get("TRIDSA_SYNTH") == "0", reason="TRIDSA_SYNTH=0 skips the synthesis runs")
+def test_array_alone_benchmark(tmp_path):
+    """benchmarks/fpga_array.py on a 3x2 array with row groups of 2 (a minute): placed, routed, reported."""
+    from benchmarks.fpga_array import build_array
+    from tridsa.sim.toolchain import use_environment_tools
+    use_environment_tools()
+    result = build_array(3, 2, row_group=2, mhz=SMOKE_MHZ, out_dir=tmp_path)
+    assert result["resources"]["MULT18X18D"] == 6 and result["yosys_cells"]["MULT18X18D"] == 6, result
+    assert result["fmax_mhz"] > 0 and result["fmax_placed_mhz"] > 0 and result["critical_path"]["delay_ns"] > 0
+    assert (tmp_path / "array.json").exists()
 
 
 # -- build reports and their errors (no toolchain run) -------------------------------------------
