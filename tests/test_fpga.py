@@ -313,17 +313,44 @@ _DSP_CELL = {"ecp5": "MULT18X18D", "ice40": "SB_MAC16"}
 @pytest.mark.slow
 @pytest.mark.skipif(os.environ.get("TRIDSA_SYNTH") == "0", reason="TRIDSA_SYNTH=0 skips the synthesis runs")
 def test_array_alone_benchmark(tmp_path):
-    """benchmarks/fpga_array.py on a 3x2 array with row groups of 2 (a minute): placed, routed, reported."""
+    """benchmarks/fpga_array.py on a 3x2 array with row groups of 2 (a minute): its DSPs at fixed sites, placed,
+    routed, reported."""
     from benchmarks.fpga_array import build_array
     from tridsa.sim.toolchain import use_environment_tools
     use_environment_tools()
     result = build_array(3, 2, row_group=2, mhz=SMOKE_MHZ, out_dir=tmp_path)
     assert result["resources"]["MULT18X18D"] == 6 and result["yosys_cells"]["MULT18X18D"] == 6, result
+    assert result["placed_dsps"] == 6, result           # at the sites dsp_placement gives
     assert result["fmax_mhz"] > 0 and result["fmax_placed_mhz"] > 0 and result["critical_path"]["delay_ns"] > 0
     assert (tmp_path / "array.json").exists()
 
 
 # -- build reports and their errors (no toolchain run) -------------------------------------------
+def test_dsp_placement_of_the_ulx3s_array():
+    """The board chip's PEs get distinct MULT18X18D sites, a row group per DSP row, the rows of a group on
+    neighbouring sites and a column's PEs at the same x in every group; an array that does not fit that
+    way gets none (the placer chooses)."""
+    from tridsa.hw.fpga_top import BOARDS
+    from tridsa.sw.build import dsp_placement, placement_script
+    board = BOARDS["ulx3s-85f"]
+    cfg = board.config
+    sites = dsp_placement(board.dsp_rows, cfg.rows, cfg.cols, cfg.row_group)
+    assert len(sites) == cfg.rows * cfg.cols == len(set(sites.values())) and len(board.dsp_rows) * 52 == board.dsp_blocks
+
+    def xy(i, j):
+        x, y, _ = sites[i, j].split("/")
+        return int(x[1:]), int(y[1:])
+    for i in range(cfg.rows):
+        for j in range(cfg.cols):
+            assert xy(i, j)[1] == (10, 34, 58)[i // cfg.row_group]
+            assert xy(i, j)[0] == xy(i % cfg.row_group, j)[0]
+            if i % cfg.row_group:
+                assert 0 < xy(i, j)[0] - xy(i - 1, j)[0] <= 6, (i, j)          # the next site (a block apart: 4-6)
+    assert dsp_placement(board.dsp_rows, 16, 8, 0) == {} == dsp_placement(board.dsp_rows, 16, 8, 4)
+    assert placement_script({(1, 2): "X4/Y10/MULT18_0"}) == \
+        'setattr -set BEL "X4/Y10/MULT18_0" t:MULT18X18D c:*.pe_1_2.mult.mult %i\n'
+
+
 def test_fmax_spread_and_overused_resources():
     from tridsa.sw.build import fmax_spread, overused
     assert fmax_spread([71.0, 64.5, 80.25]) == {"min": 64.5, "median": 71.0, "max": 80.25, "runs": 3, "failed": 0}
