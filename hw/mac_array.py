@@ -31,15 +31,20 @@ CTRL = data.StructLayout({"valid": 1, "first": 1, "last": 1})
 MODE = data.StructLayout({"int4": 1, "a_signed": 1, "b_signed": 1})
 
 
-def delay(m, value, cycles, name, keep=False, first_index=0):
+def delay(m, value, cycles, name, keep=False, first_index=0, reset_less=False):
     """``value`` through ``cycles`` registers named ``name0, name1, ...`` (numbered from ``first_index``).
+
+    ``reset_less`` for data: the array's operands, products and results have no reset (the control's
+    ``valid`` says whether they count), so the reset nets (the soft clear's reaches every register that
+    has one) only reach the control flip-flops.
 
     ``keep`` for the copies the array holds on purpose: control and mode travel PE to PE so that no net
     reaches every PE, so all PEs on an anti-diagonal hold equal values, and synthesis would merge those
     registers into one that drives the whole diagonal again (sw/build.py copies ``keep`` from these wires
     onto their flip-flop cells, which stops that)."""
     for stage in range(cycles):
-        reg = Signal.like(value, name=f"{name}{first_index + stage}", attrs={"keep": 1} if keep else {})
+        reg = Signal.like(value, name=f"{name}{first_index + stage}", attrs={"keep": 1} if keep else {},
+                          reset_less=reset_less)
         m.d.sync += reg.eq(value)
         value = reg
     return value
@@ -160,12 +165,13 @@ class ProcessingElement(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         a_in, b_in, mode_in = self.a_in, self.b_in, self.mode
-        m.d.sync += [self.a_out.eq(a_in), self.b_out.eq(b_in)]
-        m.d.comb += [self.ctrl_out.eq(delay(m, self.ctrl_in, 1, "ctrl_out", keep=True)),
-                     self.mode_out.eq(delay(m, mode_in, 1, "mode_out", keep=True))]
+        m.d.comb += [self.a_out.eq(delay(m, a_in, 1, "a_out", reset_less=True)),
+                     self.b_out.eq(delay(m, b_in, 1, "b_out", reset_less=True)),
+                     self.ctrl_out.eq(delay(m, self.ctrl_in, 1, "ctrl_out", keep=True)),
+                     self.mode_out.eq(delay(m, mode_in, 1, "mode_out", keep=True, reset_less=True))]
 
         # The accumulator adds ``product`` (a stage-2 register, or selected from stage-2 registers) and ``carry``
-        product = Signal(signed(18))
+        product = Signal(signed(18), reset_less=True)
         carry = C(0, 1)
         if self.kind == "mult18":
             m.submodules.mult = mult = Mult18x18(self.primitive)      # stages 0 and 1
@@ -175,10 +181,9 @@ class ProcessingElement(wiring.Component):
                 # fabric); the dot product's sign correction (+1) is the accumulator's carry-in.
                 a, b = (a_in, b_in) if self.packed else (data.View(PACKED, v) for v in pack_operands(a_in, b_in, mode_in))
                 m.d.comb += [mult.a.eq(a.value), mult.b.eq(b.value)]
-                raw = Signal(_S + 10)
-                m.d.sync += raw.eq(mult.p[:_S + 10])
-                int4 = delay(m, mode_in.int4, 3, "int4_", keep=True)
-                carry = delay(m, mode_in.int4 & a.nz & b.nz & (a.neg ^ b.neg), 3, "low_negative")
+                raw = delay(m, mult.p[:_S + 10], 1, "raw", reset_less=True)
+                int4 = delay(m, mode_in.int4, 3, "int4_", keep=True, reset_less=True)
+                carry = delay(m, mode_in.int4 & a.nz & b.nz & (a.neg ^ b.neg), 3, "low_negative", reset_less=True)
                 m.d.comb += product.eq(Mux(int4, raw[_S:_S + 10].as_signed(), raw[:18].as_signed()))
             else:
                 x = _Operands(a_in, b_in, mode_in)
@@ -193,12 +198,12 @@ class ProcessingElement(wiring.Component):
             a, b, mode = self.a_out, self.b_out, self.mode_out
             a_fix, b_fix = a[7] & ~mode.a_signed, b[7] & ~mode.b_signed
             correction = Mux(a_fix, stage0.b8, 0) + Mux(b_fix, a.as_signed(), 0)
-            correction = delay(m, correction[:10].as_signed(), 1 + self.dsp_delay, "correction")
+            correction = delay(m, correction[:10].as_signed(), 1 + self.dsp_delay, "correction", reset_less=True)
             m.d.sync += product.eq(self.dsp_p + (correction << 8))
         else:
             stage0 = _Operands(self.a_out, self.b_out, self.mode_out)     # the pass-through registers
             a8, b8, mode = stage0.a8, stage0.b8, self.mode_out
-            halves = [Signal(signed(18), name=f"half{i}") for i in range(2)]      # stage 1
+            halves = [Signal(signed(18), name=f"half{i}", reset_less=True) for i in range(2)]      # stage 1
             if self.int4:
                 (a_lo, a_hi), (b_lo, b_hi) = stage0.a4, stage0.b4
                 int8_halves = lut_multiply(a8, b8, terms=2)
@@ -214,7 +219,9 @@ class ProcessingElement(wiring.Component):
         stages = self.latency - 1 + self.dsp_delay
         ahead = delay(m, self.ctrl_in, stages - 1, "ctrl", keep=True)
         ctrl = delay(m, ahead, 1, "ctrl", keep=True, first_index=stages - 1)
-        acc = Signal(signed(32))
+        acc = Signal(signed(32), reset_less=True)      # cleared by the tile's first k-step
+        result = Signal(signed(32), reset_less=True)
+        m.d.comb += self.result.eq(result)
         total = Signal(signed(32))
         addend = Signal(signed(32))
         m.d.comb += addend.eq(product)
@@ -225,7 +232,7 @@ class ProcessingElement(wiring.Component):
         with m.Elif(ctrl.valid):
             m.d.sync += acc.eq(total)
         with m.If(ctrl.valid & ctrl.last):
-            m.d.sync += self.result.eq(total)
+            m.d.sync += result.eq(total)
         return m
 
 
@@ -283,17 +290,17 @@ class MacArray(wiring.Component):
                 m.submodules[f"pe_{i}_{j}"] = pe
                 if j == 0:
                     skew = FEED_STAGES + row_skew(i, self.row_group)
-                    m.d.comb += [pe.a_in.eq(delay(m, a_edge[i], skew, f"a{i}_d")),
+                    m.d.comb += [pe.a_in.eq(delay(m, a_edge[i], skew, f"a{i}_d", reset_less=True)),
                                  pe.ctrl_in.eq(delay(m, self.ctrl, skew, f"ctrl{i}_d", keep=True)),
-                                 pe.mode.eq(delay(m, self.mode, skew, f"mode{i}_d", keep=True))]
+                                 pe.mode.eq(delay(m, self.mode, skew, f"mode{i}_d", keep=True, reset_less=True))]
                 else:
                     m.d.comb += [pe.a_in.eq(pes[i][j - 1].a_out), pe.ctrl_in.eq(pes[i][j - 1].ctrl_out),
                                  pe.mode.eq(pes[i][j - 1].mode_out)]
                 if i == 0:
-                    m.d.comb += pe.b_in.eq(delay(m, b_edge[j], FEED_STAGES + j, f"b{j}_d"))
+                    m.d.comb += pe.b_in.eq(delay(m, b_edge[j], FEED_STAGES + j, f"b{j}_d", reset_less=True))
                 else:           # a second register on the link into a new group of rows
                     link = row_skew(i, self.row_group) - row_skew(i - 1, self.row_group) - 1
-                    m.d.comb += pe.b_in.eq(delay(m, pes[i - 1][j].b_out, link, f"b{i}_{j}_link"))
+                    m.d.comb += pe.b_in.eq(delay(m, pes[i - 1][j].b_out, link, f"b{i}_{j}_link", reset_less=True))
                 # SB_MAC16: the top half for a PE that delays its operands (or a lone PE), the bottom half for
                 # its right neighbour
                 if pe.kind == "mac8" and (pe.dsp_delay or not (j % 2 and pes[i][j - 1].dsp_delay)):
@@ -322,7 +329,8 @@ class MacArray(wiring.Component):
         if len(groups) == 1:
             valid, row = gated(groups[0])
         else:
-            parts = [(Signal(name=f"part{n}_valid"), [Signal(signed(32), name=f"part{n}_{j}") for j in range(C)])
+            parts = [(Signal(name=f"part{n}_valid"), [Signal(signed(32), name=f"part{n}_{j}", reset_less=True)
+                                                       for j in range(C)])
                      for n in range(len(groups))]
             for (part_valid, part), rows in zip(parts, groups):
                 group_valid, group_row = gated(rows)
@@ -330,7 +338,9 @@ class MacArray(wiring.Component):
             valid = Cat(v for v, _ in parts).any()
             row = [_or_reduce([part[j] for _, part in parts]) for j in range(C)]
         assert 1 + (len(groups) > 1) == readout_stages(R)
-        m.d.sync += [self.out_valid.eq(valid), *(self.out_row[j].eq(row[j]) for j in range(C))]
+        out_row = Signal.like(self.out_row, reset_less=True)
+        m.d.comb += self.out_row.eq(out_row)
+        m.d.sync += [self.out_valid.eq(valid), *(out_row[j].eq(row[j]) for j in range(C))]
         return m
 
 

@@ -81,7 +81,8 @@ class MemoryModel(wiring.Component):
         req_valid, req = self.port.req.valid & self.port.req.ready, self.port.req.payload
         if cfg.mem_latency >= 2:
             accepted = req_valid
-            req_valid, req = Signal(name="req_valid"), Signal.like(self.port.req.payload, name="req_payload")
+            req_valid = Signal(name="req_valid")
+            req = Signal.like(self.port.req.payload, name="req_payload", reset_less=True)   # req_valid says if it holds one
             m.d.sync += [req_valid.eq(accepted), req.eq(self.port.req.payload)]
         rdata = Signal(cfg.mem_bits)
         write = req_valid & req.we
@@ -101,7 +102,7 @@ class MemoryModel(wiring.Component):
         m.d.sync += valid.eq(req_valid & ~req.we)
         payload = rdata
         for stage in range(cfg.mem_latency - 1 - (cfg.mem_latency >= 2)):
-            v, d = Signal(name=f"lat{stage}_valid"), Signal(cfg.mem_bits, name=f"lat{stage}_data")
+            v, d = Signal(name=f"lat{stage}_valid"), Signal(cfg.mem_bits, name=f"lat{stage}_data", reset_less=True)
             m.d.sync += [v.eq(valid), d.eq(payload)]
             valid, payload = v, d
         m.d.comb += [self.port.resp.valid.eq(valid), self.port.resp.payload.eq(payload)]

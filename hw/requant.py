@@ -189,12 +189,13 @@ class RequantUnit(wiring.Component):
 
         out_sel = Signal(range(self.chunks))
         valid = Signal()
-        m.d.comb += [self.o.valid.eq(valid), core.o.ready.eq(~valid | self.o.ready)]
+        row = Signal.like(self.o.payload, reset_less=True)        # the row being reassembled (``valid``: whole)
+        m.d.comb += [self.o.valid.eq(valid), core.o.ready.eq(~valid | self.o.ready), self.o.payload.eq(row)]
         with m.If(self.o.valid & self.o.ready):
             m.d.sync += valid.eq(0)
         with m.If(core.o.valid & core.o.ready):
             for lane in range(n):
-                m.d.sync += self.o.payload[out_sel * n + lane].eq(core.o.payload[lane])
+                m.d.sync += row[out_sel * n + lane].eq(core.o.payload[lane])
             m.d.sync += out_sel.eq(Mux(out_sel == last, 0, out_sel + 1))
             with m.If(out_sel == last):
                 m.d.sync += valid.eq(1)
@@ -245,7 +246,7 @@ class RequantUnit(wiring.Component):
             def stage(k, value, name):
                 """``value`` at the end of step ``k`` (0-based): registered when the pipeline moves if
                 ``registered`` lists step ``k``, else combinational."""
-                sig = Signal(Value.cast(value).shape(), name=f"{name}_{lane}")
+                sig = Signal(Value.cast(value).shape(), name=f"{name}_{lane}", reset_less=True)   # valid[] say which hold rows
                 if k in registered:
                     with m.If(move):
                         m.d.sync += sig.eq(value)

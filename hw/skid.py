@@ -21,7 +21,9 @@ class SkidBuffer(wiring.Component):
 
     def elaborate(self, platform):
         m = Module()
-        entries = [Signal.like(self.i.payload, name=f"entry{k}") for k in range(2)]
+        # the payload registers have no reset (o.valid says whether they hold an item): the soft clear's
+        # reset net reaches only the handshake's flip-flops
+        entries = [Signal.like(self.i.payload, name=f"entry{k}", reset_less=True) for k in range(2)]
         head, tail, full = Signal(), Signal(), Signal()    # entry to read, entry to write, both hold items
         push, pop = self.i.valid & self.i.ready, self.o.valid & self.o.ready
         m.d.comb += [self.i.ready.eq(~full), self.o.payload.eq(Mux(head, entries[1], entries[0]))]
