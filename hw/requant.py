@@ -179,13 +179,15 @@ class RequantUnit(wiring.Component):
         for name in ("enable", "rounding", "zero_point", "out_format", "relu"):
             m.d.comb += getattr(core, name).eq(getattr(self, name))
         sel = Signal(range(self.chunks))
+        # the chunk select of each lane's input multiplexers: a copy per lane (kept apart in synthesis)
+        lane_sel = [Signal(range(self.chunks), name=f"sel_{lane}", attrs={"keep": 1}) for lane in range(n)]
         for name in ("x", "bias", "multiplier", "shift"):
             whole, part = getattr(self.i.payload, name), getattr(core.i.payload, name)
             for lane in range(n):
-                m.d.comb += part[lane].eq(whole[sel * n + lane])
+                m.d.comb += part[lane].eq(whole[lane_sel[lane] * n + lane])
         m.d.comb += [core.i.valid.eq(self.i.valid), self.i.ready.eq(core.i.ready & (sel == last))]
         with m.If(core.i.valid & core.i.ready):
-            m.d.sync += sel.eq(Mux(sel == last, 0, sel + 1))
+            m.d.sync += [s.eq(Mux(sel == last, 0, sel + 1)) for s in (sel, *lane_sel)]
 
         out_sel = Signal(range(self.chunks))
         valid = Signal()
@@ -242,13 +244,20 @@ class RequantUnit(wiring.Component):
         for lane in range(self.lanes):
             x, bias = payload.x[lane], payload.bias[lane]
             mult, shift = payload.multiplier[lane], payload.shift[lane]
+            # The lane's registers move on with their own copy of ``move``, from their own copy of the last
+            # stage's valid flag (kept apart in synthesis), so that no one net enables every register of the unit.
+            last_valid = Signal(name=f"last_valid_{lane}", attrs={"keep": 1})
+            with m.If(move):
+                m.d.sync += last_valid.eq(([self.i.valid] + valid)[-2])
+            lane_move = Signal(name=f"move_{lane}")
+            m.d.comb += lane_move.eq(~last_valid | self.o.ready)
 
             def stage(k, value, name):
                 """``value`` at the end of step ``k`` (0-based): registered when the pipeline moves if
                 ``registered`` lists step ``k``, else combinational."""
                 sig = Signal(Value.cast(value).shape(), name=f"{name}_{lane}", reset_less=True)   # valid[] say which hold rows
                 if k in registered:
-                    with m.If(move):
+                    with m.If(lane_move):
                         m.d.sync += sig.eq(value)
                 else:
                     m.d.comb += sig.eq(value)
