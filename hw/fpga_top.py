@@ -177,7 +177,7 @@ BOARDS = {
     # rows in groups of 6 (the 52 MULT18X18D of one of the device's three DSP rows hold 6 rows of 8 PEs): a
     # register more on the operand links between groups.
     "ulx3s-85f": Board("ulx3s-85f", "ecp5", "amaranth_boards.ulx3s:ULX3S_85F_Platform", "clk25", 25e6, 125e6,
-                       Config(rows=16, cols=8, int4=True, mem_width=32, mem_depth=2048, mem_latency=2,
+                       Config(rows=16, cols=8, int4=True, mem_width=32, mem_depth=2048, mem_latency=3,
                               queue_depth=4, engines=("gemm",), requant_lanes=4, accumulate=False,
                               pe_family="ecp5", row_group=6),
                        "rx=M1 tx=L4", 156,

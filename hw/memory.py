@@ -76,14 +76,16 @@ class MemoryModel(wiring.Component):
                          shifted[2].eq(shifted[1] ^ (shifted[1] << 5)[:32])]
             m.d.sync += [state.eq(shifted[2]), stall.eq(shifted[2][:2] == 0)]
         # With mem_latency >= 2 the request is registered before the RAM (one of the latency cycles): the
-        # arbiter's grant and payload mux then end at a register, not at the block RAM's inputs (FPGA timing).
-        # The order of accesses, and so what every read returns, is unchanged.
+        # arbiter's grant and payload mux then end at a register, not at the block RAM's inputs (FPGA timing);
+        # with mem_latency >= 3 twice, so that the first register can sit beside the arbiter and the second
+        # beside the block RAMs, which spread across the die. The order of accesses, and so what every read
+        # returns, is unchanged.
         req_valid, req = self.port.req.valid & self.port.req.ready, self.port.req.payload
-        if cfg.mem_latency >= 2:
-            accepted = req_valid
-            req_valid = Signal(name="req_valid")
-            req = Signal.like(self.port.req.payload, name="req_payload", reset_less=True)   # req_valid says if it holds one
-            m.d.sync += [req_valid.eq(accepted), req.eq(self.port.req.payload)]
+        for stage in range(request_stages(cfg.mem_latency)):
+            accepted, payload = req_valid, req
+            req_valid = Signal(name=f"req{stage}_valid")
+            req = Signal.like(self.port.req.payload, name=f"req{stage}_payload", reset_less=True)   # req_valid: holds one
+            m.d.sync += [req_valid.eq(accepted), req.eq(payload)]
         rdata = Signal(cfg.mem_bits)
         write = req_valid & req.we
         if self.storage == "amaranth":
@@ -101,12 +103,18 @@ class MemoryModel(wiring.Component):
         valid = Signal()
         m.d.sync += valid.eq(req_valid & ~req.we)
         payload = rdata
-        for stage in range(cfg.mem_latency - 1 - (cfg.mem_latency >= 2)):
+        for stage in range(cfg.mem_latency - 1 - request_stages(cfg.mem_latency)):
             v, d = Signal(name=f"lat{stage}_valid"), Signal(cfg.mem_bits, name=f"lat{stage}_data", reset_less=True)
             m.d.sync += [v.eq(valid), d.eq(payload)]
             valid, payload = v, d
         m.d.comb += [self.port.resp.valid.eq(valid), self.port.resp.payload.eq(payload)]
         return m
+
+
+def request_stages(mem_latency):
+    """Registers of :class:`MemoryModel` between an accepted request and the RAM: 0 with ``mem_latency`` 1, 1
+    with 2, 2 with 3 or more (the RAM's read takes one more cycle, a delay line the rest)."""
+    return min(mem_latency - 1, 2)
 
 
 class MemArbiter(wiring.Component):
