@@ -14,7 +14,8 @@ one more per register on the links between groups of ``row_group`` rows) and col
 (i, j) sees the k-step at cycle ``t + 1 + row_skew(i, row_group) + j``. On ``last`` a PE latches its sum into
 ``result``; ``out_valid`` pulses once per array row when that row's results (``out_row``) are
 complete (rows leave in order, at most one per cycle; the array cannot be stalled). Invariant the feeder must keep: two ``last`` k-steps are at least
-``MacArray.min_tile_cycles`` cycles apart, so a result is read before it is overwritten.
+``MacArray.min_tile_cycles`` cycles apart, so a result is read before it is overwritten. A reset drops the
+k-steps in flight; the array takes k-steps again from the second cycle after it.
 """
 from amaranth import *
 from amaranth.lib import data, wiring
@@ -31,12 +32,13 @@ CTRL = data.StructLayout({"valid": 1, "first": 1, "last": 1})
 MODE = data.StructLayout({"int4": 1, "a_signed": 1, "b_signed": 1})
 
 
-def delay(m, value, cycles, name, keep=False, first_index=0, reset_less=False):
+def delay(m, value, cycles, name, keep=False, first_index=0, reset_less=False, flush=None):
     """``value`` through ``cycles`` registers named ``name0, name1, ...`` (numbered from ``first_index``).
 
     ``reset_less`` for data: the array's operands, products and results have no reset (the control's
-    ``valid`` says whether they count), so the reset nets (the soft clear's reaches every register that
-    has one) only reach the control flip-flops.
+    ``valid`` says whether they count). The control's registers have none either; ``flush`` (a signal
+    that is high the cycle after a reset) clears them instead, so no reset net (the soft clear's reaches
+    every register that has one) reaches into the array.
 
     ``keep`` for the copies the array holds on purpose: control and mode travel PE to PE so that no net
     reaches every PE, so all PEs on an anti-diagonal hold equal values, and synthesis would merge those
@@ -44,8 +46,8 @@ def delay(m, value, cycles, name, keep=False, first_index=0, reset_less=False):
     onto their flip-flop cells, which stops that)."""
     for stage in range(cycles):
         reg = Signal.like(value, name=f"{name}{first_index + stage}", attrs={"keep": 1} if keep else {},
-                          reset_less=reset_less)
-        m.d.sync += reg.eq(value)
+                          reset_less=reset_less or flush is not None)
+        m.d.sync += reg.eq(value if flush is None else Mux(flush, 0, value))
         value = reg
     return value
 
@@ -155,7 +157,7 @@ class ProcessingElement(wiring.Component):
             raise ValueError("packed operands are for the INT4 multiplier PE (kind=\"mult18\", int4=True)")
         self.kind, self.int4, self.primitive, self.dsp_delay, self.packed = kind, int4, primitive, dsp_delay, packed
         operand = PACKED if packed else 8
-        members = {"a_in": In(operand), "b_in": In(operand), "ctrl_in": In(CTRL), "mode": In(MODE),
+        members = {"a_in": In(operand), "b_in": In(operand), "ctrl_in": In(CTRL), "mode": In(MODE), "flush": In(1),
                    "a_out": Out(operand), "mode_out": Out(MODE), "b_out": Out(operand), "ctrl_out": Out(CTRL),
                    "result": Out(signed(32))}
         if kind == "mac8":
@@ -167,7 +169,7 @@ class ProcessingElement(wiring.Component):
         a_in, b_in, mode_in = self.a_in, self.b_in, self.mode
         m.d.comb += [self.a_out.eq(delay(m, a_in, 1, "a_out", reset_less=True)),
                      self.b_out.eq(delay(m, b_in, 1, "b_out", reset_less=True)),
-                     self.ctrl_out.eq(delay(m, self.ctrl_in, 1, "ctrl_out", keep=True)),
+                     self.ctrl_out.eq(delay(m, self.ctrl_in, 1, "ctrl_out", keep=True, flush=self.flush)),
                      self.mode_out.eq(delay(m, mode_in, 1, "mode_out", keep=True, reset_less=True))]
 
         # The accumulator adds ``product`` (a stage-2 register, or selected from stage-2 registers) and ``carry``
@@ -217,8 +219,8 @@ class ProcessingElement(wiring.Component):
         # synchronous reset) the cycle before a tile's first k-step reaches stage 3, so the adder has no
         # multiplexer in front of it; the previous tile's last k-step, if in stage 3 then, still goes to ``result``.
         stages = self.latency - 1 + self.dsp_delay
-        ahead = delay(m, self.ctrl_in, stages - 1, "ctrl", keep=True)
-        ctrl = delay(m, ahead, 1, "ctrl", keep=True, first_index=stages - 1)
+        ahead = delay(m, self.ctrl_in, stages - 1, "ctrl", keep=True, flush=self.flush)
+        ctrl = delay(m, ahead, 1, "ctrl", keep=True, first_index=stages - 1, flush=self.flush)
         acc = Signal(signed(32), reset_less=True)      # cleared by the tile's first k-step
         result = Signal(signed(32), reset_less=True)
         m.d.comb += self.result.eq(result)
@@ -278,6 +280,13 @@ class MacArray(wiring.Component):
         kinds = pe_kinds(R, C, self.hard_multipliers, self.int4, family)
         # Operands packed for the INT4 multiplier once, at the array's inputs, when every PE takes them
         packed = self.int4 and all(kind == "mult18" for row in kinds for kind, _ in row)
+        # A reset (power-up or the soft clear) drops the k-steps in flight: ``flush[i]``, a register that the
+        # reset sets for a cycle, clears the control registers of row i (which have no reset, like the data),
+        # so the reset net reaches one register per row instead of every control register of the array.
+        flush = []
+        for i in range(R):
+            flush.append(Signal(init=1, name=f"flush{i}", attrs={"keep": 1}))
+            m.d.sync += flush[i].eq(0)
         pes = [[ProcessingElement(kind, int4=self.int4 and kind != "mac8", primitive=self.primitives, dsp_delay=delayed,
                                   packed=packed) for kind, delayed in row] for row in kinds]
         a_edge, b_edge = [self.a[i] for i in range(R)], [self.b[j] for j in range(C)]
@@ -288,10 +297,11 @@ class MacArray(wiring.Component):
             for j in range(C):
                 pe = pes[i][j]
                 m.submodules[f"pe_{i}_{j}"] = pe
+                m.d.comb += pe.flush.eq(flush[i])
                 if j == 0:
                     skew = FEED_STAGES + row_skew(i, self.row_group)
                     m.d.comb += [pe.a_in.eq(delay(m, a_edge[i], skew, f"a{i}_d", reset_less=True)),
-                                 pe.ctrl_in.eq(delay(m, self.ctrl, skew, f"ctrl{i}_d", keep=True)),
+                                 pe.ctrl_in.eq(delay(m, self.ctrl, skew, f"ctrl{i}_d", keep=True, flush=flush[i])),
                                  pe.mode.eq(delay(m, self.mode, skew, f"mode{i}_d", keep=True, reset_less=True))]
                 else:
                     m.d.comb += [pe.a_in.eq(pes[i][j - 1].a_out), pe.ctrl_in.eq(pes[i][j - 1].ctrl_out),
@@ -317,8 +327,8 @@ class MacArray(wiring.Component):
         done = []
         for i in range(R):
             last = delay(m, pes[i][C - 1].ctrl_out.valid & pes[i][C - 1].ctrl_out.last, ProcessingElement.latency - 2,
-                         f"done{i}_d", keep=True)
-            done.append([delay(m, last, 1, f"done{i}_{j}_d", keep=True) for j in range(C + 1)])
+                         f"done{i}_d", keep=True, flush=flush[i])
+            done.append([delay(m, last, 1, f"done{i}_{j}_d", keep=True, flush=flush[i]) for j in range(C + 1)])
         # The readout: an OR of the results gated by ``done`` (at most one row is done per cycle); for more
         # than READOUT_GROUP rows registered per group of rows (next to them), then an OR over the groups
         # (``readout_stages``).
@@ -334,13 +344,13 @@ class MacArray(wiring.Component):
                      for n in range(len(groups))]
             for (part_valid, part), rows in zip(parts, groups):
                 group_valid, group_row = gated(rows)
-                m.d.sync += [part_valid.eq(group_valid), *(p.eq(v) for p, v in zip(part, group_row))]
+                m.d.sync += [part_valid.eq(group_valid & ~flush[rows[0]]), *(p.eq(v) for p, v in zip(part, group_row))]
             valid = Cat(v for v, _ in parts).any()
             row = [_or_reduce([part[j] for _, part in parts]) for j in range(C)]
         assert 1 + (len(groups) > 1) == readout_stages(R)
         out_row = Signal.like(self.out_row, reset_less=True)
         m.d.comb += self.out_row.eq(out_row)
-        m.d.sync += [self.out_valid.eq(valid), *(out_row[j].eq(row[j]) for j in range(C))]
+        m.d.sync += [self.out_valid.eq(valid & ~flush[0]), *(out_row[j].eq(row[j]) for j in range(C))]
         return m
 
 

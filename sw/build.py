@@ -76,14 +76,19 @@ def dsp_placement(dsp_rows, rows, cols, row_group) -> dict:
     """``{(i, j): BEL}``: the DSP site of each PE of a ``rows x cols`` MAC array whose rows come in groups of
     ``row_group`` (``Config.row_group``), on a device whose DSP sites are ``dsp_rows`` (one tuple of nextpnr
     BEL names per row of DSP blocks, left to right; ``Board.dsp_rows``). Group ``g`` goes to DSP row ``g``,
-    column-major: PE (i, j) at site ``j * row_group + i % row_group``, so the b links between the rows of a
-    group join neighbouring sites, the registered link into the next group runs straight down to the next
-    DSP row, and column j's PEs of every group sit at the same x (the readout's OR over a column's rows runs
-    down the die). Empty (the placer chooses) when the array does not fit that way."""
+    column-major from the left: PE (i, j) at site ``j * n + i % row_group`` (``n``: the group's rows), so the
+    b links between the rows of a group join neighbouring sites, the registered link into the next group
+    runs down to the next DSP row, column j's PEs of every full group sit at the same x (the readout's OR
+    over a column's rows runs down the die), and the sites a smaller last group leaves free are side by
+    side (for the multipliers that yosys infers, the requant unit's). Empty (the placer chooses) when the
+    array does not fit that way."""
     groups = -(-rows // row_group) if row_group else 0
     if not row_group or groups > len(dsp_rows) or any(row_group * cols > len(sites) for sites in dsp_rows):
         return {}
-    return {(i, j): dsp_rows[i // row_group][j * row_group + i % row_group] for i in range(rows) for j in range(cols)}
+    def site(i, j):
+        n = min(row_group, rows - i // row_group * row_group)
+        return dsp_rows[i // row_group][j * n + i % row_group]
+    return {(i, j): site(i, j) for i in range(rows) for j in range(cols)}
 
 
 def placement_script(placement: dict) -> str:

@@ -24,6 +24,7 @@ async def random_tiles(dut):
     dut.mode.value = 0
     await ClockCycles(dut.clk, 2)
     dut.rst.value = 0
+    await ClockCycles(dut.clk, 1)       # the array takes k-steps from the second cycle after a reset
     checked = 0
     int4 = os.environ.get("ARRAY_INT4", "1") == "1"
     for mode in [m for m in MODES if int4 or not m[0]]:

@@ -328,8 +328,8 @@ def test_array_alone_benchmark(tmp_path):
 # -- build reports and their errors (no toolchain run) -------------------------------------------
 def test_dsp_placement_of_the_ulx3s_array():
     """The board chip's PEs get distinct MULT18X18D sites, a row group per DSP row, the rows of a group on
-    neighbouring sites and a column's PEs at the same x in every group; an array that does not fit that
-    way gets none (the placer chooses)."""
+    neighbouring sites, a column's PEs at the same x in every full group and the sites the smaller last
+    group leaves free side by side; an array that does not fit that way gets none (the placer chooses)."""
     from tridsa.hw.fpga_top import BOARDS
     from tridsa.sw.build import dsp_placement, placement_script
     board = BOARDS["ulx3s-85f"]
@@ -343,9 +343,12 @@ def test_dsp_placement_of_the_ulx3s_array():
     for i in range(cfg.rows):
         for j in range(cfg.cols):
             assert xy(i, j)[1] == (10, 34, 58)[i // cfg.row_group]
-            assert xy(i, j)[0] == xy(i % cfg.row_group, j)[0]
+            if i < cfg.rows // cfg.row_group * cfg.row_group:
+                assert xy(i, j)[0] == xy(i % cfg.row_group, j)[0]
             if i % cfg.row_group:
                 assert 0 < xy(i, j)[0] - xy(i - 1, j)[0] <= 6, (i, j)          # the next site (a block apart: 4-6)
+    last_row = set(board.dsp_rows[2])
+    assert {s for s in sites.values() if s in last_row} == set(board.dsp_rows[2][:(cfg.rows % cfg.row_group) * cfg.cols])
     assert dsp_placement(board.dsp_rows, 16, 8, 0) == {} == dsp_placement(board.dsp_rows, 16, 8, 4)
     assert placement_script({(1, 2): "X4/Y10/MULT18_0"}) == \
         'setattr -set BEL "X4/Y10/MULT18_0" t:MULT18X18D c:*.pe_1_2.mult.mult %i\n'

@@ -16,6 +16,7 @@ def run_amaranth(rows, cols, seed, **options):
     got, expected = [], []
 
     async def tb(ctx):
+        await ctx.tick()                # the array takes k-steps from the second cycle after a reset
         for mode in MODES if dut.int4 else [m for m in MODES if not m[0]]:
             cycles, exp = schedule(rng, rows, cols, dut.min_tile_cycles, 4, mode)
             expected.extend(exp)
@@ -144,6 +145,7 @@ def test_sb_mac16_pair_products_edges(seed):
     got = []
 
     async def tb(ctx):
+        await ctx.tick()                # the array takes k-steps from the second cycle after a reset
         for mode in [m for m in MODES if not m[0]]:
             ctx.set(dut.mode.as_value(), pack(mode, 1))
             want = [list(tile_result([[a]], [[b0, b1]], mode)[0]) for a, b0, b1 in cases]
