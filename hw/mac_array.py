@@ -15,7 +15,9 @@ one more per register on the links between groups of ``row_group`` rows) and col
 ``result``; ``out_valid`` pulses once per array row when that row's results (``out_row``) are
 complete (rows leave in order, at most one per cycle; the array cannot be stalled). Invariant the feeder must keep: two ``last`` k-steps are at least
 ``MacArray.min_tile_cycles`` cycles apart, so a result is read before it is overwritten. A reset drops the
-k-steps in flight; the array takes k-steps again from the second cycle after it.
+k-steps in flight; the array takes k-steps again from the second cycle after it. ``mode`` holds from the
+cycle before a tile's first k-step to its last (the INT4 array packs the operands at its edge with a
+registered copy of it per lane).
 """
 from amaranth import *
 from amaranth.lib import data, wiring
@@ -290,9 +292,11 @@ class MacArray(wiring.Component):
         pes = [[ProcessingElement(kind, int4=self.int4 and kind != "mac8", primitive=self.primitives, dsp_delay=delayed,
                                   packed=packed) for kind, delayed in row] for row in kinds]
         a_edge, b_edge = [self.a[i] for i in range(R)], [self.b[j] for j in range(C)]
-        if packed:
-            a_edge = [pack_operands(a, Const(0, 8), self.mode)[0] for a in a_edge]
-            b_edge = [pack_operands(Const(0, 8), b, self.mode)[1] for b in b_edge]
+        if packed:      # each edge lane packs with a registered copy of the mode of its own (kept apart)
+            a_edge = [pack_operands(a, Const(0, 8), delay(m, self.mode, 1, f"pack_mode_a{i}_", keep=True,
+                                                          reset_less=True))[0] for i, a in enumerate(a_edge)]
+            b_edge = [pack_operands(Const(0, 8), b, delay(m, self.mode, 1, f"pack_mode_b{j}_", keep=True,
+                                                          reset_less=True))[1] for j, b in enumerate(b_edge)]
         for i in range(R):
             for j in range(C):
                 pe = pes[i][j]

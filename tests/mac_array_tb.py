@@ -30,6 +30,7 @@ async def random_tiles(dut):
     for mode in [m for m in MODES if int4 or not m[0]]:
         cycles, expected = schedule(rng, rows, cols, min_tile, 6, mode)
         dut.mode.value = pack(mode, 1)
+        await ClockCycles(dut.clk, 1)   # the mode holds from the cycle before a tile's first k-step
         got = []
         for valid, first, last, a, b in cycles + [(0, 0, 0, [0] * rows, [0] * cols)] * (rows + cols + 6):
             await FallingEdge(dut.clk)

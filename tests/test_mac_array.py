@@ -21,6 +21,7 @@ def run_amaranth(rows, cols, seed, **options):
             cycles, exp = schedule(rng, rows, cols, dut.min_tile_cycles, 4, mode)
             expected.extend(exp)
             ctx.set(dut.mode.as_value(), pack(mode, 1))
+            await ctx.tick()            # the mode holds from the cycle before a tile's first k-step
             for valid, first, last, a, b in cycles + [(0, 0, 0, [0] * rows, [0] * cols)] * (2 * rows + cols + 6):
                 ctx.set(dut.ctrl.as_value(), valid | (first << 1) | (last << 2))
                 ctx.set(dut.a.as_value(), pack(a, 8))
