@@ -121,7 +121,8 @@ class ProcessingElement(wiring.Component):
     multiplier PE: the DSP's product bits as they are, so no logic sits between the DSP and the fabric
     register), (3) accumulate (the INT4 multiplier PE: the int8 product or the int4 dot product selected
     from them, its sign correction as the adder's carry-in); ``result`` is latched ``latency`` cycles after
-    the ``last`` k-step came in.
+    the ``last`` k-step came in. ``flush`` clears the control registers (the data registers and they have
+    no reset: :class:`MacArray` drives it the cycle after a reset).
 
     Parameters
     ----------
