@@ -8,6 +8,11 @@ Memory port protocol (:class:`MemPort`, seen from the requester):
   after its request was accepted, in request order. Requesters never issue a read they have no
   buffer space for (credits), so responses cannot be refused.
 * A write takes effect when it is accepted; a later read of the same word sees it.
+
+A chip with the compact GEMM engine (``Config.gemm_engine``) also has a write port (:func:`write_port`): a
+stream of ``{addr, wdata}`` without ``ready``, the block RAM's own write port beside the read of ``port``, so
+an engine writes its outputs while it reads its operands. The engine never writes a word it reads while
+writing (its output region does not meet its inputs), and the port's request register keeps the order.
 """
 from __future__ import annotations
 
@@ -18,7 +23,17 @@ from amaranth.lib.wiring import In, Out
 
 from .skid import SkidBuffer
 
-__all__ = ["MemPort", "MemoryModel", "MemArbiter", "BlockReader"]
+__all__ = ["MemPort", "MemoryModel", "MemArbiter", "BlockReader", "write_port", "has_write_port"]
+
+
+def write_port(config) -> stream.Signature:
+    """The memory's write port of a compact-engine chip (writer side): always ready, one word per cycle."""
+    return stream.Signature(data.StructLayout({"addr": config.addr_bits, "wdata": config.mem_bits}), always_ready=True)
+
+
+def has_write_port(config) -> bool:
+    """Whether the chip's memory has the write port (the compact GEMM engine writes through it)."""
+    return config.gemm_engine == "compact"
 
 
 class MemPort(wiring.Signature):
@@ -62,7 +77,10 @@ class MemoryModel(wiring.Component):
         # Created here (not in elaborate) so a Python simulation can read the final contents.
         self.storage_memory = (Memory(shape=config.mem_bits, depth=config.mem_depth, init=init)
                                if storage == "amaranth" else None)
-        super().__init__({"port": In(MemPort(config)), "dump": In(1)})
+        ports = {"port": In(MemPort(config)), "dump": In(1)}
+        if has_write_port(config):
+            ports["write"] = In(write_port(config))
+        super().__init__(ports)
 
     def elaborate(self, platform):
         m = Module()
@@ -85,16 +103,21 @@ class MemoryModel(wiring.Component):
             m.d.sync += [req_valid.eq(accepted), req.eq(self.port.req.payload)]
         rdata = Signal(cfg.mem_bits)
         write = req_valid & req.we
+        waddr, wdata = req.addr, req.wdata
+        if has_write_port(cfg):         # registered like the request; the engines never write through ``port``
+            w_valid, w = Signal(name="w_valid"), Signal.like(self.write.payload, name="w_payload")
+            m.d.sync += [w_valid.eq(self.write.valid), w.eq(self.write.payload)]
+            write, waddr, wdata = write | w_valid, Mux(w_valid, w.addr, req.addr), Mux(w_valid, w.wdata, req.wdata)
         if self.storage == "amaranth":
             m.submodules.storage = storage = self.storage_memory
             wr = storage.write_port()
             rd = storage.read_port()
-            m.d.comb += [wr.addr.eq(req.addr), wr.data.eq(req.wdata), wr.en.eq(write),
+            m.d.comb += [wr.addr.eq(waddr), wr.data.eq(wdata), wr.en.eq(write),
                          rd.addr.eq(req.addr), rdata.eq(rd.data)]
         else:
             m.submodules.storage = Instance(
                 "tridsa_sim_mem", p_WIDTH=cfg.mem_bits, p_DEPTH=cfg.mem_depth, p_ABITS=cfg.addr_bits,
-                i_clk=ClockSignal(), i_addr=req.addr, i_we=write, i_wdata=req.wdata,
+                i_clk=ClockSignal(), i_addr=req.addr, i_waddr=waddr, i_we=write, i_wdata=wdata,
                 i_dump=self.dump, o_rdata=rdata, o_stall=stall)
         # One cycle in the RAM, the rest (after the request register) in a delay line.
         valid = Signal()
