@@ -1,27 +1,36 @@
 """Broadcast MAC array of the compact GEMM engine: every PE sees its k-step in the same cycle.
 
 Row ``i`` of PEs shares the A byte ``a[i]`` and column ``j`` the B byte ``b[j]`` (no skew, no pass-through
-registers): PE (i, j) accumulates ``a[i] * b[j]``. Two PEs of a row, columns 2c and 2c + 1, share one
-:class:`~tridsa.hw.dsp.Mac16Dual8x8` (iCE40 ``SB_MAC16`` in dual 8 x 8 mode with its input and product
-registers on; a behavioural model of the same two registers where the platform has none): ``A = a[i]`` on
-both halves, ``B = {b[2c], b[2c+1]}``. The DSP multiplies the bytes as signed; each PE adds
-:func:`~tridsa.hw.mac_array.mac8_correction` (registered beside the product register) for unsigned
-operands, as the systolic array's iCE40 PE does.
+registers). Two PEs of a row, columns 2c and 2c + 1, share one :class:`~tridsa.hw.dsp.Mac16Dual8x8`
+(iCE40 ``SB_MAC16`` in dual 8 x 8 mode with its input and product registers on; a behavioural model of
+the same registers where the platform has none): ``A = a[i]`` on both halves, ``B = {b[2c], b[2c+1]}``.
+
+*Signedness.* The ``SB_MAC16``'s signedness is fixed at synthesis and the GEMM chooses it per instruction.
+Instead of a correction in every PE (the systolic array's iCE40 PE), the array multiplies signed bytes
+``a' = a - 128 ua`` and ``b' = b - 128 ub`` (``ua``, ``ub``: that operand is unsigned; the top bit of the
+byte inverted) and keeps a sum per row and one per column: with ``a = a' + 128 ua`` and ``b = b' + 128 ub``
+(the true values),
+
+    a * b = a' * b' + 128 * (ub * a' + ua * b),
+
+so the true sum of PE (i, j) over a tile is ``result[i][j] + 128 * (row_sum[i] + col_sum[j])``, where
+``row_sum[i]`` sums ``ub * a'`` of row i and ``col_sum[j]`` sums ``ua * b`` of column j (:meth:`true_sum`).
+Ten sums instead of sixteen corrections; the identity holds for every byte, zero padding included.
 
 Protocol: each cycle the engine may present a k-step ``a``, ``b`` with ``ctrl = {valid, first, last}``
-and ``mode`` (stable during an instruction). Stages: (0) the DSP input registers and the fabric copies
-of the operands, (1) the DSP product register and the correction, (2) the accumulator. On a ``last``
-k-step every PE latches its sum into ``result`` (``LATENCY`` cycles after the k-step was presented,
-when ``done`` pulses); ``result`` holds until the next ``last``. A ``first`` k-step restarts the sums,
-so tiles run back to back. The accumulators are ``acc_bits`` wide (``Config.acc_bits``, exact for every
-legal GEMM of the chip's memory); ``result`` holds them sign-extended by the reader.
+and ``mode`` (stable during an instruction). On a ``last`` k-step the array latches the tile's sums into
+``result``, ``row_sum`` and ``col_sum`` (all of them valid ``LATENCY`` cycles after that k-step was
+presented, when ``done`` pulses), which hold until the next ``last``; a ``first`` k-step restarts the
+sums, so tiles run back to back. The PE sums are ``acc_bits`` wide (``Config.acc_bits``: exact for every
+legal GEMM of the chip's memory, as ``|a' * b'| <= 2**14``), the row and column sums ``acc_bits - 7``
+(``|ua * b|`` and ``|ub * a'|`` are at most 255, a 2**7-th of the product bound ``255**2``).
 """
 from amaranth import *
 from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
 from .dsp import LATENCY as DSP_LATENCY, Mac16Dual8x8
-from .mac_array import CTRL, MODE, delay, mac8_correction
+from .mac_array import CTRL, MODE, delay
 
 __all__ = ["BroadcastArray"]
 
@@ -41,6 +50,7 @@ class BroadcastArray(wiring.Component):
         if not 18 <= acc_bits <= 32:
             raise ValueError(f"acc_bits must be in 18..32, not {acc_bits!r}")
         self.rows, self.cols, self.acc_bits, self.primitives = rows, cols, acc_bits, primitives
+        self.sum_bits = acc_bits - 7
         super().__init__({
             "a": In(data.ArrayLayout(8, rows)),
             "b": In(data.ArrayLayout(8, cols)),
@@ -48,36 +58,56 @@ class BroadcastArray(wiring.Component):
             "mode": In(MODE),
             "done": Out(1),
             "result": Out(data.ArrayLayout(data.ArrayLayout(signed(acc_bits), cols), rows)),
+            "row_sum": Out(data.ArrayLayout(signed(self.sum_bits), rows)),
+            "col_sum": Out(data.ArrayLayout(signed(self.sum_bits), cols)),
         })
+
+    @staticmethod
+    def true_sum(result, row_sum, col_sum):
+        """The tile's sum of one PE (a Value, 32 bits) from its ``result`` and its row's and column's sums."""
+        return (result + ((row_sum + col_sum) << 7))[:32].as_signed()
 
     def elaborate(self, platform):
         m = Module()
         R, C = self.rows, self.cols
-        # Stage 0: the fabric's copies of the operands, control and mode (the DSPs register their own)
-        a0 = [delay(m, self.a[i], 1, f"a{i}_") for i in range(R)]
-        b0 = [delay(m, self.b[j], 1, f"b{j}_") for j in range(C)]
+        ua, ub = ~self.mode.a_signed, ~self.mode.b_signed
+        a_dsp = [Cat(self.a[i][:7], self.a[i][7] ^ ua).as_signed() for i in range(R)]      # a'
+        b_dsp = [Cat(self.b[j][:7], self.b[j][7] ^ ub).as_signed() for j in range(C)]      # b'
+        # Stage 0: the row and column terms (registered), the control; the DSPs register their operands
+        row_terms = [delay(m, Mux(ub, a_dsp[i], 0), 1, f"row_term{i}_") for i in range(R)]
+        col_terms = [delay(m, Mux(ua, Cat(self.b[j], self.b[j][7] & self.mode.b_signed).as_signed(), 0), 1,
+                           f"col_term{j}_") for j in range(C)]
         ctrl0 = delay(m, self.ctrl, 1, "ctrl_0_")
-        mode0 = delay(m, self.mode, 1, "mode_0_")
         ctrl1 = delay(m, ctrl0, 1, "ctrl_1_")
-        done = delay(m, ctrl1.valid & ctrl1.last, 1, "done_")
-        m.d.comb += self.done.eq(done)
+        m.d.comb += self.done.eq(delay(m, ctrl1.valid & ctrl1.last, 1, "done_"))
+
+        def accumulate(total_of, ahead, now, name, shape, out):
+            """``out <= sum`` of ``total_of(acc)`` over a tile: the sum is cleared (a synchronous reset) while a
+            tile's first k-step is one stage ahead (``ahead``), when the previous tile's last one, if any, goes
+            to ``out``; ``now`` is the control of the stage that adds."""
+            acc = Signal(shape, name=name)
+            total = Signal(shape, name=f"{name}_total")
+            m.d.comb += total.eq(total_of(acc))
+            with m.If(ahead.valid & ahead.first):
+                m.d.sync += acc.eq(0)
+            with m.Elif(now.valid):
+                m.d.sync += acc.eq(total)
+            with m.If(now.valid & now.last):
+                m.d.sync += out.eq(total)
+
+        # The row and column sums add in stage 0, the PE sums in stage 2 (after the DSP's two registers)
+        for i in range(R):
+            accumulate(lambda acc, i=i: acc + row_terms[i], self.ctrl, ctrl0, f"row_acc{i}", signed(self.sum_bits),
+                       self.row_sum[i])
+        for j in range(C):
+            accumulate(lambda acc, j=j: acc + col_terms[j], self.ctrl, ctrl0, f"col_acc{j}", signed(self.sum_bits),
+                       self.col_sum[j])
         for i in range(R):
             for c in range(C // 2):
                 m.submodules[f"dsp_{i}_{c}"] = dsp = Mac16Dual8x8(self.primitives)
-                m.d.comb += [dsp.a_top.eq(self.a[i]), dsp.a_bot.eq(self.a[i]),
-                             dsp.b_top.eq(self.b[2 * c]), dsp.b_bot.eq(self.b[2 * c + 1])]
+                m.d.comb += [dsp.a_top.eq(a_dsp[i]), dsp.a_bot.eq(a_dsp[i]),
+                             dsp.b_top.eq(b_dsp[2 * c]), dsp.b_bot.eq(b_dsp[2 * c + 1])]
                 for j, product in ((2 * c, dsp.top), (2 * c + 1, dsp.bot)):
-                    # Stage 1: the correction beside the product register; stage 2: the accumulator. It is
-                    # cleared (a synchronous reset) while a tile's first k-step is in stage 1, when the
-                    # previous tile's last one, if any, goes to ``result``.
-                    correction = delay(m, mac8_correction(a0[i], b0[j], mode0), 1, f"correction_{i}_{j}_")
-                    acc = Signal(signed(self.acc_bits), name=f"acc_{i}_{j}")
-                    total = Signal(signed(self.acc_bits), name=f"total_{i}_{j}")
-                    m.d.comb += total.eq(acc + product + (correction << 8))
-                    with m.If(ctrl0.valid & ctrl0.first):
-                        m.d.sync += acc.eq(0)
-                    with m.Elif(ctrl1.valid):
-                        m.d.sync += acc.eq(total)
-                    with m.If(ctrl1.valid & ctrl1.last):
-                        m.d.sync += self.result[i][j].eq(total)
+                    accumulate(lambda acc, p=product: acc + p, ctrl0, ctrl1, f"acc_{i}_{j}", signed(self.acc_bits),
+                               self.result[i][j])
         return m

@@ -195,22 +195,32 @@ class CompactGemmEngine(wiring.Component):
                         value = word[32 * j:32 * j + 6]
                         m.d.sync += shift[j].eq(Mux(value > 62, 62, value))
 
-        # ---- output stage: result rows -> requant -> packed words -> write port ------------------
+        # ---- output stage: result rows -> row register -> requant -> packed words -> write port ----
+        # ``latched``: the array's results hold rows not yet in the row register (``row``: the next one).
+        # The row register holds a row's true sums (:meth:`BroadcastArray.true_sum`) for the requant unit;
+        # the result registers are free once it took the tile's last row.
         latched, row = Signal(), Signal(range(R))
+        x, x_valid, x_last = Signal(data.ArrayLayout(signed(32), C)), Signal(), Signal()
         with m.If(array.done):
             m.d.sync += latched.eq(1)
         rq = requant.i
-        m.d.comb += [rq.valid.eq(latched),
+        taken = rq.valid & rq.ready
+        m.d.comb += [rq.valid.eq(x_valid),
                      requant.enable.eq(f.requant), requant.rounding.eq(f.rounding),
                      requant.zero_point.eq(f.zero_point), requant.out_format.eq(f.out_format), requant.relu.eq(f.relu)]
-        results = array.result[row]
         for j in range(C):
-            m.d.comb += [rq.payload.x[j].eq(results[j]), rq.payload.bias[j].eq(bias[j]),
+            m.d.comb += [rq.payload.x[j].eq(x[j]), rq.payload.bias[j].eq(bias[j]),
                          rq.payload.multiplier[j].eq(mult[j]), rq.payload.shift[j].eq(shift[j])]
-        with m.If(rq.valid & rq.ready):
-            m.d.sync += row.eq(row + 1)
+        with m.If(taken):
+            m.d.sync += x_valid.eq(0)
+            with m.If(x_last):
+                m.d.sync += reserved.eq(0)
+        with m.If(latched & (~x_valid | taken)):
+            results = array.result[row]
+            m.d.sync += [x[j].eq(array.true_sum(results[j], array.row_sum[row], array.col_sum[j])) for j in range(C)]
+            m.d.sync += [x_valid.eq(1), x_last.eq(row == R - 1), row.eq(row + 1)]
             with m.If(row == R - 1):
-                m.d.sync += [row.eq(0), latched.eq(0), reserved.eq(0)]
+                m.d.sync += [row.eq(0), latched.eq(0)]
 
         # The packer: a row of C elements enters a word at the top and moves down by a row's bits, so
         # when the word is full, row n of it is at bits ``n * C * bits`` (a tile fills whole words).
@@ -218,9 +228,9 @@ class CompactGemmEngine(wiring.Component):
         packed = Signal(cfg.mem_bits)
         fill = Signal(range(cfg.mem_bits // (4 * C)))
         c_ptr, written = Signal(L), Signal(L)
-        w_valid, w_addr, w_data = Signal(), Signal(cfg.addr_bits), Signal(cfg.mem_bits)
+        w_valid, w_addr = Signal(), Signal(cfg.addr_bits)          # the full word is ``packed``
         m.d.comb += [out.ready.eq(1), self.wmem.valid.eq(w_valid), self.wmem.payload.addr.eq(w_addr),
-                     self.wmem.payload.wdata.eq(w_data)]
+                     self.wmem.payload.wdata.eq(packed)]
         m.d.sync += w_valid.eq(0)
         with m.If(out.valid):
             with m.Switch(f.out_format):
@@ -231,8 +241,7 @@ class CompactGemmEngine(wiring.Component):
                         full = fill == cfg.mem_bits // row_bits - 1
                         m.d.sync += [packed.eq(merged), fill.eq(Mux(full, 0, fill + 1))]
                         with m.If(full):
-                            m.d.sync += [w_valid.eq(1), w_addr.eq(c_ptr), w_data.eq(merged), c_ptr.eq(c_ptr + 1),
-                                         written.eq(written + 1)]
+                            m.d.sync += [w_valid.eq(1), w_addr.eq(c_ptr), c_ptr.eq(c_ptr + 1), written.eq(written + 1)]
         with m.If(setup.checking):
             m.d.sync += [c_ptr.eq(low.c), written.eq(0), fill.eq(0)]
         # done once the last word went to the write port (the memory writes it in the next cycle)

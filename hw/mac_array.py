@@ -24,7 +24,7 @@ from .dsp import LATENCY as DSP_LATENCY, Mac16Dual8x8, Mult18x18, platform_famil
 
 assert PE_LATENCY == 4 and DSP_LATENCY == 2, "ProcessingElement is written for four stages, two of them a DSP's"
 
-__all__ = ["CTRL", "MODE", "PACKED", "mac8_correction", "ProcessingElement", "MacArray", "pack_operands", "pe_kinds", "dsp_blocks"]
+__all__ = ["CTRL", "MODE", "PACKED", "ProcessingElement", "MacArray", "pack_operands", "pe_kinds", "dsp_blocks"]
 
 CTRL = data.StructLayout({"valid": 1, "first": 1, "last": 1})
 MODE = data.StructLayout({"int4": 1, "a_signed": 1, "b_signed": 1})
@@ -81,15 +81,6 @@ class _Operands:
         self.a8, self.b8 = extend(a, 7, mode.a_signed), extend(b, 7, mode.b_signed)
         self.a4 = extend(a[0:4], 3, mode.a_signed), extend(a[4:8], 3, mode.a_signed)
         self.b4 = extend(b[0:4], 3, mode.b_signed), extend(b[4:8], 3, mode.b_signed)
-
-
-def mac8_correction(a, b, mode):
-    """What a signed 8 x 8 multiply of the bytes ``a``, ``b`` (an iCE40 ``SB_MAC16`` half, whose signedness is
-    fixed at synthesis) lacks of the product by ``mode``, divided by 2**8: ``ca * b + cb * a_s`` (``ca`` /
-    ``cb``: that operand is unsigned with its top bit set; ``b`` the other operand's true value, ``a_s`` the
-    a byte read as signed). A 10-bit signed value."""
-    a_fix, b_fix = a[7] & ~mode.a_signed, b[7] & ~mode.b_signed
-    return (Mux(a_fix, _Operands(a, b, mode).b8, 0) + Mux(b_fix, a.as_signed(), 0))[:10].as_signed()
 
 
 #: An operand of the INT4-capable multiplier PE, packed for the 18 x 18 multiply: ``value`` (the int8 operand or the
@@ -185,12 +176,15 @@ class ProcessingElement(wiring.Component):
                 m.d.comb += [mult.a.eq(x.a8), mult.b.eq(x.b8)]
                 m.d.sync += product.eq(mult.p[:18].as_signed())
         elif self.kind == "mac8":
+            stage0 = _Operands(self.a_out, self.b_out, self.mode_out)     # the pass-through registers
             source_a, source_b = (a_in, b_in) if self.dsp_delay == 0 else (self.a_out, self.b_out)
             m.d.comb += [self.dsp_a.eq(source_a.as_signed()), self.dsp_b.eq(source_b.as_signed())]
             # The sign correction, from the stage-0 copies of the operands (the pass-through registers),
             # registered beside the DSP's product register (and one more cycle with the delay)
-            correction = delay(m, mac8_correction(self.a_out, self.b_out, self.mode_out),
-                               1 + self.dsp_delay, "correction")
+            a, b, mode = self.a_out, self.b_out, self.mode_out
+            a_fix, b_fix = a[7] & ~mode.a_signed, b[7] & ~mode.b_signed
+            correction = Mux(a_fix, stage0.b8, 0) + Mux(b_fix, a.as_signed(), 0)
+            correction = delay(m, correction[:10].as_signed(), 1 + self.dsp_delay, "correction")
             m.d.sync += product.eq(self.dsp_p + (correction << 8))
         else:
             stage0 = _Operands(self.a_out, self.b_out, self.mode_out)     # the pass-through registers

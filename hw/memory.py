@@ -10,9 +10,10 @@ Memory port protocol (:class:`MemPort`, seen from the requester):
 * A write takes effect when it is accepted; a later read of the same word sees it.
 
 A chip with the compact GEMM engine (``Config.gemm_engine``) also has a write port (:func:`write_port`): a
-stream of ``{addr, wdata}`` without ``ready``, the block RAM's own write port beside the read of ``port``, so
-an engine writes its outputs while it reads its operands. The engine never writes a word it reads while
-writing (its output region does not meet its inputs), and the port's request register keeps the order.
+stream of ``{addr, wdata}`` without ``ready`` (the writer drives it from registers), the block RAM's own
+write port beside the read of ``port``, so an engine writes its outputs while it reads its operands. A word
+is written in the cycle it is offered; the engine never writes a word it reads while writing (its output
+region does not meet its inputs).
 """
 from __future__ import annotations
 
@@ -104,10 +105,9 @@ class MemoryModel(wiring.Component):
         rdata = Signal(cfg.mem_bits)
         write = req_valid & req.we
         waddr, wdata = req.addr, req.wdata
-        if has_write_port(cfg):         # registered like the request; the engines never write through ``port``
-            w_valid, w = Signal(name="w_valid"), Signal.like(self.write.payload, name="w_payload")
-            m.d.sync += [w_valid.eq(self.write.valid), w.eq(self.write.payload)]
-            write, waddr, wdata = write | w_valid, Mux(w_valid, w.addr, req.addr), Mux(w_valid, w.wdata, req.wdata)
+        if has_write_port(cfg):         # the engines never write through ``port``
+            w = self.write
+            write, waddr, wdata = write | w.valid, Mux(w.valid, w.payload.addr, req.addr), Mux(w.valid, w.payload.wdata, req.wdata)
         if self.storage == "amaranth":
             m.submodules.storage = storage = self.storage_memory
             wr = storage.write_port()
