@@ -18,10 +18,11 @@ so the true sum of PE (i, j) over a tile is ``result[i][j] + 128 * (row_sum[i] +
 Ten sums instead of sixteen corrections; the identity holds for every byte, zero padding included.
 
 Protocol: each cycle the engine may present a k-step ``a``, ``b`` with ``ctrl = {valid, first, last}``
-and ``mode`` (stable during an instruction). On a ``last`` k-step the array latches the tile's sums into
-``result``, ``row_sum`` and ``col_sum`` (all of them valid ``LATENCY`` cycles after that k-step was
-presented, when ``done`` pulses), which hold until the next ``last``; a ``first`` k-step restarts the
-sums, so tiles run back to back. The PE sums are ``acc_bits`` wide (``Config.acc_bits``: exact for every
+and ``mode`` (stable during an instruction). ``result``, ``row_sum`` and ``col_sum`` are the sums
+themselves (no copies: a register per bit is a logic cell on the iCE40). After a ``last`` k-step they are
+the tile's from ``LATENCY`` cycles after that k-step was presented (when ``done`` pulses) until the
+cycle the next tile's first k-step is presented, inclusive (the engine reads them out in between).
+The PE sums are ``acc_bits`` wide (``Config.acc_bits``: exact for every
 legal GEMM of the chip's memory, as ``|a' * b'| <= 2**14``), the row and column sums ``acc_bits - 7``
 (``|ua * b|`` and ``|ub * a'|`` are at most 255, a 2**7-th of the product bound ``255**2``).
 """
@@ -64,8 +65,10 @@ class BroadcastArray(wiring.Component):
 
     @staticmethod
     def true_sum(result, row_sum, col_sum):
-        """The tile's sum of one PE (a Value, 32 bits) from its ``result`` and its row's and column's sums."""
-        return (result + ((row_sum + col_sum) << 7))[:32].as_signed()
+        """The tile's sum of one PE (a signed Value of at most 32 bits) from its ``result`` and its row's and
+        column's sums (each read as signed: an element picked by a Value index is a plain slice)."""
+        result, row_sum, col_sum = (Value.cast(v).as_signed() for v in (result, row_sum, col_sum))
+        return result + ((row_sum + col_sum) << 7)
 
     def elaborate(self, platform):
         m = Module()
@@ -81,33 +84,25 @@ class BroadcastArray(wiring.Component):
         ctrl1 = delay(m, ctrl0, 1, "ctrl_1_")
         m.d.comb += self.done.eq(delay(m, ctrl1.valid & ctrl1.last, 1, "done_"))
 
-        def accumulate(total_of, ahead, now, name, shape, out):
-            """``out <= sum`` of ``total_of(acc)`` over a tile: the sum is cleared (a synchronous reset) while a
-            tile's first k-step is one stage ahead (``ahead``), when the previous tile's last one, if any, goes
-            to ``out``; ``now`` is the control of the stage that adds."""
-            acc = Signal(shape, name=name)
-            total = Signal(shape, name=f"{name}_total")
-            m.d.comb += total.eq(total_of(acc))
+        def accumulate(term, ahead, now, out):
+            """``out`` sums ``term`` over a tile: it is cleared (a synchronous reset) while a tile's first k-step
+            is one stage ahead (``ahead``; the row and column sums: as it is presented); ``now`` is the control of
+            the stage that adds."""
             with m.If(ahead.valid & ahead.first):
-                m.d.sync += acc.eq(0)
+                m.d.sync += out.eq(0)
             with m.Elif(now.valid):
-                m.d.sync += acc.eq(total)
-            with m.If(now.valid & now.last):
-                m.d.sync += out.eq(total)
+                m.d.sync += out.eq(out + term)
 
         # The row and column sums add in stage 0, the PE sums in stage 2 (after the DSP's two registers)
         for i in range(R):
-            accumulate(lambda acc, i=i: acc + row_terms[i], self.ctrl, ctrl0, f"row_acc{i}", signed(self.sum_bits),
-                       self.row_sum[i])
+            accumulate(row_terms[i], self.ctrl, ctrl0, self.row_sum[i])
         for j in range(C):
-            accumulate(lambda acc, j=j: acc + col_terms[j], self.ctrl, ctrl0, f"col_acc{j}", signed(self.sum_bits),
-                       self.col_sum[j])
+            accumulate(col_terms[j], self.ctrl, ctrl0, self.col_sum[j])
         for i in range(R):
             for c in range(C // 2):
                 m.submodules[f"dsp_{i}_{c}"] = dsp = Mac16Dual8x8(self.primitives)
                 m.d.comb += [dsp.a_top.eq(a_dsp[i]), dsp.a_bot.eq(a_dsp[i]),
                              dsp.b_top.eq(b_dsp[2 * c]), dsp.b_bot.eq(b_dsp[2 * c + 1])]
                 for j, product in ((2 * c, dsp.top), (2 * c + 1, dsp.bot)):
-                    accumulate(lambda acc, p=product: acc + p, ctrl0, ctrl1, f"acc_{i}_{j}", signed(self.acc_bits),
-                               self.result[i][j])
+                    accumulate(product, ctrl0, ctrl1, self.result[i][j])
         return m

@@ -82,6 +82,10 @@ class CompactGemmEngine(wiring.Component):
         accepted = req.valid & req.ready
         m.d.comb += req.payload.we.eq(0)
         release = Signal()
+        # GAP cycles after a tile's last A read, so that the next tile's first k-step comes after its readout
+        # (``rows`` cycles from the array's ``done``)
+        GAP = R + 1
+        gap = Signal(range(GAP))
         load_b = Signal()            # the sequencer enters LOAD_B
 
         def read(address, kind):
@@ -123,7 +127,11 @@ class CompactGemmEngine(wiring.Component):
             with m.State("LAST"):                       # the tile's last A word
                 read(a_ptr, _A)
                 with m.If(accepted):
-                    m.d.sync += [a_ptr.eq(a_ptr + 1), reserved.eq(1), left.eq(setup.a_bw - 1)]
+                    m.d.sync += [a_ptr.eq(a_ptr + 1), reserved.eq(1), left.eq(setup.a_bw - 1), gap.eq(GAP - 1)]
+                    m.next = "GAP"
+            with m.State("GAP"):                        # the readout takes the tile's sums before the next one
+                m.d.sync += gap.eq(gap - 1)
+                with m.If(gap == 0):
                     with m.If(ib != setup.mt_last):     # the next row block
                         m.d.sync += ib.eq(ib + 1)
                         m.next = "TILE_A"
@@ -134,7 +142,7 @@ class CompactGemmEngine(wiring.Component):
                             m.d.sync += [jb.eq(jb + 1), a_ptr.eq(a_base)]
                             m.next = "LOAD_B"
                         with m.Else():                              # the next problem, or the end
-                            m.d.sync += [jb.eq(0), a_base.eq(a_ptr + 1)]
+                            m.d.sync += [jb.eq(0), a_base.eq(a_ptr)]
                             m.next = "LOAD_B"
                             with m.If(b_ptr == end.b):
                                 m.next = "FINISH"
@@ -152,7 +160,7 @@ class CompactGemmEngine(wiring.Component):
             m.d.sync += tags[-1].eq(tags[-2])
         word = self.mem.resp.payload
         b_lanes = cfg.mem_width // C                       # B k-rows per word
-        b_buffer = Memory(shape=cfg.mem_bits, depth=b_buffer_words(cfg), init=[])
+        b_buffer = Memory(shape=cfg.mem_bits, depth=b_buffer_words(cfg), init=[], attrs={"no_rw_check": 1})
         m.submodules.b_buffer = b_buffer
         b_write, b_read = b_buffer.write_port(), b_buffer.read_port()
         b_fill = Signal(range(b_buffer.depth + 1))
@@ -195,32 +203,43 @@ class CompactGemmEngine(wiring.Component):
                         value = word[32 * j:32 * j + 6]
                         m.d.sync += shift[j].eq(Mux(value > 62, 62, value))
 
-        # ---- output stage: result rows -> row register -> requant -> packed words -> write port ----
-        # ``latched``: the array's results hold rows not yet in the row register (``row``: the next one).
-        # The row register holds a row's true sums (:meth:`BroadcastArray.true_sum`) for the requant unit;
-        # the result registers are free once it took the tile's last row.
-        latched, row = Signal(), Signal(range(R))
-        x, x_valid, x_last = Signal(data.ArrayLayout(signed(32), C)), Signal(), Signal()
-        with m.If(array.done):
-            m.d.sync += latched.eq(1)
+        # ---- output stage: readout -> row buffer -> requant -> packed words -> write port ----------
+        # The readout copies a finished tile's rows of true sums (:meth:`BroadcastArray.true_sum`), one per
+        # cycle through a register, into a block RAM of ``rows`` entries, while the sequencer keeps the next
+        # tile's first k-step back (GAP). The requant unit takes the rows from there; the buffer and the
+        # parameter registers are free (``reserved`` low) once it took the last one.
+        row_buffer = Memory(shape=data.ArrayLayout(signed(32), C), depth=R, init=[], attrs={"no_rw_check": 1})
+        m.submodules.row_buffer = row_buffer
+        row_write, row_read = row_buffer.write_port(), row_buffer.read_port()
+        reading, read_row = Signal(), Signal(range(R))          # the readout: the row it reads in this cycle
+        copy_valid, copy_row = Signal(), Signal(range(R))
+        copy = Signal(data.ArrayLayout(signed(32), C))
+        results = array.result[read_row]
+        active = array.done | reading                           # row 0 in the cycle of ``done``
+        m.d.sync += [copy[j].eq(array.true_sum(results[j], array.row_sum[read_row], array.col_sum[j])) for j in range(C)]
+        m.d.sync += [copy_valid.eq(active), copy_row.eq(read_row)]
+        m.d.comb += [row_write.addr.eq(copy_row), row_write.data.eq(copy), row_write.en.eq(copy_valid)]
+        with m.If(active):
+            m.d.sync += [read_row.eq(read_row + 1), reading.eq(1)]
+            with m.If(read_row == R - 1):
+                m.d.sync += [reading.eq(0), read_row.eq(0)]
+        # ``stored``: every row of the tile is in the buffer; ``present``: the buffer's output holds row ``row``
+        stored, present, row = Signal(), Signal(), Signal(range(R))
         rq = requant.i
         taken = rq.valid & rq.ready
-        m.d.comb += [rq.valid.eq(x_valid),
+        with m.If(copy_valid & (copy_row == R - 1)):
+            m.d.sync += stored.eq(1)
+        m.d.sync += present.eq(stored & ~(taken & (row == R - 1)))
+        m.d.comb += [row_read.addr.eq(Mux(taken, row + 1, row)), rq.valid.eq(present),
                      requant.enable.eq(f.requant), requant.rounding.eq(f.rounding),
                      requant.zero_point.eq(f.zero_point), requant.out_format.eq(f.out_format), requant.relu.eq(f.relu)]
         for j in range(C):
-            m.d.comb += [rq.payload.x[j].eq(x[j]), rq.payload.bias[j].eq(bias[j]),
+            m.d.comb += [rq.payload.x[j].eq(row_read.data[j]), rq.payload.bias[j].eq(bias[j]),
                          rq.payload.multiplier[j].eq(mult[j]), rq.payload.shift[j].eq(shift[j])]
         with m.If(taken):
-            m.d.sync += x_valid.eq(0)
-            with m.If(x_last):
-                m.d.sync += reserved.eq(0)
-        with m.If(latched & (~x_valid | taken)):
-            results = array.result[row]
-            m.d.sync += [x[j].eq(array.true_sum(results[j], array.row_sum[row], array.col_sum[j])) for j in range(C)]
-            m.d.sync += [x_valid.eq(1), x_last.eq(row == R - 1), row.eq(row + 1)]
+            m.d.sync += row.eq(row + 1)
             with m.If(row == R - 1):
-                m.d.sync += [row.eq(0), latched.eq(0)]
+                m.d.sync += [row.eq(0), stored.eq(0), reserved.eq(0)]
 
         # The packer: a row of C elements enters a word at the top and moves down by a row's bits, so
         # when the word is full, row n of it is at bits ``n * C * bits`` (a tile fills whole words).

@@ -76,7 +76,9 @@ class MemoryModel(wiring.Component):
             raise ValueError(f"stall_seed must be an integer in 0..2**32-1, not {stall_seed!r}")
         self.config, self.storage, self.stall_seed = config, storage, stall_seed
         # Created here (not in elaborate) so a Python simulation can read the final contents.
-        self.storage_memory = (Memory(shape=config.mem_bits, depth=config.mem_depth, init=init)
+        # no_rw_check: a word read in the cycle it is written is never used (one request per cycle on ``port``;
+        # the write port writes no word an engine reads), so synthesis need not emulate a read-first block RAM
+        self.storage_memory = (Memory(shape=config.mem_bits, depth=config.mem_depth, init=init, attrs={"no_rw_check": 1})
                                if storage == "amaranth" else None)
         ports = {"port": In(MemPort(config)), "dump": In(1)}
         if has_write_port(config):

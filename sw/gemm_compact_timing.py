@@ -4,8 +4,9 @@ Exact for a memory without stalls: the engine's sequencer and the requant unit f
 stepped here tile by tile. Per instruction: the setup (:data:`COMPACT_SETUP` cycles, the serial products
 over ``addr_bits + 1`` cycles and one cycle per bit of a batch > 1); per column block its B block (a read
 per cycle) and a cycle for the buffer; per tile its A words but the last, a cycle to check that the result
-registers are free (waiting until they are), its 3 parameter words and the last A word. The tile's rows
-reach the requant unit :data:`COMPACT_ROWS_AFTER` cycles after that last read; the unit takes a chunk
+registers are free (waiting until they are), its 3 parameter words, the last A word and ``rows + 1`` cycles
+for the readout of its sums. The tile's rows reach the requant unit ``rows +`` :data:`COMPACT_ROWS_AFTER`
+cycles after the memory's latency from that last read (the array, the readout, the row buffer); it takes a chunk
 (``cols / requant_lanes`` per row) once per ``requant_interval`` cycles, and the result registers are free
 the cycle after it took the tile's last chunk. The instruction is done :data:`COMPACT_DONE_AFTER` cycles
 after the unit's latency from its last chunk (the packer and the write port).
@@ -18,8 +19,9 @@ __all__ = ["compact_gemm_cycles", "compact_gemm_traffic", "COMPACT_SETUP", "COMP
 
 #: Cycles from the start of a GEMM to its first read, besides the serial products and the batch's bits
 COMPACT_SETUP = 5
-#: Cycles from a tile's last A read to its first row at the requant unit: the memory's latency, then the
-#: array (:attr:`tridsa.hw.broadcast_array.BroadcastArray.LATENCY`) and the result flag
+#: Cycles from a tile's last A word to its first row at the requant unit besides the memory's latency and
+#: one per row: the array (:attr:`tridsa.hw.broadcast_array.BroadcastArray.LATENCY`), the readout's register,
+#: the row buffer's write and read
 COMPACT_ROWS_AFTER = 5
 #: Cycles after the requant unit's latency from the last chunk to the end of the instruction
 COMPACT_DONE_AFTER = 4
@@ -39,8 +41,8 @@ def compact_gemm_cycles(config, m, k, n, batch=1) -> int:
         for _ in range(geo.mt):
             t = max(t + geo.a_block_words - 1, free) + 1     # A words, the check
             last_read = t + PARAM_WORDS                      # the parameters, the last A word
-            t = last_read + 1
-            first_chunk = max(last_read + config.mem_latency + COMPACT_ROWS_AFTER, unit_free)
+            t = last_read + 1 + config.rows + 1                 # LAST, GAP
+            first_chunk = max(last_read + config.mem_latency + config.rows + COMPACT_ROWS_AFTER, unit_free)
             last_chunk = first_chunk + (chunks - 1) * interval
             unit_free, free = last_chunk + interval, last_chunk + 1
     return last_chunk + config.requant_latency + (config.cols > config.lanes_requant) + COMPACT_DONE_AFTER
