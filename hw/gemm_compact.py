@@ -3,19 +3,21 @@
 
 Dataflow, one memory read port and the memory's write port (:func:`tridsa.hw.memory.write_port`)::
 
-    memory --A words (one k-row each)-----------------------> BroadcastArray --> result registers
-    memory --B block (once per column block)--> B buffer ---/                          |
+    memory --A words (one k-row each)-----------------------> BroadcastArray --readout--> row buffer
+    memory --B block (once per column block)--> B buffer ---/                                 |
     memory --P words (bias, multiplier, shift; per tile)--> parameter registers --> RequantUnit
-                                                                    packer --> write port <-/
+                                                                      packer --> write port <-/
 
 One sequencer issues every read, in this order: per column block its B block (into a block RAM buffer,
 reused by every row block), then per tile its A block but for the last word, the tile's 3 parameter words,
-the last A word. A k-step is an A word (``mem_width == rows`` bytes) and a k-row of the B buffer: the
-array takes one per cycle while A words arrive. The tile's last A word is read only when the result
-registers are free (the output stage took every row of the previous tile into the requant unit), so a
-tile's results never overwrite rows still to be requantized and the parameter registers are reloaded only
-then. The output stage requantizes the result rows in order and packs them into words that the write port
-takes as they fill; the engine is done when its last word is written.
+the last A word, then ``rows + 1`` cycles (GAP) in which the readout copies the tile's sums, a row per
+cycle, into the row buffer (block RAM) before the next tile's first k-step restarts them. A k-step is an A
+word (``mem_width == rows`` bytes) and a k-row of the B buffer: the array takes one per cycle while A
+words arrive. The tile's parameters and last A word are read only when the row buffer is free (the
+requant unit took every row of the previous tile), so a tile's rows never overwrite rows still to be
+requantized and the parameter registers are reloaded only then. The requant unit takes the rows in order;
+the packer packs them into words that the write port takes as they fill; the engine is done when its last
+word is written.
 
 Tiles go as in the systolic engine (problem, column block, row block) and read and write the same
 layouts (:mod:`tridsa.spec.gemm_layout`); the setup and its checks are :class:`~tridsa.hw.gemm.GemmSetup`'s
@@ -24,7 +26,6 @@ layouts (:mod:`tridsa.spec.gemm_layout`); the setup and its checks are :class:`~
 """
 from amaranth import *
 from amaranth.lib import data, wiring
-from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import Out
 
 from ..spec.config import ceil_div
@@ -33,7 +34,7 @@ from .broadcast_array import BroadcastArray
 from .engine_port import engine_ports, log2
 from .gemm import GemmSetup
 from .instr import instr_layout
-from .memory import write_port
+from .memory import block_ram, registered_read, write_port
 from .requant import RequantUnit
 
 __all__ = ["CompactGemmEngine", "b_buffer_words"]
@@ -77,7 +78,7 @@ class CompactGemmEngine(wiring.Component):
         ib, jb = Signal(L), Signal(L)                      # row block, column block of the tile
         left = Signal(L)                                   # reads left in LOAD_B / TILE_A
         p_slot = Signal(range(PARAM_WORDS))
-        reserved = Signal()          # the result registers hold, or will hold, a tile whose rows are not all taken
+        reserved = Signal()          # the row buffer holds, or will hold, a tile whose rows are not all taken
         tag = Signal(2)              # what the read accepted in this cycle is for
         accepted = req.valid & req.ready
         m.d.comb += req.payload.we.eq(0)
@@ -115,7 +116,7 @@ class CompactGemmEngine(wiring.Component):
                     read(a_ptr, _A)
                     with m.If(accepted):
                         m.d.sync += [a_ptr.eq(a_ptr + 1), left.eq(left - 1)]
-                with m.Elif(~reserved):                 # the result registers are free
+                with m.Elif(~reserved):                 # the row buffer and the parameter registers are free
                     m.d.sync += p_slot.eq(0)
                     m.next = "PARAMS"
             with m.State("PARAMS"):                     # the tile's parameters (its column block's)
@@ -160,9 +161,8 @@ class CompactGemmEngine(wiring.Component):
             m.d.sync += tags[-1].eq(tags[-2])
         word = self.mem.resp.payload
         b_lanes = cfg.mem_width // C                       # B k-rows per word
-        b_buffer = Memory(shape=cfg.mem_bits, depth=b_buffer_words(cfg), init=[], attrs={"no_rw_check": 1})
-        m.submodules.b_buffer = b_buffer
-        b_write, b_read = b_buffer.write_port(), b_buffer.read_port()
+        m.submodules.b_buffer = b_buffer = block_ram(cfg.mem_bits, b_buffer_words(cfg))
+        b_write = b_buffer.write_port()
         b_fill = Signal(range(b_buffer.depth + 1))
         with m.If(tags[-1] == _B):
             m.d.sync += b_fill.eq(b_fill + 1)
@@ -179,9 +179,9 @@ class CompactGemmEngine(wiring.Component):
             m.d.sync += b_fill.eq(0)
         with m.If(setup.checking):
             m.d.sync += k.eq(0)
-        m.d.comb += b_read.addr.eq(k >> log2(b_lanes))
+        b_row = registered_read(m, b_buffer, k >> log2(b_lanes), "b_row")
         fire = tags[-1] == _A
-        m.d.comb += [array.a.eq(word), array.b.eq(b_read.data.word_select(lane, 8 * C)),
+        m.d.comb += [array.a.eq(word), array.b.eq(b_row.word_select(lane, 8 * C)),
                      array.ctrl.valid.eq(fire), array.ctrl.first.eq(first), array.ctrl.last.eq(last),
                      array.mode.a_signed.eq(f.a_signed), array.mode.b_signed.eq(f.b_signed)]
         with m.If(fire):
@@ -208,9 +208,8 @@ class CompactGemmEngine(wiring.Component):
         # cycle through a register, into a block RAM of ``rows`` entries, while the sequencer keeps the next
         # tile's first k-step back (GAP). The requant unit takes the rows from there; the buffer and the
         # parameter registers are free (``reserved`` low) once it took the last one.
-        row_buffer = Memory(shape=data.ArrayLayout(signed(32), C), depth=R, init=[], attrs={"no_rw_check": 1})
-        m.submodules.row_buffer = row_buffer
-        row_write, row_read = row_buffer.write_port(), row_buffer.read_port()
+        m.submodules.row_buffer = row_buffer = block_ram(data.ArrayLayout(signed(32), C), R)
+        row_write = row_buffer.write_port()
         reading, read_row = Signal(), Signal(range(R))          # the readout: the row it reads in this cycle
         copy_valid, copy_row = Signal(), Signal(range(R))
         copy = Signal(data.ArrayLayout(signed(32), C))
@@ -230,11 +229,12 @@ class CompactGemmEngine(wiring.Component):
         with m.If(copy_valid & (copy_row == R - 1)):
             m.d.sync += stored.eq(1)
         m.d.sync += present.eq(stored & ~(taken & (row == R - 1)))
-        m.d.comb += [row_read.addr.eq(Mux(taken, row + 1, row)), rq.valid.eq(present),
+        row_data = registered_read(m, row_buffer, Mux(taken, row + 1, row), "row_data")
+        m.d.comb += [rq.valid.eq(present),
                      requant.enable.eq(f.requant), requant.rounding.eq(f.rounding),
                      requant.zero_point.eq(f.zero_point), requant.out_format.eq(f.out_format), requant.relu.eq(f.relu)]
         for j in range(C):
-            m.d.comb += [rq.payload.x[j].eq(row_read.data[j]), rq.payload.bias[j].eq(bias[j]),
+            m.d.comb += [rq.payload.x[j].eq(row_data[j]), rq.payload.bias[j].eq(bias[j]),
                          rq.payload.multiplier[j].eq(mult[j]), rq.payload.shift[j].eq(shift[j])]
         with m.If(taken):
             m.d.sync += row.eq(row + 1)

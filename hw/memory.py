@@ -24,7 +24,26 @@ from amaranth.lib.wiring import In, Out
 
 from .skid import SkidBuffer
 
-__all__ = ["MemPort", "MemoryModel", "MemArbiter", "BlockReader", "write_port", "has_write_port"]
+__all__ = ["MemPort", "MemoryModel", "MemArbiter", "BlockReader", "write_port", "has_write_port", "block_ram",
+           "registered_read"]
+
+
+def block_ram(shape, depth, init=()):
+    """A :class:`~amaranth.lib.memory.Memory` for block RAM whose reads of a word in the cycle it is written
+    are never used (``no_rw_check``: synthesis adds no logic to emulate them; read them with
+    :func:`registered_read`)."""
+    return Memory(shape=shape, depth=depth, init=init, attrs={"no_rw_check": 1})
+
+
+def registered_read(m, memory, addr, name):
+    """The word of ``memory`` at ``addr`` one cycle later: a combinational read port and a reset-less register
+    that synthesis merges into the block RAM (a synchronous read port would get logic that makes a read of
+    a word being written return the old word; with :func:`block_ram` that read is undefined on an FPGA)."""
+    port = memory.read_port(domain="comb")
+    data = Signal(memory.shape, name=name, reset_less=True)
+    m.d.comb += port.addr.eq(addr)
+    m.d.sync += data.eq(port.data)
+    return data
 
 
 def write_port(config) -> stream.Signature:
@@ -76,9 +95,9 @@ class MemoryModel(wiring.Component):
             raise ValueError(f"stall_seed must be an integer in 0..2**32-1, not {stall_seed!r}")
         self.config, self.storage, self.stall_seed = config, storage, stall_seed
         # Created here (not in elaborate) so a Python simulation can read the final contents.
-        # no_rw_check: a word read in the cycle it is written is never used (one request per cycle on ``port``;
-        # the write port writes no word an engine reads), so synthesis need not emulate a read-first block RAM
-        self.storage_memory = (Memory(shape=config.mem_bits, depth=config.mem_depth, init=init, attrs={"no_rw_check": 1})
+        # A word read in the cycle it is written is never used (one request per cycle on ``port``; the write port
+        # writes no word an engine reads): a block_ram
+        self.storage_memory = (block_ram(config.mem_bits, config.mem_depth, init)
                                if storage == "amaranth" else None)
         ports = {"port": In(MemPort(config)), "dump": In(1)}
         if has_write_port(config):
@@ -113,9 +132,8 @@ class MemoryModel(wiring.Component):
         if self.storage == "amaranth":
             m.submodules.storage = storage = self.storage_memory
             wr = storage.write_port()
-            rd = storage.read_port()
             m.d.comb += [wr.addr.eq(waddr), wr.data.eq(wdata), wr.en.eq(write),
-                         rd.addr.eq(req.addr), rdata.eq(rd.data)]
+                         rdata.eq(registered_read(m, storage, req.addr, "rd_data"))]
         else:
             m.submodules.storage = Instance(
                 "tridsa_sim_mem", p_WIDTH=cfg.mem_bits, p_DEPTH=cfg.mem_depth, p_ABITS=cfg.addr_bits,

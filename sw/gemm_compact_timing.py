@@ -3,11 +3,11 @@
 Exact for a memory without stalls: the engine's sequencer and the requant unit follow a fixed schedule,
 stepped here tile by tile. Per instruction: the setup (:data:`COMPACT_SETUP` cycles, the serial products
 over ``addr_bits + 1`` cycles and one cycle per bit of a batch > 1); per column block its B block (a read
-per cycle) and a cycle for the buffer; per tile its A words but the last, a cycle to check that the result
-registers are free (waiting until they are), its 3 parameter words, the last A word and ``rows + 1`` cycles
+per cycle) and a cycle for the buffer; per tile its A words but the last, a cycle to check that the row
+buffer is free (waiting until it is), its 3 parameter words, the last A word and ``rows + 1`` cycles
 for the readout of its sums. The tile's rows reach the requant unit ``rows +`` :data:`COMPACT_ROWS_AFTER`
 cycles after the memory's latency from that last read (the array, the readout, the row buffer); it takes a chunk
-(``cols / requant_lanes`` per row) once per ``requant_interval`` cycles, and the result registers are free
+(``cols / requant_lanes`` per row) once per ``requant_interval`` cycles, and the row buffer is free
 the cycle after it took the tile's last chunk. The instruction is done :data:`COMPACT_DONE_AFTER` cycles
 after the unit's latency from its last chunk (the packer and the write port).
 """
@@ -34,7 +34,7 @@ def compact_gemm_cycles(config, m, k, n, batch=1) -> int:
     chunks = config.rows * (config.cols // config.lanes_requant)       # requant inputs per tile
     interval = config.requant_interval
     t = COMPACT_SETUP + config.addr_bits + 1 + (batch.bit_length() if batch > 1 else 0)
-    unit_free = free = 0             # the requant unit takes a chunk; the result registers are free
+    unit_free = free = 0             # the requant unit takes a chunk; the row buffer is free
     last_chunk = 0
     for _ in range(batch * geo.nt):
         t += geo.b_block_words + 1                           # LOAD_B, B_LOADED
