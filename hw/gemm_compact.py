@@ -68,7 +68,7 @@ class CompactGemmEngine(wiring.Component):
 
         m.submodules.setup = setup = GemmSetup(cfg, serial_products=True)
         m.submodules.array = array = BroadcastArray(R, C, cfg.acc_bits)
-        m.submodules.requant = requant = RequantUnit(C, per_cycle=cfg.lanes_requant, stages=cfg.requant_stages)
+        m.submodules.requant = requant = RequantUnit(1, stages=cfg.requant_stages)
         f, low, end = setup.f, setup.low, setup.end
         m.d.comb += [setup.instr.eq(self.instr), setup.start.eq(self.start), self.ready.eq(setup.ready)]
 
@@ -222,30 +222,33 @@ class CompactGemmEngine(wiring.Component):
             m.d.sync += [read_row.eq(read_row + 1), reading.eq(1)]
             with m.If(read_row == R - 1):
                 m.d.sync += [reading.eq(0), read_row.eq(0)]
-        # ``stored``: every row of the tile is in the buffer; ``present``: the buffer's output holds row ``row``
-        stored, present, row = Signal(), Signal(), Signal(range(R))
+        # The requant unit (one lane) takes the tile's elements in order, element ``col`` of row ``row``.
+        # ``stored``: every row of the tile is in the buffer; ``present``: the buffer's output holds row ``row``.
+        stored, present, row, col = Signal(), Signal(), Signal(range(R)), Signal(range(C))
         rq = requant.i
         taken = rq.valid & rq.ready
+        row_done = taken & (col == C - 1)
         with m.If(copy_valid & (copy_row == R - 1)):
             m.d.sync += stored.eq(1)
-        m.d.sync += present.eq(stored & ~(taken & (row == R - 1)))
-        row_data = registered_read(m, row_buffer, Mux(taken, row + 1, row), "row_data")
-        m.d.comb += [rq.valid.eq(present),
+        m.d.sync += present.eq(stored & ~(row_done & (row == R - 1)))
+        row_data = registered_read(m, row_buffer, Mux(row_done, row + 1, row), "row_data")
+        m.d.comb += [rq.valid.eq(present), rq.payload.x[0].eq(row_data[col]), rq.payload.bias[0].eq(bias[col]),
+                     rq.payload.multiplier[0].eq(mult[col]), rq.payload.shift[0].eq(shift[col]),
                      requant.enable.eq(f.requant), requant.rounding.eq(f.rounding),
                      requant.zero_point.eq(f.zero_point), requant.out_format.eq(f.out_format), requant.relu.eq(f.relu)]
-        for j in range(C):
-            m.d.comb += [rq.payload.x[j].eq(row_data[j]), rq.payload.bias[j].eq(bias[j]),
-                         rq.payload.multiplier[j].eq(mult[j]), rq.payload.shift[j].eq(shift[j])]
         with m.If(taken):
-            m.d.sync += row.eq(row + 1)
+            m.d.sync += col.eq(col + 1)
+        with m.If(row_done):
+            m.d.sync += [col.eq(0), row.eq(row + 1)]
             with m.If(row == R - 1):
                 m.d.sync += [row.eq(0), stored.eq(0), reserved.eq(0)]
 
-        # The packer: a row of C elements enters a word at the top and moves down by a row's bits, so
-        # when the word is full, row n of it is at bits ``n * C * bits`` (a tile fills whole words).
+        # The packer: an element enters a word at the top and moves down by its bits, so when the word is
+        # full, element n of it is at bits ``n * bits``: row-major, as the layout has it (a tile fills whole
+        # words).
         out = requant.o
         packed = Signal(cfg.mem_bits)
-        fill = Signal(range(cfg.mem_bits // (4 * C)))
+        fill = Signal(range(cfg.mem_bits // 4))
         c_ptr, written = Signal(L), Signal(L)
         w_valid, w_addr = Signal(), Signal(cfg.addr_bits)          # the full word is ``packed``
         m.d.comb += [out.ready.eq(1), self.wmem.valid.eq(w_valid), self.wmem.payload.addr.eq(w_addr),
@@ -255,9 +258,8 @@ class CompactGemmEngine(wiring.Component):
             with m.Switch(f.out_format):
                 for code, bits in OUT_BITS.items():
                     with m.Case(code):
-                        row_bits = C * bits
-                        merged = Cat(packed[row_bits:], Cat(out.payload[j][:bits] for j in range(C)))
-                        full = fill == cfg.mem_bits // row_bits - 1
+                        merged = Cat(packed[bits:], out.payload[0][:bits])
+                        full = fill == cfg.mem_bits // bits - 1
                         m.d.sync += [packed.eq(merged), fill.eq(Mux(full, 0, fill + 1))]
                         with m.If(full):
                             m.d.sync += [w_valid.eq(1), w_addr.eq(c_ptr), c_ptr.eq(c_ptr + 1), written.eq(written + 1)]

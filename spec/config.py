@@ -189,7 +189,8 @@ class Config:
                     ("mem_width", self.mem_width == self.rows and (self.rows * self.cols * 4) % self.mem_bits == 0,
                      f"rows={self.rows} with gemm_engine=\"compact\" (one A k-row per word; an INT4 output tile "
                      f"of rows*cols*4 bits fills whole words)"),
-                    ("cols", self.cols % 2 == 0, "even with gemm_engine=\"compact\" (two PEs share a DSP)")):
+                    ("cols", self.cols % 2 == 0, "even with gemm_engine=\"compact\" (two PEs share a DSP)"),
+                    ("requant_lanes", self.requant_lanes == 1, "1 with gemm_engine=\"compact\" (one value at a time)")):
                 need(ok, name, allowed)
         need(isinstance(self.counter_bits, int) and self.counter_bits % 8 == 0 and 16 <= self.counter_bits <= 64,
              "counter_bits", "a multiple of 8 in 16..64")

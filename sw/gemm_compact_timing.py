@@ -6,9 +6,9 @@ over ``addr_bits + 1`` cycles and one cycle per bit of a batch > 1); per column 
 per cycle) and a cycle for the buffer; per tile its A words but the last, a cycle to check that the row
 buffer is free (waiting until it is), its 3 parameter words, the last A word and ``rows + 1`` cycles
 for the readout of its sums. The tile's rows reach the requant unit ``rows +`` :data:`COMPACT_ROWS_AFTER`
-cycles after the memory's latency from that last read (the array, the readout, the row buffer); it takes a chunk
-(``cols / requant_lanes`` per row) once per ``requant_interval`` cycles, and the row buffer is free
-the cycle after it took the tile's last chunk. The instruction is done :data:`COMPACT_DONE_AFTER` cycles
+cycles after the memory's latency from that last read (the array, the readout, the row buffer); the unit
+(one lane) takes an element once per ``requant_interval`` cycles, and the row buffer is free the cycle after
+it took the tile's last one. The instruction is done :data:`COMPACT_DONE_AFTER` cycles
 after the unit's latency from its last chunk (the packer and the write port).
 """
 from __future__ import annotations
@@ -31,7 +31,7 @@ def compact_gemm_cycles(config, m, k, n, batch=1) -> int:
     """Cycles of one (batched) GEMM instruction on the compact engine (see the module docstring)."""
     geo = GemmGeometry(config, m, k, n, False, 1)
     batch = max(1, batch)
-    chunks = config.rows * (config.cols // config.lanes_requant)       # requant inputs per tile
+    chunks = config.rows * config.cols                       # requant inputs per tile: one lane
     interval = config.requant_interval
     t = COMPACT_SETUP + config.addr_bits + 1 + (batch.bit_length() if batch > 1 else 0)
     unit_free = free = 0             # the requant unit takes a chunk; the row buffer is free
@@ -45,7 +45,7 @@ def compact_gemm_cycles(config, m, k, n, batch=1) -> int:
             first_chunk = max(last_read + config.mem_latency + config.rows + COMPACT_ROWS_AFTER, unit_free)
             last_chunk = first_chunk + (chunks - 1) * interval
             unit_free, free = last_chunk + interval, last_chunk + 1
-    return last_chunk + config.requant_latency + (config.cols > config.lanes_requant) + COMPACT_DONE_AFTER
+    return last_chunk + config.requant_latency + COMPACT_DONE_AFTER
 
 
 def compact_gemm_traffic(config, m, k, n, out_format, batch=1) -> tuple:
