@@ -48,6 +48,14 @@ def b_buffer_words(config) -> int:
     return ceil_div(config.mem_bytes // max(config.rows, config.cols) * config.cols, config.mem_width)
 
 
+def _or_rows(values):
+    """The OR of ``values`` (at most one is not zero: a one-hot selection)."""
+    result = values[0]
+    for value in values[1:]:
+        result = result | value
+    return result
+
+
 class CompactGemmEngine(wiring.Component):
     """Runs GEMM instructions (the engine protocol of :mod:`tridsa.hw.engines`), one at a time; see the
     module docstring. ``wmem``: the memory's write port."""
@@ -210,16 +218,23 @@ class CompactGemmEngine(wiring.Component):
         # parameter registers are free (``reserved`` low) once it took the last one.
         m.submodules.row_buffer = row_buffer = block_ram(data.ArrayLayout(signed(32), C), R)
         row_write = row_buffer.write_port()
-        reading, read_row = Signal(), Signal(range(R))          # the readout: the row it reads in this cycle
+        # The row it reads in this cycle: ``read_row``, one-hot in ``read_sel`` (an AND-OR is fewer LUTs than a
+        # multiplexer); row 0 in the cycle of ``done``.
+        reading, read_row, read_sel = Signal(), Signal(range(R)), Signal(R)
         copy_valid, copy_row = Signal(), Signal(range(R))
         copy = Signal(data.ArrayLayout(signed(32), C))
-        results = array.result[read_row]
-        active = array.done | reading                           # row 0 in the cycle of ``done``
-        m.d.sync += [copy[j].eq(array.true_sum(results[j], array.row_sum[read_row], array.col_sum[j])) for j in range(C)]
+        active = array.done | reading
+        sel = Mux(reading, read_sel, 1)
+
+        def pick(values):
+            return _or_rows([Mux(sel[i], Value.cast(v), 0) for i, v in enumerate(values)])
+        row_sum = pick([array.row_sum[i] for i in range(R)])
+        m.d.sync += [copy[j].eq(array.true_sum(pick([array.result[i][j] for i in range(R)]), row_sum, array.col_sum[j]))
+                     for j in range(C)]
         m.d.sync += [copy_valid.eq(active), copy_row.eq(read_row)]
         m.d.comb += [row_write.addr.eq(copy_row), row_write.data.eq(copy), row_write.en.eq(copy_valid)]
         with m.If(active):
-            m.d.sync += [read_row.eq(read_row + 1), reading.eq(1)]
+            m.d.sync += [read_row.eq(read_row + 1), read_sel.eq(sel << 1), reading.eq(1)]
             with m.If(read_row == R - 1):
                 m.d.sync += [reading.eq(0), read_row.eq(0)]
         # The requant unit (one lane) takes the tile's elements in order, element ``col`` of row ``row``.
