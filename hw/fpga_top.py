@@ -160,13 +160,13 @@ class Board:
 
 BOARDS = {
     # iCE40 UP5K: 5,280 logic cells, 30 x 4 kbit EBR, 8 SB_MAC16. The compact GEMM engine (docs/fpga.md): an
-    # 8 x 2 INT8 broadcast array on the 8 SB_MAC16 in dual 8 x 8 mode (16 MACs per cycle), the GEMM engine
-    # only, no command queue, the serial requant unit, 8 KiB of memory in EBR (so 27-bit accumulators), no
-    # accumulate mode, no overlap, 32-bit counters.
+    # 8 x 2 INT8 broadcast array on the 8 SB_MAC16 in dual 8 x 8 mode (16 MACs per cycle; signed B), the GEMM
+    # engine only, no command queue, the serial requant unit, 4 KiB of memory in EBR (so 26-bit
+    # accumulators), no accumulate mode, no overlap, 24-bit counters.
     "icebreaker": Board("icebreaker", "ice40", "amaranth_boards.icebreaker:ICEBreakerPlatform", "clk12", 12e6, 30e6,
-                        Config(rows=8, cols=2, int4=False, mem_width=8, mem_depth=1024, mem_latency=1,
+                        Config(rows=8, cols=2, int4=False, mem_width=8, mem_depth=512, mem_latency=1,
                                queue_depth=0, engines=("gemm",), requant_lanes=1, requant_stages=0,
-                               accumulate=False, pe_family="ice40", overlap=False, counter_bits=32,
+                               accumulate=False, pe_family="ice40", overlap=False, counter_bits=24,
                                gemm_engine="compact"),
                         "rx=6 tx=9", 8),
     # ECP5-85F: 84k LUT4, 208 DP16KD, 156 MULT18X18D. A 16 x 8 array with INT4, every PE on a MULT18X18D

@@ -232,7 +232,7 @@ class GemmSetup(wiring.Component):
                 i = self.instr
                 m.d.sync += [high[name].eq(getattr(i, f"{name}_addr")[L:].any()) for name in problem]
                 m.d.sync += [f.eq(i), zero_size.eq((i.m == 0) | (i.k == 0) | (i.n == 0)),
-                             k_rows.eq(Mux(i.int4, (i.k + 1) >> 1, i.k)),
+                             k_rows.eq(Mux(i.int4, (i.k + 1) >> 1, i.k) if cfg.int4 else i.k),   # INT4: BAD_MODE
                              mt.eq(saturate((i.m + R - 1) >> log2(R))), nt.eq(saturate((i.n + C - 1) >> log2(C))),
                              left.eq(Mux(i.batch == 0, 1, i.batch))]
                 with m.Switch(i.out_format):
@@ -285,7 +285,7 @@ class GemmSetup(wiring.Component):
             with m.State("CHECK"):
                 m.d.comb += self.checking.eq(1)
                 m.d.sync += [bad_mode.eq((f.int4 & (not cfg.int4)) | (f.rounding == 3) | (~f.requant & (f.out_format != 0))
-                                       | (f.accumulate & (not cfg.accumulate))),
+                                       | (f.accumulate & (not cfg.accumulate)) | (~f.b_signed & (not cfg.unsigned_b))),
                              bad_shape.eq(zero_size)]
                 for name in problem:
                     m.d.sync += [self.end[name].eq(reach[name]), beyond[name].eq(high[name] | (reach[name] > cfg.mem_depth))]

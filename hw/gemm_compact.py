@@ -228,8 +228,7 @@ class CompactGemmEngine(wiring.Component):
 
         def pick(values):
             return _or_rows([Mux(sel[i], Value.cast(v), 0) for i, v in enumerate(values)])
-        row_sum = pick([array.row_sum[i] for i in range(R)])
-        m.d.sync += [copy[j].eq(array.true_sum(pick([array.result[i][j] for i in range(R)]), row_sum, array.col_sum[j]))
+        m.d.sync += [copy[j].eq(array.true_sum(pick([array.result[i][j] for i in range(R)]), array.col_sum[j]))
                      for j in range(C)]
         m.d.sync += [copy_valid.eq(active), copy_row.eq(read_row)]
         m.d.comb += [row_write.addr.eq(copy_row), row_write.data.eq(copy), row_write.en.eq(copy_valid)]

@@ -114,8 +114,8 @@ class Config:
         PE of a row sees the same A byte and every PE of a column the same B byte in the same cycle (no
         skew), a B block is loaded once per column block into a local buffer, A streams one k-row per
         memory word (``mem_width == rows``), outputs go through a write port of their own. The same
-        Programs and results; INT8 only, no accumulate mode, no overlap, every PE on a DSP, accumulators
-        :attr:`acc_bits` wide.
+        Programs and results; INT8 only, signed B only (:attr:`unsigned_b`), no accumulate mode, no
+        overlap, every PE on a DSP, accumulators :attr:`acc_bits` wide.
     counter_bits:
         Width of every performance counter (a multiple of 8 in 16..64; the host link reports each in
         ``counter_bits / 8`` bytes). A counter wraps after ``2**counter_bits`` events: 48 bits last
@@ -245,6 +245,12 @@ class Config:
         most 32: the int32 of the ISA)."""
         k_max = self.mem_bytes // max(self.rows, self.cols)
         return min(32, (k_max * 255 * 255).bit_length() + 1)
+
+    @property
+    def unsigned_b(self) -> bool:
+        """Whether a GEMM may take unsigned B (``b_signed=0``; else BAD_MODE). The compact engine corrects an
+        unsigned A with a sum per array column and has no sums per row, which an unsigned B needs."""
+        return self.gemm_engine != "compact"
 
     def has_op(self, op: str) -> bool:
         """Whether this chip has the engine that executes instruction ``op`` (NOP and HALT: always)."""
