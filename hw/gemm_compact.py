@@ -236,26 +236,35 @@ class CompactGemmEngine(wiring.Component):
             m.d.sync += [read_row.eq(read_row + 1), read_sel.eq(sel << 1), reading.eq(1)]
             with m.If(read_row == R - 1):
                 m.d.sync += [reading.eq(0), read_row.eq(0)]
-        # The requant unit (one lane) takes the tile's elements in order, element ``col`` of row ``row``.
-        # ``stored``: every row of the tile is in the buffer; ``present``: the buffer's output holds row ``row``.
+        # The tile's elements go in order, element ``col`` of row ``row``, into the element register (``x``
+        # plus its bias: the requant unit gets a bias of 0 and starts at a register; FPGA timing), and from
+        # there to the requant unit (one lane). ``stored``: every row of the tile is in the buffer;
+        # ``present``: the buffer's output holds row ``row``.
         stored, present, row, col = Signal(), Signal(), Signal(range(R)), Signal(range(C))
+        element, e_valid, e_col, e_last = Signal(signed(32)), Signal(), Signal(range(C)), Signal()
         rq = requant.i
         taken = rq.valid & rq.ready
-        row_done = taken & (col == C - 1)
+        load = present & (~e_valid | taken)
+        row_done = load & (col == C - 1)
         with m.If(copy_valid & (copy_row == R - 1)):
             m.d.sync += stored.eq(1)
         m.d.sync += present.eq(stored & ~(row_done & (row == R - 1)))
         row_data = registered_read(m, row_buffer, Mux(row_done, row + 1, row), "row_data")
-        m.d.comb += [rq.valid.eq(present), rq.payload.x[0].eq(row_data[col]), rq.payload.bias[0].eq(bias[col]),
-                     rq.payload.multiplier[0].eq(mult[col]), rq.payload.shift[0].eq(shift[col]),
-                     requant.enable.eq(f.requant), requant.rounding.eq(f.rounding),
-                     requant.zero_point.eq(f.zero_point), requant.out_format.eq(f.out_format), requant.relu.eq(f.relu)]
         with m.If(taken):
-            m.d.sync += col.eq(col + 1)
+            m.d.sync += e_valid.eq(0)
+            with m.If(e_last):                  # the parameters are free once the last element went in
+                m.d.sync += reserved.eq(0)
+        with m.If(load):
+            m.d.sync += [element.eq(row_data[col] + bias[col]), e_valid.eq(1), e_col.eq(col), col.eq(col + 1),
+                         e_last.eq(row_done & (row == R - 1))]
         with m.If(row_done):
             m.d.sync += [col.eq(0), row.eq(row + 1)]
             with m.If(row == R - 1):
-                m.d.sync += [row.eq(0), stored.eq(0), reserved.eq(0)]
+                m.d.sync += [row.eq(0), stored.eq(0)]
+        m.d.comb += [rq.valid.eq(e_valid), rq.payload.x[0].eq(element), rq.payload.bias[0].eq(0),
+                     rq.payload.multiplier[0].eq(mult[e_col]), rq.payload.shift[0].eq(shift[e_col]),
+                     requant.enable.eq(f.requant), requant.rounding.eq(f.rounding),
+                     requant.zero_point.eq(f.zero_point), requant.out_format.eq(f.out_format), requant.relu.eq(f.relu)]
 
         # The packer: an element enters a word at the top and moves down by its bits, so when the word is
         # full, element n of it is at bits ``n * bits``: row-major, as the layout has it (a tile fills whole

@@ -21,8 +21,8 @@ __all__ = ["compact_gemm_cycles", "compact_gemm_traffic", "COMPACT_SETUP", "COMP
 COMPACT_SETUP = 5
 #: Cycles from a tile's last A word to its first row at the requant unit besides the memory's latency and
 #: one per row: the array (:attr:`tridsa.hw.broadcast_array.BroadcastArray.LATENCY`), the readout's register,
-#: the row buffer's write and read
-COMPACT_ROWS_AFTER = 5
+#: the row buffer's write and read, the element register
+COMPACT_ROWS_AFTER = 6
 #: Cycles after the requant unit's latency from the last chunk to the end of the instruction
 COMPACT_DONE_AFTER = 4
 
