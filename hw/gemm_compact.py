@@ -288,6 +288,7 @@ class CompactGemmEngine(wiring.Component):
                             m.d.sync += [w_valid.eq(1), w_addr.eq(c_ptr), c_ptr.eq(c_ptr + 1), written.eq(written + 1)]
         with m.If(setup.checking):
             m.d.sync += [c_ptr.eq(low.c), written.eq(0), fill.eq(0)]
-        # done once the last word went to the write port (the memory writes it in the next cycle)
-        m.d.comb += release.eq((written == setup.out_total) & ~w_valid & ~reserved)
+        # done once the last word went to the write port (the memory writes it in the next cycle); the test is
+        # a register, so ``done`` starts at one (FPGA timing)
+        m.d.sync += release.eq((written == setup.out_total) & ~w_valid & ~reserved)
         return m

@@ -24,7 +24,7 @@ COMPACT_SETUP = 5
 #: the row buffer's write and read, the element register
 COMPACT_ROWS_AFTER = 6
 #: Cycles after the requant unit's latency from the last chunk to the end of the instruction
-COMPACT_DONE_AFTER = 4
+COMPACT_DONE_AFTER = 5
 
 
 def compact_gemm_cycles(config, m, k, n, batch=1) -> int:
