@@ -354,8 +354,10 @@ class HostBridge(wiring.Component):
                 m.d.comb += [self.cmd.valid.eq(1), self.cmd.payload.eq(rx.frame)]
                 with m.If(self.cmd.ready):
                     m.d.sync += started.eq(1)
-                    reply(codes["OK"])
-                    m.next = "REPLY"
+                    m.next = "PUSHED"
+            with m.State("PUSHED"):                       # the reply a cycle after the Top took the instruction
+                reply(codes["OK"])                        # (FPGA timing: its decision is not in the reply's enables)
+                m.next = "REPLY"
             with m.State("READ_WORD"):                    # request the word at mem_addr
                 m.d.comb += [req.valid.eq(1), req.payload.we.eq(0)]
                 with m.If(req.ready):
