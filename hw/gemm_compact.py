@@ -14,10 +14,10 @@ the last A word, then ``rows + 1`` cycles (GAP) in which the readout copies the 
 cycle, into the row buffer (block RAM) before the next tile's first k-step restarts them. A k-step is an A
 word (``mem_width == rows`` bytes) and a k-row of the B buffer: the array takes one per cycle while A
 words arrive. The tile's parameters and last A word are read only when the row buffer is free (the
-requant unit took every row of the previous tile), so a tile's rows never overwrite rows still to be
-requantized and the parameter registers are reloaded only then. The requant unit takes the rows in order;
-the packer packs them into words that the write port takes as they fill; the engine is done when its last
-word is written.
+requant unit took every element of the previous tile), so a tile's rows never overwrite rows still to be
+requantized and the parameter registers are reloaded only then. The requant unit (one lane) takes the
+elements in order; the packer shifts them into words that the write port takes as they fill; the engine
+is done when its last word is written.
 
 Tiles go as in the systolic engine (problem, column block, row block) and read and write the same
 layouts (:mod:`tridsa.spec.gemm_layout`); the setup and its checks are :class:`~tridsa.hw.gemm.GemmSetup`'s
@@ -43,8 +43,8 @@ _NONE, _A, _B, _P = range(4)           # what a read in flight is for (its tag)
 
 
 def b_buffer_words(config) -> int:
-    """Words of the B buffer: the largest B block of a legal GEMM (its K is at most ``mem_bytes / rows``,
-    as its A block fits the memory; ``Config.acc_bits``)."""
+    """Words of the B buffer: the largest B block of a legal GEMM (its K is at most ``mem_bytes / rows``, as
+    its A block fits the memory; see ``Config.acc_bits``)."""
     return ceil_div(config.mem_bytes // max(config.rows, config.cols) * config.cols, config.mem_width)
 
 
