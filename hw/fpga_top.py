@@ -164,7 +164,7 @@ BOARDS = {
     # engine only, no command queue, the serial requant unit, 4 KiB of memory in EBR (so 26-bit
     # accumulators), no accumulate mode, no overlap, 24-bit counters.
     "icebreaker": Board("icebreaker", "ice40", "amaranth_boards.icebreaker:ICEBreakerPlatform", "clk12", 12e6, 30e6,
-                        Config(rows=8, cols=2, int4=False, mem_width=8, mem_depth=512, mem_latency=2,
+                        Config(rows=8, cols=2, int4=False, mem_width=8, mem_depth=512, mem_latency=1,
                                queue_depth=0, engines=("gemm",), requant_lanes=1, requant_stages=0,
                                accumulate=False, pe_family="ice40", overlap=False, counter_bits=24,
                                gemm_engine="compact"),

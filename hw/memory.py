@@ -10,10 +10,11 @@ Memory port protocol (:class:`MemPort`, seen from the requester):
 * A write takes effect when it is accepted; a later read of the same word sees it.
 
 A chip with the compact GEMM engine (``Config.gemm_engine``) also has a write port (:func:`write_port`): a
-stream of ``{addr, wdata}`` without ``ready`` (the writer drives it from registers), the block RAM's own
-write port beside the read of ``port``, so an engine writes its outputs while it reads its operands. A word
-is written in the cycle it is offered; the engine never writes a word it reads while writing (its output
-region does not meet its inputs).
+stream of ``{addr, wdata}`` without ``ready``, the block RAM's own write port beside the read of ``port``,
+so an engine writes its outputs while it reads its operands. Every write of that chip comes through it
+(the top level passes the host's writes on to it: ``port`` only reads, and a write request on ``port``
+writes nothing and gets no response). A word is written in the cycle it is offered; the engine never
+writes a word it reads while writing (its output region does not meet its inputs).
 """
 from __future__ import annotations
 
@@ -126,9 +127,9 @@ class MemoryModel(wiring.Component):
         rdata = Signal(cfg.mem_bits)
         write = req_valid & req.we
         waddr, wdata = req.addr, req.wdata
-        if has_write_port(cfg):         # the engines never write through ``port``
+        if has_write_port(cfg):         # every write comes through the write port (``port`` only reads)
             w = self.write
-            write, waddr, wdata = write | w.valid, Mux(w.valid, w.payload.addr, req.addr), Mux(w.valid, w.payload.wdata, req.wdata)
+            write, waddr, wdata = w.valid, w.payload.addr, w.payload.wdata
         if self.storage == "amaranth":
             m.submodules.storage = storage = self.storage_memory
             wr = storage.write_port()

@@ -220,9 +220,14 @@ class Top(wiring.Component):
         accepted = in_flight & port.req.valid & port.req.ready
         wrote, read = Signal(), Signal()
         engine_write = Const(0)
-        for engine in engines.values():         # the memory's write port (an engine that writes through it)
+        for engine in engines.values():         # the memory's write port: the engine's writes, or the host's
             if hasattr(engine, "wmem"):
-                wiring.connect(m, engine.wmem, self.memory.write)
+                host = self.host.req
+                host_write = ~in_flight & host.valid & host.payload.we
+                m.d.comb += [self.memory.write.valid.eq(engine.wmem.valid | host_write),
+                             self.memory.write.payload.addr.eq(Mux(host_write, host.payload.addr, engine.wmem.payload.addr)),
+                             self.memory.write.payload.wdata.eq(Mux(host_write, host.payload.wdata,
+                                                                    engine.wmem.payload.wdata))]
                 engine_write = engine.wmem.valid
         m.d.sync += [wrote.eq((accepted & port.req.payload.we) | engine_write), read.eq(accepted & ~port.req.payload.we)]
         with m.If(wrote):
