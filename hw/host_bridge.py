@@ -244,13 +244,13 @@ class HostBridge(wiring.Component):
         # WRITE's word is the top of the receiver's frame register once its bytes are in. A READ reads
         # its word again for every byte and keeps only that byte: a few cycles of the memory per byte,
         # which the UART takes ten bit times to send. Every reply payload byte (READ, STATUS, INFO) is
-        # loaded into ``reply_byte`` (and whether it is the last into ``reply_last``) before it is offered:
-        # the byte multiplexer and the last-byte test end at registers, not in the sender (FPGA timing).
+        # loaded into ``reply_byte`` before it is offered: the byte multiplexer ends at a register, not in
+        # the sender's checksum (FPGA timing).
         req = self.mem.req
         mem_addr = Signal(cfg.addr_bits)                  # the next word to write, or the word being read
         last_addr = Signal(cfg.addr_bits)                 # a WRITE's or READ's last word: addr + count - 1
         last_word = mem_addr == last_addr
-        reply_byte, reply_last = Signal(8), Signal()
+        reply_byte = Signal(8)
         index = Signal(range(max(width, len(status) // 8, len(info) // 8) + 1))
         writing = Signal()                                # a complete word waits for the memory
         m.d.comb += [req.payload.addr.eq(mem_addr), req.payload.wdata.eq(rx.frame[-cfg.mem_bits:])]
@@ -364,15 +364,14 @@ class HostBridge(wiring.Component):
                     m.next = "READ_WAIT"
             with m.State("READ_WAIT"):                    # its data comes back mem_latency cycles later
                 with m.If(self.mem.resp.valid):
-                    m.d.sync += [reply_byte.eq(self.mem.resp.payload.word_select(index[:log2(width)], 8)),
-                                 reply_last.eq((index == width - 1) & last_word)]
+                    m.d.sync += reply_byte.eq(self.mem.resp.payload.word_select(index[:log2(width)], 8))
                     m.next = "SEND_BYTE"
             with m.State("LOAD_TABLE"):                   # a STATUS or INFO byte
-                m.d.sync += [reply_byte.eq(Mux(is_cmd["STATUS"], status.word_select(index, 8), info.word_select(index, 8))),
-                             reply_last.eq(index == Mux(is_cmd["STATUS"], len(status) // 8 - 1, len(info) // 8 - 1))]
+                m.d.sync += reply_byte.eq(Mux(is_cmd["STATUS"], status.word_select(index, 8), info.word_select(index, 8)))
                 m.next = "SEND_BYTE"
             with m.State("SEND_BYTE"):                    # a payload byte to the sender
-                last = reply_last
+                last = Mux(is_cmd["READ"], (index == width - 1) & last_word,
+                           index == Mux(is_cmd["STATUS"], len(status) // 8 - 1, len(info) // 8 - 1))
                 m.d.comb += [tx.data.valid.eq(1), tx.data.payload.byte.eq(reply_byte), tx.data.payload.last.eq(last)]
                 with m.If(tx.data.ready):
                     m.d.sync += index.eq(index + 1)
