@@ -29,10 +29,17 @@ engine's older instructions are done: the dispatcher retires in order.
 from ..spec import isa
 from .gather import GatherEngine
 from .gemm import GemmEngine
+from .gemm_compact import CompactGemmEngine
 from .sketch import SketchEngine
 
-__all__ = ["ENGINES"]
+__all__ = ["ENGINES", "engine_class"]
 
 # name -> engine class; the name prefixes its counters ("gemm_busy", ...). ``Config.engines`` picks from it.
 ENGINES = {"gemm": GemmEngine, "gather": GatherEngine, "sketch": SketchEngine}
 assert all(cls.OPS == isa.ENGINE_OPS[name] for name, cls in ENGINES.items())
+assert CompactGemmEngine.OPS == GemmEngine.OPS and CompactGemmEngine.COUNTERS == GemmEngine.COUNTERS
+
+
+def engine_class(name, config):
+    """The engine class of ``name`` on a chip of ``config``: the GEMM engine ``Config.gemm_engine`` picks."""
+    return CompactGemmEngine if name == "gemm" and config.gemm_engine == "compact" else ENGINES[name]

@@ -162,14 +162,15 @@ class Board:
 
 
 BOARDS = {
-    # iCE40 UP5K: 5,280 logic cells, 30 x 4 kbit EBR, 8 SB_MAC16. The area-first chip (docs/fpga.md): a 1 x 1
-    # INT8 array on half an SB_MAC16, the GEMM engine only, no command queue, the serial requant unit, 1 KiB
-    # of memory in EBR, no accumulate mode (its block reader), no overlap (its job register), 32-bit counters. It fills ~98% of the logic cells; a 16-MAC
-    # array does not fit beside the sequencer.
+    # iCE40 UP5K: 5,280 logic cells, 30 x 4 kbit EBR, 8 SB_MAC16. The compact GEMM engine (docs/fpga.md): an
+    # 8 x 2 INT8 broadcast array on the 8 SB_MAC16 in dual 8 x 8 mode (16 MACs per cycle; signed B), the GEMM
+    # engine only, no command queue, the serial requant unit, 4 KiB of memory in EBR (so 26-bit
+    # accumulators), no accumulate mode, no overlap, 24-bit counters.
     "icebreaker": Board("icebreaker", "ice40", "amaranth_boards.icebreaker:ICEBreakerPlatform", "clk12", 12e6, 30e6,
-                        Config(rows=1, cols=1, int4=False, mem_width=4, mem_depth=256, mem_latency=2,
+                        Config(rows=8, cols=2, int4=False, mem_width=8, mem_depth=512, mem_latency=1,
                                queue_depth=0, engines=("gemm",), requant_lanes=1, requant_stages=0,
-                               accumulate=False, pe_family="ice40", overlap=False, counter_bits=32),
+                               accumulate=False, pe_family="ice40", overlap=False, counter_bits=24,
+                               gemm_engine="compact"),
                         "rx=6 tx=9", 8),
     # ECP5-85F: 84k LUT4, 208 DP16KD, 156 MULT18X18D. A 16 x 8 array with INT4, every PE on a MULT18X18D
     # (128 INT8 / 256 INT4 MACs per cycle), the GEMM engine only, 4 requant lanes: 148 of the 156 DSPs

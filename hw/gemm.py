@@ -158,10 +158,14 @@ class GemmSetup(wiring.Component):
     32-bit address only the low L bits (``low``) and "a higher bit is set" are kept (an address with a high
     bit set is beyond memory, as in ``beyond_memory``). ``reach`` is ``low + `` the batch's words of each
     region (valid from ``CHECK`` on), ``end`` the same registered in ``CHECK``.
+
+    ``serial_products``: the three products of the geometry (``mt * a_bw``, ``nt * b_bw``, ``mt * nt``)
+    by shift and add over the ``L`` bits of ``mt`` and ``nt`` (a ``MULTIPLY`` state of ``L`` cycles) instead
+    of three multipliers (DSPs on an FPGA, which the compact engine's array needs every one of).
     """
 
-    def __init__(self, config):
-        self.config = config
+    def __init__(self, config, serial_products=False):
+        self.config, self.serial_products = config, serial_products
         L = config.addr_bits + 1
         words = data.StructLayout({name: L for name in REGIONS})
         reach = data.StructLayout({name: L + 1 for name in REGIONS})      # not truncated: compared with mem_depth
@@ -192,8 +196,12 @@ class GemmSetup(wiring.Component):
         tile_shift, out_shift = self.tile_shift, self.out_shift
         tiles = Signal(2 * L)
         problem = {"a": Signal(2 * L), "b": Signal(2 * L), "c": Signal(2 * L + 15), "p": Signal(L + 2)}
-        products = [problem["a"].eq(mt * a_bw), problem["b"].eq(nt * b_bw), problem["c"].eq(tiles << tile_shift),
-                    problem["p"].eq(nt * PARAM_WORDS)]
+        products = [problem["c"].eq(tiles << tile_shift)]
+        if self.serial_products:        # a and b are made in MULTIPLY; nt * 3 by shift and add
+            assert PARAM_WORDS == 3
+            products.append(problem["p"].eq((nt << 1) + nt))
+        else:
+            products += [problem["a"].eq(mt * a_bw), problem["b"].eq(nt * b_bw), problem["p"].eq(nt * PARAM_WORDS)]
         step = {name: Signal(L, name=f"{name}_step") for name in problem}     # problem words << bits done
         total = {name: Signal(L, name=f"{name}_total") for name in problem}   # words of the whole batch
         left = Signal(16)                                               # bits of batch still to add
@@ -215,13 +223,16 @@ class GemmSetup(wiring.Component):
                                   Mux(Cat(*beyond.values()).any(), errors["ADDR_RANGE"],
                                       Mux(Cat(*meets_c.values()).any(), errors["OVERLAP"], 0)))))
 
+        if self.serial_products:                # multiplicands shifted left, multipliers right, L steps
+            mt_bits, nt_bits, count = Signal(L), Signal(L), Signal(range(L))
+            a_step, b_step, mt_step = Signal(2 * L), Signal(2 * L), Signal(2 * L)
         with m.FSM():
             with m.State("IDLE"):
                 m.d.comb += self.ready.eq(1)
                 i = self.instr
                 m.d.sync += [high[name].eq(getattr(i, f"{name}_addr")[L:].any()) for name in problem]
                 m.d.sync += [f.eq(i), zero_size.eq((i.m == 0) | (i.k == 0) | (i.n == 0)),
-                             k_rows.eq(Mux(i.int4, (i.k + 1) >> 1, i.k)),
+                             k_rows.eq(Mux(i.int4, (i.k + 1) >> 1, i.k) if cfg.int4 else i.k),   # INT4: BAD_MODE
                              mt.eq(saturate((i.m + R - 1) >> log2(R))), nt.eq(saturate((i.n + C - 1) >> log2(C))),
                              left.eq(Mux(i.batch == 0, 1, i.batch))]
                 with m.Switch(i.out_format):
@@ -232,10 +243,27 @@ class GemmSetup(wiring.Component):
                 with m.If(self.start):
                     m.next = "SETUP2"
             with m.State("SETUP2"):
-                m.d.sync += [a_bw.eq(saturate((k_rows + W // R - 1) >> log2(W // R))),
-                             b_bw.eq(saturate((k_rows + W // C - 1) >> log2(W // C))),
-                             tiles.eq(mt * nt), self.mt_last.eq(mt - 1), self.nt_last.eq(nt - 1)]
-                m.next = "SETUP3"
+                a_bw_now = saturate((k_rows + W // R - 1) >> log2(W // R))
+                b_bw_now = saturate((k_rows + W // C - 1) >> log2(W // C))
+                m.d.sync += [a_bw.eq(a_bw_now), b_bw.eq(b_bw_now), self.mt_last.eq(mt - 1), self.nt_last.eq(nt - 1)]
+                if self.serial_products:
+                    m.d.sync += [problem["a"].eq(0), problem["b"].eq(0), tiles.eq(0), count.eq(0),
+                                 mt_bits.eq(mt), nt_bits.eq(nt), a_step.eq(a_bw_now), b_step.eq(b_bw_now),
+                                 mt_step.eq(mt)]
+                    m.next = "MULTIPLY"
+                else:
+                    m.d.sync += tiles.eq(mt * nt)
+                    m.next = "SETUP3"
+            if self.serial_products:
+                with m.State("MULTIPLY"):
+                    with m.If(mt_bits[0]):
+                        m.d.sync += problem["a"].eq(problem["a"] + a_step)
+                    with m.If(nt_bits[0]):
+                        m.d.sync += [problem["b"].eq(problem["b"] + b_step), tiles.eq(tiles + mt_step)]
+                    m.d.sync += [mt_bits.eq(mt_bits >> 1), nt_bits.eq(nt_bits >> 1), a_step.eq(a_step << 1),
+                                 b_step.eq(b_step << 1), mt_step.eq(mt_step << 1), count.eq(count + 1)]
+                    with m.If(count == L - 1):
+                        m.next = "SETUP3"
             with m.State("SETUP3"):
                 m.d.sync += products
                 m.next = "SETUP4"
@@ -257,7 +285,7 @@ class GemmSetup(wiring.Component):
             with m.State("CHECK"):
                 m.d.comb += self.checking.eq(1)
                 m.d.sync += [bad_mode.eq((f.int4 & (not cfg.int4)) | (f.rounding == 3) | (~f.requant & (f.out_format != 0))
-                                       | (f.accumulate & (not cfg.accumulate))),
+                                       | (f.accumulate & (not cfg.accumulate)) | (~f.b_signed & (not cfg.unsigned_b))),
                              bad_shape.eq(zero_size)]
                 for name in problem:
                     m.d.sync += [self.end[name].eq(reach[name]), beyond[name].eq(high[name] | (reach[name] > cfg.mem_depth))]

@@ -55,8 +55,9 @@ class FrameReceiver(wiring.Component):
     Bytes shift into ``frame`` (:data:`~tridsa.spec.isa.INSTR_BITS` wide, the newest byte at the top): once
     the header is in, its top :data:`~tridsa.spec.host_link.HEADER_BYTES` bytes are the header (``command``,
     ``addr``, ``count``); after ``n`` payload bytes, its top ``n`` bytes are the payload. A sync byte is
-    looked for only while ``listen``. ``header`` pulses with the header's checksum byte (``header_ok``:
-    it matches); in that cycle the executor answers with ``payload`` (receive payload bytes, each passed
+    looked for only while ``listen``. ``header`` pulses in the cycle after the header's checksum byte
+    (``header_ok``: it matched; no byte is taken in that cycle); in that cycle the executor answers with
+    ``payload`` (receive payload bytes, each passed
     on ``data`` until the one taken with ``data_last``, then the checksum byte: ``end`` pulses with
     ``ok``; ``data.ready`` holds back the checksum byte too), ``drain`` (drop bytes until the line has been
     idle for ``timeout`` cycles: ``drained``) or neither (the frame is complete). ``timed_out`` pulses
@@ -79,6 +80,7 @@ class FrameReceiver(wiring.Component):
         header = frame[-8 * link.HEADER_BYTES:]
         m.d.comb += [self.command.eq(header[:8]), self.addr.eq(header[8:40]), self.count.eq(header[40:56])]
         crc = Signal(8)
+        header_ok = Signal()
         index = Signal(range(link.HEADER_BYTES))
         idle = Signal(range(self.timeout + 1))
         timed_out = idle == self.timeout
@@ -110,17 +112,19 @@ class FrameReceiver(wiring.Component):
                     with m.If(index == link.HEADER_BYTES - 1):
                         m.next = "CHECK"
                 wait_for_bytes()
-            with m.State("CHECK"):                        # the header checksum
+            with m.State("CHECK"):                        # the header checksum, compared into a register
                 m.d.comb += [self.rx.ready.eq(1), self.in_header.eq(1)]
                 with m.If(got):
-                    m.d.comb += [self.header.eq(1), self.header_ok.eq(byte == crc)]
-                    m.d.sync += crc.eq(0)
-                    m.next = "SYNC"
-                    with m.If(self.drain):
-                        m.next = "DRAIN"
-                    with m.Elif(self.payload):
-                        m.next = "PAYLOAD"
+                    m.d.sync += [header_ok.eq(byte == crc), crc.eq(0)]
+                    m.next = "DECIDE"
                 wait_for_bytes()
+            with m.State("DECIDE"):                       # the executor decides in the cycle after (FPGA timing)
+                m.d.comb += [self.header.eq(1), self.header_ok.eq(header_ok)]
+                m.next = "SYNC"
+                with m.If(self.drain):
+                    m.next = "DRAIN"
+                with m.Elif(self.payload):
+                    m.next = "PAYLOAD"
             with m.State("PAYLOAD"):
                 m.d.comb += [self.rx.ready.eq(self.data.ready), self.data.valid.eq(self.rx.valid),
                              self.data.payload.eq(byte)]
@@ -350,8 +354,10 @@ class HostBridge(wiring.Component):
                 m.d.comb += [self.cmd.valid.eq(1), self.cmd.payload.eq(rx.frame)]
                 with m.If(self.cmd.ready):
                     m.d.sync += started.eq(1)
-                    reply(codes["OK"])
-                    m.next = "REPLY"
+                    m.next = "PUSHED"
+            with m.State("PUSHED"):                       # the reply a cycle after the Top took the instruction
+                reply(codes["OK"])                        # (FPGA timing: its decision is not in the reply's enables)
+                m.next = "REPLY"
             with m.State("READ_WORD"):                    # request the word at mem_addr
                 m.d.comb += [req.valid.eq(1), req.payload.we.eq(0)]
                 with m.If(req.ready):

@@ -8,6 +8,13 @@ Memory port protocol (:class:`MemPort`, seen from the requester):
   after its request was accepted, in request order. Requesters never issue a read they have no
   buffer space for (credits), so responses cannot be refused.
 * A write takes effect when it is accepted; a later read of the same word sees it.
+
+A chip with the compact GEMM engine (``Config.gemm_engine``) also has a write port (:func:`write_port`): a
+stream of ``{addr, wdata}`` without ``ready``, the block RAM's own write port beside the read of ``port``,
+so an engine writes its outputs while it reads its operands. Every write of that chip comes through it
+(the top level passes the host's writes on to it: ``port`` only reads, and a write request on ``port``
+writes nothing and gets no response). A word is written in the cycle it is offered; the engine never
+writes a word it reads while writing (its output region does not meet its inputs).
 """
 from __future__ import annotations
 
@@ -18,7 +25,36 @@ from amaranth.lib.wiring import In, Out
 
 from .skid import SkidBuffer
 
-__all__ = ["MemPort", "MemoryModel", "MemArbiter", "BlockReader"]
+__all__ = ["MemPort", "MemoryModel", "MemArbiter", "BlockReader", "write_port", "has_write_port", "block_ram",
+           "registered_read"]
+
+
+def block_ram(shape, depth, init=()):
+    """A :class:`~amaranth.lib.memory.Memory` for block RAM whose reads of a word in the cycle it is written
+    are never used (``no_rw_check``: synthesis adds no logic to emulate them; read them with
+    :func:`registered_read`)."""
+    return Memory(shape=shape, depth=depth, init=init, attrs={"no_rw_check": 1})
+
+
+def registered_read(m, memory, addr, name):
+    """The word of ``memory`` at ``addr`` one cycle later: a combinational read port and a reset-less register
+    that synthesis merges into the block RAM (a synchronous read port would get logic that makes a read of
+    a word being written return the old word; with :func:`block_ram` that read is undefined on an FPGA)."""
+    port = memory.read_port(domain="comb")
+    data = Signal(memory.shape, name=name, reset_less=True)
+    m.d.comb += port.addr.eq(addr)
+    m.d.sync += data.eq(port.data)
+    return data
+
+
+def write_port(config) -> stream.Signature:
+    """The memory's write port of a compact-engine chip (writer side): always ready, one word per cycle."""
+    return stream.Signature(data.StructLayout({"addr": config.addr_bits, "wdata": config.mem_bits}), always_ready=True)
+
+
+def has_write_port(config) -> bool:
+    """Whether the chip's memory has the write port (the compact GEMM engine writes through it)."""
+    return config.gemm_engine == "compact"
 
 
 class MemPort(wiring.Signature):
@@ -60,9 +96,14 @@ class MemoryModel(wiring.Component):
             raise ValueError(f"stall_seed must be an integer in 0..2**32-1, not {stall_seed!r}")
         self.config, self.storage, self.stall_seed = config, storage, stall_seed
         # Created here (not in elaborate) so a Python simulation can read the final contents.
-        self.storage_memory = (Memory(shape=config.mem_bits, depth=config.mem_depth, init=init)
+        # A word read in the cycle it is written is never used (one request per cycle on ``port``; the write port
+        # writes no word an engine reads): a block_ram
+        self.storage_memory = (block_ram(config.mem_bits, config.mem_depth, init)
                                if storage == "amaranth" else None)
-        super().__init__({"port": In(MemPort(config)), "dump": In(1)})
+        ports = {"port": In(MemPort(config)), "dump": In(1)}
+        if has_write_port(config):
+            ports["write"] = In(write_port(config))
+        super().__init__(ports)
 
     def elaborate(self, platform):
         m = Module()
@@ -88,16 +129,19 @@ class MemoryModel(wiring.Component):
             m.d.sync += [req_valid.eq(accepted), req.eq(payload)]
         rdata = Signal(cfg.mem_bits)
         write = req_valid & req.we
+        waddr, wdata = req.addr, req.wdata
+        if has_write_port(cfg):         # every write comes through the write port (``port`` only reads)
+            w = self.write
+            write, waddr, wdata = w.valid, w.payload.addr, w.payload.wdata
         if self.storage == "amaranth":
             m.submodules.storage = storage = self.storage_memory
             wr = storage.write_port()
-            rd = storage.read_port()
-            m.d.comb += [wr.addr.eq(req.addr), wr.data.eq(req.wdata), wr.en.eq(write),
-                         rd.addr.eq(req.addr), rdata.eq(rd.data)]
+            m.d.comb += [wr.addr.eq(waddr), wr.data.eq(wdata), wr.en.eq(write),
+                         rdata.eq(registered_read(m, storage, req.addr, "rd_data"))]
         else:
             m.submodules.storage = Instance(
                 "tridsa_sim_mem", p_WIDTH=cfg.mem_bits, p_DEPTH=cfg.mem_depth, p_ABITS=cfg.addr_bits,
-                i_clk=ClockSignal(), i_addr=req.addr, i_we=write, i_wdata=req.wdata,
+                i_clk=ClockSignal(), i_addr=req.addr, i_waddr=waddr, i_we=write, i_wdata=wdata,
                 i_dump=self.dump, o_rdata=rdata, o_stall=stall)
         # One cycle in the RAM, the rest (after the request register) in a delay line.
         valid = Signal()

@@ -65,11 +65,13 @@ def _round_up(cmd, floor, top, below, negative):
     return top & (~t | below)
 
 
-def _saturate_add_zp(cmd, r):
-    """sat32(r) + zp: the saturation from the bits above bit 31 (no comparator)."""
+def _saturate_add_zp(cmd, r, above=None, below=None):
+    """sat32(r) + zp: the saturation from the bits above bit 31 (no comparator); ``above``, ``below``: r is above
+    INT32_MAX / below INT32_MIN, if known (else from those bits)."""
     upper = r[31:]
-    r_sat = Mux(~r[-1] & (upper != 0), INT32_MAX, Mux(r[-1] & ~upper.all(), INT32_MIN, r[:ACC_BITS].as_signed()))
-    return r_sat + cmd.zp
+    above = ~r[-1] & (upper != 0) if above is None else above
+    below = r[-1] & ~upper.all() if below is None else below
+    return Mux(above, INT32_MAX, Mux(below, INT32_MIN, r[:ACC_BITS].as_signed())) + cmd.zp
 
 
 def _clamp(cmd, y):
@@ -320,13 +322,14 @@ class RequantUnit(wiring.Component):
         the accepting one): 31 steps over the multiplier's bits, LSB first, leave ``p = a * m``; NUDGE (two
         cycles) and HIGH make TFLite's doubling high multiply; 62 SHIFT steps, the first ``e`` of which
         shift (adding nothing) while ``top`` keeps the bit shifted out last and ``below`` whether an
-        earlier one was set; DECIDE (registers the round-up bit), ROUND (two cycles), SATURATE, CLAMP (into
+        earlier one was set; DECIDE (registers the round-up bit), ROUND (two cycles; the second registers
+        whether the value leaves int32), SATURATE, CLAMP (into
         ``o``, waiting while ``o`` holds an untaken result)."""
         m = Module()
         cmd = self._decode(m)
         payload = self.i.payload
         shapes = {"a": signed(ACC_BITS), "hi": signed(ACC_BITS + 1), "lo": 31, "mult": MULTIPLIER_BITS,
-                  "e": SHIFT_BITS, "top": 1, "below": 1, "up": 1, "carry": 1, "inexact": 1,
+                  "e": SHIFT_BITS, "top": 1, "below": 1, "up": 1, "carry": 1, "inexact": 1, "over": 1, "under": 1,
                   "y": signed(ACC_BITS + 1)}
         lanes = [SimpleNamespace(**{name: Signal(shape, name=f"{name}_{k}") for name, shape in shapes.items()})
                  for k in range(self.lanes)]
@@ -392,7 +395,7 @@ class RequantUnit(wiring.Component):
                 m.next = "SATURATE"
             with m.State("SATURATE"):
                 for lane in lanes:
-                    m.d.sync += lane.y.eq(_saturate_add_zp(cmd, value(lane)))
+                    m.d.sync += lane.y.eq(_saturate_add_zp(cmd, value(lane), lane.over, lane.under))
                 m.next = "CLAMP"
             with m.State("CLAMP"):
                 with m.If(~valid | self.o.ready):
@@ -415,6 +418,15 @@ class RequantUnit(wiring.Component):
             with m.If((state["NUDGE"] & cmd.tflite) | state["ROUND"]):
                 low = lane.lo + amount[:31]
                 m.d.sync += [lane.lo.eq(low[:31]), lane.carry.eq(low[31])]
+            with m.If(state["ROUND_HI"]):
+                # whether the value leaves int32, from ``hi`` before it adds the carry (the value's bits above
+                # bit 30 are ``hi + carry``), so that SATURATE starts at registers (FPGA timing)
+                zero, ones, minus_two = lane.hi == 0, lane.hi == -1, lane.hi == -2
+                carry = lane.carry
+                negative = lane.hi[-1] & ~(ones & carry)
+                nonzero = ~((zero & ~carry) | (ones & carry))
+                all_ones = (ones & ~carry) | (minus_two & carry)
+                m.d.sync += [lane.over.eq(~negative & nonzero), lane.under.eq(negative & ~all_ones)]
             with m.If((state["NUDGE_HI"] & cmd.tflite) | state["ROUND_HI"]):
                 m.d.sync += lane.hi.eq(lane.hi + (amount >> 31) + lane.carry)
         return m

@@ -27,7 +27,7 @@ from amaranth.lib.wiring import In, Out
 
 from ..spec import isa
 from .counters import counter_layout
-from .engines import ENGINES
+from .engines import ENGINES, engine_class
 from .engine_port import regions_conflict
 from .memory import MemArbiter, MemoryModel, MemPort
 
@@ -38,7 +38,7 @@ def counter_names(config) -> tuple:
     """The Top's counters, in port order: cycles, retired instructions, memory words read/written by
     engines, then every engine's own counters as ``"<engine>_<counter>"``."""
     return ("cycles", "retired", "mem_reads", "mem_writes") + tuple(
-        f"{name}_{c}" for name in config.engines for c in ENGINES[name].COUNTERS)
+        f"{name}_{c}" for name in config.engines for c in engine_class(name, config).COUNTERS)
 
 
 class Top(wiring.Component):
@@ -82,7 +82,7 @@ class Top(wiring.Component):
             queue = fifo.FIFOInterface(width=isa.INSTR_BITS, depth=0)
             m.d.comb += [queue.r_data.eq(self.cmd.payload), queue.r_rdy.eq(self.cmd.valid),
                          self.cmd.ready.eq(queue.r_en)]
-        engines = {name: ENGINES[name](cfg) for name in cfg.engines}
+        engines = {name: engine_class(name, cfg)(cfg) for name in cfg.engines}
         for name, engine in engines.items():
             m.submodules[name] = engine
         m.d.comb += self.memory.dump.eq(self.dump)
@@ -219,7 +219,17 @@ class Top(wiring.Component):
         # two registers, not in the enables of two counters (FPGA timing; an engine is done cycles later).
         accepted = in_flight & port.req.valid & port.req.ready
         wrote, read = Signal(), Signal()
-        m.d.sync += [wrote.eq(accepted & port.req.payload.we), read.eq(accepted & ~port.req.payload.we)]
+        engine_write = Const(0)
+        for engine in engines.values():         # the memory's write port: the engine's writes, or the host's
+            if hasattr(engine, "wmem"):
+                host = self.host.req
+                host_write = ~in_flight & host.valid & host.payload.we
+                m.d.comb += [self.memory.write.valid.eq(engine.wmem.valid | host_write),
+                             self.memory.write.payload.addr.eq(Mux(host_write, host.payload.addr, engine.wmem.payload.addr)),
+                             self.memory.write.payload.wdata.eq(Mux(host_write, host.payload.wdata,
+                                                                    engine.wmem.payload.wdata))]
+                engine_write = engine.wmem.valid
+        m.d.sync += [wrote.eq((accepted & port.req.payload.we) | engine_write), read.eq(accepted & ~port.req.payload.we)]
         with m.If(wrote):
             m.d.sync += counters.mem_writes.eq(counters.mem_writes + 1)
         with m.If(read):

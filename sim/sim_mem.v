@@ -1,4 +1,6 @@
-// Simulation-only memory for tridsa's Verilog simulations. Read-first, 1 cycle.
+// Simulation-only memory for tridsa's Verilog simulations. Read-first, 1 cycle; a read address and a
+// write address (a block RAM's two ports; hw/memory.py drives both with the request's address except on a
+// chip with a write port).
 //
 // Default (cocotb on Verilator or Icarus): loads +mem_in=FILE with $readmemh at time 0 (missing words are
 // zero) and writes the whole array to +mem_out=FILE with $writememh on every clock edge while `dump` is high.
@@ -12,6 +14,7 @@
 module tridsa_sim_mem #(parameter WIDTH = 256, parameter DEPTH = 1024, parameter ABITS = 10) (
     input  wire             clk,
     input  wire [ABITS-1:0] addr,
+    input  wire [ABITS-1:0] waddr,
     input  wire             we,
     input  wire [WIDTH-1:0] wdata,
     input  wire             dump,
@@ -27,7 +30,7 @@ module tridsa_sim_mem #(parameter WIDTH = 256, parameter DEPTH = 1024, parameter
     always @(posedge clk) stall <= tridsa_mem_stall();
     always @(posedge clk) begin
         tridsa_mem_read(32'(addr), word);
-        if (we) tridsa_mem_write(32'(addr), wdata);
+        if (we) tridsa_mem_write(32'(waddr), wdata);
         rdata <= word;
     end
 `else
@@ -43,7 +46,7 @@ module tridsa_sim_mem #(parameter WIDTH = 256, parameter DEPTH = 1024, parameter
         if ($value$plusargs("mem_in=%s", fname)) $readmemh(fname, mem);
     end
     always @(posedge clk) begin
-        if (we) mem[addr] <= wdata;
+        if (we) mem[waddr] <= wdata;
         rdata <= mem[addr];
     end
     always @(posedge clk) begin

@@ -12,7 +12,11 @@ import json
 from .counters import COUNTER_BITS
 from .isa import ENGINE_OPS
 
-__all__ = ["Config", "REQUANT_REGISTERED", "REQUANT_SERIAL_CYCLES", "ceil_div", "requant_timing"]
+__all__ = ["Config", "GEMM_ENGINES", "REQUANT_REGISTERED", "REQUANT_SERIAL_CYCLES", "ceil_div", "requant_timing"]
+
+#: ``Config.gemm_engine`` choices: the systolic engine (every feature) and the compact broadcast engine of
+#: the smallest FPGAs (:mod:`tridsa.hw.gemm_compact`).
+GEMM_ENGINES = ("systolic", "compact")
 
 #: ``Config.requant_stages`` -> which of the requant pipeline's 12 logical steps (0-based, see
 #: :class:`tridsa.hw.requant.RequantUnit`) end in a register; the others are combinational. The count
@@ -111,6 +115,14 @@ class Config:
         their memory regions allow. It costs the GEMM engine a job register and the dispatcher its hazard
         check; without it every instruction starts when the previous one is done, the gateware holds
         none of that logic (the area-first FPGA chips), and the results are the same.
+    gemm_engine:
+        ``"systolic"`` (default): the GEMM engine of :mod:`tridsa.hw.gemm` (systolic array, every feature).
+        ``"compact"``: the broadcast engine of :mod:`tridsa.hw.gemm_compact` for the smallest FPGAs: every
+        PE of a row sees the same A byte and every PE of a column the same B byte in the same cycle (no
+        skew), a B block is loaded once per column block into a local buffer, A streams one k-row per
+        memory word (``mem_width == rows``), outputs go through a write port of their own. The same
+        Programs and results; INT8 only, signed B only (:attr:`unsigned_b`), no accumulate mode, no
+        overlap, every PE on a DSP, accumulators :attr:`acc_bits` wide.
     counter_bits:
         Width of every performance counter (a multiple of 8 in 16..64; the host link reports each in
         ``counter_bits / 8`` bytes). A counter wraps after ``2**counter_bits`` events: 48 bits last
@@ -139,6 +151,7 @@ class Config:
     row_group: int = 0
     overlap: bool = True
     counter_bits: int = COUNTER_BITS
+    gemm_engine: str = "systolic"
 
     def __post_init__(self):
         def need(ok, name, allowed):
@@ -174,6 +187,21 @@ class Config:
              "requant_stages", f"0 (serial) or one of {sorted(REQUANT_REGISTERED)}")
         need(self.pe_family in (None, "ice40", "ecp5"), "pe_family", "None, \"ice40\" or \"ecp5\"")
         need(isinstance(self.row_group, int) and self.row_group >= 0, "row_group", "an integer >= 0")
+        need(self.gemm_engine in GEMM_ENGINES, "gemm_engine", f"one of {GEMM_ENGINES}")
+        if self.gemm_engine == "compact":
+            for name, ok, allowed in (
+                    ("int4", not self.int4, "False with gemm_engine=\"compact\" (INT8 only)"),
+                    ("accumulate", not self.accumulate, "False with gemm_engine=\"compact\""),
+                    ("overlap", not self.overlap, "False with gemm_engine=\"compact\""),
+                    ("hard_multipliers", self.hard_multipliers in (None, self.rows * self.cols),
+                     "None with gemm_engine=\"compact\" (every PE on a DSP)"),
+                    ("mem_width", self.mem_width == self.rows and (self.rows * self.cols * 4) % self.mem_bits == 0,
+                     f"rows={self.rows} with gemm_engine=\"compact\" (one A k-row per word; an INT4 output tile "
+                     f"of rows*cols*4 bits fills whole words)"),
+                    ("cols", self.cols % 2 == 0, "even with gemm_engine=\"compact\" (two PEs share a DSP)"),
+                    ("requant_lanes", self.requant_lanes == 1, "1 with gemm_engine=\"compact\" (one value at a time)"),
+                    ("row_group", self.row_group == 0, "0 with gemm_engine=\"compact\" (no systolic links)")):
+                need(ok, name, allowed)
         need(isinstance(self.counter_bits, int) and self.counter_bits % 8 == 0 and 16 <= self.counter_bits <= 64,
              "counter_bits", "a multiple of 8 in 16..64")
 
@@ -216,6 +244,23 @@ class Config:
     def lanes_requant(self) -> int:
         """Accumulators requantized per cycle (``requant_lanes``, default ``cols``)."""
         return self.requant_lanes or self.cols
+
+    @property
+    def acc_bits(self) -> int:
+        """Accumulator bits of a compact engine's PE (``gemm_engine="compact"``), exact for every legal GEMM.
+
+        A legal instruction's A block (``ceil(K * rows / mem_width)`` words) and B block fit the memory, so
+        ``K <= mem_bytes / max(rows, cols)``; an INT8 product lies in [-128 * 255, 255 * 255], so every
+        sum of K products lies in ``[-K * 32640, K * 65025]`` and fits a signed integer of these bits (at
+        most 32: the int32 of the ISA)."""
+        k_max = self.mem_bytes // max(self.rows, self.cols)
+        return min(32, (k_max * 255 * 255).bit_length() + 1)
+
+    @property
+    def unsigned_b(self) -> bool:
+        """Whether a GEMM may take unsigned B (``b_signed=0``; else BAD_MODE). The compact engine corrects an
+        unsigned A with a sum per array column and has no sums per row, which an unsigned B needs."""
+        return self.gemm_engine != "compact"
 
     def has_op(self, op: str) -> bool:
         """Whether this chip has the engine that executes instruction ``op`` (NOP and HALT: always)."""

@@ -322,6 +322,7 @@ def build(board: str, config=None, out_dir="build", *, baud: int = 115200, frequ
     resources["FF"]["yosys_cells"] = ffs
     mult_cell = _MULTIPLIERS[family]
     pe_hard = cfg.rows * cfg.cols if cfg.hard_multipliers is None else cfg.hard_multipliers
+    other_dsps = max(0, cells.get(mult_cell, 0) - array_dsps)
     fmax_mhz = round(achieved, 3) if achieved is not None else None
     clock_mhz = min(fmax_mhz, top.frequency / 1e6) if fmax_mhz else None
     macs4 = cfg.peak_macs_int8 * 2 if cfg.int4 else None
@@ -355,8 +356,9 @@ def build(board: str, config=None, out_dir="build", *, baud: int = 115200, frequ
             "dsp_fallback": fallback,
             "note": ("the design needs more hard multipliers than the device has: the inferred ones are LUT logic"
                      if fallback else f"{pe_hard} PEs multiply on {array_dsps} {mult_cell}, {cfg.rows * cfg.cols - pe_hard} "
-                     f"in LUTs; the other {max(0, cells.get(mult_cell, 0) - array_dsps)} {mult_cell} are the sequencer's"
-                     + (" and the requant's multipliers" if cfg.requant_stages else " multipliers (the requant is serial)")),
+                     + (f"in LUTs; no other {mult_cell}" if not other_dsps else
+                        f"in LUTs; the other {other_dsps} {mult_cell} are the sequencer's"
+                        + (" and the requant's multipliers" if cfg.requant_stages else " multipliers (the requant is serial)"))),
         },
         "yosys_cells": cells,
         "critical_path": _critical_path(pnr),

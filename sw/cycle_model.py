@@ -163,6 +163,11 @@ def gemm_port_time(config, geo, batch, accumulate=False) -> tuple:
 def gemm_cost(fields: dict, config, memory=None) -> Cost:
     """Cost of a GEMM instruction from its fields (every tile reads its A and B blocks, and its partial
     sums in accumulate mode; every column block its parameters)."""
+    if config.gemm_engine == "compact":
+        from .gemm_compact_timing import compact_gemm_cycles, compact_gemm_traffic
+        shape = fields["m"], fields["k"], fields["n"]
+        return Cost(compact_gemm_cycles(config, *shape, batch=fields["batch"]),
+                    *compact_gemm_traffic(config, *shape, fields["out_format"], batch=fields["batch"]))
     accumulate = bool(fields["accumulate"])
     geo = GemmGeometry(config, fields["m"], fields["k"], fields["n"], bool(fields["int4"]), fields["out_format"])
     batch = max(1, fields["batch"])

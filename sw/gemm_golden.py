@@ -41,7 +41,8 @@ def check_gemm(fields: dict, config) -> int:
     memory), then OVERLAP (the batch's C region meets its A, B or P region).
     """
     if (fields["int4"] and not config.int4) or fields["rounding"] == 3 or \
-            (not fields["requant"] and fields["out_format"] != 0) or (fields["accumulate"] and not config.accumulate):
+            (not fields["requant"] and fields["out_format"] != 0) or (fields["accumulate"] and not config.accumulate) or \
+            (not fields["b_signed"] and not config.unsigned_b):
         return isa.ERRORS["BAD_MODE"]
     if min(fields["m"], fields["k"], fields["n"]) == 0:
         return isa.ERRORS["BAD_SHAPE"]

@@ -106,6 +106,9 @@ def gemm_problems(config, a, b, bias=None, requant=None, relu=False, precision="
     n = b.shape[2]
     a_signed = operand_signedness(a, "a", precision)
     b_signed = operand_signedness(b, "b", precision)
+    if not b_signed and not config.unsigned_b:
+        raise ValueError(f"b is unsigned ({b.dtype}), which this chip's GEMM engine does not take: the compact engine "
+                         "(Config.gemm_engine=\"compact\") multiplies signed B only (Config.unsigned_b); pass b as int8")
     requants = _problem_requants(requant, batch)
     if not isinstance(relu, (bool, np.bool_)):
         raise TypeError(f"relu must be True or False, got {relu!r}")

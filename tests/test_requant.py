@@ -459,3 +459,39 @@ def test_unit_cocotb(simulator, stages, tmp_path):
              extra_env={"PYTHONPATH": pythonpath, "TRIDSA_SEED": str(seed), "TRIDSA_LANES": str(lanes),
                         "TRIDSA_INTERVAL": str(1 if stages else REQUANT_SERIAL_CYCLES),
                         "TRIDSA_ROWS": "12" if stages else "3"})
+
+
+def test_serial_unit_saturates_at_the_rounding_carry():
+    """The serial unit registers whether a value leaves int32 from ``hi`` and the rounding's carry: values
+    that round across INT32_MAX (65535 * 65537 / 2, half up), onto INT32_MIN (-641 * 6700417 / 2) or from -1
+    to 0 (-1 / 2), and their neighbours, against the reference."""
+    from amaranth.sim import Simulator
+    dut = RequantUnit(1, stages=0)
+    cases = [(65535, 65537, 1), (65535, 65535, 1), (-641, 6700417, 1), (-641, 6700415, 1), (-65535, 65537, 1),
+             (1 << 30, 4, 0), (-(1 << 30), 3, 0), (-1, 1, 1), (-3, 1, 1)]
+    rows = {"x": np.array([[x] for x, _, _ in cases]), "bias": np.zeros((len(cases), 1), np.int64),
+            "multiplier": np.array([[m] for _, m, _ in cases]), "shift": np.array([[s] for _, _, s in cases])}
+    cmd = dict(enable=1, rounding=ROUNDING["half_up"], out_format=OUT_FORMATS["int32"], relu=0, zero_point=0)
+    expected = requant_tb.expected_rows(rows, cmd)
+    assert {int(v) for v in expected.ravel()} >= {INT32_MAX, INT32_MIN}
+    layout = RequantUnit.input_layout(1)
+    got = []
+    sim = Simulator(dut)
+    sim.add_clock(1e-6)
+
+    async def bench(ctx):
+        for name, value in cmd.items():
+            ctx.set(getattr(dut, name), value)
+        ctx.set(dut.o.ready, 1)
+        await ctx.tick()
+        for k in range(len(cases)):
+            ctx.set(dut.i.payload.as_value(), requant_tb.pack_row(layout, rows, k))
+            ctx.set(dut.i.valid, 1)
+            await ctx.tick().until(dut.i.ready)
+            ctx.set(dut.i.valid, 0)
+            await ctx.tick().until(dut.o.valid)
+            got.append(requant_tb.unpack_row(ctx.get(dut.o.payload.as_value()), 1)[0])
+
+    sim.add_testbench(bench)
+    sim.run()
+    assert got == expected.ravel().tolist()
