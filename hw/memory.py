@@ -53,8 +53,9 @@ def write_port(config) -> stream.Signature:
 
 
 def has_write_port(config) -> bool:
-    """Whether the chip's memory has the write port (the compact GEMM engine writes through it)."""
-    return config.gemm_engine == "compact"
+    """Whether the chip's memory has the write port: a chip whose GEMM engine is the compact one (it writes
+    through it)."""
+    return config.gemm_engine == "compact" and "gemm" in config.engines
 
 
 class MemPort(wiring.Signature):

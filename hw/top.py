@@ -29,7 +29,7 @@ from ..spec import isa
 from .counters import counter_layout
 from .engines import ENGINES, engine_class
 from .engine_port import regions_conflict
-from .memory import MemArbiter, MemoryModel, MemPort
+from .memory import MemArbiter, MemoryModel, MemPort, has_write_port
 
 __all__ = ["Top", "counter_names"]
 
@@ -220,15 +220,13 @@ class Top(wiring.Component):
         accepted = in_flight & port.req.valid & port.req.ready
         wrote, read = Signal(), Signal()
         engine_write = Const(0)
-        for engine in engines.values():         # the memory's write port: the engine's writes, or the host's
-            if hasattr(engine, "wmem"):
-                host = self.host.req
-                host_write = ~in_flight & host.valid & host.payload.we
-                m.d.comb += [self.memory.write.valid.eq(engine.wmem.valid | host_write),
-                             self.memory.write.payload.addr.eq(Mux(host_write, host.payload.addr, engine.wmem.payload.addr)),
-                             self.memory.write.payload.wdata.eq(Mux(host_write, host.payload.wdata,
-                                                                    engine.wmem.payload.wdata))]
-                engine_write = engine.wmem.valid
+        if has_write_port(cfg):                 # the memory's write port: the GEMM engine's writes, or the host's
+            wmem, host = engines["gemm"].wmem, self.host.req
+            host_write = ~in_flight & host.valid & host.payload.we
+            m.d.comb += [self.memory.write.valid.eq(wmem.valid | host_write),
+                         self.memory.write.payload.addr.eq(Mux(host_write, host.payload.addr, wmem.payload.addr)),
+                         self.memory.write.payload.wdata.eq(Mux(host_write, host.payload.wdata, wmem.payload.wdata))]
+            engine_write = wmem.valid
         m.d.sync += [wrote.eq((accepted & port.req.payload.we) | engine_write), read.eq(accepted & ~port.req.payload.we)]
         with m.If(wrote):
             m.d.sync += counters.mem_writes.eq(counters.mem_writes + 1)

@@ -16,6 +16,7 @@ import dataclasses
 
 from ..spec.gather_layout import MEAN_DIVIDE_STEPS
 from ..spec.gemm_layout import FEED_STAGES, PARAM_WORDS, PE_LATENCY, GemmGeometry, min_tile_cycles, readout_stages, row_skew
+from .gemm_compact_timing import compact_gemm_cycles, compact_gemm_traffic
 
 __all__ = ["Cost", "gemm_fixed_cycles", "estimate_gemm_cycles", "gemm_compute_cycles", "gemm_port_cycles", "gemm_port_time",
            "gemm_lead_cycles", "gemm_cost", "gather_cost", "rng_cost",
@@ -164,7 +165,6 @@ def gemm_cost(fields: dict, config, memory=None) -> Cost:
     """Cost of a GEMM instruction from its fields (every tile reads its A and B blocks, and its partial
     sums in accumulate mode; every column block its parameters)."""
     if config.gemm_engine == "compact":
-        from .gemm_compact_timing import compact_gemm_cycles, compact_gemm_traffic
         shape = fields["m"], fields["k"], fields["n"]
         return Cost(compact_gemm_cycles(config, *shape, batch=fields["batch"]),
                     *compact_gemm_traffic(config, *shape, fields["out_format"], batch=fields["batch"]))

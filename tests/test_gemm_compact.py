@@ -161,3 +161,11 @@ def test_compact_chip_errors():
         got = accelerator("amaranth", COMPACT).backend.run(program)
         assert want.error != 0 and (got.error, got.error_pc) == (want.error, want.error_pc), change
         np.testing.assert_array_equal(got.memory, want.memory)
+
+
+def test_compact_config_without_gemm_engine_writes_through_the_port():
+    """The write port belongs to the compact GEMM engine: a chip of the same Config without that engine
+    keeps the memory's one read/write port, so the host's image and the engine's outputs are written."""
+    config = COMPACT.replace(engines=("sketch",))
+    words = Accelerator("amaranth", config).random_uint32(key=(1, 2), counter=(0, 0, 0, 0), n=16)
+    np.testing.assert_array_equal(words, accelerator("golden", config).random_uint32(key=(1, 2), counter=(0, 0, 0, 0), n=16))
