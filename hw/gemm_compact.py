@@ -31,6 +31,7 @@ from amaranth.lib.wiring import Out
 from ..spec.config import ceil_div
 from ..spec.gemm_layout import OUT_BITS, PARAM_WORDS
 from .broadcast_array import BroadcastArray
+from .mac_array import or_reduce
 from .engine_port import engine_ports, log2
 from .gemm import GemmSetup
 from .instr import instr_layout
@@ -46,14 +47,6 @@ def b_buffer_words(config) -> int:
     """Words of the B buffer: the largest B block of a legal GEMM (its K is at most ``mem_bytes / rows``, as
     its A block fits the memory; see ``Config.acc_bits``)."""
     return ceil_div(config.mem_bytes // max(config.rows, config.cols) * config.cols, config.mem_width)
-
-
-def _or_rows(values):
-    """The OR of ``values`` (at most one is not zero: a one-hot selection)."""
-    result = values[0]
-    for value in values[1:]:
-        result = result | value
-    return result
 
 
 class CompactGemmEngine(wiring.Component):
@@ -227,7 +220,7 @@ class CompactGemmEngine(wiring.Component):
         sel = Mux(reading, read_sel, 1)
 
         def pick(values):
-            return _or_rows([Mux(sel[i], Value.cast(v), 0) for i, v in enumerate(values)])
+            return or_reduce([Mux(sel[i], Value.cast(v), 0) for i, v in enumerate(values)])
         m.d.sync += [copy[j].eq(array.true_sum(pick([array.result[i][j] for i in range(R)]), array.col_sum[j]))
                      for j in range(C)]
         m.d.sync += [copy_valid.eq(active), copy_row.eq(read_row)]

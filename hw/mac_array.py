@@ -28,7 +28,7 @@ from .dsp import LATENCY as DSP_LATENCY, Mac16Dual8x8, Mult18x18, platform_famil
 
 assert PE_LATENCY == 4 and DSP_LATENCY == 2, "ProcessingElement is written for four stages, two of them a DSP's"
 
-__all__ = ["CTRL", "MODE", "PACKED", "ProcessingElement", "MacArray", "pack_operands", "pe_kinds", "dsp_blocks"]
+__all__ = ["CTRL", "MODE", "PACKED", "ProcessingElement", "MacArray", "pack_operands", "pe_kinds", "dsp_blocks", "or_reduce", "delay"]
 
 CTRL = data.StructLayout({"valid": 1, "first": 1, "last": 1})
 MODE = data.StructLayout({"int4": 1, "a_signed": 1, "b_signed": 1})
@@ -338,7 +338,7 @@ class MacArray(wiring.Component):
         # than READOUT_GROUP rows registered per group of rows (next to them), then an OR over the groups
         # (``readout_stages``).
         def gated(rows):
-            return Cat(done[i][C] for i in rows).any(), [_or_reduce([Mux(done[i][j], pes[i][j].result, 0) for i in rows])
+            return Cat(done[i][C] for i in rows).any(), [or_reduce([Mux(done[i][j], pes[i][j].result, 0) for i in rows])
                                                          for j in range(C)]
         groups = [range(g, min(g + READOUT_GROUP, R)) for g in range(0, R, READOUT_GROUP)]
         if len(groups) == 1:
@@ -351,7 +351,7 @@ class MacArray(wiring.Component):
                 group_valid, group_row = gated(rows)
                 m.d.sync += [part_valid.eq(group_valid & ~flush[rows[0]]), *(p.eq(v) for p, v in zip(part, group_row))]
             valid = Cat(v for v, _ in parts).any()
-            row = [_or_reduce([part[j] for _, part in parts]) for j in range(C)]
+            row = [or_reduce([part[j] for _, part in parts]) for j in range(C)]
         assert 1 + (len(groups) > 1) == readout_stages(R)
         out_row = Signal.like(self.out_row, reset_less=True)
         m.d.comb += self.out_row.eq(out_row)
@@ -385,7 +385,8 @@ def dsp_blocks(rows, cols, hard_multipliers, int4, family):
     return sum(kind == "mult18" for kind, _ in kinds) + len(mac8) - sum(mac8)
 
 
-def _or_reduce(values):
+def or_reduce(values):
+    """The OR of ``values`` (AND-OR selections: at most one of them is not zero)."""
     result = values[0]
     for v in values[1:]:
         result = result | v
