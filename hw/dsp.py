@@ -8,8 +8,10 @@ a DSP output register and no fabric routing lands in the multiplier's cycle:
 * :class:`Mac16Dual8x8` - iCE40 ``SB_MAC16`` in dual 8 x 8 mode: two signed 8 x 8 products (``top = a_top *
   b_top``, ``bot = a_bot * b_bot``), input registers A and B and the two 8 x 8 product registers.
 
-Latency 2 for both: operands presented in cycle t give the product in cycle t + 2. The clock enable is
-always on and the resets are tied off (the array never stalls and results do not depend on a reset).
+Latency 2 for both: operands presented in cycle t give the product in cycle t + 2. The resets are tied
+off (results do not depend on a reset). The ``SB_MAC16``'s clock enable is always on (the array never
+stalls); the ``MULT18X18D``'s is ``ce`` (default on): its input and output registers load only while ``ce``
+is high, as two stages of a pipeline that stalls (the requant unit's partial products).
 
 ``primitive`` chooses the implementation: True instantiates the primitive (an Amaranth ``Instance``;
 simulators need a model of it: yosys' ``ice40/cells_sim.v`` for ``SB_MAC16``, ``sim/mult18x18d_sim.v`` for
@@ -21,7 +23,7 @@ from amaranth import *
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
-__all__ = ["LATENCY", "Mult18x18", "Mac16Dual8x8", "platform_family"]
+__all__ = ["LATENCY", "Mult18x18", "Mac16Dual8x8", "platform_family", "registered_product"]
 
 LATENCY = 2
 
@@ -42,18 +44,40 @@ def _instantiate(primitive, platform, family):
     return primitive is True or (primitive == "auto" and platform_family(platform) == family)
 
 
-def _registered_products(m, products):
+def _registered_products(m, products, ce=1):
     """The behavioural model of both primitives: for each ``(a, b, p)``, ``a`` and ``b`` into input
-    registers, their product into the output register ``p`` (latency 2)."""
+    registers, their product into the output register ``p`` (latency 2), all loading while ``ce``."""
     for a, b, p in products:
         a_r, b_r = Signal.like(a, name=f"{p.name}_a"), Signal.like(b, name=f"{p.name}_b")
-        m.d.sync += [a_r.eq(a), b_r.eq(b), p.eq(a_r * b_r)]
+        with m.If(ce):
+            m.d.sync += [a_r.eq(a), b_r.eq(b), p.eq(a_r * b_r)]
+
+
+def _fits_18(value):
+    shape = Value.cast(value).shape()
+    return shape.width <= (18 if shape.signed else 17)
+
+
+def registered_product(m, a, b, name, ce=1):
+    """``a * b`` (its exact shape) ``LATENCY`` cycles after ``a`` and ``b``, through an input and an output
+    register that load while ``ce``: a :class:`Mult18x18` (the ``MULT18X18D`` on an ECP5) when both
+    operands fit its signed 18-bit inputs, else the same two registers around an inferred multiply."""
+    shape = (a * b).shape()
+    result = Signal(shape, name=name)
+    if _fits_18(a) and _fits_18(b):
+        m.submodules[name] = mult = Mult18x18()
+        m.d.comb += [mult.a.eq(a), mult.b.eq(b), mult.ce.eq(ce), result.eq(mult.p[:shape.width])]
+    else:
+        _registered_products(m, [(a, b, result)], ce)
+    return result
 
 
 class Mult18x18(wiring.Component):
-    """18 x 18 signed multiplier with input and output registers (ECP5 ``MULT18X18D``); latency 2."""
+    """18 x 18 signed multiplier with input and output registers (ECP5 ``MULT18X18D``); latency 2, clock
+    enable ``ce``."""
     a: In(signed(18))
     b: In(signed(18))
+    ce: In(1, init=1)
     p: Out(signed(36))
 
     def __init__(self, primitive="auto"):
@@ -73,10 +97,10 @@ class Mult18x18(wiring.Component):
                 "MULT18X18D", **registers, p_REG_PIPELINE_CLK="NONE", p_REG_INPUTC_CLK="NONE", p_GSR="DISABLED",
                 p_RESETMODE="SYNC", p_SOURCEB_MODE="B_SHIFT", p_MULT_BYPASS="DISABLED", p_CAS_MATCH_REG="FALSE",
                 i_SIGNEDA=1, i_SIGNEDB=1, i_SOURCEA=0, i_SOURCEB=0,
-                i_CLK0=ClockSignal(), i_CE0=1, i_RST0=0, i_CLK1=0, i_CE1=0, i_RST1=0, i_CLK2=0, i_CE2=0, i_RST2=0,
+                i_CLK0=ClockSignal(), i_CE0=self.ce, i_RST0=0, i_CLK1=0, i_CE1=0, i_RST1=0, i_CLK2=0, i_CE2=0, i_RST2=0,
                 i_CLK3=0, i_CE3=0, i_RST3=0, **ports)
         else:
-            _registered_products(m, [(self.a, self.b, self.p)])
+            _registered_products(m, [(self.a, self.b, self.p)], self.ce)
         return m
 
 

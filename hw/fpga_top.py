@@ -9,9 +9,10 @@ Structure::
 component. :class:`FpgaTop` adds what a board needs: the PLL that makes the ``sync`` clock from the board
 oscillator, a reset held until the PLL locks, and the UART pins from the amaranth-boards platform.
 
-Soft clear: the bridge's ``clear`` output drives a :class:`amaranth.hdl.ResetInserter` around the Top, so
-CLEAR resets the command queue, dispatcher, engines, status and counters in one cycle without touching
-the bridge (which must keep talking) or the memory contents (memories have no reset).
+Soft clear: the Top runs in a domain ``top`` (the ``sync`` clock) whose reset is the bridge's ``clear``
+or the board's reset, one register and (ECP5) a global buffer, so CLEAR resets the command queue,
+dispatcher, engines, status and counters in one cycle without touching the bridge (which must keep
+talking) or the memory contents (memories have no reset).
 
 The Top's memory is its ``MemoryModel(storage="amaranth")``: yosys maps it to block RAM (iCE40 EBR,
 ECP5 DP16KD).
@@ -26,6 +27,7 @@ from amaranth.lib.cdc import ResetSynchronizer
 from amaranth.lib.wiring import In, Out
 
 from ..spec.config import Config
+from .dsp import platform_family
 from .host_bridge import HostBridge
 from .skid import SkidBuffer
 from .top import Top
@@ -59,10 +61,19 @@ class FpgaCore(wiring.Component):
         m.submodules.uart_rx = uart_rx = UartRx(self.divisor)
         m.submodules.uart_tx = uart_tx = UartTx(self.divisor)
         m.submodules.bridge = bridge
-        # CLEAR resets the Top one cycle after the bridge decodes it: a register drives the reset's fanout.
-        clear = Signal()
-        m.d.sync += clear.eq(bridge.clear)
-        m.submodules.top = ResetInserter(clear)(top)
+        # The Top runs in its own domain: the ``sync`` clock, and a reset that is CLEAR or the board's reset,
+        # registered (``init=1``: set while ``sync`` resets) one cycle after the bridge decodes CLEAR. On the
+        # ECP5 a DCCA puts that register's output on a global network: it reaches the reset of every
+        # register of the Top (~3,000 slices) with a clock net's delay instead of fabric routing.
+        top_reset, reset_net = Signal(init=1), Signal()
+        m.d.sync += top_reset.eq(bridge.clear)
+        if platform_family(platform) == "ecp5":
+            m.submodules.reset_buffer = Instance("DCCA", i_CLKI=top_reset, i_CE=Const(1), o_CLKO=reset_net)
+        else:
+            m.d.comb += reset_net.eq(top_reset)
+        m.domains.top = top_domain = ClockDomain("top", local=True)
+        m.d.comb += [top_domain.clk.eq(ClockSignal("sync")), top_domain.rst.eq(reset_net)]
+        m.submodules.top = DomainRenamer("top")(top)
         m.d.comb += [uart_rx.rx.eq(self.rx), self.tx.eq(uart_tx.tx)]
         wiring.connect(m, uart_rx.data, bridge.rx)
         # The reply byte (a multiplexer over the status and counters) ends at a register

@@ -28,6 +28,7 @@ from amaranth.lib.wiring import In, Out
 from ..spec import isa
 from ..spec.config import ceil_div
 from ..spec.gemm_layout import OUT_BITS, PARAM_WORDS
+from .dsp import registered_product
 from .engine_port import engine_ports, log2
 from .instr import instr_layout
 from .mac_array import MacArray
@@ -196,12 +197,8 @@ class GemmSetup(wiring.Component):
         tile_shift, out_shift = self.tile_shift, self.out_shift
         tiles = Signal(2 * L)
         problem = {"a": Signal(2 * L), "b": Signal(2 * L), "c": Signal(2 * L + 15), "p": Signal(L + 2)}
-        products = [problem["c"].eq(tiles << tile_shift)]
-        if self.serial_products:        # a and b are made in MULTIPLY; nt * 3 by shift and add
-            assert PARAM_WORDS == 3
-            products.append(problem["p"].eq((nt << 1) + nt))
-        else:
-            products += [problem["a"].eq(mt * a_bw), problem["b"].eq(nt * b_bw), problem["p"].eq(nt * PARAM_WORDS)]
+        assert PARAM_WORDS == 3
+        products = [problem["c"].eq(tiles << tile_shift), problem["p"].eq((nt << 1) + nt)]     # nt * 3: shift, add
         step = {name: Signal(L, name=f"{name}_step") for name in problem}     # problem words << bits done
         total = {name: Signal(L, name=f"{name}_total") for name in problem}   # words of the whole batch
         left = Signal(16)                                               # bits of batch still to add
@@ -223,18 +220,28 @@ class GemmSetup(wiring.Component):
                                   Mux(Cat(*beyond.values()).any(), errors["ADDR_RANGE"],
                                       Mux(Cat(*meets_c.values()).any(), errors["OVERLAP"], 0)))))
 
+        i = self.instr
+        mt_now, nt_now = saturate((i.m + R - 1) >> log2(R)), saturate((i.n + C - 1) >> log2(C))
+        a_bw_now = saturate((k_rows + W // R - 1) >> log2(W // R))
+        b_bw_now = saturate((k_rows + W // C - 1) >> log2(W // C))
         if self.serial_products:                # multiplicands shifted left, multipliers right, L steps
             mt_bits, nt_bits, count = Signal(L), Signal(L), Signal(range(L))
             a_step, b_step, mt_step = Signal(2 * L), Signal(2 * L), Signal(2 * L)
+        else:
+            # Registered products (latency 2: a hard multiplier's input and output registers, no fabric
+            # routing inside the multiply): ``tiles`` from the operands of the starting cycle is there in
+            # SETUP3, ``mt * a_bw`` and ``nt * b_bw`` from SETUP2's are there in SETUP4 (their operands do
+            # not change from SETUP2 on).
+            m.d.comb += tiles.eq(registered_product(m, mt_now, nt_now, "tiles_product"))
+            m.d.comb += [problem["a"].eq(registered_product(m, mt, a_bw_now, "a_product")),
+                         problem["b"].eq(registered_product(m, nt, b_bw_now, "b_product"))]
         with m.FSM():
             with m.State("IDLE"):
                 m.d.comb += self.ready.eq(1)
-                i = self.instr
                 m.d.sync += [high[name].eq(getattr(i, f"{name}_addr")[L:].any()) for name in problem]
                 m.d.sync += [f.eq(i), zero_size.eq((i.m == 0) | (i.k == 0) | (i.n == 0)),
                              k_rows.eq(Mux(i.int4, (i.k + 1) >> 1, i.k) if cfg.int4 else i.k),   # INT4: BAD_MODE
-                             mt.eq(saturate((i.m + R - 1) >> log2(R))), nt.eq(saturate((i.n + C - 1) >> log2(C))),
-                             left.eq(Mux(i.batch == 0, 1, i.batch))]
+                             mt.eq(mt_now), nt.eq(nt_now), left.eq(Mux(i.batch == 0, 1, i.batch))]
                 with m.Switch(i.out_format):
                     for code, words in tw.items():
                         with m.Case(code):
@@ -243,8 +250,6 @@ class GemmSetup(wiring.Component):
                 with m.If(self.start):
                     m.next = "SETUP2"
             with m.State("SETUP2"):
-                a_bw_now = saturate((k_rows + W // R - 1) >> log2(W // R))
-                b_bw_now = saturate((k_rows + W // C - 1) >> log2(W // C))
                 m.d.sync += [a_bw.eq(a_bw_now), b_bw.eq(b_bw_now), self.mt_last.eq(mt - 1), self.nt_last.eq(nt - 1)]
                 if self.serial_products:
                     m.d.sync += [problem["a"].eq(0), problem["b"].eq(0), tiles.eq(0), count.eq(0),
@@ -252,7 +257,6 @@ class GemmSetup(wiring.Component):
                                  mt_step.eq(mt)]
                     m.next = "MULTIPLY"
                 else:
-                    m.d.sync += tiles.eq(mt * nt)
                     m.next = "SETUP3"
             if self.serial_products:
                 with m.State("MULTIPLY"):

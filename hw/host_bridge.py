@@ -251,6 +251,10 @@ class HostBridge(wiring.Component):
         last_addr = Signal(cfg.addr_bits)                 # a WRITE's or READ's last word: addr + count - 1
         last_word = mem_addr == last_addr
         reply_byte = Signal(8)
+        # The memory's read data lands in a register of its own (no enable) before the byte multiplexer:
+        # the memory's block RAMs are spread over the die (FPGA timing).
+        resp_word, resp_valid = Signal(cfg.mem_bits, reset_less=True), Signal()
+        m.d.sync += [resp_word.eq(self.mem.resp.payload), resp_valid.eq(self.mem.resp.valid)]
         index = Signal(range(max(width, len(status) // 8, len(info) // 8) + 1))
         writing = Signal()                                # a complete word waits for the memory
         m.d.comb += [req.payload.addr.eq(mem_addr), req.payload.wdata.eq(rx.frame[-cfg.mem_bits:])]
@@ -362,9 +366,9 @@ class HostBridge(wiring.Component):
                 m.d.comb += [req.valid.eq(1), req.payload.we.eq(0)]
                 with m.If(req.ready):
                     m.next = "READ_WAIT"
-            with m.State("READ_WAIT"):                    # its data comes back mem_latency cycles later
-                with m.If(self.mem.resp.valid):
-                    m.d.sync += reply_byte.eq(self.mem.resp.payload.word_select(index[:log2(width)], 8))
+            with m.State("READ_WAIT"):                    # its data comes back mem_latency cycles later,
+                with m.If(resp_valid):                    # and a cycle later from ``resp_word``
+                    m.d.sync += reply_byte.eq(resp_word.word_select(index[:log2(width)], 8))
                     m.next = "SEND_BYTE"
             with m.State("LOAD_TABLE"):                   # a STATUS or INFO byte
                 m.d.sync += reply_byte.eq(Mux(is_cmd["STATUS"], status.word_select(index, 8), info.word_select(index, 8)))

@@ -15,6 +15,7 @@ from amaranth.lib.wiring import In, Out
 from ..spec.config import REQUANT_REGISTERED, REQUANT_SERIAL_CYCLES, Config, requant_timing
 from ..spec.requant import (ACC_BITS, INT32_MAX, INT32_MIN, MULTIPLIER_BITS, OUT_FORMATS, OUT_RANGES, ROUNDING,
                             SHIFT_BITS, SHIFT_MAX, ZERO_POINT_BITS)
+from .dsp import registered_product
 
 __all__ = ["RequantUnit"]
 
@@ -246,37 +247,53 @@ class RequantUnit(wiring.Component):
         for lane in range(self.lanes):
             x, bias = payload.x[lane], payload.bias[lane]
             mult, shift = payload.multiplier[lane], payload.shift[lane]
-            # The lane's registers move on with their own copy of ``move``, from their own copy of the last
-            # stage's valid flag (kept apart in synthesis), so that no one net enables every register of the unit.
-            last_valid = Signal(name=f"last_valid_{lane}", attrs={"keep": 1})
-            with m.If(move):
-                m.d.sync += last_valid.eq(([self.i.valid] + valid)[-2])
-            lane_move = Signal(name=f"move_{lane}")
-            m.d.comb += lane_move.eq(~last_valid | self.o.ready)
+            # Each step's registers of a lane move on with their own copy of ``move``, from their own copy of
+            # the last stage's valid flag (kept apart in synthesis), so that no net enables more than one
+            # step's registers of one lane (FPGA timing: ``o.ready`` drives a LUT per copy).
+            moves = {}
+
+            def step_move(k):
+                if k not in moves:
+                    last_valid = Signal(name=f"last_valid_{lane}_{k}", attrs={"keep": 1})
+                    with m.If(move):
+                        m.d.sync += last_valid.eq(([self.i.valid] + valid)[-2])
+                    moves[k] = Signal(name=f"move_{lane}_{k}")
+                    m.d.comb += moves[k].eq(~last_valid | self.o.ready)
+                return moves[k]
 
             def stage(k, value, name):
                 """``value`` at the end of step ``k`` (0-based): registered when the pipeline moves if
                 ``registered`` lists step ``k``, else combinational."""
                 sig = Signal(Value.cast(value).shape(), name=f"{name}_{lane}", reset_less=True)   # valid[] say which hold rows
                 if k in registered:
-                    with m.If(lane_move):
+                    with m.If(step_move(k)):
                         m.d.sync += sig.eq(value)
                 else:
                     m.d.comb += sig.eq(value)
                 return sig
+
+            def products(k, pairs, name):
+                """Steps ``k - 1`` and ``k``: each ``(a, b)`` of ``pairs`` into an input register, its product
+                (its exact shape) into a register. When both steps are registered, the two registers are
+                those of :func:`~tridsa.hw.dsp.registered_product` (a ``MULT18X18D``'s on an ECP5, enabled by
+                step ``k``'s move), so no fabric routing lands in the multiply (FPGA timing)."""
+                if {k - 1, k} <= set(registered):
+                    return [registered_product(m, a, b, f"{name}{i}_{lane}", ce=step_move(k))
+                            for i, (a, b) in enumerate(pairs)]
+                return [stage(k, stage(k - 1, a, f"{name}{i}_a") * stage(k - 1, b, f"{name}{i}_b"), f"{name}{i}")
+                        for i, (a, b) in enumerate(pairs)]
 
             # 1: v = wrap32(x + bias); TFLite's left shift amount; effective multiplier and right shift.
             v = stage(0, (x + bias)[:ACC_BITS].as_signed(), "v")
             left = stage(0, _left_shift(cmd, shift), "left")
             m1 = stage(0, _multiplier(cmd, mult), "m1")
             e1 = stage(0, _right_shift(cmd, shift), "e1")
-            # 2: a = wrap32(v << left).
-            a2 = stage(1, (v << left)[:ACC_BITS].as_signed(), "a2")
-            m2, e2 = stage(1, m1, "m2"), stage(1, e1, "e2")
-            # 3: the 32 x 31 product as four 16 x 16 partial products (one hard multiplier each).
-            a_lo, a_hi, m_lo, m_hi = a2[:16], a2[16:].as_signed(), m2[:16], m2[16:]
-            ll, hh = stage(2, a_lo * m_lo, "ll"), stage(2, a_hi * m_hi, "hh")
-            lh, hl = stage(2, a_lo * m_hi, "lh"), stage(2, a_hi * m_lo, "hl")
+            # 2: a = wrap32(v << left); 3: the 32 x 31 product as four 16 x 16 partial products (one hard
+            # multiplier each).
+            a2 = (v << left)[:ACC_BITS].as_signed()
+            e2 = stage(1, e1, "e2")
+            a_lo, a_hi, m_lo, m_hi = a2[:16], a2[16:].as_signed(), m1[:16], m1[16:]
+            ll, hh, lh, hl = products(2, [(a_lo, m_lo), (a_hi, m_hi), (a_lo, m_hi), (a_hi, m_lo)], "pp")
             e3 = stage(2, e2, "e3")
             # 4: ll + hh * 2**32 needs no adder (0 <= ll < 2**32); the middle terms are added.
             base = stage(3, Cat(ll[:32], hh).as_signed(), "base")

@@ -273,7 +273,8 @@ def build(board: str, config=None, out_dir="build", *, baud: int = 115200, frequ
                                    + f"tee -q -o {NAME}.stat.json stat -json\n"),
             # router2 routes the large ECP5 arrays in minutes where the default router stalls on congestion
             "nextpnr_opts": f"--report {NAME}.report.json --timing-allow-fail --seed {seed}"
-                            + (" --router router2" if family == "ecp5" else ""),
+                            + (" --router router2" if family == "ecp5" else "")
+                            + (" " + os.environ["TRIDSA_NEXTPNR_OPTS"] if os.environ.get("TRIDSA_NEXTPNR_OPTS") else ""),
         }
 
     start = time.perf_counter()
