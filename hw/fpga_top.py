@@ -75,7 +75,10 @@ class FpgaCore(wiring.Component):
         m.d.comb += [top_domain.clk.eq(ClockSignal("sync")), top_domain.rst.eq(reset_net)]
         m.submodules.top = DomainRenamer("top")(top)
         m.d.comb += [uart_rx.rx.eq(self.rx), self.tx.eq(uart_tx.tx)]
-        wiring.connect(m, uart_rx.data, bridge.rx)
+        # A received byte reaches the bridge from registers: its handshake enables the frame register
+        m.submodules.rx_skid = rx_skid = SkidBuffer(8)
+        wiring.connect(m, uart_rx.data, rx_skid.i)
+        wiring.connect(m, rx_skid.o, bridge.rx)
         # The reply byte (a multiplexer over the status and counters) ends at a register
         m.submodules.tx_skid = tx_skid = SkidBuffer(8)
         wiring.connect(m, bridge.tx, tx_skid.i)

@@ -34,7 +34,7 @@ from .instr import instr_layout
 from .mac_array import MacArray
 from .memory import BlockReader, MemArbiter, MemPort
 from .requant import RequantUnit
-from .skid import SkidBuffer
+from .skid import ReadyRegister, SkidBuffer
 
 __all__ = ["GemmEngine", "GemmSetup", "OperandReads", "TileFeeder", "ColumnParams", "TilePacker", "WordSplitter"]
 
@@ -691,7 +691,11 @@ class GemmEngine(wiring.Component):
 
         # ---- packer: rows of out_bits elements -> words -> writes ----------------------------
         m.submodules.packer = packer = TilePacker(cfg, C, L)
-        wiring.connect(m, requant.o, packer.rows)
+        # The requant unit sees a registered ready (its stall enables reach every pipeline register; FPGA
+        # timing); the packer gets each row in the same cycle as it would straight from the unit.
+        m.submodules.requant_out = requant_out = ReadyRegister(requant.o.payload.shape())
+        wiring.connect(m, requant.o, requant_out.i)
+        wiring.connect(m, requant_out.o, packer.rows)
         wiring.connect(m, packer.req, writer.req)
         m.d.comb += [packer.out_format.eq(job.out_format), packer.clear.eq(~back_busy), packer.c_addr.eq(slot.c_addr)]
         m.d.comb += back_done.eq(back_busy & (packer.written == job.out_total) & ~arbiter.pending[len(reader_names)])

@@ -231,11 +231,15 @@ class HostBridge(wiring.Component):
         width = cfg.mem_width
         codes, cmds = link.REPLY_CODES, link.COMMANDS
         started = Signal()
+        # cmd.valid is a register of its own (high in PUSH_WAIT), not a decode of the state: it enables the
+        # Top's instruction registers (FPGA timing)
+        pushing = Signal()
         busy = started & ~self.halted
         status = Cat(self.halted, busy, C(0, 6), self.error, self.error_pc, Value.cast(self.counters))
         info = _const_bytes(link.MAGIC + bytes([link.PROTOCOL_VERSION]) + link.config_digest_bytes(cfg)
                             + bytes([len(self.counter_names)]))
         m.submodules.receiver = rx = FrameReceiver(self.timeout)
+        m.d.comb += [self.cmd.valid.eq(pushing), self.cmd.payload.eq(rx.frame)]
         m.submodules.sender = tx = ReplySender()
         wiring.connect(m, wiring.flipped(self.rx), rx.rx)
         wiring.connect(m, tx.tx, wiring.flipped(self.tx))
@@ -347,6 +351,7 @@ class HostBridge(wiring.Component):
                     m.d.sync += index.eq(index + 1)
                 with m.If(rx.end):
                     with m.If(rx.ok):
+                        m.d.sync += pushing.eq(1)
                         m.next = "PUSH_WAIT"
                     with m.Else():
                         reply(codes["BAD_CHECKSUM"])
@@ -354,10 +359,9 @@ class HostBridge(wiring.Component):
                 with m.Elif(rx.timed_out):
                     reply(codes["TIMEOUT"])
                     m.next = "REPLY"
-            with m.State("PUSH_WAIT"):
-                m.d.comb += [self.cmd.valid.eq(1), self.cmd.payload.eq(rx.frame)]
+            with m.State("PUSH_WAIT"):                    # ``pushing`` offers the frame to the Top
                 with m.If(self.cmd.ready):
-                    m.d.sync += started.eq(1)
+                    m.d.sync += [started.eq(1), pushing.eq(0)]
                     m.next = "PUSHED"
             with m.State("PUSHED"):                       # the reply a cycle after the Top took the instruction
                 reply(codes["OK"])                        # (FPGA timing: its decision is not in the reply's enables)

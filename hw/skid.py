@@ -1,9 +1,10 @@
-"""A skid buffer: a two-entry stream register that cuts every combinational path through a handshake."""
+"""Stream registers for FPGA timing: a skid buffer (two entries, cuts every combinational path through a
+handshake, one cycle of latency) and a ready register (one entry, cuts only the ready path, no latency)."""
 from amaranth import *
 from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
 
-__all__ = ["SkidBuffer"]
+__all__ = ["SkidBuffer", "ReadyRegister"]
 
 
 class SkidBuffer(wiring.Component):
@@ -38,4 +39,29 @@ class SkidBuffer(wiring.Component):
             m.d.sync += [self.o.valid.eq(1), full.eq(self.o.valid)]
         with m.Elif(pop & ~push):
             m.d.sync += [self.o.valid.eq(full), full.eq(0)]
+        return m
+
+
+class ReadyRegister(wiring.Component):
+    """Cuts the ``ready`` path of a stream and nothing else: ``i.ready`` is a register, and ``o`` sees
+    ``i``'s items in the same cycle (no latency) while the one entry is empty.
+
+    When ``o`` stalls an item ``i`` offers, the entry keeps it (``i.ready`` was high: it was taken) and
+    ``i.ready`` drops in the next cycle; ``o`` then gets the entry first. ``o`` sees every item in the
+    same cycle as without the register; ``i`` may hand over one item earlier (into the entry) and then
+    waits a cycle longer. The entry loads whenever it is empty, so its enable is a register too.
+    """
+
+    def __init__(self, shape):
+        super().__init__({"i": In(stream.Signature(shape)), "o": Out(stream.Signature(shape))})
+
+    def elaborate(self, platform):
+        m = Module()
+        entry = Signal.like(self.i.payload, name="entry", reset_less=True)    # ``full`` says if it holds one
+        full = Signal()
+        m.d.comb += [self.i.ready.eq(~full), self.o.valid.eq(full | self.i.valid),
+                     self.o.payload.eq(Mux(full, entry, self.i.payload))]
+        with m.If(~full):
+            m.d.sync += entry.eq(self.i.payload)
+        m.d.sync += full.eq(self.o.valid & ~self.o.ready)
         return m
