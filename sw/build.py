@@ -176,6 +176,31 @@ def _critical_path(report: dict) -> dict | None:
     }
 
 
+def late_endpoints(report: dict, period_ns: float, depth: int = 4, top: int = 12) -> dict:
+    """The register inputs whose signal arrives later than ``period_ns`` after the clock edge (setup time
+    not counted), from nextpnr's ``--detailed-timing-report``: how many of how many, and the modules
+    (the first ``depth`` parts of the cell name) and the nets with the most of them, each with its kind
+    (``D`` data, ``CE`` clock enable, ``LSR`` reset) and its latest arrival in ns."""
+    by_module, by_net, total = {}, {}, 0
+    for net in report.get("detailed_net_timings", []):
+        for end in net.get("endpoints", []):
+            total += 1
+            arrival = end["delay"][1]
+            if arrival <= period_ns:
+                continue
+            kind = end["port"] if end["port"] in ("CE", "LSR") else "D"
+            for table, key in ((by_module, (".".join(end["cell"].split(".")[:depth]), kind)), (by_net, (net["net"], kind))):
+                count, worst = table.get(key, (0, 0.0))
+                table[key] = (count + 1, max(worst, arrival))
+
+    def ranked(table):
+        rows = sorted(table.items(), key=lambda item: -item[1][0])[:top]
+        return [{"name": name, "kind": kind, "endpoints": count, "worst_ns": round(worst, 2)}
+                for (name, kind), (count, worst) in rows]
+    return {"period_ns": round(period_ns, 3), "late": sum(c for c, _ in by_module.values()), "endpoints": total,
+            "by_module": ranked(by_module), "by_net": ranked(by_net)}
+
+
 def overused(nextpnr_log: str) -> dict:
     """``{bel: (used, available)}`` of the resources nextpnr's utilisation table shows over-used."""
     return {bel: (int(used), int(avail)) for bel, used, avail
@@ -272,9 +297,8 @@ def build(board: str, config=None, out_dir="build", *, baud: int = 115200, frequ
             "script_after_synth": (synthesis_script(family)["after_synth"] + placement_script(placement)
                                    + f"tee -q -o {NAME}.stat.json stat -json\n"),
             # router2 routes the large ECP5 arrays in minutes where the default router stalls on congestion
-            "nextpnr_opts": f"--report {NAME}.report.json --timing-allow-fail --seed {seed}"
-                            + (" --router router2" if family == "ecp5" else "")
-                            + (" " + os.environ["TRIDSA_NEXTPNR_OPTS"] if os.environ.get("TRIDSA_NEXTPNR_OPTS") else ""),
+            "nextpnr_opts": f"--report {NAME}.report.json --detailed-timing-report --timing-allow-fail --seed {seed}"
+                            + (" --router router2" if family == "ecp5" else ""),
         }
 
     start = time.perf_counter()
@@ -363,6 +387,7 @@ def build(board: str, config=None, out_dir="build", *, baud: int = 115200, frequ
         },
         "yosys_cells": cells,
         "critical_path": _critical_path(pnr),
+        "late_endpoints": late_endpoints(pnr, 1e3 / (top.frequency / 1e6)),
         "baud": baud,
         "uart_divisor": top.divisor,
         "files": {

@@ -2,18 +2,19 @@
 
 ``tridsa build --publish`` stores the build's ``report.json`` as ``benchmarks/fpga/<board>.json`` and
 rewrites the table between the ``<!-- fpga-boards -->`` and ``<!-- /fpga-boards -->`` markers (wherever
-they are, :func:`tridsa.benchmarks.report.write_section`) from every stored report, so no figure is
-copied by hand.
+they are, :func:`tridsa.benchmarks.report.write_section`) from every stored report, and the late endpoints of
+the boards that miss their clock between ``<!-- fpga-late -->`` markers, so no figure is copied by hand.
 """
 from __future__ import annotations
 
 import json
 from pathlib import Path
 
-__all__ = ["publish", "render_table", "RESULTS", "SECTION"]
+__all__ = ["publish", "render_table", "render_late", "RESULTS", "SECTION", "LATE_SECTION"]
 
 RESULTS = Path(__file__).resolve().parent.parent / "benchmarks" / "fpga"
 SECTION = "fpga-boards"
+LATE_SECTION = "fpga-late"
 
 
 def _number(value, digits=1):
@@ -47,6 +48,23 @@ def render_table(reports) -> str:
     return "\n".join(lines)
 
 
+def render_late(reports) -> str:
+    """For each of ``reports`` that misses its clock and has ``late_endpoints`` (:func:`tridsa.sw.build.late_endpoints`):
+    how many register inputs arrive after the clock period, and the modules with the most."""
+    parts = []
+    for report in reports:
+        late = report.get("late_endpoints")
+        if report["timing_met"] or not late:
+            continue
+        parts.append(f"{report['board']} at {_number(report['target_mhz'])} MHz (nextpnr seed of the bitstream): "
+                     f"{late['late']:,} of {late['endpoints']:,} register inputs arrive later than "
+                     f"{late['period_ns']} ns after the clock edge. The modules with the most:\n")
+        parts.append("| module | input | late endpoints | latest arrival ns |\n|---|---|---|---|")
+        parts += [f"| `{row['name']}` | {row['kind']} | {row['endpoints']:,} | {row['worst_ns']} |" for row in late["by_module"]]
+        parts.append("")
+    return "\n".join(parts) if parts else "Every published board meets its clock."
+
+
 def _stored_reports() -> list:
     return [json.loads(p.read_text()) for p in sorted(RESULTS.glob("*.json"))]
 
@@ -62,4 +80,7 @@ def publish(report: dict) -> Path:
             "achieved Fmax; Fmax spread over nextpnr seeds (`tridsa build --seeds N`). Written by "
             "`tridsa build --publish` from `benchmarks/fpga/*.json`.")
     write_section(SECTION, f"{render_table(_stored_reports())}\n\n{note}")
+    write_section(LATE_SECTION, render_late(_stored_reports()) + "\n\nWritten by `tridsa build --publish` from the "
+                  "`late_endpoints` of `benchmarks/fpga/*.json` (nextpnr's `--detailed-timing-report`; D: data, "
+                  "CE: clock enable, LSR: reset).")
     return path

@@ -363,6 +363,24 @@ def test_fmax_spread_and_overused_resources():
     assert overused(log) == {"TRELLIS_COMB": (99105, 83640)}
 
 
+def test_late_endpoints_grouped_by_module_net_and_kind():
+    from tridsa.sw.build import late_endpoints
+    def net(name, *ends):
+        return {"net": name, "endpoints": [{"cell": cell, "port": port, "delay": [0.5, arrival]} for cell, port, arrival in ends]}
+    pnr = {"detailed_net_timings": [
+        net("top.gemm.rows.r_rdy", ("top.gemm.requant.core.v_0", "CE", 9.5), ("top.gemm.requant.core.v_1", "CE", 8.5),
+            ("top.gemm.requant.core.v_2", "CE", 7.5)),
+        net("top.gemm.a_reader.level", ("top.gemm.a_split.lane", "M", 12.0), ("top.gemm.requant.core.x", "DI", 8.1)),
+        net("clear", ("top.gemm.packer.c_ptr", "LSR", 8.01), ("top.bridge.code", "LSR", 3.0))]}
+    late = late_endpoints(pnr, 8.0, depth=3)
+    assert late["late"] == 5 and late["endpoints"] == 7 and late["period_ns"] == 8.0
+    assert late["by_module"][0] == {"name": "top.gemm.requant", "kind": "CE", "endpoints": 2, "worst_ns": 9.5}
+    assert {(r["name"], r["kind"], r["endpoints"]) for r in late["by_module"][1:]} == {
+        ("top.gemm.a_split", "D", 1), ("top.gemm.requant", "D", 1), ("top.gemm.packer", "LSR", 1)}
+    assert late["by_net"][0] == {"name": "top.gemm.rows.r_rdy", "kind": "CE", "endpoints": 2, "worst_ns": 9.5}
+    assert late_endpoints({}, 8.0) == {"period_ns": 8.0, "late": 0, "endpoints": 0, "by_module": [], "by_net": []}
+
+
 def test_design_too_large_says_what_overflows_by_how_much():
     from tridsa.sw.build import DesignTooLarge, build
     err = DesignTooLarge("ulx3s-85f", TINY, {"TRELLIS_COMB": (99105, 83640)})
@@ -409,12 +427,19 @@ def test_publish_writes_tables_from_reports(monkeypatch, tmp_path):
     monkeypatch.setattr(fpga_results, "RESULTS", tmp_path / "results")
     monkeypatch.setattr(bench_report, "ROOT", tmp_path)
     (tmp_path / "docs").mkdir()
-    for page in (tmp_path / "README.md", tmp_path / "docs" / "fpga.md"):
-        page.write_text("intro\n<!-- fpga-boards -->\nold table\n<!-- /fpga-boards -->\nrest\n")
-    fpga_results.publish(_fake_report("ulx3s-85f", 88.6, 125.0))
-    fpga_results.publish(_fake_report("icebreaker", 31.0, 30.0))
+    (tmp_path / "README.md").write_text("intro\n<!-- fpga-boards -->\nold table\n<!-- /fpga-boards -->\nrest\n")
+    (tmp_path / "docs" / "fpga.md").write_text((tmp_path / "README.md").read_text()
+                                               + "<!-- fpga-late -->\nold late\n<!-- /fpga-late -->\n")
+    late = {"period_ns": 8.0, "late": 7954, "endpoints": 67726, "by_net": [],
+            "by_module": [{"name": "core.top.gemm.requant", "kind": "CE", "endpoints": 1338, "worst_ns": 11.5}]}
+    fpga_results.publish({**_fake_report("ulx3s-85f", 88.6, 125.0), "late_endpoints": late})
+    fpga_results.publish({**_fake_report("icebreaker", 31.0, 30.0), "late_endpoints": {**late, "late": 0}})
     text = (tmp_path / "README.md").read_text()
-    assert text == (tmp_path / "docs" / "fpga.md").read_text()
+    docs = (tmp_path / "docs" / "fpga.md").read_text()
+    assert docs.startswith(text) and "old late" not in docs
+    # the late endpoints of the board that misses its clock, not of the one that meets it
+    assert "ulx3s-85f at 125.0 MHz" in docs and "7,954 of 67,726 register inputs" in docs and "icebreaker at" not in docs
+    assert "| `core.top.gemm.requant` | CE | 1,338 | 11.5 |" in docs
     assert "old table" not in text and text.startswith("intro\n") and text.endswith("rest\n")
     rows = [line for line in text.splitlines() if line.startswith("| icebreaker") or line.startswith("| ulx3s")]
     assert len(rows) == 2
