@@ -255,10 +255,14 @@ class HostBridge(wiring.Component):
         last_addr = Signal(cfg.addr_bits)                 # a WRITE's or READ's last word: addr + count - 1
         last_word = mem_addr == last_addr
         reply_byte = Signal(8)
-        # The memory's read data lands in a register of its own (no enable) before the byte multiplexer:
-        # the memory's block RAMs are spread over the die (FPGA timing).
-        resp_word, resp_valid = Signal(cfg.mem_bits, reset_less=True), Signal()
-        m.d.sync += [resp_word.eq(self.mem.resp.payload), resp_valid.eq(self.mem.resp.valid)]
+        # A word wider than 64 bits lands in a register of its own (no enable) before the byte multiplexer:
+        # its block RAMs are spread over the die (FPGA timing). A narrower one goes straight to it (on the
+        # iCE40 chip, 64 flip-flops are 64 of its last logic cells).
+        if cfg.mem_bits > 64:
+            resp_word, resp_valid = Signal(cfg.mem_bits, reset_less=True), Signal()
+            m.d.sync += [resp_word.eq(self.mem.resp.payload), resp_valid.eq(self.mem.resp.valid)]
+        else:
+            resp_word, resp_valid = self.mem.resp.payload, self.mem.resp.valid
         index = Signal(range(max(width, len(status) // 8, len(info) // 8) + 1))
         writing = Signal()                                # a complete word waits for the memory
         m.d.comb += [req.payload.addr.eq(mem_addr), req.payload.wdata.eq(rx.frame[-cfg.mem_bits:])]
