@@ -62,7 +62,11 @@ def render_late(reports) -> str:
         parts.append("| module | input | late endpoints | latest arrival ns |\n|---|---|---|---|")
         parts += [f"| `{row['name']}` | {row['kind']} | {row['endpoints']:,} | {row['worst_ns']} |" for row in late["by_module"]]
         parts.append("")
-    return "\n".join(parts) if parts else "Every published board meets its clock."
+    if parts:
+        return "\n".join(parts)
+    missed = [r["board"] for r in reports if not r["timing_met"]]
+    return (f"No late-endpoint report stored for {', '.join(missed)}." if missed
+            else "Every published board meets its clock.")
 
 
 def _stored_reports() -> list:
