@@ -162,7 +162,9 @@ class GemmSetup(wiring.Component):
 
     ``serial_products``: the three products of the geometry (``mt * a_bw``, ``nt * b_bw``, ``mt * nt``)
     by shift and add over the ``L`` bits of ``mt`` and ``nt`` (a ``MULTIPLY`` state of ``L`` cycles) instead
-    of three multipliers (DSPs on an FPGA, which the compact engine's array needs every one of).
+    of three multipliers (DSPs on an FPGA, which the compact engine's array needs every one of). Without
+    it the three are :func:`~tridsa.hw.dsp.registered_product` s (a hard multiplier's input and output
+    registers), their operands taken a cycle early so that the states and cycles are the same.
     """
 
     def __init__(self, config, serial_products=False):
