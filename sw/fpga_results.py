@@ -83,8 +83,9 @@ def publish(report: dict) -> Path:
     note = ("LUT: LUT4 on ECP5, logic cells on iCE40. GMAC/s at the target clock when timing is met, else at the "
             "achieved Fmax; Fmax spread over nextpnr seeds (`tridsa build --seeds N`). Written by "
             "`tridsa build --publish` from `benchmarks/fpga/*.json`.")
-    write_section(SECTION, f"{render_table(_stored_reports())}\n\n{note}")
-    write_section(LATE_SECTION, render_late(_stored_reports()) + "\n\nWritten by `tridsa build --publish` from the "
+    reports = _stored_reports()
+    write_section(SECTION, f"{render_table(reports)}\n\n{note}")
+    write_section(LATE_SECTION, render_late(reports) + "\n\nWritten by `tridsa build --publish` from the "
                   "`late_endpoints` of `benchmarks/fpga/*.json` (nextpnr's `--detailed-timing-report`; D: data, "
                   "CE: clock enable, LSR: reset).")
     return path
