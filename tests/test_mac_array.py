@@ -104,6 +104,21 @@ def test_array_cocotb(simulator, rows, cols, options, seed):
                         "ARRAY_MIN_TILE": str(MacArray(rows, cols).min_tile_cycles)})
 
 
+@pytest.mark.slow
+@pytest.mark.parametrize("simulator", ["verilator", "icarus"])
+def test_mult18x18_clock_enable_cocotb(simulator, seed):
+    """The instantiated MULT18X18D (its Verilog model) holds its input and output registers while ``ce`` is
+    low, as the requant unit's stalled pipeline needs (the behavioural model runs in the other tests)."""
+    from tridsa.hw.dsp import Mult18x18
+    from tridsa.sim.cocotb_run import build_design, run_test
+    from tridsa.sim.dsp_models import dsp_model_sources
+    runner, build_dir = build_design(lambda: Mult18x18(primitive=True), "mult18_top", "mult18-primitive", simulator,
+                                     extra_sources=dsp_model_sources("ecp5"))
+    here = os.path.dirname(__file__)
+    run_test(runner, build_dir, "mult18_top", "mult18_tb",
+             extra_env={"PYTHONPATH": here + os.pathsep + os.environ.get("PYTHONPATH", ""), "TRIDSA_SEED": str(seed)})
+
+
 def test_pe_packed_int4_product_edges(seed):
     """The hard PE's packed INT4 multiply (two products from one 18x18 multiplier) on every nibble edge
     pair and random bytes, in every signedness: one-step tiles, so ``result`` is each dot product."""
